@@ -1,0 +1,154 @@
+//! Wiring: `build(settings, options)` opens the store, starts the engine, binds the
+//! listener (port 0 works: the bound address is in `App::addr`) and serves. Tests call it
+//! directly; `muster serve` calls it from the CLI.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::dispatcher::{Actor, Command};
+use crate::engine::{self, EngineConfig, EngineHandle};
+use crate::gateway::{self, AppState, auth::Keys, hub::Hub};
+use crate::settings::Settings;
+use crate::store::sqlite::{SqliteLog, SqliteReader};
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Load the generated demo city on first start.
+    pub demo: bool,
+    /// Members in the demo city (default: `demo::DEFAULT_MEMBERS`).
+    pub demo_members: Option<usize>,
+}
+
+pub struct App {
+    pub addr: SocketAddr,
+    pub engine: EngineHandle,
+    pub shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    engine_thread: std::thread::JoinHandle<()>,
+    grace: Duration,
+}
+
+/// The process-wide Prometheus recorder (a recorder can be installed only once).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).clone()
+}
+
+pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> {
+    let data_dir = settings.server.data_dir.clone();
+    let log = SqliteLog::open(&data_dir).with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let reader = SqliteReader::open(&data_dir, 4).context("opening read connections")?;
+    let hub = Arc::new(Hub::default());
+    let shutdown = CancellationToken::new();
+    let cfg = EngineConfig {
+        mailbox: settings.engine.mailbox,
+        batch_max: settings.engine.batch_max,
+        position_flush: Duration::from_secs(settings.engine.position_flush_s),
+    };
+    let (engine, engine_thread) =
+        engine::start(Box::new(log), settings.dispatch.clone(), hub.clone(), cfg, shutdown.child_token());
+
+    let listener = TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.server.listen))?;
+    let addr = listener.local_addr()?;
+    let grace = Duration::from_secs(settings.server.shutdown_grace_s);
+    let state = AppState {
+        engine: engine.clone(),
+        reader: Arc::new(reader),
+        hub,
+        keys: Keys::new(&settings.auth.secret),
+        settings: Arc::new(settings),
+        metrics: metrics_handle(),
+        shutdown: shutdown.clone(),
+    };
+    let router = gateway::router(state);
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+
+    let app = App { addr, engine, shutdown, server, engine_thread, grace };
+    app.wait_ready(Duration::from_secs(120)).await?;
+    if options.demo {
+        app.load_demo(options.demo_members.unwrap_or(crate::demo::DEFAULT_MEMBERS)).await?;
+    }
+    Ok(app)
+}
+
+impl App {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.engine.is_ready() {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "the log was not replayed within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// Imports the demo city unless a city is already there (first start only).
+    async fn load_demo(&self, members: usize) -> anyhow::Result<()> {
+        if self.engine.read().city.city().is_some() {
+            return Ok(());
+        }
+        let city =
+            tokio::task::spawn_blocking(move || crate::demo::demo_city(members, crate::demo::DEFAULT_SEED)).await?;
+        self.engine
+            .submit(Actor::System, Command::ImportCity(Box::new(city)))
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the demo city: {e}"))?;
+        tracing::info!(members, "demo city loaded");
+        Ok(())
+    }
+
+    /// Serves until `shutdown` is cancelled, then waits up to the grace period.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        self.stop().await
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match tokio::time::timeout(self.grace, self.server).await {
+            Ok(r) => r??,
+            Err(_) => tracing::warn!("connections still open after the grace period; closing"),
+        }
+        let thread = self.engine_thread;
+        tokio::task::spawn_blocking(move || thread.join()).await?.ok();
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,962 @@
+//! The dispatcher: `State`, the commands it takes, and the one rule of change.
+//!
+//! `execute(state, rules, actor, command, now)` first validates the command against the
+//! state (an invalid command returns an error and changes nothing), then decides step by
+//! step: each decision is an `Event`, applied at once with `apply`, so that the next
+//! decision sees it (a refill after an expiry must not offer the same member twice). The
+//! engine appends the events, with the frames `apply` derived from them, in one durable
+//! transaction before anyone hears "done"; if that append fails it rebuilds the state from
+//! the log, so nothing unconfirmed survives.
+//!
+//! `apply` is the only way events change the state, and replaying the log through it
+//! rebuilds the same state, frames and stream counters. Deadlines (offer expiry,
+//! escalation) are data in the state, set by `apply`, so they resume after a restart.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{Value, json};
+
+use super::event::{EscalationReason, Event, EventBody, Frame, RevokeReason, Ts, stream};
+use super::geo::Position;
+use super::incident::{Incident, Offer, OfferState, Status};
+use super::matching::{self, Roster, Target};
+use super::org::{City, CityIndex};
+use super::response::{Level, Rules};
+
+/// Who is acting, with the scope their token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// City-wide when `district` is `None`.
+    Command {
+        district: Option<String>,
+    },
+    Staff {
+        community: String,
+    },
+    UnitAdmin {
+        unit: String,
+    },
+    Member {
+        member: String,
+    },
+    /// Deadlines and the demo loader.
+    System,
+}
+
+impl Actor {
+    /// How the actor is written in the log.
+    pub fn label(&self) -> String {
+        match self {
+            Actor::Command { district: None } => "command".into(),
+            Actor::Command { district: Some(d) } => format!("command:{d}"),
+            Actor::Staff { community } => format!("staff:{community}"),
+            Actor::UnitAdmin { unit } => format!("unit_admin:{unit}"),
+            Actor::Member { member } => format!("member:{member}"),
+            Actor::System => "system".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaiseIncident {
+    pub grid_id: Option<String>,
+    pub location: Option<Position>,
+    pub category: String,
+    pub level: Level,
+    pub headcount: u32,
+    pub skills: Vec<String>,
+    pub note: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    ImportCity(Box<City>),
+    Raise(RaiseIncident),
+    Escalate {
+        incident_id: String,
+    },
+    Resolve {
+        incident_id: String,
+        note: Option<String>,
+    },
+    Cancel {
+        incident_id: String,
+        reason: Option<String>,
+    },
+    Accept {
+        offer_id: String,
+    },
+    Decline {
+        offer_id: String,
+        reason: Option<String>,
+    },
+    Arrive {
+        offer_id: String,
+        position: Position,
+    },
+    Location {
+        position: Position,
+    },
+    Duty {
+        on_call: bool,
+    },
+    /// Fire every deadline due at `now`.
+    Tick,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::ImportCity(_) => "import_city",
+            Command::Raise(_) => "raise",
+            Command::Escalate { .. } => "escalate",
+            Command::Resolve { .. } => "resolve",
+            Command::Cancel { .. } => "cancel",
+            Command::Accept { .. } => "accept",
+            Command::Decline { .. } => "decline",
+            Command::Arrive { .. } => "arrive",
+            Command::Location { .. } => "location",
+            Command::Duty { .. } => "duty",
+            Command::Tick => "tick",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is malformed or names something unknown (HTTP 422 / 400).
+    Invalid,
+    /// The actor may not do this (HTTP 403).
+    Forbidden,
+    /// Unknown, or outside the actor's scope: the two are answered alike (HTTP 404).
+    NotFound,
+    /// Valid, but not in the current state (HTTP 409).
+    Conflict,
+}
+
+/// A refusal. `code` is stable and documented in docs/PROTOCOL.md; `detail` is for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct DomainError {
+    pub kind: ErrorKind,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+fn err(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> DomainError {
+    DomainError { kind, code, detail: detail.into() }
+}
+
+/// What a successful command answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Done,
+    Incident(String),
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub events: Vec<Event>,
+    pub frames: Vec<Frame>,
+    pub reply: Option<Reply>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Deadline {
+    OfferExpiry(String),
+    Escalation(String),
+    /// Soft: look again for candidates for an incident short of offers.
+    Retry(String),
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub city: CityIndex,
+    pub roster: Roster,
+    /// By id; ids are `inc-000001`… so the map is also in order of raising.
+    pub incidents: BTreeMap<String, Incident>,
+    /// offer id -> incident id
+    pub offer_index: HashMap<String, String>,
+    /// "<actor label>\n<key>" -> incident id
+    pub idempotency: HashMap<String, String>,
+    /// The last seq of every recipient stream.
+    pub streams: HashMap<String, u64>,
+    pub last_seq: u64,
+    pub incidents_raised: u64,
+    pub offers_sent: u64,
+    pub deadlines: BTreeSet<(Ts, Deadline)>,
+}
+
+impl State {
+    pub fn next_deadline(&self) -> Option<Ts> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    pub fn stream_seq(&self, stream: &str) -> u64 {
+        self.streams.get(stream).copied().unwrap_or(0)
+    }
+
+    pub fn member_index(&self, id: &str) -> Option<u32> {
+        self.city.member_by_id.get(id).copied()
+    }
+
+    /// After a restart: look again for candidates for every open incident short of offers.
+    pub fn schedule_retries(&mut self, now: Ts) {
+        let ids: Vec<String> =
+            self.incidents.values().filter(|i| i.status == Status::Open).map(|i| i.id.clone()).collect();
+        for id in ids {
+            self.deadlines.insert((now, Deadline::Retry(id)));
+        }
+    }
+
+    /// Does this actor's scope include the incident? Outside it, the incident does not exist.
+    pub fn can_see_incident(&self, actor: &Actor, inc: &Incident) -> bool {
+        match actor {
+            Actor::Command { district: None } | Actor::System => true,
+            Actor::Command { district: Some(d) } => self.city.district_id_of_community(inc.community) == d,
+            Actor::Staff { community } => self.city.community_by_id.get(community) == Some(&inc.community),
+            Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+        }
+    }
+
+    /// Who may read a member's record: the member, their unit's admin, staff of their
+    /// residence community, command (of their residence district, or city-wide).
+    pub fn can_see_member(&self, actor: &Actor, idx: u32) -> bool {
+        let m = &self.city.members()[idx as usize];
+        let place = self.city.grid_places[self.city.member_residence[idx as usize] as usize];
+        match actor {
+            Actor::Command { district: None } | Actor::System => true,
+            Actor::Command { district: Some(d) } => self.city.district_by_id.get(d) == Some(&place.district),
+            Actor::Staff { community } => self.city.community_by_id.get(community) == Some(&place.community),
+            Actor::UnitAdmin { unit } => &m.unit_id == unit,
+            Actor::Member { member } => &m.id == member,
+        }
+    }
+
+    /// Seqs of the frames still open for a stream (a member's open offers and current
+    /// assignment), resent with their own seq to a client that connects without `after_seq`.
+    pub fn open_frames(&self, stream_name: &str) -> Vec<u64> {
+        let Some(member_id) = stream_name.strip_prefix("member:") else {
+            return Vec::new();
+        };
+        let Some(idx) = self.member_index(member_id) else { return Vec::new() };
+        let Some(offer_id) = &self.roster.members[idx as usize].engaged else {
+            return Vec::new();
+        };
+        let Some(inc) = self.offer_index.get(offer_id).and_then(|i| self.incidents.get(i)) else {
+            return Vec::new();
+        };
+        match inc.offer(offer_id) {
+            Some(o) if o.state == OfferState::Offered => vec![o.frame_seq],
+            _ => Vec::new(),
+        }
+    }
+
+    fn scope_streams(&self, inc: &Incident) -> [String; 3] {
+        let c = self.city.community(inc.community);
+        [
+            stream::community(&c.id),
+            stream::district(self.city.district_id_of_community(inc.community)),
+            stream::CITY.to_string(),
+        ]
+    }
+
+    fn push_frame(&mut self, frames: &mut Vec<Frame>, stream: String, kind: &'static str, data: Value) -> u64 {
+        let seq = self.streams.entry(stream.clone()).or_insert(0);
+        *seq += 1;
+        let seq = *seq;
+        frames.push(Frame { stream, seq, kind, data });
+        seq
+    }
+}
+
+/// The incident's counts, carried by every `incident.*` frame so a dashboard needs no lookup.
+pub fn summary(inc: &Incident) -> Value {
+    json!({
+        "status": inc.status.as_str(),
+        "level": inc.level,
+        "headcount": inc.headcount,
+        "accepted": inc.accepted(),
+        "arrived": inc.arrived(),
+        "open_offers": inc.open_offers(),
+    })
+}
+
+/// A command in progress: emits events one at a time, applying each at once.
+struct Tx<'a> {
+    state: &'a mut State,
+    rules: &'a Rules,
+    actor: String,
+    now: Ts,
+    out: Outcome,
+}
+
+impl Tx<'_> {
+    fn emit(&mut self, body: EventBody) {
+        let event = Event { seq: self.state.last_seq + 1, at: self.now, actor: self.actor.clone(), body };
+        let frames = apply(self.state, &event);
+        self.out.frames.extend(frames);
+        self.out.events.push(event);
+    }
+
+    /// Sends as many offers as the incident wants, reach by reach.
+    fn refill(&mut self, incident_id: &str) {
+        let Some(inc) = self.state.incidents.get(incident_id) else { return };
+        let mut wanted = inc.offers_wanted(self.rules.overbook) as usize;
+        if wanted == 0 {
+            return;
+        }
+        let reaches = self.rules.level(inc.level).reach.clone();
+        for reach in reaches {
+            let inc = &self.state.incidents[incident_id];
+            let target = Target { location: inc.location, grid: inc.grid, skills: &inc.skills, offered: &inc.offered };
+            let found =
+                matching::find(&self.state.city, &self.state.roster, self.rules, &target, reach, wanted, self.now);
+            for c in found {
+                let member_id = self.state.city.members()[c.member as usize].id.clone();
+                self.emit(EventBody::OfferSent {
+                    offer_id: format!("off-{}", self.state.offers_sent + 1),
+                    incident_id: incident_id.to_string(),
+                    member_id,
+                    distance_m: (c.distance_m * 10.0).round() / 10.0,
+                    expires_at: self.now + self.rules.offer_ttl_s as i64 * 1000,
+                });
+                wanted -= 1;
+            }
+            if wanted == 0 {
+                return;
+            }
+        }
+        // Short of candidates: look again later (soft, recomputed after a restart).
+        let at = self.now + self.rules.retry_s as i64 * 1000;
+        self.state.deadlines.insert((at, Deadline::Retry(incident_id.to_string())));
+    }
+
+    fn escalate(&mut self, incident_id: &str, reason: EscalationReason) -> Result<(), DomainError> {
+        let inc = &self.state.incidents[incident_id];
+        let from = inc.level;
+        let Some(to) = from.next() else {
+            return Err(err(ErrorKind::Conflict, "top_level", format!("incident {incident_id} is already at level I")));
+        };
+        let escalate_at = self.rules.level(to).escalate_after_s.map(|s| self.now + s as i64 * 1000);
+        self.emit(EventBody::IncidentEscalated { incident_id: incident_id.into(), from, to, reason, escalate_at });
+        let reach = self.rules.level(to).reach.iter().map(|r| r.as_str().to_string()).collect();
+        self.emit(EventBody::WhistleBlown { incident_id: incident_id.into(), level: to, reach, reason });
+        self.refill(incident_id);
+        Ok(())
+    }
+
+    fn close(&mut self, incident_id: &str, revoke: RevokeReason) {
+        let inc = &self.state.incidents[incident_id];
+        let open: Vec<(String, String)> = inc
+            .offers
+            .iter()
+            .filter(|o| o.state == OfferState::Offered)
+            .map(|o| (o.id.clone(), o.member_id.clone()))
+            .collect();
+        for (offer_id, member_id) in open {
+            self.emit(EventBody::OfferRevoked { offer_id, incident_id: incident_id.into(), member_id, reason: revoke });
+        }
+    }
+}
+
+/// Validates and carries out one command. On error nothing has changed.
+pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, now: Ts) -> Result<Outcome, DomainError> {
+    let mut tx = Tx { state, rules, actor: actor.label(), now, out: Outcome::default() };
+    let reply = match cmd {
+        Command::ImportCity(city) => import_city(&mut tx, actor, *city)?,
+        Command::Raise(r) => raise(&mut tx, actor, r)?,
+        Command::Escalate { incident_id } => {
+            let id = visible_incident(tx.state, actor, &incident_id)?;
+            match tx.state.incidents[&id].status {
+                Status::Open => {}
+                Status::Filled => {
+                    return Err(err(
+                        ErrorKind::Conflict,
+                        "incident_filled",
+                        format!("incident {id} is already filled"),
+                    ));
+                }
+                _ => return Err(closed(&id)),
+            }
+            tx.escalate(&id, EscalationReason::Manual)?;
+            Reply::Incident(id)
+        }
+        Command::Resolve { incident_id, note } => {
+            let id = visible_incident(tx.state, actor, &incident_id)?;
+            check_note(note.as_deref())?;
+            if tx.state.incidents[&id].status.is_closed() {
+                return Err(closed(&id));
+            }
+            tx.close(&id, RevokeReason::Resolved);
+            tx.emit(EventBody::IncidentResolved { incident_id: id.clone(), note });
+            Reply::Incident(id)
+        }
+        Command::Cancel { incident_id, reason } => {
+            let id = visible_incident(tx.state, actor, &incident_id)?;
+            check_note(reason.as_deref())?;
+            if tx.state.incidents[&id].status.is_closed() {
+                return Err(closed(&id));
+            }
+            tx.close(&id, RevokeReason::Cancelled);
+            tx.emit(EventBody::IncidentCancelled { incident_id: id.clone(), reason });
+            Reply::Incident(id)
+        }
+        Command::Accept { offer_id } => answer(&mut tx, actor, &offer_id, Answer::Accept)?,
+        Command::Decline { offer_id, reason } => {
+            check_note(reason.as_deref())?;
+            answer(&mut tx, actor, &offer_id, Answer::Decline(reason))?
+        }
+        Command::Arrive { offer_id, position } => answer(&mut tx, actor, &offer_id, Answer::Arrive(position))?,
+        Command::Location { position } => {
+            let idx = acting_member(tx.state, actor)?;
+            tx.state.roster.move_to(idx, position);
+            Reply::Done
+        }
+        Command::Duty { on_call } => {
+            let idx = acting_member(tx.state, actor)?;
+            if tx.state.roster.members[idx as usize].on_call != on_call {
+                let member_id = tx.state.city.members()[idx as usize].id.clone();
+                tx.emit(EventBody::DutyChanged { member_id, on_call });
+            }
+            Reply::Done
+        }
+        Command::Tick => {
+            tick(&mut tx);
+            Reply::Done
+        }
+    };
+    tx.out.reply = Some(reply);
+    Ok(tx.out)
+}
+
+fn closed(id: &str) -> DomainError {
+    err(ErrorKind::Conflict, "incident_closed", format!("incident {id} is already resolved or cancelled"))
+}
+
+fn check_note(note: Option<&str>) -> Result<(), DomainError> {
+    match note {
+        Some(n) if n.chars().count() > 1000 => {
+            Err(err(ErrorKind::Invalid, "text_too_long", "a note or reason is at most 1000 characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn visible_incident(state: &State, actor: &Actor, id: &str) -> Result<String, DomainError> {
+    match state.incidents.get(id) {
+        Some(inc) if state.can_see_incident(actor, inc) => Ok(inc.id.clone()),
+        _ => Err(err(ErrorKind::NotFound, "unknown_incident", format!("no incident '{id}' in your scope"))),
+    }
+}
+
+fn acting_member(state: &State, actor: &Actor) -> Result<u32, DomainError> {
+    match actor {
+        Actor::Member { member } => state
+            .member_index(member)
+            .ok_or_else(|| err(ErrorKind::NotFound, "unknown_member", format!("member '{member}' is not in the city"))),
+        _ => Err(err(ErrorKind::Forbidden, "members_only", "only a member can do this")),
+    }
+}
+
+fn import_city(tx: &mut Tx<'_>, actor: &Actor, city: City) -> Result<Reply, DomainError> {
+    if *actor != (Actor::Command { district: None }) && *actor != Actor::System {
+        return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command may import the city"));
+    }
+    if let Some(open) = tx.state.incidents.values().find(|i| !i.status.is_closed()) {
+        return Err(err(
+            ErrorKind::Conflict,
+            "open_incidents",
+            format!("incident {} is still open; resolve or cancel every incident before importing a city", open.id),
+        ));
+    }
+    for m in &city.members {
+        if let Some(s) = m.skills.iter().find(|s| !tx.rules.has_skill(s)) {
+            return Err(err(
+                ErrorKind::Invalid,
+                "unknown_skill",
+                format!("member '{}' has skill '{s}', which is not in the catalog", m.id),
+            ));
+        }
+    }
+    CityIndex::build(city.clone()).map_err(|e| err(ErrorKind::Invalid, "invalid_city", e.0))?;
+    tx.emit(EventBody::CityImported { city: Box::new(city) });
+    Ok(Reply::Done)
+}
+
+fn raise(tx: &mut Tx<'_>, actor: &Actor, r: RaiseIncident) -> Result<Reply, DomainError> {
+    let (community_scope, district_scope) = match actor {
+        Actor::Staff { community } => (Some(community.as_str()), None),
+        Actor::Command { district } => (None, district.as_deref()),
+        Actor::System => (None, None),
+        _ => {
+            return Err(err(
+                ErrorKind::Forbidden,
+                "staff_or_command_only",
+                "only community staff or command may raise an incident",
+            ));
+        }
+    };
+    let state = &*tx.state;
+    if state.city.city().is_none() {
+        return Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)"));
+    }
+    if let Some(key) = &r.idempotency_key {
+        if key.is_empty() || key.len() > 200 {
+            return Err(err(ErrorKind::Invalid, "bad_idempotency_key", "Idempotency-Key must be 1 to 200 characters"));
+        }
+        if let Some(id) = state.idempotency.get(&format!("{}\n{key}", tx.actor)) {
+            return Ok(Reply::Incident(id.clone()));
+        }
+    }
+    let scoped = community_scope.is_some() || district_scope.is_some();
+    let outside = |what: String| {
+        if scoped {
+            err(
+                ErrorKind::Forbidden,
+                "outside_scope",
+                format!("{what} is not in your area; you may raise incidents only there"),
+            )
+        } else {
+            err(ErrorKind::Invalid, "unknown_grid", format!("{what} is not in any grid of the city"))
+        }
+    };
+    let grid = match (&r.grid_id, r.location) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(err(ErrorKind::Invalid, "grid_or_location", "give exactly one of grid_id or location"));
+        }
+        (Some(g), None) => *state.city.grid_flat.get(g).ok_or_else(|| outside(format!("grid '{g}'")))?,
+        (None, Some(p)) => state.city.grid_at(p).ok_or_else(|| outside(format!("location {},{}", p.lat, p.lng)))?,
+    };
+    let place = state.city.grid_places[grid as usize];
+    if let Some(c) = community_scope {
+        if state.city.community_by_id.get(c) != Some(&place.community) {
+            return Err(outside(format!("grid '{}'", state.city.grid_ids[grid as usize])));
+        }
+    }
+    if let Some(d) = district_scope {
+        if state.city.district_by_id.get(d) != Some(&place.district) {
+            return Err(outside(format!("grid '{}'", state.city.grid_ids[grid as usize])));
+        }
+    }
+    if tx.rules.category(&r.category).is_none() {
+        let known: Vec<&str> = tx.rules.categories.iter().map(|c| c.id.as_str()).collect();
+        return Err(err(
+            ErrorKind::Invalid,
+            "unknown_category",
+            format!("category '{}' is not one of {}", r.category, known.join(", ")),
+        ));
+    }
+    if r.headcount == 0 || r.headcount > tx.rules.max_headcount {
+        return Err(err(
+            ErrorKind::Invalid,
+            "headcount_out_of_range",
+            format!("headcount {} is not between 1 and {}", r.headcount, tx.rules.max_headcount),
+        ));
+    }
+    if r.skills.len() > 16 {
+        return Err(err(ErrorKind::Invalid, "too_many_skills", "an incident names at most 16 skills"));
+    }
+    let mut skills = Vec::with_capacity(r.skills.len());
+    for s in r.skills {
+        if !tx.rules.has_skill(&s) {
+            return Err(err(
+                ErrorKind::Invalid,
+                "unknown_skill",
+                format!("skill '{s}' is not in the catalog (GET /v1/catalog)"),
+            ));
+        }
+        if !skills.contains(&s) {
+            skills.push(s);
+        }
+    }
+    check_note(r.note.as_deref())?;
+
+    let incident_id = format!("inc-{:06}", state.incidents_raised + 1);
+    let location = r.location.unwrap_or(state.city.grid_centers[grid as usize]);
+    let escalate_at = tx.rules.level(r.level).escalate_after_s.map(|s| tx.now + s as i64 * 1000);
+    tx.emit(EventBody::IncidentRaised {
+        incident_id: incident_id.clone(),
+        community_id: state.city.community(place.community).id.clone(),
+        grid_id: state.city.grid_ids[grid as usize].clone(),
+        location,
+        category: r.category,
+        level: r.level,
+        headcount: r.headcount,
+        skills,
+        note: r.note,
+        idempotency_key: r.idempotency_key,
+        escalate_at,
+    });
+    tx.refill(&incident_id);
+    Ok(Reply::Incident(incident_id))
+}
+
+enum Answer {
+    Accept,
+    Decline(Option<String>),
+    Arrive(Position),
+}
+
+fn answer(tx: &mut Tx<'_>, actor: &Actor, offer_id: &str, answer: Answer) -> Result<Reply, DomainError> {
+    let idx = acting_member(tx.state, actor)?;
+    let member_id = tx.state.city.members()[idx as usize].id.clone();
+    let unknown = || err(ErrorKind::NotFound, "unknown_offer", format!("you have no offer '{offer_id}'"));
+    let incident_id = tx.state.offer_index.get(offer_id).cloned().ok_or_else(unknown)?;
+    let inc = &tx.state.incidents[&incident_id];
+    let offer = inc.offer(offer_id).filter(|o| o.member_id == member_id).ok_or_else(unknown)?;
+    let ended = |state: OfferState| {
+        err(
+            ErrorKind::Conflict,
+            match state {
+                OfferState::Expired => "offer_expired",
+                OfferState::Revoked => "offer_revoked",
+                OfferState::Declined => "offer_declined",
+                _ => "offer_not_open",
+            },
+            format!("offer {offer_id} is {}", state.as_str()),
+        )
+    };
+    let expired_now = offer.state == OfferState::Offered && offer.expires_at <= tx.now;
+    match answer {
+        Answer::Accept => match offer.state {
+            OfferState::Accepted | OfferState::Arrived => {}
+            OfferState::Offered if expired_now => return Err(ended(OfferState::Expired)),
+            OfferState::Offered => {
+                tx.emit(EventBody::OfferAccepted {
+                    offer_id: offer_id.into(),
+                    incident_id: incident_id.clone(),
+                    member_id,
+                });
+                let inc = &tx.state.incidents[&incident_id];
+                if inc.accepted() >= inc.headcount {
+                    tx.emit(EventBody::IncidentFilled { incident_id: incident_id.clone() });
+                    tx.close(&incident_id, RevokeReason::Filled);
+                }
+            }
+            s => return Err(ended(s)),
+        },
+        Answer::Decline(reason) => match offer.state {
+            OfferState::Declined | OfferState::Expired | OfferState::Revoked => {}
+            OfferState::Offered => {
+                tx.emit(EventBody::OfferDeclined {
+                    offer_id: offer_id.into(),
+                    incident_id: incident_id.clone(),
+                    member_id,
+                    reason,
+                });
+                tx.refill(&incident_id);
+            }
+            OfferState::Accepted | OfferState::Arrived => {
+                return Err(err(
+                    ErrorKind::Conflict,
+                    "offer_accepted",
+                    format!("offer {offer_id} is already accepted; ask the community staff to release you"),
+                ));
+            }
+        },
+        Answer::Arrive(position) => match offer.state {
+            OfferState::Arrived => {}
+            OfferState::Accepted if inc.status.is_closed() => return Err(closed(&incident_id)),
+            OfferState::Accepted => {
+                let distance_m = position.distance_m(inc.location);
+                if distance_m > tx.rules.geofence_m {
+                    return Err(err(
+                        ErrorKind::Invalid,
+                        "outside_geofence",
+                        format!(
+                            "you are {:.0} m from the incident; arrival counts within {:.0} m",
+                            distance_m, tx.rules.geofence_m
+                        ),
+                    ));
+                }
+                let distance_m = (distance_m * 10.0).round() / 10.0;
+                tx.emit(EventBody::MemberArrived {
+                    offer_id: offer_id.into(),
+                    incident_id,
+                    member_id,
+                    position,
+                    distance_m,
+                });
+                tx.state.roster.move_to(idx, position);
+            }
+            OfferState::Offered => {
+                return Err(err(
+                    ErrorKind::Conflict,
+                    "not_accepted",
+                    format!("accept offer {offer_id} before arriving"),
+                ));
+            }
+            s => return Err(ended(s)),
+        },
+    }
+    Ok(Reply::Done)
+}
+
+fn tick(tx: &mut Tx<'_>) {
+    let mut refill = BTreeSet::new();
+    while let Some((at, _)) = tx.state.deadlines.first() {
+        if *at > tx.now {
+            break;
+        }
+        let (at, deadline) = tx.state.deadlines.pop_first().expect("checked non-empty");
+        match deadline {
+            Deadline::OfferExpiry(offer_id) => {
+                let Some(incident_id) = tx.state.offer_index.get(&offer_id).cloned() else { continue };
+                let Some(o) = tx.state.incidents[&incident_id].offer(&offer_id) else { continue };
+                if o.state == OfferState::Offered && o.expires_at <= at {
+                    let member_id = o.member_id.clone();
+                    tx.emit(EventBody::OfferExpired { offer_id, incident_id: incident_id.clone(), member_id });
+                    refill.insert(incident_id);
+                }
+            }
+            Deadline::Escalation(incident_id) => {
+                let Some(inc) = tx.state.incidents.get(&incident_id) else { continue };
+                if inc.status == Status::Open && inc.escalate_at == Some(at) && inc.level.next().is_some() {
+                    tx.escalate(&incident_id, EscalationReason::Timeout).expect("level checked");
+                }
+            }
+            Deadline::Retry(incident_id) => {
+                refill.insert(incident_id);
+            }
+        }
+    }
+    for id in refill {
+        tx.refill(&id);
+    }
+}
+
+/// Applies one event: the only way the state changes from the log. Returns the frames the
+/// event produces for recipient streams, with their seqs.
+pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
+    debug_assert_eq!(event.seq, state.last_seq + 1, "events are applied in order, without gaps");
+    state.last_seq = event.seq;
+    let mut frames = Vec::new();
+    let at = event.at;
+    match &event.body {
+        EventBody::CityImported { city } => {
+            let index = CityIndex::build((**city).clone()).expect("a logged city was validated before it was logged");
+            let mut roster = Roster::from_city(&index);
+            // Fairness history survives a re-import for members who are still there.
+            for (i, m) in index.members().iter().enumerate() {
+                if let Some(old) = state.member_index(&m.id) {
+                    let prev = &state.roster.members[old as usize];
+                    roster.members[i].last_duty_at = prev.last_duty_at;
+                    roster.members[i].duties = prev.duties;
+                }
+            }
+            let counts = json!({
+                "districts": city.districts.len(),
+                "communities": city.communities.len(),
+                "units": city.units.len(),
+                "teams": city.teams.len(),
+                "members": city.members.len(),
+            });
+            state.city = index;
+            state.roster = roster;
+            state.push_frame(&mut frames, stream::CITY.into(), "city.imported", counts);
+        }
+        EventBody::IncidentRaised {
+            incident_id,
+            community_id,
+            grid_id,
+            location,
+            category,
+            level,
+            headcount,
+            skills,
+            note,
+            idempotency_key,
+            escalate_at,
+        } => {
+            let inc = Incident {
+                id: incident_id.clone(),
+                community: state.city.community_by_id[community_id],
+                grid: state.city.grid_flat[grid_id],
+                location: *location,
+                category: category.clone(),
+                level: *level,
+                headcount: *headcount,
+                skills: skills.clone(),
+                note: note.clone(),
+                status: Status::Open,
+                raised_at: at,
+                raised_by: event.actor.clone(),
+                escalate_at: *escalate_at,
+                filled_at: None,
+                closed_at: None,
+                offers: Vec::new(),
+                offered: Default::default(),
+            };
+            state.incidents_raised += 1;
+            if let Some(key) = idempotency_key {
+                state.idempotency.insert(format!("{}\n{key}", event.actor), incident_id.clone());
+            }
+            if let Some(t) = escalate_at {
+                state.deadlines.insert((*t, Deadline::Escalation(incident_id.clone())));
+            }
+            state.incidents.insert(incident_id.clone(), inc);
+            scope_frames(state, &mut frames, incident_id, "incident.raised", &event.body);
+        }
+        EventBody::OfferSent { offer_id, incident_id, member_id, distance_m, expires_at } => {
+            let idx = state.city.member_by_id[member_id];
+            let inc = &state.incidents[incident_id];
+            let data = json!({
+                "offer_id": offer_id,
+                "incident_id": incident_id,
+                "category": inc.category,
+                "level": inc.level,
+                "location": inc.location,
+                "distance_m": distance_m,
+                "expires_at": rfc3339(*expires_at),
+                "headcount": inc.headcount,
+                "skills": inc.skills,
+                "note": inc.note,
+            });
+            let frame_seq = state.push_frame(&mut frames, stream::member(member_id), "offer", data);
+            let inc = state.incidents.get_mut(incident_id).expect("offer for a known incident");
+            inc.offers.push(Offer {
+                id: offer_id.clone(),
+                member_id: member_id.clone(),
+                member: idx,
+                state: OfferState::Offered,
+                sent_at: at,
+                expires_at: *expires_at,
+                distance_m: *distance_m,
+                frame_seq,
+                answered_at: None,
+            });
+            inc.offered.insert(idx);
+            state.roster.members[idx as usize].engaged = Some(offer_id.clone());
+            state.offer_index.insert(offer_id.clone(), incident_id.clone());
+            state.offers_sent += 1;
+            state.deadlines.insert((*expires_at, Deadline::OfferExpiry(offer_id.clone())));
+            scope_frames(state, &mut frames, incident_id, "incident.offer_sent", &event.body);
+        }
+        EventBody::OfferAccepted { offer_id, incident_id, member_id } => {
+            let idx = set_offer_state(state, incident_id, offer_id, OfferState::Accepted, at);
+            let rt = &mut state.roster.members[idx as usize];
+            rt.last_duty_at = Some(at);
+            rt.duties += 1;
+            let data = json!({"offer_id": offer_id, "incident_id": incident_id});
+            state.push_frame(&mut frames, stream::member(member_id), "assignment", data);
+            scope_frames(state, &mut frames, incident_id, "incident.offer_accepted", &event.body);
+        }
+        EventBody::OfferDeclined { offer_id, incident_id, .. } => {
+            let idx = set_offer_state(state, incident_id, offer_id, OfferState::Declined, at);
+            release(state, idx, offer_id);
+            scope_frames(state, &mut frames, incident_id, "incident.offer_declined", &event.body);
+        }
+        EventBody::OfferExpired { offer_id, incident_id, member_id } => {
+            let idx = set_offer_state(state, incident_id, offer_id, OfferState::Expired, at);
+            release(state, idx, offer_id);
+            let data =
+                json!({"offer_id": offer_id, "incident_id": incident_id, "reason": RevokeReason::Expired.as_str()});
+            state.push_frame(&mut frames, stream::member(member_id), "offer.revoked", data);
+            scope_frames(state, &mut frames, incident_id, "incident.offer_expired", &event.body);
+        }
+        EventBody::OfferRevoked { offer_id, incident_id, member_id, reason } => {
+            let idx = set_offer_state(state, incident_id, offer_id, OfferState::Revoked, at);
+            release(state, idx, offer_id);
+            let data = json!({"offer_id": offer_id, "incident_id": incident_id, "reason": reason.as_str()});
+            state.push_frame(&mut frames, stream::member(member_id), "offer.revoked", data);
+            scope_frames(state, &mut frames, incident_id, "incident.offer_revoked", &event.body);
+        }
+        EventBody::MemberArrived { offer_id, incident_id, member_id, distance_m, .. } => {
+            set_offer_state(state, incident_id, offer_id, OfferState::Arrived, at);
+            let data = json!({"offer_id": offer_id, "incident_id": incident_id, "distance_m": distance_m});
+            state.push_frame(&mut frames, stream::member(member_id), "arrival", data);
+            scope_frames(state, &mut frames, incident_id, "incident.member_arrived", &event.body);
+        }
+        EventBody::IncidentFilled { incident_id } => {
+            let inc = state.incidents.get_mut(incident_id).expect("known incident");
+            inc.status = Status::Filled;
+            inc.filled_at = Some(at);
+            inc.escalate_at = None;
+            scope_frames(state, &mut frames, incident_id, "incident.filled", &event.body);
+        }
+        EventBody::IncidentEscalated { incident_id, to, escalate_at, .. } => {
+            let inc = state.incidents.get_mut(incident_id).expect("known incident");
+            inc.level = *to;
+            inc.escalate_at = *escalate_at;
+            if let Some(t) = escalate_at {
+                state.deadlines.insert((*t, Deadline::Escalation(incident_id.clone())));
+            }
+            scope_frames(state, &mut frames, incident_id, "incident.escalated", &event.body);
+        }
+        EventBody::WhistleBlown { incident_id, .. } => {
+            scope_frames(state, &mut frames, incident_id, "incident.whistle", &event.body);
+        }
+        EventBody::IncidentResolved { incident_id, .. } | EventBody::IncidentCancelled { incident_id, .. } => {
+            let (status, kind, reason) = match &event.body {
+                EventBody::IncidentResolved { .. } => (Status::Resolved, "incident.resolved", "resolved"),
+                _ => (Status::Cancelled, "incident.cancelled", "cancelled"),
+            };
+            let inc = state.incidents.get_mut(incident_id).expect("known incident");
+            inc.status = status;
+            inc.closed_at = Some(at);
+            inc.escalate_at = None;
+            let working: Vec<(u32, String, String)> = inc
+                .offers
+                .iter()
+                .filter(|o| matches!(o.state, OfferState::Accepted | OfferState::Arrived))
+                .map(|o| (o.member, o.id.clone(), o.member_id.clone()))
+                .collect();
+            for (idx, offer_id, member_id) in working {
+                release(state, idx, &offer_id);
+                let data = json!({"offer_id": offer_id, "incident_id": incident_id, "reason": reason});
+                state.push_frame(&mut frames, stream::member(&member_id), "assignment.closed", data);
+            }
+            scope_frames(state, &mut frames, incident_id, kind, &event.body);
+        }
+        EventBody::DutyChanged { member_id, on_call } => {
+            let idx = state.city.member_by_id[member_id];
+            state.roster.members[idx as usize].on_call = *on_call;
+            state.push_frame(&mut frames, stream::member(member_id), "duty", json!({"on_call": on_call}));
+        }
+    }
+    frames
+}
+
+fn set_offer_state(state: &mut State, incident_id: &str, offer_id: &str, to: OfferState, at: Ts) -> u32 {
+    let inc = state.incidents.get_mut(incident_id).expect("known incident");
+    let offer = inc.offer_mut(offer_id).expect("known offer");
+    offer.state = to;
+    if offer.answered_at.is_none() {
+        offer.answered_at = Some(at);
+    }
+    offer.member
+}
+
+/// Frees a member held by this offer (and only by this one).
+fn release(state: &mut State, idx: u32, offer_id: &str) {
+    let rt = &mut state.roster.members[idx as usize];
+    if rt.engaged.as_deref() == Some(offer_id) {
+        rt.engaged = None;
+    }
+}
+
+/// The incident's event, pushed to its community's, district's and the city's streams.
+fn scope_frames(state: &mut State, frames: &mut Vec<Frame>, incident_id: &str, kind: &'static str, body: &EventBody) {
+    let inc = &state.incidents[incident_id];
+    let mut data = serde_json::to_value(body).expect("events serialize");
+    if let Value::Object(map) = &mut data {
+        map.remove("type");
+        map.insert("incident".into(), summary(inc));
+        if let Some(Value::Number(t)) = map.get("expires_at").cloned() {
+            map.insert("expires_at".into(), Value::String(rfc3339(t.as_i64().unwrap_or_default())));
+        }
+        if let Some(Value::Number(t)) = map.get("escalate_at").cloned() {
+            map.insert("escalate_at".into(), Value::String(rfc3339(t.as_i64().unwrap_or_default())));
+        }
+    }
+    for s in state.scope_streams(inc) {
+        state.push_frame(frames, s, kind, data.clone());
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, as every time on the wire.
+pub fn rfc3339(ts: Ts) -> String {
+    chrono::DateTime::from_timestamp_millis(ts).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,211 @@
+//! The event log's vocabulary. Every decision and every answer is one of these, appended
+//! durably before anyone hears "done"; `State` is nothing but their fold.
+
+use serde::{Deserialize, Serialize};
+
+use super::geo::Position;
+use super::org::City;
+use super::response::Level;
+
+/// Milliseconds since the Unix epoch. Time is always an input to the domain.
+pub type Ts = i64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    pub at: Ts,
+    /// Who caused it: `command`, `command:d01`, `staff:c001`, `member:m00001`, `system`.
+    pub actor: String,
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    Filled,
+    Cancelled,
+    Expired,
+    Resolved,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Filled => "filled",
+            RevokeReason::Cancelled => "cancelled",
+            RevokeReason::Expired => "expired",
+            RevokeReason::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationReason {
+    /// Not filled by the level's deadline.
+    Timeout,
+    /// Escalated by hand by staff or command.
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    CityImported {
+        city: Box<City>,
+    },
+    IncidentRaised {
+        incident_id: String,
+        community_id: String,
+        grid_id: String,
+        location: Position,
+        category: String,
+        level: Level,
+        headcount: u32,
+        skills: Vec<String>,
+        note: Option<String>,
+        idempotency_key: Option<String>,
+        escalate_at: Option<Ts>,
+    },
+    OfferSent {
+        offer_id: String,
+        incident_id: String,
+        member_id: String,
+        distance_m: f64,
+        expires_at: Ts,
+    },
+    OfferAccepted {
+        offer_id: String,
+        incident_id: String,
+        member_id: String,
+    },
+    OfferDeclined {
+        offer_id: String,
+        incident_id: String,
+        member_id: String,
+        reason: Option<String>,
+    },
+    OfferExpired {
+        offer_id: String,
+        incident_id: String,
+        member_id: String,
+    },
+    OfferRevoked {
+        offer_id: String,
+        incident_id: String,
+        member_id: String,
+        reason: RevokeReason,
+    },
+    MemberArrived {
+        offer_id: String,
+        incident_id: String,
+        member_id: String,
+        position: Position,
+        distance_m: f64,
+    },
+    IncidentFilled {
+        incident_id: String,
+    },
+    IncidentEscalated {
+        incident_id: String,
+        from: Level,
+        to: Level,
+        reason: EscalationReason,
+        escalate_at: Option<Ts>,
+    },
+    /// 吹哨: an escalation that obliges the wider area to answer; visible to command.
+    WhistleBlown {
+        incident_id: String,
+        level: Level,
+        /// The areas now obliged to answer, e.g. `["street", "district"]`.
+        reach: Vec<String>,
+        reason: EscalationReason,
+    },
+    IncidentResolved {
+        incident_id: String,
+        note: Option<String>,
+    },
+    IncidentCancelled {
+        incident_id: String,
+        reason: Option<String>,
+    },
+    DutyChanged {
+        member_id: String,
+        on_call: bool,
+    },
+}
+
+impl EventBody {
+    /// The `type` name, as in the log and the timeline.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::CityImported { .. } => "city_imported",
+            EventBody::IncidentRaised { .. } => "incident_raised",
+            EventBody::OfferSent { .. } => "offer_sent",
+            EventBody::OfferAccepted { .. } => "offer_accepted",
+            EventBody::OfferDeclined { .. } => "offer_declined",
+            EventBody::OfferExpired { .. } => "offer_expired",
+            EventBody::OfferRevoked { .. } => "offer_revoked",
+            EventBody::MemberArrived { .. } => "member_arrived",
+            EventBody::IncidentFilled { .. } => "incident_filled",
+            EventBody::IncidentEscalated { .. } => "incident_escalated",
+            EventBody::WhistleBlown { .. } => "whistle_blown",
+            EventBody::IncidentResolved { .. } => "incident_resolved",
+            EventBody::IncidentCancelled { .. } => "incident_cancelled",
+            EventBody::DutyChanged { .. } => "duty_changed",
+        }
+    }
+
+    /// The incident this event belongs to, for the timeline index.
+    pub fn incident_id(&self) -> Option<&str> {
+        match self {
+            EventBody::IncidentRaised { incident_id, .. }
+            | EventBody::OfferSent { incident_id, .. }
+            | EventBody::OfferAccepted { incident_id, .. }
+            | EventBody::OfferDeclined { incident_id, .. }
+            | EventBody::OfferExpired { incident_id, .. }
+            | EventBody::OfferRevoked { incident_id, .. }
+            | EventBody::MemberArrived { incident_id, .. }
+            | EventBody::IncidentFilled { incident_id }
+            | EventBody::IncidentEscalated { incident_id, .. }
+            | EventBody::WhistleBlown { incident_id, .. }
+            | EventBody::IncidentResolved { incident_id, .. }
+            | EventBody::IncidentCancelled { incident_id, .. } => Some(incident_id),
+            EventBody::CityImported { .. } | EventBody::DutyChanged { .. } => None,
+        }
+    }
+}
+
+/// One frame of one recipient stream, derived from an event when it is applied and
+/// stored with it in the same transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// `member:<id>`, `community:<id>`, `district:<id>` or `city`.
+    pub stream: String,
+    pub seq: u64,
+    pub kind: &'static str,
+    pub data: serde_json::Value,
+}
+
+impl Frame {
+    /// The wire form, `{"type":..,"seq":..,"data":..}`, encoded once and shared by every
+    /// socket of the stream.
+    pub fn to_text(&self) -> String {
+        serde_json::json!({"type": self.kind, "seq": self.seq, "data": self.data}).to_string()
+    }
+}
+
+/// Stream names.
+pub mod stream {
+    pub const CITY: &str = "city";
+    pub fn member(id: &str) -> String {
+        format!("member:{id}")
+    }
+    pub fn community(id: &str) -> String {
+        format!("community:{id}")
+    }
+    pub fn district(id: &str) -> String {
+        format!("district:{id}")
+    }
+}

@@ -1,0 +1,200 @@
+//! Matching: who is offered an incident.
+//!
+//! Members are bucketed by the resolution-9 H3 cell of their last known position. A search
+//! walks H3 rings outward from the incident's cell, keeping on-call, unengaged members whose
+//! position lies in the level's reach, until it holds `candidate_pool` of them (finishing
+//! the ring it is on, so no nearer member is skipped for a farther one). If rings up to
+//! `max_ring` do not fill the pool and the reach is wider than the rings covered, a linear
+//! scan of the roster finishes the job: rare (sparse areas, city-wide calls) and still
+//! bounded by the roster size.
+//!
+//! The pool is then ranked by a score in metre-equivalents, lowest first:
+//! `distance + missing skills × w + recent-duty penalty − residence-grid bonus − paired-team bonus`,
+//! with the member index as the final tie-break so the order is deterministic.
+
+use std::collections::{HashMap, HashSet};
+
+use super::event::Ts;
+use super::geo::{Cell, Position};
+use super::org::CityIndex;
+use super::response::{Reach, Rules};
+
+/// What the dispatcher knows of a member between events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRt {
+    pub on_call: bool,
+    /// Last known position: soft state, from the import and then `location` messages.
+    pub position: Position,
+    pub cell: Cell,
+    /// When the member last accepted a duty (fairness: less recent duty first).
+    pub last_duty_at: Option<Ts>,
+    pub duties: u32,
+    /// The offer that holds the member now: offered, or accepted on an incident not closed.
+    pub engaged: Option<String>,
+}
+
+/// The members and the spatial index over them.
+#[derive(Debug, Clone, Default)]
+pub struct Roster {
+    pub members: Vec<MemberRt>,
+    pub buckets: HashMap<Cell, Vec<u32>>,
+}
+
+impl Roster {
+    pub fn from_city(city: &CityIndex) -> Self {
+        let mut roster = Roster::default();
+        for (i, m) in city.members().iter().enumerate() {
+            let cell = m.position.cell();
+            roster.members.push(MemberRt {
+                on_call: m.on_call,
+                position: m.position,
+                cell,
+                last_duty_at: None,
+                duties: 0,
+                engaged: None,
+            });
+            roster.buckets.entry(cell).or_default().push(i as u32);
+        }
+        roster
+    }
+
+    /// Moves a member to a new position, re-bucketing when the cell changes.
+    pub fn move_to(&mut self, idx: u32, p: Position) {
+        let m = &mut self.members[idx as usize];
+        let cell = p.cell();
+        m.position = p;
+        if cell == m.cell {
+            return;
+        }
+        let old = std::mem::replace(&mut m.cell, cell);
+        if let Some(b) = self.buckets.get_mut(&old) {
+            if let Some(i) = b.iter().position(|&x| x == idx) {
+                b.swap_remove(i);
+            }
+            if b.is_empty() {
+                self.buckets.remove(&old);
+            }
+        }
+        self.buckets.entry(cell).or_default().push(idx);
+    }
+
+    pub fn available(&self, idx: u32) -> bool {
+        let m = &self.members[idx as usize];
+        m.on_call && m.engaged.is_none()
+    }
+}
+
+/// The incident side of a search.
+pub struct Target<'a> {
+    pub location: Position,
+    pub grid: u32,
+    pub skills: &'a [String],
+    /// Members already offered this incident.
+    pub offered: &'a HashSet<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub member: u32,
+    pub distance_m: f64,
+    pub score: f64,
+}
+
+/// Is a member positioned in `cell` within `reach` of the incident's grid?
+fn in_reach(city: &CityIndex, reach: Reach, incident_grid: u32, cell: Cell) -> bool {
+    if reach == Reach::City {
+        return true;
+    }
+    let Some(&g) = city.cell_to_grid.get(&cell) else {
+        return false;
+    };
+    let (here, there) = (city.grid_places[g as usize], city.grid_places[incident_grid as usize]);
+    match reach {
+        Reach::Grid => g == incident_grid || city.grid_neighbours[incident_grid as usize].contains(&g),
+        Reach::Community => here.community == there.community,
+        Reach::Street => here.street == there.street,
+        Reach::District => here.district == there.district,
+        Reach::City => true,
+    }
+}
+
+/// The best `want` candidates for `target` within `reach`, best first.
+pub fn find(
+    city: &CityIndex,
+    roster: &Roster,
+    rules: &Rules,
+    target: &Target<'_>,
+    reach: Reach,
+    want: usize,
+    now: Ts,
+) -> Vec<Candidate> {
+    if want == 0 || roster.members.is_empty() {
+        return Vec::new();
+    }
+    let pool_size = rules.candidate_pool.max(want);
+    let origin = target.location.cell();
+    let mut pool: Vec<u32> = Vec::with_capacity(pool_size * 2);
+    let eligible = |idx: u32| roster.available(idx) && !target.offered.contains(&idx);
+
+    let mut k = 0;
+    while k <= rules.max_ring && pool.len() < pool_size {
+        for cell in origin.ring(k) {
+            let Some(bucket) = roster.buckets.get(&cell) else { continue };
+            if !in_reach(city, reach, target.grid, cell) {
+                continue;
+            }
+            pool.extend(bucket.iter().copied().filter(|&i| eligible(i)));
+        }
+        k += 1;
+    }
+    // A grid and its neighbours lie well within `max_ring`; any wider reach may not.
+    if pool.len() < pool_size && reach != Reach::Grid {
+        // Sparse: scan the whole roster for the members the rings did not reach.
+        let seen: HashSet<u32> = pool.iter().copied().collect();
+        pool.extend(
+            (0..roster.members.len() as u32)
+                .filter(|i| !seen.contains(i) && eligible(*i))
+                .filter(|&i| in_reach(city, reach, target.grid, roster.members[i as usize].cell)),
+        );
+    }
+
+    let mut ranked: Vec<Candidate> = pool
+        .into_iter()
+        .map(|idx| {
+            let distance_m = roster.members[idx as usize].position.distance_m(target.location);
+            Candidate { member: idx, distance_m, score: score(city, roster, rules, target, idx, distance_m, now) }
+        })
+        .collect();
+    ranked.sort_by(|a, b| a.score.total_cmp(&b.score).then(a.member.cmp(&b.member)));
+    ranked.truncate(want);
+    ranked
+}
+
+fn score(
+    city: &CityIndex,
+    roster: &Roster,
+    rules: &Rules,
+    target: &Target<'_>,
+    idx: u32,
+    distance_m: f64,
+    now: Ts,
+) -> f64 {
+    let w = &rules.weights;
+    let member = &city.members()[idx as usize];
+    let rt = &roster.members[idx as usize];
+    let missing = target.skills.iter().filter(|s| !member.skills.contains(s)).count() as f64;
+    let mut score = distance_m + missing * w.missing_skill_m;
+    if let Some(last) = rt.last_duty_at {
+        let window_ms = (w.recent_duty_window_s as f64 * 1000.0).max(1.0);
+        let fade = 1.0 - ((now - last).max(0) as f64 / window_ms);
+        score += w.recent_duty_m * fade.max(0.0);
+    }
+    if city.member_residence[idx as usize] == target.grid {
+        score -= w.residence_grid_m;
+    }
+    let community = city.grid_places[target.grid as usize].community;
+    if city.member_paired_community[idx as usize] == Some(community) {
+        score -= w.paired_team_m;
+    }
+    score
+}

@@ -1,0 +1,237 @@
+//! Tokens: HS256 JWTs with a pinned algorithm and a required `exp`. A token's claims name
+//! a role and its scope; `Caller` turns a valid bearer token into a domain `Actor`.
+//! Tokens are never logged.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::dispatcher::Actor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Command,
+    Staff,
+    UnitAdmin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Command => "command",
+            Role::Staff => "staff",
+            Role::UnitAdmin => "unit_admin",
+            Role::Member => "member",
+        }
+    }
+}
+
+/// Parses a role name as the CLI and tokens write it.
+pub fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "command" => Ok(Role::Command),
+        "staff" => Ok(Role::Staff),
+        "unit_admin" => Ok(Role::UnitAdmin),
+        "member" => Ok(Role::Member),
+        _ => Err(format!("role '{s}' is not one of command, staff, unit_admin, member")),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+impl Claims {
+    /// Claims for a role and scope, valid for `ttl_s` from `now_s`.
+    pub fn new(role: Role, scope: Option<String>, now_s: u64, ttl_s: u64) -> Result<Claims, String> {
+        let mut c = Claims {
+            sub: String::new(),
+            role,
+            district: None,
+            community: None,
+            unit: None,
+            member: None,
+            iat: now_s,
+            exp: now_s + ttl_s,
+        };
+        match role {
+            Role::Command => c.district = scope,
+            Role::Staff => c.community = Some(scope.ok_or("a staff token needs --community")?),
+            Role::UnitAdmin => c.unit = Some(scope.ok_or("a unit_admin token needs --unit")?),
+            Role::Member => c.member = Some(scope.ok_or("a member token needs --member")?),
+        }
+        c.sub = c.actor().map_err(|e| e.to_string())?.label();
+        Ok(c)
+    }
+
+    /// The actor these claims stand for; claims without the scope their role needs are invalid.
+    pub fn actor(&self) -> Result<Actor, &'static str> {
+        let need = |v: &Option<String>, what| v.clone().filter(|s| !s.is_empty()).ok_or(what);
+        Ok(match self.role {
+            Role::Command => Actor::Command { district: self.district.clone().filter(|s| !s.is_empty()) },
+            Role::Staff => Actor::Staff { community: need(&self.community, "a staff token must name a community")? },
+            Role::UnitAdmin => Actor::UnitAdmin { unit: need(&self.unit, "a unit_admin token must name a unit")? },
+            Role::Member => Actor::Member { member: need(&self.member, "a member token must name a member")? },
+        })
+    }
+}
+
+/// Signs and checks tokens with the configured secret.
+#[derive(Clone)]
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl Keys {
+    pub fn new(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_exp = true;
+        validation.leeway = 0;
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding).expect("HS256 signing cannot fail")
+    }
+
+    /// Checks signature, algorithm and expiry; the error text is safe to show.
+    pub fn verify(&self, token: &str) -> Result<(Claims, Actor), String> {
+        use jsonwebtoken::errors::ErrorKind as K;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            match e.kind() {
+                K::ExpiredSignature => "the token has expired",
+                K::InvalidSignature => "the token's signature is not valid",
+                K::InvalidAlgorithm => "the token must be signed with HS256",
+                K::MissingRequiredClaim(_) => "the token has no exp claim",
+                _ => "the token is malformed",
+            }
+            .to_string()
+        })?;
+        let actor = data.claims.actor().map_err(str::to_string)?;
+        Ok((data.claims, actor))
+    }
+}
+
+/// The authenticated caller of an HTTP request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub claims: Claims,
+    pub actor: Actor,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("send a token: Authorization: Bearer <JWT>"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <JWT>'"))?;
+        let (claims, actor) = state.keys.verify(token).map_err(ApiError::unauthorized)?;
+        Ok(Caller { claims, actor })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_bad_tokens() {
+        let keys = Keys::new("a-test-secret-of-some-length");
+        let now = crate::engine::now_ms() as u64 / 1000;
+        let c = Claims::new(Role::Staff, Some("c001".into()), now, 60).unwrap();
+        let t = keys.sign(&c);
+        let (back, actor) = keys.verify(&t).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(actor, Actor::Staff { community: "c001".into() });
+
+        let other = Keys::new("another-secret-of-some-length");
+        assert!(other.verify(&t).unwrap_err().contains("signature"));
+
+        let expired = Claims { exp: now - 10, iat: now - 100, ..c.clone() };
+        assert!(keys.verify(&keys.sign(&expired)).unwrap_err().contains("expired"));
+
+        // alg none: header {"alg":"none"} with the same claims and no signature
+        use base64_like::encode;
+        let none = format!(
+            "{}.{}.",
+            encode(br#"{"alg":"none","typ":"JWT"}"#),
+            encode(serde_json::to_string(&c).unwrap().as_bytes())
+        );
+        assert!(keys.verify(&none).is_err());
+
+        // no exp
+        let no_exp = serde_json::json!({"sub": "staff:c001", "role": "staff", "community": "c001", "iat": now});
+        let t = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &no_exp,
+            &EncodingKey::from_secret(b"a-test-secret-of-some-length"),
+        )
+        .unwrap();
+        assert!(keys.verify(&t).unwrap_err().contains("exp"));
+
+        // HS512 with the right secret is still refused: the algorithm is pinned
+        let t = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &c,
+            &EncodingKey::from_secret(b"a-test-secret-of-some-length"),
+        )
+        .unwrap();
+        assert!(keys.verify(&t).unwrap_err().contains("HS256"));
+    }
+
+    #[test]
+    fn scope_is_required_by_role() {
+        assert!(Claims::new(Role::Staff, None, 0, 60).is_err());
+        assert!(Claims::new(Role::Command, None, 0, 60).is_ok());
+    }
+
+    /// Base64url without padding, enough to forge an unsigned token in a test.
+    mod base64_like {
+        pub fn encode(bytes: &[u8]) -> String {
+            const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+                for i in 0..chunk.len() + 1 {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+}

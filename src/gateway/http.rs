@@ -1,0 +1,314 @@
+//! HTTP handlers: parse, authorize the role, hand the command to the engine or read the
+//! committed state, answer a view. Scope (which incident, which member) is the domain's
+//! rule (`State::can_see_*`): an object outside the caller's scope answers 404, exactly
+//! like one that does not exist.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::{Caller, Role};
+use super::error::{ApiError, Problem};
+use super::views::{Catalog, CityImportedView, CommunityView, IncidentView, MemberView, communities};
+use crate::domain::dispatcher::{Actor, Command, RaiseIncident, Reply};
+use crate::domain::geo::Position;
+use crate::domain::incident::Status;
+use crate::domain::org::City;
+use crate::domain::response::Level;
+use crate::store::TimelineEntry;
+
+fn require(caller: &Caller, roles: &[Role], what: &str) -> Result<(), ApiError> {
+    if roles.contains(&caller.claims.role) {
+        Ok(())
+    } else {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(ApiError::forbidden("role_not_allowed", format!("{what} is for the roles {}", names.join(", "))))
+    }
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the process is up")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "the store is open and the log replayed"),
+    (status = 503, description = "starting, or the store is unavailable", body = Problem, content_type = "application/problem+json")))]
+pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
+    if app.engine.is_ready() {
+        Ok("ready")
+    } else {
+        Err(ApiError::unavailable("not ready: the log is being replayed or the store is unavailable"))
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let body = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[utoipa::path(get, path = "/v1/catalog", security(("bearer" = [])), responses(
+    (status = 200, body = Catalog), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn catalog(State(app): State<AppState>, _caller: Caller) -> Json<Catalog> {
+    Json(Catalog::new(&app.engine.rules))
+}
+
+#[utoipa::path(put, path = "/v1/city", security(("bearer" = [])), request_body = City, responses(
+    (status = 200, body = CityImportedView),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 413, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_city(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Result<Json<City>, JsonRejection>,
+) -> Result<Json<CityImportedView>, ApiError> {
+    require(&caller, &[Role::Command], "importing the city")?;
+    let Json(city) = body?;
+    let view = CityImportedView {
+        districts: city.districts.len(),
+        streets: city.streets.len(),
+        communities: city.communities.len(),
+        units: city.units.len(),
+        teams: city.teams.len(),
+        members: city.members.len(),
+    };
+    app.engine.submit(caller.actor, Command::ImportCity(Box::new(city))).await?;
+    Ok(Json(view))
+}
+
+#[utoipa::path(get, path = "/v1/communities", security(("bearer" = [])), responses((status = 200, body = Vec<CommunityView>)))]
+pub async fn list_communities(State(app): State<AppState>, _caller: Caller) -> Json<Vec<CommunityView>> {
+    Json(communities(&app.engine.read()))
+}
+
+#[utoipa::path(get, path = "/v1/members/{id}", security(("bearer" = [])), params(("id" = String, Path)), responses(
+    (status = 200, body = MemberView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_member(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MemberView>, ApiError> {
+    let state = app.engine.read();
+    match state.member_index(&id) {
+        Some(idx) if state.can_see_member(&caller.actor, idx) => Ok(Json(MemberView::new(&state, idx))),
+        _ => Err(ApiError::not_found("unknown_member", format!("no member '{id}' in your scope"))),
+    }
+}
+
+/// The body of `POST /v1/incidents`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RaiseBody {
+    /// Exactly one of grid_id or location.
+    pub grid_id: Option<String>,
+    pub location: Option<Position>,
+    pub category: String,
+    pub level: Level,
+    pub headcount: u32,
+    #[serde(default)]
+    pub skills: Vec<String>,
+    pub note: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/incidents", security(("bearer" = [])), request_body = RaiseBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key answers the same incident")),
+    responses(
+        (status = 201, body = IncidentView, description = "durable; offers follow"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn raise(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Json<RaiseBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "raising an incident")?;
+    let Json(b) = body?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("bad_idempotency_key", "Idempotency-Key must be visible ASCII"))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let cmd = Command::Raise(RaiseIncident {
+        grid_id: b.grid_id,
+        location: b.location,
+        category: b.category,
+        level: b.level,
+        headcount: b.headcount,
+        skills: b.skills,
+        note: b.note,
+        idempotency_key,
+    });
+    let Reply::Incident(id) = app.engine.submit(caller.actor.clone(), cmd).await? else {
+        return Err(ApiError::internal("raise", "the engine answered without an incident"));
+    };
+    let view = incident_view(&app, &caller.actor, &id)?;
+    let mut resp = (StatusCode::CREATED, Json(view)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/incidents/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+fn incident_view(app: &AppState, actor: &Actor, id: &str) -> Result<IncidentView, ApiError> {
+    let state = app.engine.read();
+    match state.incidents.get(id) {
+        Some(inc) if state.can_see_incident(actor, inc) => Ok(IncidentView::new(&state, inc)),
+        _ => Err(ApiError::not_found("unknown_incident", format!("no incident '{id}' in your scope"))),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// open, filled, resolved or cancelled; all when omitted.
+    pub status: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/incidents", security(("bearer" = [])), params(ListParams), responses(
+    (status = 200, body = Vec<IncidentView>), (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_incidents(
+    State(app): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Vec<IncidentView>>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "listing incidents")?;
+    let Query(p) = params?;
+    let status = match p.status.as_deref() {
+        None => None,
+        Some("open") => Some(Status::Open),
+        Some("filled") => Some(Status::Filled),
+        Some("resolved") => Some(Status::Resolved),
+        Some("cancelled") => Some(Status::Cancelled),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("status '{other}' is not one of open, filled, resolved, cancelled"),
+            ));
+        }
+    };
+    let state = app.engine.read();
+    let list = state
+        .incidents
+        .values()
+        .rev()
+        .filter(|i| status.is_none_or(|s| i.status == s) && state.can_see_incident(&caller.actor, i))
+        .take(app.settings.server.max_list)
+        .map(|i| IncidentView::new(&state, i))
+        .collect();
+    Ok(Json(list))
+}
+
+#[utoipa::path(get, path = "/v1/incidents/{id}", security(("bearer" = [])), params(("id" = String, Path)), responses(
+    (status = 200, body = IncidentView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_incident(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<IncidentView>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "reading incidents")?;
+    Ok(Json(incident_view(&app, &caller.actor, &id)?))
+}
+
+#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", security(("bearer" = [])), params(("id" = String, Path)), responses(
+    (status = 200, body = Vec<TimelineEntry>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn timeline(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<TimelineEntry>>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "reading incidents")?;
+    incident_view(&app, &caller.actor, &id)?;
+    let reader = app.reader.clone();
+    let entries = tokio::task::spawn_blocking(move || reader.timeline(&id))
+        .await
+        .map_err(|e| ApiError::internal("timeline task", e))?
+        .map_err(|e| ApiError::internal("reading the timeline", e))?;
+    Ok(Json(entries))
+}
+
+/// Optional body of escalate, resolve and cancel.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    pub note: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn action_body(body: &Bytes) -> Result<ActionBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ActionBody::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::unprocessable("invalid_body", format!("invalid body: {e}")))
+}
+
+async fn act(app: AppState, caller: Caller, cmd: Command, id: &str) -> Result<Json<IncidentView>, ApiError> {
+    app.engine.submit(caller.actor.clone(), cmd).await?;
+    Ok(Json(incident_view(&app, &caller.actor, id)?))
+}
+
+#[utoipa::path(post, path = "/v1/incidents/{id}/escalate", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body(content = Option<ActionBody>), responses((status = 200, body = IncidentView),
+    (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn escalate(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<IncidentView>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "acting on incidents")?;
+    action_body(&body)?;
+    act(app, caller, Command::Escalate { incident_id: id.clone() }, &id).await
+}
+
+#[utoipa::path(post, path = "/v1/incidents/{id}/resolve", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body(content = Option<ActionBody>), responses((status = 200, body = IncidentView),
+    (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn resolve(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<IncidentView>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "acting on incidents")?;
+    let b = action_body(&body)?;
+    act(app, caller, Command::Resolve { incident_id: id.clone(), note: b.note.or(b.reason) }, &id).await
+}
+
+#[utoipa::path(post, path = "/v1/incidents/{id}/cancel", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body(content = Option<ActionBody>), responses((status = 200, body = IncidentView),
+    (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<IncidentView>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "acting on incidents")?;
+    let b = action_body(&body)?;
+    act(app, caller, Command::Cancel { incident_id: id.clone(), reason: b.reason.or(b.note) }, &id).await
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no_route", "no such endpoint; see /openapi.json")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+}

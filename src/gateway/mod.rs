@@ -1,0 +1,84 @@
+//! The gateway: everything between the network and the engine.
+//!
+//! - `http`: REST handlers; `views`: what they answer; `error`: problem+json.
+//! - `auth`: JWT claims and the `Caller` extractor.
+//! - `ws`: websocket sessions; `hub`: fan-out of committed frames to sockets.
+//! - `router(state)` builds the routes; `app::build` serves them.
+
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod views;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+
+use crate::engine::EngineHandle;
+use crate::settings::Settings;
+use crate::store::LogReader;
+
+/// What every handler and session shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub reader: Arc<dyn LogReader>,
+    pub hub: Arc<hub::Hub>,
+    pub keys: auth::Keys,
+    pub settings: Arc<Settings>,
+    pub metrics: Option<PrometheusHandle>,
+    pub shutdown: CancellationToken,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "muster", description = "Emergency mobilization dispatcher. Websocket protocol: docs/PROTOCOL.md."),
+    paths(
+        http::healthz, http::readyz, http::metrics, http::catalog, http::put_city, http::list_communities,
+        http::get_member, http::raise, http::list_incidents, http::get_incident, http::timeline,
+        http::escalate, http::resolve, http::cancel
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let limits = &state.settings.server;
+    let city = Router::new().route("/v1/city", put(http::put_city)).layer(DefaultBodyLimit::max(limits.max_city_bytes));
+    let api = Router::new()
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/metrics", get(http::metrics))
+        .route("/openapi.json", get(|| async { axum::Json(ApiDoc::openapi()) }))
+        .route("/v1/catalog", get(http::catalog))
+        .route("/v1/communities", get(http::list_communities))
+        .route("/v1/members/{id}", get(http::get_member))
+        .route("/v1/incidents", post(http::raise).get(http::list_incidents))
+        .route("/v1/incidents/{id}", get(http::get_incident))
+        .route("/v1/incidents/{id}/timeline", get(http::timeline))
+        .route("/v1/incidents/{id}/escalate", post(http::escalate))
+        .route("/v1/incidents/{id}/resolve", post(http::resolve))
+        .route("/v1/incidents/{id}/cancel", post(http::cancel))
+        .route("/v1/ws", get(ws::upgrade))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    api.merge(city).fallback(http::not_found).method_not_allowed_fallback(http::method_not_allowed).with_state(state)
+}

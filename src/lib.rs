@@ -1,0 +1,23 @@
+//! muster: an emergency mobilization dispatcher.
+//!
+//! A command travels one short way:
+//! `HTTP/WS message -> gateway (parse, authenticate, authorize) -> engine mailbox ->
+//! domain::dispatcher::execute -> events -> store.append (fsync) -> publish -> sockets`.
+//!
+//! - `domain`: the rules, pure and synchronous (see its own map).
+//! - `engine`: the single writer that owns the state, the deadlines and the append.
+//! - `store`: the durable event log with the recipient frames (SQLite, embedded).
+//! - `gateway`: HTTP routes, auth, problem+json, websocket sessions, the push hub.
+//! - `settings`: configuration, from config/default.toml, a file and `MUSTER_*` variables.
+//! - `app`: wires everything and binds the listener.
+//! - `demo`: the generated Wuhan-like demo city.
+//! - `cli`: the `serve`, `token` and `demo-city` commands.
+
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod domain;
+pub mod engine;
+pub mod gateway;
+pub mod settings;
+pub mod store;

@@ -1,0 +1,219 @@
+//! Configuration: config/default.toml (compiled in), then the file given with `--config`
+//! laid over it, then `MUSTER_<SECTION>__<KEY>` environment variables over both. Unknown
+//! keys and bad values are errors: muster refuses to start rather than guess.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::response::Rules;
+
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The development secret in config/default.toml: accepted only with `serve --demo`.
+pub fn is_development_secret(secret: &str) -> bool {
+    secret == "muster-development-secret-do-not-use-in-production"
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: Server,
+    pub auth: Auth,
+    pub ws: Ws,
+    pub engine: Engine,
+    pub log: Log,
+    pub dispatch: Rules,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub max_city_bytes: usize,
+    pub allowed_origins: Vec<String>,
+    pub shutdown_grace_s: u64,
+    pub max_list: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub secret: String,
+    pub token_ttl_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ws {
+    pub max_message_bytes: usize,
+    pub read_buffer_bytes: usize,
+    pub write_buffer_bytes: usize,
+    pub outbound_queue: usize,
+    pub ping_interval_s: u64,
+    pub ping_timeout_s: u64,
+    pub max_replay: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Engine {
+    pub mailbox: usize,
+    pub batch_max: usize,
+    pub position_flush_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read configuration file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("configuration file {0} is not valid TOML: {1}")]
+    Parse(String, toml::de::Error),
+    #[error("environment variable {0}: {1}")]
+    Env(String, String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads settings: defaults, then `file`, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, SettingsError> {
+        let mut table: toml::Table =
+            DEFAULT_TOML.parse().map_err(|e| SettingsError::Parse("config/default.toml".into(), e))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Read(path.into(), e))?;
+            let over: toml::Table = text.parse().map_err(|e| SettingsError::Parse(path.display().to_string(), e))?;
+            merge(&mut table, over);
+        }
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix("MUSTER_") else { continue };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                return Err(SettingsError::Env(key, "use MUSTER_<SECTION>__<KEY>".into()));
+            }
+            set_path(&mut table, &path, parse_env_value(&value)).map_err(|e| SettingsError::Env(key.clone(), e))?;
+        }
+        let settings: Settings =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| SettingsError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        self.dispatch.validate().map_err(SettingsError::Invalid)?;
+        let bad = |m: &str| Err(SettingsError::Invalid(m.into()));
+        if self.auth.secret.len() < 16 {
+            return bad("auth.secret must be at least 16 characters");
+        }
+        if self.ws.outbound_queue == 0 || self.engine.mailbox == 0 || self.engine.batch_max == 0 {
+            return bad("ws.outbound_queue, engine.mailbox and engine.batch_max must be at least 1");
+        }
+        if self.ws.ping_interval_s == 0 || self.ws.ping_timeout_s <= self.ws.ping_interval_s {
+            return bad("ws.ping_timeout_s must be longer than ws.ping_interval_s (> 0)");
+        }
+        if self.ws.max_message_bytes < 256 || self.server.max_body_bytes < 256 {
+            return bad("ws.max_message_bytes and server.max_body_bytes must be at least 256");
+        }
+        Ok(())
+    }
+}
+
+/// A value from the environment: TOML if it parses as a TOML value, else a plain string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut t = table;
+    for p in parents {
+        t = match t.entry(p.clone()).or_insert_with(|| toml::Value::Table(Default::default())) {
+            toml::Value::Table(inner) => inner,
+            _ => return Err(format!("'{p}' is not a section")),
+        };
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(s.dispatch.levels.iv.reach, vec![crate::domain::response::Reach::Grid]);
+        assert!(is_development_secret(&s.auth.secret));
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let env = vec![
+            ("MUSTER_SERVER__LISTEN".to_string(), "127.0.0.1:0".to_string()),
+            ("MUSTER_DISPATCH__OFFER_TTL_S".to_string(), "7".to_string()),
+            ("MUSTER_AUTH__SECRET".to_string(), "a-secret-of-enough-length".to_string()),
+        ];
+        let s = Settings::load_with_env(None, env).unwrap();
+        assert_eq!(s.server.listen.port(), 0);
+        assert_eq!(s.dispatch.offer_ttl_s, 7);
+        assert_eq!(s.auth.secret, "a-secret-of-enough-length");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let env = vec![("MUSTER_SERVER__LISTN".to_string(), "x".to_string())];
+        assert!(Settings::load_with_env(None, env).is_err());
+        let env = vec![("MUSTER_DISPATCH__OVERBOOK".to_string(), "0.2".to_string())];
+        assert!(Settings::load_with_env(None, env).is_err());
+    }
+
+    #[test]
+    fn a_file_is_laid_over_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "[dispatch]\ngeofence_m = 55.0\n").unwrap();
+        let s = Settings::load_with_env(Some(&path), Vec::new()).unwrap();
+        assert_eq!(s.dispatch.geofence_m, 55.0);
+        assert_eq!(s.dispatch.offer_ttl_s, 90);
+    }
+}

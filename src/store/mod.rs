@@ -1,0 +1,61 @@
+//! The durable event log. An append writes a batch of events and the recipient frames
+//! derived from them in one transaction, synced to disk before it returns: "done" and
+//! "deliverable after a reconnect" are one fact.
+//!
+//! - `EventLog`: the engine's side (replay, append, soft positions). One writer.
+//! - `LogReader`: the gateway's side (frames after a seq, the timeline). Many readers.
+//! - `sqlite`: the embedded store (WAL, synchronous=FULL), the default.
+
+pub mod sqlite;
+
+use crate::domain::event::{Event, Frame};
+use crate::domain::geo::Position;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("corrupt log entry at seq {0}: {1}")]
+    Corrupt(u64, String),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One entry of an incident's timeline, as `GET /v1/incidents/{id}/timeline` answers it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TimelineEntry {
+    pub seq: u64,
+    /// RFC 3339 UTC.
+    pub at: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub actor: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// A stored frame: its seq in the stream and its wire text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFrame {
+    pub seq: u64,
+    pub text: String,
+}
+
+pub trait EventLog: Send + 'static {
+    /// Feeds every logged event, in order, to `apply`.
+    fn replay(&mut self, apply: &mut dyn FnMut(Event)) -> Result<(), StoreError>;
+    /// Appends events and their frames atomically and durably.
+    fn append(&mut self, events: &[Event], frames: &[(Frame, String)]) -> Result<(), StoreError>;
+    /// Saves members' last known positions (soft state: not synced per write).
+    fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError>;
+    fn load_positions(&mut self) -> Result<Vec<(String, Position)>, StoreError>;
+}
+
+pub trait LogReader: Send + Sync + 'static {
+    /// Frames of `stream` with seq > `after`, in order, at most `limit`.
+    fn frames_after(&self, stream: &str, after: u64, limit: usize) -> Result<Vec<StoredFrame>, StoreError>;
+    /// The frames of `stream` with these seqs, in order.
+    fn frames_at(&self, stream: &str, seqs: &[u64]) -> Result<Vec<StoredFrame>, StoreError>;
+    /// Every event of one incident, in order.
+    fn timeline(&self, incident_id: &str) -> Result<Vec<TimelineEntry>, StoreError>;
+}
