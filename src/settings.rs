@@ -153,14 +153,19 @@ fn parse_env_value(raw: &str) -> toml::Value {
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
     let (last, parents) = path.split_last().expect("non-empty path");
+    // Environment names are upper case; match keys that differ only in case (levels.IV).
+    let key_in =
+        |t: &toml::Table, k: &str| t.keys().find(|x| x.eq_ignore_ascii_case(k)).cloned().unwrap_or(k.to_string());
     let mut t = table;
     for p in parents {
+        let p = key_in(t, p);
         t = match t.entry(p.clone()).or_insert_with(|| toml::Value::Table(Default::default())) {
             toml::Value::Table(inner) => inner,
             _ => return Err(format!("'{p}' is not a section")),
         };
     }
-    t.insert(last.clone(), value);
+    let last = key_in(t, last);
+    t.insert(last, value);
     Ok(())
 }
 

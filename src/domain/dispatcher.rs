@@ -186,6 +186,8 @@ pub struct State {
     pub incidents_raised: u64,
     pub offers_sent: u64,
     pub deadlines: BTreeSet<(Ts, Deadline)>,
+    /// Incidents with a `Retry` deadline pending (soft, like the retries themselves).
+    pub retrying: std::collections::HashSet<String>,
 }
 
 impl State {
@@ -206,7 +208,14 @@ impl State {
         let ids: Vec<String> =
             self.incidents.values().filter(|i| i.status == Status::Open).map(|i| i.id.clone()).collect();
         for id in ids {
-            self.deadlines.insert((now, Deadline::Retry(id)));
+            self.schedule_retry(&id, now);
+        }
+    }
+
+    /// One pending retry per incident, however many refills come up short.
+    fn schedule_retry(&mut self, incident_id: &str, at: Ts) {
+        if self.retrying.insert(incident_id.to_string()) {
+            self.deadlines.insert((at, Deadline::Retry(incident_id.to_string())));
         }
     }
 
@@ -214,8 +223,8 @@ impl State {
     pub fn can_see_incident(&self, actor: &Actor, inc: &Incident) -> bool {
         match actor {
             Actor::Command { district: None } | Actor::System => true,
-            Actor::Command { district: Some(d) } => self.city.district_id_of_community(inc.community) == d,
-            Actor::Staff { community } => self.city.community_by_id.get(community) == Some(&inc.community),
+            Actor::Command { district: Some(d) } => &inc.district_id == d,
+            Actor::Staff { community } => &inc.community_id == community,
             Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
         }
     }
@@ -249,17 +258,17 @@ impl State {
         };
         match inc.offer(offer_id) {
             Some(o) if o.state == OfferState::Offered => vec![o.frame_seq],
-            _ => Vec::new(),
+            Some(o) if inc.status.is_closed() => {
+                debug_assert!(false, "a closed incident holds nobody: {}", o.id);
+                Vec::new()
+            }
+            Some(o) => std::iter::once(o.frame_seq).chain(o.assignment_seq).collect(),
+            None => Vec::new(),
         }
     }
 
     fn scope_streams(&self, inc: &Incident) -> [String; 3] {
-        let c = self.city.community(inc.community);
-        [
-            stream::community(&c.id),
-            stream::district(self.city.district_id_of_community(inc.community)),
-            stream::CITY.to_string(),
-        ]
+        [stream::community(&inc.community_id), stream::district(&inc.district_id), stream::CITY.to_string()]
     }
 
     fn push_frame(&mut self, frames: &mut Vec<Frame>, stream: String, kind: &'static str, data: Value) -> u64 {
@@ -329,8 +338,7 @@ impl Tx<'_> {
             }
         }
         // Short of candidates: look again later (soft, recomputed after a restart).
-        let at = self.now + self.rules.retry_s as i64 * 1000;
-        self.state.deadlines.insert((at, Deadline::Retry(incident_id.to_string())));
+        self.state.schedule_retry(incident_id, self.now + self.rules.retry_s as i64 * 1000);
     }
 
     fn escalate(&mut self, incident_id: &str, reason: EscalationReason) -> Result<(), DomainError> {
@@ -718,6 +726,7 @@ fn tick(tx: &mut Tx<'_>) {
                 }
             }
             Deadline::Retry(incident_id) => {
+                tx.state.retrying.remove(&incident_id);
                 refill.insert(incident_id);
             }
         }
@@ -753,6 +762,16 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 "teams": city.teams.len(),
                 "members": city.members.len(),
             });
+            // Incidents keep their ids; their indexes follow the new numbering. Grids that
+            // are gone can only belong to closed incidents (an import waits for none open).
+            for inc in state.incidents.values_mut() {
+                inc.grid = index.grid_flat.get(&inc.grid_id).copied().unwrap_or(u32::MAX);
+                inc.offered.clear();
+                for o in &mut inc.offers {
+                    o.member = index.member_by_id.get(&o.member_id).copied().unwrap_or(u32::MAX);
+                    inc.offered.insert(o.member);
+                }
+            }
             state.city = index;
             state.roster = roster;
             state.push_frame(&mut frames, stream::CITY.into(), "city.imported", counts);
@@ -770,10 +789,17 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             idempotency_key,
             escalate_at,
         } => {
+            let grid = state.city.grid_flat[grid_id];
+            let district_id = state.city.city().expect("a city").districts
+                [state.city.grid_places[grid as usize].district as usize]
+                .id
+                .clone();
             let inc = Incident {
                 id: incident_id.clone(),
-                community: state.city.community_by_id[community_id],
-                grid: state.city.grid_flat[grid_id],
+                community_id: community_id.clone(),
+                district_id,
+                grid_id: grid_id.clone(),
+                grid,
                 location: *location,
                 category: category.clone(),
                 level: *level,
@@ -825,6 +851,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 expires_at: *expires_at,
                 distance_m: *distance_m,
                 frame_seq,
+                assignment_seq: None,
                 answered_at: None,
             });
             inc.offered.insert(idx);
@@ -840,7 +867,9 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             rt.last_duty_at = Some(at);
             rt.duties += 1;
             let data = json!({"offer_id": offer_id, "incident_id": incident_id});
-            state.push_frame(&mut frames, stream::member(member_id), "assignment", data);
+            let seq = state.push_frame(&mut frames, stream::member(member_id), "assignment", data);
+            let inc = state.incidents.get_mut(incident_id).expect("known incident");
+            inc.offer_mut(offer_id).expect("known offer").assignment_seq = Some(seq);
             scope_frames(state, &mut frames, incident_id, "incident.offer_accepted", &event.body);
         }
         EventBody::OfferDeclined { offer_id, incident_id, .. } => {
@@ -863,8 +892,9 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             state.push_frame(&mut frames, stream::member(member_id), "offer.revoked", data);
             scope_frames(state, &mut frames, incident_id, "incident.offer_revoked", &event.body);
         }
-        EventBody::MemberArrived { offer_id, incident_id, member_id, distance_m, .. } => {
-            set_offer_state(state, incident_id, offer_id, OfferState::Arrived, at);
+        EventBody::MemberArrived { offer_id, incident_id, member_id, distance_m, position } => {
+            let idx = set_offer_state(state, incident_id, offer_id, OfferState::Arrived, at);
+            state.roster.move_to(idx, *position);
             let data = json!({"offer_id": offer_id, "incident_id": incident_id, "distance_m": distance_m});
             state.push_frame(&mut frames, stream::member(member_id), "arrival", data);
             scope_frames(state, &mut frames, incident_id, "incident.member_arrived", &event.body);

@@ -70,13 +70,20 @@ pub struct Offer {
     /// The seq of the `offer` frame in the member's stream, so a fresh connection can be
     /// sent its open offers with their own seq.
     pub frame_seq: u64,
+    /// The seq of the `assignment` frame, once accepted.
+    pub assignment_seq: Option<u64>,
     pub answered_at: Option<Ts>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incident {
     pub id: String,
-    pub community: u32,
+    /// Ids are the incident's place for good; a later city import may renumber the city.
+    pub community_id: String,
+    pub district_id: String,
+    pub grid_id: String,
+    /// Index of the grid in the current city (matching needs it; an import renumbers it,
+    /// and refuses to run while any incident is open, so an open incident's grid exists).
     pub grid: u32,
     pub location: Position,
     pub category: String,

@@ -56,6 +56,9 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
     pub iat: u64,
+    /// Required: `Validation` refuses a token without it (the default only lets the
+    /// validator, not the parser, say so).
+    #[serde(default)]
     pub exp: u64,
 }
 

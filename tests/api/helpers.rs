@@ -1,0 +1,254 @@
+//! `spawn_app()` and the clients the tests drive it with.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use muster::app::{self, App, Options};
+use muster::domain::geo::Position;
+use muster::domain::org::City;
+use muster::gateway::auth::{Claims, Keys, Role};
+use muster::settings::Settings;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "integration-test-secret-0123456789";
+
+/// Settings for tests: port 0, a fresh data directory, short deadlines.
+pub fn test_settings(data: &Path, overrides: &[(&str, &str)]) -> Settings {
+    let mut env = vec![
+        ("MUSTER_SERVER__LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        ("MUSTER_SERVER__DATA_DIR".to_string(), format!("\"{}\"", data.display())),
+        ("MUSTER_AUTH__SECRET".to_string(), SECRET.to_string()),
+        ("MUSTER_LOG__FILTER".to_string(), "warn".to_string()),
+    ];
+    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Settings::load_with_env(None, env).expect("test settings are valid")
+}
+
+/// The test city: the small demo city, with 20 on-call members living and standing in
+/// community c001 (grids c001-g1..g3) and every other member off duty, so who is offered
+/// what is predictable.
+pub fn test_city() -> City {
+    let mut city = muster::demo::demo_city(300, 42);
+    let c001 = city.communities.iter().find(|c| c.id == "c001").unwrap().clone();
+    let cells: Vec<_> = c001.grids.iter().flat_map(|g| g.cells.iter().map(move |c| (g.id.clone(), *c))).collect();
+    for (i, m) in city.members.iter_mut().enumerate() {
+        m.on_call = i < 20;
+        if i < 20 {
+            let (grid, cell) = &cells[i % cells.len()];
+            m.residence_grid_id = grid.clone();
+            m.position = cell.center();
+        }
+    }
+    city
+}
+
+pub struct TestApp {
+    pub app: Option<App>,
+    pub addr: String,
+    pub http: reqwest::Client,
+    pub keys: Keys,
+    pub city: City,
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path(), overrides);
+    let app = app::build(settings, Options::default()).await.expect("app starts");
+    let mut t = TestApp {
+        addr: format!("127.0.0.1:{}", app.port()),
+        app: Some(app),
+        http: reqwest::Client::new(),
+        keys: Keys::new(SECRET),
+        city: test_city(),
+        _dir: Some(dir),
+    };
+    let city = t.city.clone();
+    let resp = t.put_city(&t.command(), &city).await;
+    assert_eq!(resp.status(), 200, "import: {}", resp.text().await.unwrap());
+    t.city = city;
+    t
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn token(&self, role: Role, scope: Option<&str>) -> String {
+        let now = muster::engine::now_ms() as u64 / 1000;
+        self.keys.sign(&Claims::new(role, scope.map(str::to_string), now, 3600).unwrap())
+    }
+    pub fn command(&self) -> String {
+        self.token(Role::Command, None)
+    }
+    pub fn staff(&self, community: &str) -> String {
+        self.token(Role::Staff, Some(community))
+    }
+    pub fn member(&self, id: &str) -> String {
+        self.token(Role::Member, Some(id))
+    }
+
+    pub async fn put_city(&self, token: &str, city: &City) -> reqwest::Response {
+        self.http.put(self.url("/v1/city")).bearer_auth(token).json(city).send().await.unwrap()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()
+    }
+
+    /// Raises an incident and returns the 201 body.
+    pub async fn raise(&self, token: &str, body: Value) -> Value {
+        let resp = self.post(token, "/v1/incidents", body).await;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 201, "raise: {body}");
+        body
+    }
+
+    pub async fn incident(&self, id: &str) -> Value {
+        self.get(&self.command(), &format!("/v1/incidents/{id}")).await.json().await.unwrap()
+    }
+
+    /// Member ids with an offer in `state` on the incident.
+    pub async fn offered(&self, id: &str, state: &str) -> Vec<(String, String)> {
+        let inc = self.incident(id).await;
+        inc["offers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["state"] == state)
+            .map(|o| (o["member_id"].as_str().unwrap().to_string(), o["offer_id"].as_str().unwrap().to_string()))
+            .collect()
+    }
+
+    pub async fn ws(&self, token: &str, after_seq: Option<u64>) -> Ws {
+        Ws::connect(&self.addr, token, after_seq).await
+    }
+
+    pub fn member_position(&self, id: &str) -> Position {
+        self.city.members.iter().find(|m| m.id == id).unwrap().position
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await.unwrap();
+        }
+    }
+}
+
+/// A websocket client that keeps frames it was not waiting for.
+pub struct Ws {
+    pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub hello: Value,
+    pending: std::collections::VecDeque<Value>,
+    next_id: u64,
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl Ws {
+    pub async fn connect(addr: &str, token: &str, after_seq: Option<u64>) -> Ws {
+        let mut url = format!("ws://{addr}/v1/ws?access_token={token}");
+        if let Some(a) = after_seq {
+            url.push_str(&format!("&after_seq={a}"));
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let mut ws = Ws { socket, hello: Value::Null, pending: Default::default(), next_id: 1 };
+        let hello = ws.raw_next().await.expect("hello");
+        assert_eq!(hello["type"], "hello", "{hello}");
+        ws.hello = hello;
+        ws
+    }
+
+    async fn raw_next(&mut self) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await.ok()?? {
+                Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next stream frame (not ok/error), waiting up to WAIT.
+    pub async fn next_frame(&mut self) -> Value {
+        if let Some(f) = self.pending.pop_front() {
+            return f;
+        }
+        loop {
+            let f = self.raw_next().await.expect("a frame arrives");
+            if f["type"] != "ok" && f["type"] != "error" {
+                return f;
+            }
+        }
+    }
+
+    /// The next frame of this type, skipping others.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let f = self.next_frame().await;
+            if f["type"] == kind {
+                return f;
+            }
+        }
+    }
+
+    /// True if no frame arrives within `d`.
+    pub async fn quiet_for(&mut self, d: Duration) -> bool {
+        if !self.pending.is_empty() {
+            return false;
+        }
+        match tokio::time::timeout(d, self.socket.next()).await {
+            Err(_) => true,
+            Ok(Some(Ok(Message::Text(t)))) => {
+                self.pending.push_back(serde_json::from_str(&t).unwrap());
+                false
+            }
+            Ok(_) => true,
+        }
+    }
+
+    /// Sends a message and returns its ok or error answer (frames in between are kept).
+    pub async fn request(&mut self, kind: &str, data: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = json!({"id": id, "type": kind, "data": data});
+        self.socket.send(Message::Text(msg.to_string().into())).await.unwrap();
+        loop {
+            let f = self.raw_next().await.expect("an answer arrives");
+            if (f["type"] == "ok" || f["type"] == "error") && f["data"]["re"] == json!(id) {
+                return f;
+            }
+            self.pending.push_back(f);
+        }
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.socket.send(msg).await.unwrap();
+    }
+
+    /// Waits for the server to close the socket and returns the close code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await.ok()? {
+                Some(Ok(Message::Close(Some(f)))) => return Some(f.code.into()),
+                Some(Ok(Message::Close(None))) | None => return None,
+                Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}

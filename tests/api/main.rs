@@ -1,0 +1,9 @@
+//! One integration-test binary: the real server on port 0, real HTTP and websocket
+//! clients, real SQLite in a temporary directory.
+
+mod helpers;
+
+mod authz;
+mod bad_input;
+mod flow;
+mod restart;
