@@ -538,15 +538,10 @@ fn raise(tx: &mut Tx<'_>, actor: &Actor, r: RaiseIncident) -> Result<Reply, Doma
         (None, Some(p)) => state.city.grid_at(p).ok_or_else(|| outside(format!("location {},{}", p.lat, p.lng)))?,
     };
     let place = state.city.grid_places[grid as usize];
-    if let Some(c) = community_scope {
-        if state.city.community_by_id.get(c) != Some(&place.community) {
-            return Err(outside(format!("grid '{}'", state.city.grid_ids[grid as usize])));
-        }
-    }
-    if let Some(d) = district_scope {
-        if state.city.district_by_id.get(d) != Some(&place.district) {
-            return Err(outside(format!("grid '{}'", state.city.grid_ids[grid as usize])));
-        }
+    let in_community = community_scope.is_none_or(|c| state.city.community_by_id.get(c) == Some(&place.community));
+    let in_district = district_scope.is_none_or(|d| state.city.district_by_id.get(d) == Some(&place.district));
+    if !(in_community && in_district) {
+        return Err(outside(format!("grid '{}'", state.city.grid_ids[grid as usize])));
     }
     if tx.rules.category(&r.category).is_none() {
         let known: Vec<&str> = tx.rules.categories.iter().map(|c| c.id.as_str()).collect();

@@ -232,10 +232,10 @@ impl CityIndex {
             let mut set = HashSet::new();
             for cell in &city.communities[ci as usize].grids[gi as usize].cells {
                 for n in cell.disk1() {
-                    if let Some(&other) = cell_to_grid.get(&n) {
-                        if other as usize != g {
-                            set.insert(other);
-                        }
+                    if let Some(&other) = cell_to_grid.get(&n)
+                        && other as usize != g
+                    {
+                        set.insert(other);
                     }
                 }
             }

@@ -168,7 +168,7 @@ pub async fn raise(
 fn incident_view(app: &AppState, actor: &Actor, id: &str) -> Result<IncidentView, ApiError> {
     let state = app.engine.read();
     match state.incidents.get(id) {
-        Some(inc) if state.can_see_incident(actor, inc) => Ok(IncidentView::new(&state, inc)),
+        Some(inc) if state.can_see_incident(actor, inc) => Ok(IncidentView::new(inc)),
         _ => Err(ApiError::not_found("unknown_incident", format!("no incident '{id}' in your scope"))),
     }
 }
@@ -210,7 +210,7 @@ pub async fn list_incidents(
         .rev()
         .filter(|i| status.is_none_or(|s| i.status == s) && state.can_see_incident(&caller.actor, i))
         .take(app.settings.server.max_list)
-        .map(|i| IncidentView::new(&state, i))
+        .map(IncidentView::new)
         .collect();
     Ok(Json(list))
 }

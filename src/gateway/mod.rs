@@ -61,6 +61,26 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Logs and counts every request by its route template. The query string is never
+/// logged: a websocket URL carries the token there.
+async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let secs = started.elapsed().as_secs_f64();
+    metrics::counter!("muster_http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("muster_http_request_seconds", "method" => method.to_string(), "route" => route.clone())
+        .record(secs);
+    tracing::debug!(%method, %route, status, ms = secs * 1000.0, "request");
+    resp
+}
+
 pub fn router(state: AppState) -> Router {
     let limits = &state.settings.server;
     let city = Router::new().route("/v1/city", put(http::put_city)).layer(DefaultBodyLimit::max(limits.max_city_bytes));
@@ -80,5 +100,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}/cancel", post(http::cancel))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
-    api.merge(city).fallback(http::not_found).method_not_allowed_fallback(http::method_not_allowed).with_state(state)
+    api.merge(city)
+        .route_layer(axum::middleware::from_fn(observe))
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .with_state(state)
 }

@@ -44,7 +44,7 @@ pub struct IncidentView {
 }
 
 impl IncidentView {
-    pub fn new(state: &State, inc: &Incident) -> Self {
+    pub fn new(inc: &Incident) -> Self {
         IncidentView {
             id: inc.id.clone(),
             status: inc.status,
