@@ -111,6 +111,8 @@ impl Keys {
         validation.set_required_spec_claims(&["exp"]);
         validation.validate_exp = true;
         validation.leeway = 0;
+        // RFC 7519: the token is valid only *before* exp, so refuse it from its exp second on.
+        validation.reject_tokens_expiring_in_less_than = 1;
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),

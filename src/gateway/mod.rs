@@ -81,6 +81,35 @@ async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> a
     resp
 }
 
+/// Every non-2xx answer is problem+json, including the plain-text refusals of axum's own
+/// extractors (an unreadable path id, a body over the limit, a GET without an upgrade).
+async fn problem_everywhere(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::header::CONTENT_TYPE;
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_problem =
+        resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let text = match axum::body::to_bytes(resp.into_body(), 4096).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    };
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "body_too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid_body",
+        426 => "upgrade_required",
+        _ => "error",
+    };
+    let detail = if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
+    axum::response::IntoResponse::into_response(error::ApiError::new(status, code, detail))
+}
+
 pub fn router(state: AppState) -> Router {
     let limits = &state.settings.server;
     let city = Router::new().route("/v1/city", put(http::put_city)).layer(DefaultBodyLimit::max(limits.max_city_bytes));
@@ -104,5 +133,6 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(observe))
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(axum::middleware::from_fn(problem_everywhere))
         .with_state(state)
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use muster::app::{self, App, Options};
-use muster::domain::geo::Position;
 use muster::domain::org::City;
 use muster::gateway::auth::{Claims, Keys, Role};
 use muster::settings::Settings;
@@ -136,10 +135,6 @@ impl TestApp {
 
     pub async fn ws(&self, token: &str, after_seq: Option<u64>) -> Ws {
         Ws::connect(&self.addr, token, after_seq).await
-    }
-
-    pub fn member_position(&self, id: &str) -> Position {
-        self.city.members.iter().find(|m| m.id == id).unwrap().position
     }
 
     pub async fn stop(mut self) {
