@@ -16,12 +16,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
-use super::event::{EscalationReason, Event, EventBody, Frame, RevokeReason, Ts, stream};
+use super::event::{EscalationReason, Event, EventBody, Frame, Mode, RevokeReason, Ts, stream};
 use super::geo::Position;
 use super::incident::{Incident, Offer, OfferState, Status};
 use super::matching::{self, Roster, Target};
+use super::mobilization::{Mobilization, OrderState};
 use super::org::{City, CityIndex};
 use super::response::{Level, Rules};
+use super::wartime::{self, MobilizeOrder, WhistleTarget};
+use super::workload::TaskClass;
 
 /// Who is acting, with the scope their token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +70,8 @@ pub struct RaiseIncident {
     pub skills: Vec<String>,
     pub note: Option<String>,
     pub idempotency_key: Option<String>,
+    /// 1–5; at least the category's, which is the default.
+    pub difficulty: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +106,33 @@ pub enum Command {
     Duty {
         on_call: bool,
     },
+    /// 平战转换 of a district, or of the city when `district_id` is `None`.
+    SwitchMode {
+        district_id: Option<String>,
+        mode: Mode,
+        reason: String,
+    },
+    Mobilize(MobilizeOrder),
+    CloseMobilization {
+        mobilization_id: String,
+        reason: Option<String>,
+    },
+    AcknowledgeOrder {
+        mobilization_id: String,
+    },
+    ReportArrival {
+        mobilization_id: String,
+        position: Position,
+    },
+    Whistle {
+        incident_id: String,
+        to: WhistleTarget,
+    },
+    Transfer {
+        from: String,
+        to: String,
+        members: Vec<String>,
+    },
     /// Fire every deadline due at `now`.
     Tick,
 }
@@ -118,6 +150,13 @@ impl Command {
             Command::Arrive { .. } => "arrive",
             Command::Location { .. } => "location",
             Command::Duty { .. } => "duty",
+            Command::SwitchMode { .. } => "switch_mode",
+            Command::Mobilize(_) => "mobilize",
+            Command::CloseMobilization { .. } => "close_mobilization",
+            Command::AcknowledgeOrder { .. } => "mobilization_ack",
+            Command::ReportArrival { .. } => "mobilization_report",
+            Command::Whistle { .. } => "whistle",
+            Command::Transfer { .. } => "transfer",
             Command::Tick => "tick",
         }
     }
@@ -144,7 +183,7 @@ pub struct DomainError {
     pub detail: String,
 }
 
-fn err(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> DomainError {
+pub(super) fn err(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> DomainError {
     DomainError { kind, code, detail: detail.into() }
 }
 
@@ -153,6 +192,7 @@ fn err(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> Domain
 pub enum Reply {
     Done,
     Incident(String),
+    Mobilization(String),
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +208,10 @@ pub enum Deadline {
     Escalation(String),
     /// Soft: look again for candidates for an incident short of offers.
     Retry(String),
+    /// A mobilization's reporting deadline.
+    Mobilization(String),
+    /// (incident id, whistle id): the whistled units' deadline to report.
+    Whistle(String, String),
 }
 
 #[derive(Debug, Default)]
@@ -188,9 +232,21 @@ pub struct State {
     pub deadlines: BTreeSet<(Ts, Deadline)>,
     /// Incidents with a `Retry` deadline pending (soft, like the retries themselves).
     pub retrying: std::collections::HashSet<String>,
+    /// 平战: the city's mode, and the districts switched to wartime on their own.
+    pub city_mode: Mode,
+    pub wartime_districts: BTreeSet<String>,
+    /// By id (`mob-1`…).
+    pub mobilizations: BTreeMap<String, Mobilization>,
+    pub mobilizations_ordered: u64,
+    pub whistles_blown: u64,
 }
 
 impl State {
+    /// Is wartime in force in this district (its own switch, or the city's)?
+    pub fn wartime(&self, district_id: &str) -> bool {
+        self.city_mode == Mode::Wartime || self.wartime_districts.contains(district_id)
+    }
+
     pub fn next_deadline(&self) -> Option<Ts> {
         self.deadlines.first().map(|(t, _)| *t)
     }
@@ -250,6 +306,22 @@ impl State {
             return Vec::new();
         };
         let Some(idx) = self.member_index(member_id) else { return Vec::new() };
+        let rt = &self.roster.members[idx as usize];
+        // Orders not yet reported on, then the offer or assignment in hand.
+        let mut seqs: Vec<u64> = rt
+            .orders
+            .iter()
+            .filter_map(|m| self.mobilizations.get(m))
+            .filter_map(|m| m.by_member.get(&idx).map(|&i| &m.orders[i]))
+            .filter(|o| o.state != OrderState::Reported)
+            .map(|o| o.frame_seq)
+            .collect();
+        seqs.extend(self.open_offer_frames(idx));
+        seqs.sort_unstable();
+        seqs
+    }
+
+    fn open_offer_frames(&self, idx: u32) -> Vec<u64> {
         let Some(offer_id) = &self.roster.members[idx as usize].engaged else {
             return Vec::new();
         };
@@ -267,11 +339,17 @@ impl State {
         }
     }
 
-    fn scope_streams(&self, inc: &Incident) -> [String; 3] {
+    pub(super) fn scope_streams(&self, inc: &Incident) -> [String; 3] {
         [stream::community(&inc.community_id), stream::district(&inc.district_id), stream::CITY.to_string()]
     }
 
-    fn push_frame(&mut self, frames: &mut Vec<Frame>, stream: String, kind: &'static str, data: Value) -> u64 {
+    pub(super) fn push_frame(
+        &mut self,
+        frames: &mut Vec<Frame>,
+        stream: String,
+        kind: &'static str,
+        data: Value,
+    ) -> u64 {
         let seq = self.streams.entry(stream.clone()).or_insert(0);
         *seq += 1;
         let seq = *seq;
@@ -293,33 +371,47 @@ pub fn summary(inc: &Incident) -> Value {
 }
 
 /// A command in progress: emits events one at a time, applying each at once.
-struct Tx<'a> {
-    state: &'a mut State,
-    rules: &'a Rules,
-    actor: String,
-    now: Ts,
+pub(super) struct Tx<'a> {
+    pub(super) state: &'a mut State,
+    pub(super) rules: &'a Rules,
+    pub(super) actor: String,
+    pub(super) now: Ts,
     out: Outcome,
 }
 
 impl Tx<'_> {
-    fn emit(&mut self, body: EventBody) {
+    pub(super) fn emit(&mut self, body: EventBody) {
         let event = Event { seq: self.state.last_seq + 1, at: self.now, actor: self.actor.clone(), body };
         let frames = apply(self.state, &event);
         self.out.frames.extend(frames);
         self.out.events.push(event);
     }
 
-    /// Sends as many offers as the incident wants, reach by reach.
-    fn refill(&mut self, incident_id: &str) {
+    /// Sends as many offers as the incident wants, reach by reach. In peacetime a call
+    /// that was not escalated and is below level Ⅱ stays within the community's own members.
+    pub(super) fn refill(&mut self, incident_id: &str) {
         let Some(inc) = self.state.incidents.get(incident_id) else { return };
         let mut wanted = inc.offers_wanted(self.rules.overbook) as usize;
         if wanted == 0 {
             return;
         }
-        let reaches = self.rules.level(inc.level).reach.clone();
+        let wartime = self.state.wartime(&inc.district_id);
+        let own_community =
+            (self.rules.peacetime_own_community && !wartime && !inc.escalated && inc.level <= Level::III)
+                .then(|| self.state.city.grid_places[inc.grid as usize].community);
+        let ttl_ms = self.rules.offer_ttl_ms(wartime);
+        let reaches = self.rules.reach(inc.level, wartime).to_vec();
         for reach in reaches {
             let inc = &self.state.incidents[incident_id];
-            let target = Target { location: inc.location, grid: inc.grid, skills: &inc.skills, offered: &inc.offered };
+            let target = Target {
+                location: inc.location,
+                grid: inc.grid,
+                skills: &inc.skills,
+                offered: &inc.offered,
+                difficulty: inc.difficulty,
+                class: inc.class,
+                own_community,
+            };
             let found =
                 matching::find(&self.state.city, &self.state.roster, self.rules, &target, reach, wanted, self.now);
             for c in found {
@@ -329,7 +421,8 @@ impl Tx<'_> {
                     incident_id: incident_id.to_string(),
                     member_id,
                     distance_m: (c.distance_m * 10.0).round() / 10.0,
-                    expires_at: self.now + self.rules.offer_ttl_s as i64 * 1000,
+                    expires_at: self.now + ttl_ms,
+                    whistle_id: None,
                 });
                 wanted -= 1;
             }
@@ -348,14 +441,15 @@ impl Tx<'_> {
             return Err(err(ErrorKind::Conflict, "top_level", format!("incident {incident_id} is already at level I")));
         };
         let escalate_at = self.rules.level(to).escalate_after_s.map(|s| self.now + s as i64 * 1000);
+        let wartime = self.state.wartime(&inc.district_id);
         self.emit(EventBody::IncidentEscalated { incident_id: incident_id.into(), from, to, reason, escalate_at });
-        let reach = self.rules.level(to).reach.iter().map(|r| r.as_str().to_string()).collect();
+        let reach = self.rules.reach(to, wartime).iter().map(|r| r.as_str().to_string()).collect();
         self.emit(EventBody::WhistleBlown { incident_id: incident_id.into(), level: to, reach, reason });
         self.refill(incident_id);
         Ok(())
     }
 
-    fn close(&mut self, incident_id: &str, revoke: RevokeReason) {
+    pub(super) fn close(&mut self, incident_id: &str, revoke: RevokeReason) {
         let inc = &self.state.incidents[incident_id];
         let open: Vec<(String, String)> = inc
             .offers
@@ -430,6 +524,22 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
             }
             Reply::Done
         }
+        Command::SwitchMode { district_id, mode, reason } => {
+            wartime::switch_mode(&mut tx, actor, district_id, mode, reason)?
+        }
+        Command::Mobilize(order) => wartime::mobilize(&mut tx, actor, order)?,
+        Command::CloseMobilization { mobilization_id, reason } => {
+            wartime::close_mobilization(&mut tx, actor, &mobilization_id, reason)?
+        }
+        Command::AcknowledgeOrder { mobilization_id } => wartime::acknowledge(&mut tx, actor, &mobilization_id)?,
+        Command::ReportArrival { mobilization_id, position } => {
+            wartime::report(&mut tx, actor, &mobilization_id, position)?
+        }
+        Command::Whistle { incident_id, to } => {
+            let id = visible_incident(tx.state, actor, &incident_id)?;
+            wartime::whistle(&mut tx, &id, to)?
+        }
+        Command::Transfer { from, to, members } => wartime::transfer(&mut tx, actor, &from, &to, members)?,
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -439,11 +549,11 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
     Ok(tx.out)
 }
 
-fn closed(id: &str) -> DomainError {
+pub(super) fn closed(id: &str) -> DomainError {
     err(ErrorKind::Conflict, "incident_closed", format!("incident {id} is already resolved or cancelled"))
 }
 
-fn check_note(note: Option<&str>) -> Result<(), DomainError> {
+pub(super) fn check_note(note: Option<&str>) -> Result<(), DomainError> {
     match note {
         Some(n) if n.chars().count() > 1000 => {
             Err(err(ErrorKind::Invalid, "text_too_long", "a note or reason is at most 1000 characters"))
@@ -452,14 +562,14 @@ fn check_note(note: Option<&str>) -> Result<(), DomainError> {
     }
 }
 
-fn visible_incident(state: &State, actor: &Actor, id: &str) -> Result<String, DomainError> {
+pub(super) fn visible_incident(state: &State, actor: &Actor, id: &str) -> Result<String, DomainError> {
     match state.incidents.get(id) {
         Some(inc) if state.can_see_incident(actor, inc) => Ok(inc.id.clone()),
         _ => Err(err(ErrorKind::NotFound, "unknown_incident", format!("no incident '{id}' in your scope"))),
     }
 }
 
-fn acting_member(state: &State, actor: &Actor) -> Result<u32, DomainError> {
+pub(super) fn acting_member(state: &State, actor: &Actor) -> Result<u32, DomainError> {
     match actor {
         Actor::Member { member } => state
             .member_index(member)
@@ -543,12 +653,20 @@ fn raise(tx: &mut Tx<'_>, actor: &Actor, r: RaiseIncident) -> Result<Reply, Doma
     if !(in_community && in_district) {
         return Err(outside(format!("grid '{}'", state.city.grid_ids[grid as usize])));
     }
-    if tx.rules.category(&r.category).is_none() {
+    let Some(category) = tx.rules.category(&r.category).cloned() else {
         let known: Vec<&str> = tx.rules.categories.iter().map(|c| c.id.as_str()).collect();
         return Err(err(
             ErrorKind::Invalid,
             "unknown_category",
             format!("category '{}' is not one of {}", r.category, known.join(", ")),
+        ));
+    };
+    let difficulty = r.difficulty.unwrap_or(category.difficulty);
+    if difficulty < category.difficulty || difficulty > 5 {
+        return Err(err(
+            ErrorKind::Invalid,
+            "difficulty_out_of_range",
+            format!("difficulty {difficulty} is not between the category's {} and 5", category.difficulty),
         ));
     }
     if r.headcount == 0 || r.headcount > tx.rules.max_headcount {
@@ -591,6 +709,8 @@ fn raise(tx: &mut Tx<'_>, actor: &Actor, r: RaiseIncident) -> Result<Reply, Doma
         note: r.note,
         idempotency_key: r.idempotency_key,
         escalate_at,
+        difficulty,
+        class: TaskClass::of(difficulty, tx.rules),
     });
     tx.refill(&incident_id);
     Ok(Reply::Incident(incident_id))
@@ -724,6 +844,8 @@ fn tick(tx: &mut Tx<'_>) {
                 tx.state.retrying.remove(&incident_id);
                 refill.insert(incident_id);
             }
+            Deadline::Mobilization(id) => wartime::mobilization_deadline(tx, &id, at),
+            Deadline::Whistle(incident_id, whistle_id) => wartime::whistle_deadline(tx, &incident_id, &whistle_id),
         }
     }
     for id in refill {
@@ -748,6 +870,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                     let prev = &state.roster.members[old as usize];
                     roster.members[i].last_duty_at = prev.last_duty_at;
                     roster.members[i].duties = prev.duties;
+                    roster.members[i].work = prev.work.clone();
                 }
             }
             let counts = json!({
@@ -769,6 +892,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             }
             state.city = index;
             state.roster = roster;
+            wartime::recompute_forced(state);
             state.push_frame(&mut frames, stream::CITY.into(), "city.imported", counts);
         }
         EventBody::IncidentRaised {
@@ -783,6 +907,8 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             note,
             idempotency_key,
             escalate_at,
+            difficulty,
+            class,
         } => {
             let grid = state.city.grid_flat[grid_id];
             let district_id = state.city.city().expect("a city").districts
@@ -801,6 +927,10 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 headcount: *headcount,
                 skills: skills.clone(),
                 note: note.clone(),
+                difficulty: *difficulty,
+                class: *class,
+                escalated: false,
+                whistles: Vec::new(),
                 status: Status::Open,
                 raised_at: at,
                 raised_by: event.actor.clone(),
@@ -820,7 +950,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             state.incidents.insert(incident_id.clone(), inc);
             scope_frames(state, &mut frames, incident_id, "incident.raised", &event.body);
         }
-        EventBody::OfferSent { offer_id, incident_id, member_id, distance_m, expires_at } => {
+        EventBody::OfferSent { offer_id, incident_id, member_id, distance_m, expires_at, whistle_id } => {
             let idx = state.city.member_by_id[member_id];
             let inc = &state.incidents[incident_id];
             let data = json!({
@@ -832,8 +962,10 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 "distance_m": distance_m,
                 "expires_at": rfc3339(*expires_at),
                 "headcount": inc.headcount,
-                "skills": inc.skills,
+                                "skills": inc.skills,
                 "note": inc.note,
+                "difficulty": inc.difficulty,
+                "whistle": whistle_id.is_some(),
             });
             let frame_seq = state.push_frame(&mut frames, stream::member(member_id), "offer", data);
             let inc = state.incidents.get_mut(incident_id).expect("offer for a known incident");
@@ -846,6 +978,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 expires_at: *expires_at,
                 distance_m: *distance_m,
                 frame_seq,
+                whistle_id: whistle_id.clone(),
                 assignment_seq: None,
                 answered_at: None,
             });
@@ -858,9 +991,19 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         }
         EventBody::OfferAccepted { offer_id, incident_id, member_id } => {
             let idx = set_offer_state(state, incident_id, offer_id, OfferState::Accepted, at);
+            let inc = state.incidents.get_mut(incident_id).expect("known incident");
+            let unit = state.city.member_unit[idx as usize];
+            for w in &mut inc.whistles {
+                for u in w.units.iter_mut().filter(|u| u.0 == unit) {
+                    u.2 = true;
+                }
+            }
+            let (difficulty, class) = (inc.difficulty, inc.class);
             let rt = &mut state.roster.members[idx as usize];
             rt.last_duty_at = Some(at);
             rt.duties += 1;
+            rt.work.accept(difficulty, class, at);
+            rt.work.start_duty(at);
             let data = json!({"offer_id": offer_id, "incident_id": incident_id});
             let seq = state.push_frame(&mut frames, stream::member(member_id), "assignment", data);
             let inc = state.incidents.get_mut(incident_id).expect("known incident");
@@ -904,6 +1047,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         EventBody::IncidentEscalated { incident_id, to, escalate_at, .. } => {
             let inc = state.incidents.get_mut(incident_id).expect("known incident");
             inc.level = *to;
+            inc.escalated = true;
             inc.escalate_at = *escalate_at;
             if let Some(t) = escalate_at {
                 state.deadlines.insert((*t, Deadline::Escalation(incident_id.clone())));
@@ -930,11 +1074,21 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 .collect();
             for (idx, offer_id, member_id) in working {
                 release(state, idx, &offer_id);
+                wartime::end_duty_unless_mobilized(state, idx, at);
                 let data = json!({"offer_id": offer_id, "incident_id": incident_id, "reason": reason});
                 state.push_frame(&mut frames, stream::member(&member_id), "assignment.closed", data);
             }
             scope_frames(state, &mut frames, incident_id, kind, &event.body);
         }
+        EventBody::ModeSwitched { .. }
+        | EventBody::MobilizationOrdered { .. }
+        | EventBody::MobilizationAcknowledged { .. }
+        | EventBody::MobilizationReported { .. }
+        | EventBody::MobilizationDeadlinePassed { .. }
+        | EventBody::MobilizationClosed { .. }
+        | EventBody::UnitsWhistled { .. }
+        | EventBody::WhistleOverdue { .. }
+        | EventBody::MembersTransferred { .. } => wartime::apply(state, event, &mut frames),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.members[idx as usize].on_call = *on_call;
@@ -963,7 +1117,13 @@ fn release(state: &mut State, idx: u32, offer_id: &str) {
 }
 
 /// The incident's event, pushed to its community's, district's and the city's streams.
-fn scope_frames(state: &mut State, frames: &mut Vec<Frame>, incident_id: &str, kind: &'static str, body: &EventBody) {
+pub(super) fn scope_frames(
+    state: &mut State,
+    frames: &mut Vec<Frame>,
+    incident_id: &str,
+    kind: &'static str,
+    body: &EventBody,
+) {
     let inc = &state.incidents[incident_id];
     let mut data = serde_json::to_value(body).expect("events serialize");
     if let Value::Object(map) = &mut data {

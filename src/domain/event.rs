@@ -4,8 +4,35 @@
 use serde::{Deserialize, Serialize};
 
 use super::geo::Position;
+use super::mobilization::Site;
 use super::org::City;
 use super::response::Level;
+use super::workload::TaskClass;
+
+/// Peacetime (平时) or wartime (战时).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Peacetime,
+    Wartime,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Peacetime => "peacetime",
+            Mode::Wartime => "wartime",
+        }
+    }
+}
+
+/// One team of a mobilization order and where it reports (`None`: the order's site).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamOrder {
+    pub team_id: String,
+    pub community_id: Option<String>,
+}
 
 /// Milliseconds since the Unix epoch. Time is always an input to the domain.
 pub type Ts = i64;
@@ -67,6 +94,8 @@ pub enum EventBody {
         note: Option<String>,
         idempotency_key: Option<String>,
         escalate_at: Option<Ts>,
+        difficulty: u8,
+        class: TaskClass,
     },
     OfferSent {
         offer_id: String,
@@ -74,6 +103,9 @@ pub enum EventBody {
         member_id: String,
         distance_m: f64,
         expires_at: Ts,
+        /// Set when the offer answers a whistle (吹哨) to the member's unit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        whistle_id: Option<String>,
     },
     OfferAccepted {
         offer_id: String,
@@ -134,6 +166,55 @@ pub enum EventBody {
         member_id: String,
         on_call: bool,
     },
+    /// 平战转换 for one district, or the city when `district_id` is `None`.
+    ModeSwitched {
+        district_id: Option<String>,
+        mode: Mode,
+        reason: String,
+    },
+    MobilizationOrdered {
+        mobilization_id: String,
+        teams: Vec<TeamOrder>,
+        site: Option<Site>,
+        deadline: Ts,
+        note: Option<String>,
+    },
+    MobilizationAcknowledged {
+        mobilization_id: String,
+        member_id: String,
+    },
+    MobilizationReported {
+        mobilization_id: String,
+        member_id: String,
+        position: Position,
+        distance_m: f64,
+    },
+    MobilizationDeadlinePassed {
+        mobilization_id: String,
+    },
+    MobilizationClosed {
+        mobilization_id: String,
+        reason: String,
+    },
+    /// 吹哨报到: named units must report (answer) on an incident by the deadline.
+    UnitsWhistled {
+        incident_id: String,
+        whistle_id: String,
+        units: Vec<String>,
+        deadline: Ts,
+    },
+    WhistleOverdue {
+        incident_id: String,
+        whistle_id: String,
+        /// Units that had not reported by the deadline.
+        units: Vec<String>,
+    },
+    /// 力量统筹: members re-pointed from a surplus community to a deficit one.
+    MembersTransferred {
+        from: String,
+        to: String,
+        members: Vec<String>,
+    },
 }
 
 impl EventBody {
@@ -154,6 +235,15 @@ impl EventBody {
             EventBody::IncidentResolved { .. } => "incident_resolved",
             EventBody::IncidentCancelled { .. } => "incident_cancelled",
             EventBody::DutyChanged { .. } => "duty_changed",
+            EventBody::ModeSwitched { .. } => "mode_switched",
+            EventBody::MobilizationOrdered { .. } => "mobilization_ordered",
+            EventBody::MobilizationAcknowledged { .. } => "mobilization_acknowledged",
+            EventBody::MobilizationReported { .. } => "mobilization_reported",
+            EventBody::MobilizationDeadlinePassed { .. } => "mobilization_deadline_passed",
+            EventBody::MobilizationClosed { .. } => "mobilization_closed",
+            EventBody::UnitsWhistled { .. } => "units_whistled",
+            EventBody::WhistleOverdue { .. } => "whistle_overdue",
+            EventBody::MembersTransferred { .. } => "members_transferred",
         }
     }
 
@@ -171,8 +261,10 @@ impl EventBody {
             | EventBody::IncidentEscalated { incident_id, .. }
             | EventBody::WhistleBlown { incident_id, .. }
             | EventBody::IncidentResolved { incident_id, .. }
-            | EventBody::IncidentCancelled { incident_id, .. } => Some(incident_id),
-            EventBody::CityImported { .. } | EventBody::DutyChanged { .. } => None,
+            | EventBody::IncidentCancelled { incident_id, .. }
+            | EventBody::UnitsWhistled { incident_id, .. }
+            | EventBody::WhistleOverdue { incident_id, .. } => Some(incident_id),
+            _ => None,
         }
     }
 }

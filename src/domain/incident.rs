@@ -8,6 +8,18 @@ use utoipa::ToSchema;
 use super::event::Ts;
 use super::geo::Position;
 use super::response::Level;
+use super::workload::TaskClass;
+
+/// A whistle (吹哨) on an incident: the units named, and which of them have reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Whistle {
+    pub id: String,
+    pub at: Ts,
+    pub deadline: Ts,
+    /// (unit index, unit id, reported: a member of it accepted an offer on the incident)
+    pub units: Vec<(u32, String, bool)>,
+    pub overdue: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -70,6 +82,7 @@ pub struct Offer {
     /// The seq of the `offer` frame in the member's stream, so a fresh connection can be
     /// sent its open offers with their own seq.
     pub frame_seq: u64,
+    pub whistle_id: Option<String>,
     /// The seq of the `assignment` frame, once accepted.
     pub assignment_seq: Option<u64>,
     pub answered_at: Option<Ts>,
@@ -91,6 +104,11 @@ pub struct Incident {
     pub headcount: u32,
     pub skills: Vec<String>,
     pub note: Option<String>,
+    pub difficulty: u8,
+    pub class: TaskClass,
+    /// Escalated at least once (by timeout or by hand): peacetime's own-community rule lifts.
+    pub escalated: bool,
+    pub whistles: Vec<Whistle>,
     pub status: Status,
     pub raised_at: Ts,
     pub raised_by: String,

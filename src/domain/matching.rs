@@ -18,6 +18,7 @@ use super::event::Ts;
 use super::geo::{Cell, Position};
 use super::org::CityIndex;
 use super::response::{Reach, Rules};
+use super::workload::{TaskClass, Workload};
 
 /// What the dispatcher knows of a member between events.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,14 @@ pub struct MemberRt {
     pub duties: u32,
     /// The offer that holds the member now: offered, or accepted on an incident not closed.
     pub engaged: Option<String>,
+    /// On call because wartime holds where their assault team is paired.
+    pub forced: bool,
+    /// The community the member reports to when a transfer re-pointed them (else their residence).
+    pub home: Option<u32>,
+    /// Load, easy tasks and duty time (fairness and fatigue).
+    pub work: Workload,
+    /// Open mobilizations that ordered this member.
+    pub orders: Vec<String>,
 }
 
 /// The members and the spatial index over them.
@@ -52,6 +61,10 @@ impl Roster {
                 last_duty_at: None,
                 duties: 0,
                 engaged: None,
+                forced: false,
+                home: None,
+                work: Workload::default(),
+                orders: Vec::new(),
             });
             roster.buckets.entry(cell).or_default().push(i as u32);
         }
@@ -78,9 +91,15 @@ impl Roster {
         self.buckets.entry(cell).or_default().push(idx);
     }
 
-    pub fn available(&self, idx: u32) -> bool {
+    /// On call (by choice or by wartime), free, and not at the fatigue cap.
+    pub fn available(&self, idx: u32, rules: &Rules, now: Ts) -> bool {
         let m = &self.members[idx as usize];
-        m.on_call && m.engaged.is_none()
+        (m.on_call || m.forced) && m.engaged.is_none() && !m.work.fatigued(now, rules)
+    }
+
+    /// The community a member answers to: a transfer's, else their residence's.
+    pub fn home(&self, city: &CityIndex, idx: u32) -> u32 {
+        self.members[idx as usize].home.unwrap_or_else(|| city.residence_community(idx))
     }
 }
 
@@ -91,6 +110,10 @@ pub struct Target<'a> {
     pub skills: &'a [String],
     /// Members already offered this incident.
     pub offered: &'a HashSet<u32>,
+    pub difficulty: u8,
+    pub class: TaskClass,
+    /// Peacetime, not escalated: only members whose home is this community.
+    pub own_community: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,7 +157,15 @@ pub fn find(
     let pool_size = rules.candidate_pool.max(want);
     let origin = target.location.cell();
     let mut pool: Vec<u32> = Vec::with_capacity(pool_size * 2);
-    let eligible = |idx: u32| roster.available(idx) && !target.offered.contains(&idx);
+    let easy = target.class == TaskClass::Easy;
+    let eligible = |idx: u32| {
+        roster.available(idx, rules, now)
+            && !target.offered.contains(&idx)
+            && target
+                .own_community
+                .is_none_or(|c| roster.home(city, idx) == c || city.member_paired_community[idx as usize] == Some(c))
+            && !(easy && roster.members[idx as usize].work.easy_capped(now, rules))
+    };
 
     let mut k = 0;
     while k <= rules.max_ring && pool.len() < pool_size {
@@ -183,7 +214,7 @@ fn score(
     let member = &city.members()[idx as usize];
     let rt = &roster.members[idx as usize];
     let missing = target.skills.iter().filter(|s| !member.skills.contains(s)).count() as f64;
-    let mut score = distance_m + missing * w.missing_skill_m;
+    let mut score = distance_m + missing * w.missing_skill_m + rt.work.score_m(target.difficulty, rules);
     if let Some(last) = rt.last_duty_at {
         let window_ms = (w.recent_duty_window_s as f64 * 1000.0).max(1.0);
         let fade = 1.0 - ((now - last).max(0) as f64 / window_ms);

@@ -9,14 +9,21 @@
 //! - `matching`: who is offered an incident (H3 rings, ranking).
 //! - `event`: the log's vocabulary and the frames derived from it.
 //! - `dispatcher`: `State`, `Command`, `execute`, `apply`.
+//! - `wartime`: 平战转换, mass mobilization, whistles, transfers (handlers and their `apply`).
+//! - `mobilization`: orders and progress; `balance`: surplus and deficit per community.
+//! - `workload`: difficulty-weighted load, the easy-task cap, fatigue; the Gini coefficient.
 
+pub mod balance;
 pub mod dispatcher;
 pub mod event;
 pub mod geo;
 pub mod incident;
 pub mod matching;
+pub mod mobilization;
 pub mod org;
 pub mod response;
+pub mod wartime;
+pub mod workload;
 
 #[cfg(test)]
 mod tests;

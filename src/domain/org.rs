@@ -137,6 +137,13 @@ pub struct CityIndex {
     pub member_residence: Vec<u32>,
     /// member index -> community index their team is paired with
     pub member_paired_community: Vec<Option<u32>>,
+    /// member index -> their team, and unit
+    pub member_team: Vec<Option<u32>>,
+    pub member_unit: Vec<u32>,
+    /// team index -> its members
+    pub team_members: Vec<Vec<u32>>,
+    /// team index -> the community it is paired with
+    pub team_community: Vec<u32>,
 }
 
 fn index_unique<'a>(kind: &str, ids: impl Iterator<Item = &'a String>) -> Result<HashMap<String, u32>, CityError> {
@@ -253,21 +260,26 @@ impl CityIndex {
 
         let mut member_residence = Vec::with_capacity(city.members.len());
         let mut member_paired_community = Vec::with_capacity(city.members.len());
-        for m in &city.members {
+        let mut member_team = Vec::with_capacity(city.members.len());
+        let mut member_unit = Vec::with_capacity(city.members.len());
+        let mut team_members = vec![Vec::new(); city.teams.len()];
+        for (mi, m) in city.members.iter().enumerate() {
             let whose = format!("member '{}'", m.id);
-            lookup(&unit_by_id, "unit", &m.unit_id, &whose)?;
-            let paired = match &m.team_id {
+            member_unit.push(lookup(&unit_by_id, "unit", &m.unit_id, &whose)?);
+            let team = match &m.team_id {
                 Some(t) => {
                     let ti = lookup(&team_by_id, "team", t, &whose)?;
                     if city.teams[ti as usize].unit_id != m.unit_id {
                         return Err(CityError(format!("{whose} is in team '{t}' of another unit")));
                     }
-                    Some(team_community[ti as usize])
+                    team_members[ti as usize].push(mi as u32);
+                    Some(ti)
                 }
                 None => None,
             };
             member_residence.push(lookup(&grid_flat, "grid", &m.residence_grid_id, &whose)?);
-            member_paired_community.push(paired);
+            member_paired_community.push(team.map(|t| team_community[t as usize]));
+            member_team.push(team);
         }
 
         Ok(Self {
@@ -288,6 +300,10 @@ impl CityIndex {
             community_centers,
             member_residence,
             member_paired_community,
+            member_team,
+            member_unit,
+            team_members,
+            team_community,
         })
     }
 
@@ -312,6 +328,21 @@ impl CityIndex {
     pub fn district_of_street(&self, street: u32) -> u32 {
         let city = self.city.as_ref().expect("index built from a city");
         self.district_by_id[&city.streets[street as usize].district_id]
+    }
+
+    pub fn is_assault(&self, member: u32) -> bool {
+        let city = self.city.as_ref().expect("index built from a city");
+        self.member_team[member as usize].is_some_and(|t| city.teams[t as usize].kind == TeamKind::Assault)
+    }
+
+    /// The community a member lives in (双报到: their residence grid's community).
+    pub fn residence_community(&self, member: u32) -> u32 {
+        self.grid_places[self.member_residence[member as usize] as usize].community
+    }
+
+    pub fn district_of_community(&self, community: u32) -> u32 {
+        let city = self.city.as_ref().expect("index built from a city");
+        self.district_of_street(self.street_by_id[&city.communities[community as usize].street_id])
     }
 
     /// The grid holding a position, if any grid does.

@@ -143,10 +143,80 @@ pub struct Rules {
     pub max_ring: u32,
     /// Seconds between attempts to find more candidates for an incident short of offers.
     pub retry_s: u64,
+    /// In peacetime, offer a call below level Ⅱ that was never escalated only to the
+    /// community's own members (residence, team pairing, or transfer).
+    pub peacetime_own_community: bool,
     pub levels: LevelRules,
     pub weights: Weights,
     pub categories: Vec<Category>,
     pub skills: Vec<Skill>,
+    pub wartime: WartimeRules,
+    pub fairness: FairnessRules,
+    pub fatigue: FatigueRules,
+    pub mobilization: MobilizationRules,
+}
+
+/// What changes in a district in wartime (战时): shorter offer TTLs and a wider reach per
+/// level; besides, every assault-team member paired there is on call and dispatch crosses
+/// community lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WartimeRules {
+    pub offer_ttl_s: u64,
+    pub reach: ReachTable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReachTable {
+    #[serde(rename = "IV")]
+    pub iv: Vec<Reach>,
+    #[serde(rename = "III")]
+    pub iii: Vec<Reach>,
+    #[serde(rename = "II")]
+    pub ii: Vec<Reach>,
+    #[serde(rename = "I")]
+    pub i: Vec<Reach>,
+}
+
+/// Against cherry-picking (秒光) and uneven load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FairnessRules {
+    /// Difficulty at or below which a task is easy.
+    pub easy_max_difficulty: u8,
+    /// Easy tasks one member may accept per day.
+    pub easy_cap_per_day: u32,
+    /// Difficulty at or above which a task is hard.
+    pub hard_min_difficulty: u8,
+    /// Added per point of difficulty-weighted load a member carries.
+    pub load_m: f64,
+    /// Subtracted, for a hard task, in proportion to how little of a member's load was hard.
+    pub hard_first_m: f64,
+    /// Hours east of UTC where the day of the easy-task cap begins (8: China).
+    pub day_offset_h: i64,
+}
+
+/// Against exhaustion over a multi-day surge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FatigueRules {
+    /// Most on-duty hours within the window.
+    pub max_duty_h: f64,
+    pub window_h: f64,
+    /// A member at the cap is offered nothing until rested this long since their last duty.
+    pub min_rest_h: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MobilizationRules {
+    pub default_deadline_s: u64,
+    pub max_deadline_s: u64,
+    /// Seconds whistled units have to report before command is told who has not.
+    pub whistle_deadline_s: u64,
+    /// Metres from a named site within which a report counts (a community counts its grids too).
+    pub report_geofence_m: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +240,29 @@ impl Rules {
             Level::II => &self.levels.ii,
             Level::I => &self.levels.i,
         }
+    }
+
+    /// The areas a level reaches, in peacetime or in wartime.
+    pub fn reach(&self, l: Level, wartime: bool) -> &[Reach] {
+        if !wartime {
+            return &self.level(l).reach;
+        }
+        let t = &self.wartime.reach;
+        match l {
+            Level::IV => &t.iv,
+            Level::III => &t.iii,
+            Level::II => &t.ii,
+            Level::I => &t.i,
+        }
+    }
+
+    pub fn offer_ttl_ms(&self, wartime: bool) -> i64 {
+        1000 * if wartime { self.wartime.offer_ttl_s } else { self.offer_ttl_s } as i64
+    }
+
+    /// The day (for daily caps) a time falls in, in the configured time zone.
+    pub fn day_of(&self, ts: i64) -> i64 {
+        (ts + self.fairness.day_offset_h * 3_600_000).div_euclid(86_400_000)
     }
 
     pub fn category(&self, id: &str) -> Option<&Category> {
@@ -209,6 +302,25 @@ impl Rules {
         if self.categories.is_empty() {
             return Err("dispatch.categories must not be empty".into());
         }
+        if let Some(c) = self.categories.iter().find(|c| !(1..=5).contains(&c.difficulty)) {
+            return Err(format!("dispatch.categories: '{}' difficulty must be 1 to 5", c.id));
+        }
+        if self.wartime.offer_ttl_s == 0 {
+            return Err("dispatch.wartime.offer_ttl_s must be at least 1".into());
+        }
+        for l in Level::ALL {
+            if self.reach(l, true).is_empty() {
+                return Err(format!("dispatch.wartime.reach.{l} must name at least one area"));
+            }
+        }
+        let f = &self.fatigue;
+        if !(f.max_duty_h > 0.0 && f.window_h >= f.max_duty_h && f.min_rest_h >= 0.0) {
+            return Err("dispatch.fatigue: need 0 < max_duty_h <= window_h and min_rest_h >= 0".into());
+        }
+        let m = &self.mobilization;
+        if m.default_deadline_s == 0 || m.max_deadline_s < m.default_deadline_s || m.whistle_deadline_s == 0 {
+            return Err("dispatch.mobilization: deadlines must be positive, default <= max".into());
+        }
         Ok(())
     }
 
@@ -229,6 +341,7 @@ impl Rules {
             candidate_pool: 50,
             max_ring: 30,
             retry_s: 10,
+            peacetime_own_community: false,
             levels: LevelRules {
                 iv: lr(vec![Reach::Grid], Some(120)),
                 iii: lr(vec![Reach::Community], Some(180)),
@@ -250,6 +363,30 @@ impl Rules {
                 Skill { id: "medical".into(), name: "医疗".into() },
                 Skill { id: "driving".into(), name: "驾驶".into() },
             ],
+            wartime: WartimeRules {
+                offer_ttl_s: 30,
+                reach: ReachTable {
+                    iv: vec![Reach::Community],
+                    iii: vec![Reach::Street, Reach::District],
+                    ii: vec![Reach::District, Reach::City],
+                    i: vec![Reach::City],
+                },
+            },
+            fairness: FairnessRules {
+                easy_max_difficulty: 2,
+                easy_cap_per_day: 3,
+                hard_min_difficulty: 4,
+                load_m: 0.0,
+                hard_first_m: 0.0,
+                day_offset_h: 8,
+            },
+            fatigue: FatigueRules { max_duty_h: 12.0, window_h: 24.0, min_rest_h: 8.0 },
+            mobilization: MobilizationRules {
+                default_deadline_s: 3600,
+                max_deadline_s: 86_400,
+                whistle_deadline_s: 600,
+                report_geofence_m: 500.0,
+            },
         }
     }
 }

@@ -154,6 +154,7 @@ fn call(grid: &str, level: Level, headcount: u32) -> RaiseIncident {
         skills: Vec::new(),
         note: None,
         idempotency_key: None,
+        difficulty: None,
     }
 }
 
@@ -518,8 +519,15 @@ fn a_recent_duty_ranks_a_member_after_an_equally_placed_one_and_the_penalty_fade
 
     // the penalty fades linearly over the hour: half of it after 30 minutes
     let offered = HashSet::new();
-    let target =
-        Target { location: grid_center("g1"), grid: w.state.city.grid_flat["g1"], skills: &[], offered: &offered };
+    let target = Target {
+        location: grid_center("g1"),
+        grid: w.state.city.grid_flat["g1"],
+        skills: &[],
+        offered: &offered,
+        difficulty: 5,
+        class: crate::domain::workload::TaskClass::Hard,
+        own_community: None,
+    };
     let score_gap = |w: &World, now: Ts| {
         let found = matching::find(&w.state.city, &w.state.roster, &w.rules, &target, Reach::City, 10, now);
         let score = |id: &str| found.iter().find(|c| c.member == w.state.member_index(id).unwrap()).unwrap().score;

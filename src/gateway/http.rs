@@ -117,6 +117,8 @@ pub struct RaiseBody {
     #[serde(default)]
     pub skills: Vec<String>,
     pub note: Option<String>,
+    /// 1–5; defaults to the category's difficulty and may only raise it.
+    pub difficulty: Option<u8>,
 }
 
 #[utoipa::path(post, path = "/v1/incidents", security(("bearer" = [])), request_body = RaiseBody,
@@ -153,6 +155,7 @@ pub async fn raise(
         skills: b.skills,
         note: b.note,
         idempotency_key,
+        difficulty: b.difficulty,
     });
     let Reply::Incident(id) = app.engine.submit(caller.actor.clone(), cmd).await? else {
         return Err(ApiError::internal("raise", "the engine answered without an incident"));

@@ -1,0 +1,141 @@
+//! Mass mobilization (应急突击队集结): a set of teams ordered to report by a deadline, each
+//! to its paired community or to a named community or site; per-member progress from
+//! ordered to acknowledged to reported (geofenced).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::event::Ts;
+use super::geo::Position;
+
+/// A named place to report to, other than a community.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub name: String,
+    pub location: Position,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    Ordered,
+    Acknowledged,
+    Reported,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberOrder {
+    pub member: u32,
+    pub member_id: String,
+    pub team: u32,
+    /// Community index to report to, or `None` for the mobilization's site.
+    pub community: Option<u32>,
+    pub state: OrderState,
+    /// Seq of the `mobilization.order` frame in the member's stream.
+    pub frame_seq: u64,
+    pub acknowledged_at: Option<Ts>,
+    pub reported_at: Option<Ts>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mobilization {
+    pub id: String,
+    pub ordered_at: Ts,
+    pub ordered_by: String,
+    pub deadline: Ts,
+    pub note: Option<String>,
+    pub site: Option<Site>,
+    /// (team index, community index it reports to, or None for the site)
+    pub teams: Vec<(u32, Option<u32>)>,
+    pub orders: Vec<MemberOrder>,
+    /// member index -> position in `orders`
+    pub by_member: HashMap<u32, usize>,
+    pub closed: Option<(Ts, String)>,
+    pub deadline_passed: bool,
+    /// Districts whose command streams follow it (those of the places reported to).
+    pub districts: Vec<String>,
+    /// Kept as orders change, so a progress frame costs nothing per member.
+    pub counts: Progress,
+}
+
+/// Counts of one slice of a mobilization.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Progress {
+    pub ordered: u32,
+    pub acknowledged: u32,
+    pub reported: u32,
+    pub missing: u32,
+}
+
+impl Progress {
+    /// An order moves from one state to a later one.
+    pub fn advance(&mut self, from: OrderState, to: OrderState) {
+        if from == OrderState::Ordered && to != OrderState::Ordered {
+            self.acknowledged += 1;
+        }
+        if to == OrderState::Reported && from != OrderState::Reported {
+            self.reported += 1;
+            self.missing -= 1;
+        }
+    }
+
+    pub fn add(&mut self, s: OrderState) {
+        self.ordered += 1;
+        match s {
+            OrderState::Ordered => self.missing += 1,
+            OrderState::Acknowledged => {
+                self.acknowledged += 1;
+                self.missing += 1;
+            }
+            OrderState::Reported => {
+                self.acknowledged += 1;
+                self.reported += 1;
+            }
+        }
+    }
+}
+
+impl Mobilization {
+    pub fn is_open(&self) -> bool {
+        self.closed.is_none()
+    }
+
+    /// Counts by team or by community, and who is missing, for the progress view.
+    pub fn breakdown(&self, key: impl Fn(&MemberOrder) -> u32) -> Vec<(u32, Progress, Vec<&MemberOrder>)> {
+        let mut by: std::collections::BTreeMap<u32, (Progress, Vec<&MemberOrder>)> = Default::default();
+        for o in &self.orders {
+            let e = by.entry(key(o)).or_default();
+            e.0.add(o.state);
+            if o.state != OrderState::Reported {
+                e.1.push(o);
+            }
+        }
+        by.into_iter().map(|(k, (p, missing))| (k, p, missing)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_counts_reported_as_acknowledged_and_missing_until_reported() {
+        let mut p = Progress::default();
+        for s in [OrderState::Ordered, OrderState::Acknowledged, OrderState::Reported, OrderState::Reported] {
+            p.add(s);
+        }
+        assert_eq!(p, Progress { ordered: 4, acknowledged: 3, reported: 2, missing: 2 });
+        let mut q = Progress::default();
+        for _ in 0..4 {
+            q.add(OrderState::Ordered);
+        }
+        q.advance(OrderState::Ordered, OrderState::Acknowledged);
+        q.advance(OrderState::Ordered, OrderState::Reported);
+        q.advance(OrderState::Acknowledged, OrderState::Reported);
+        q.advance(OrderState::Ordered, OrderState::Reported);
+        assert_eq!(q, Progress { ordered: 4, acknowledged: 3, reported: 3, missing: 1 });
+    }
+}

@@ -1,0 +1,729 @@
+//! Wartime operation: the 平战转换 switch, mass mobilization of assault teams, whistles
+//! that oblige units to report (吹哨报到), and transfers between communities (力量统筹).
+//!
+//! The handlers validate, then emit through the dispatcher's `Tx`; `apply` folds their
+//! events into the state and derives the frames, as the dispatcher does for incidents.
+
+use std::collections::{BTreeSet, HashSet};
+
+use serde_json::json;
+
+use super::balance;
+use super::dispatcher::{
+    Actor, Deadline, DomainError, ErrorKind, Reply, State, Tx, acting_member, check_note, closed, err, rfc3339,
+    scope_frames,
+};
+use super::event::{Event, EventBody, Frame, Mode, TeamOrder, Ts, stream};
+use super::geo::Position;
+use super::incident::{OfferState, Status, Whistle};
+use super::mobilization::{MemberOrder, Mobilization, OrderState, Progress, Site};
+use super::org::TeamKind;
+
+/// `POST /v1/mobilizations`: exactly one way of naming the teams, and where they report.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MobilizeOrder {
+    pub teams: Vec<String>,
+    pub unit_id: Option<String>,
+    pub district_id: Option<String>,
+    pub all_assault: bool,
+    /// Every team reports here instead of to its paired community.
+    pub community_id: Option<String>,
+    /// Or every team reports to this site.
+    pub site: Option<Site>,
+    pub deadline_s: Option<u64>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WhistleTarget {
+    /// Units whose teams are paired with the incident's community.
+    PairedUnits,
+    /// Units whose teams are paired with any community of the incident's street.
+    StreetUnits,
+    Units(Vec<String>),
+}
+
+/// The district a command actor is limited to (`None`: city-wide or the system).
+fn command_scope(actor: &Actor) -> Result<Option<&str>, DomainError> {
+    match actor {
+        Actor::Command { district } => Ok(district.as_deref()),
+        Actor::System => Ok(None),
+        _ => Err(err(ErrorKind::Forbidden, "command_only", "only command may do this")),
+    }
+}
+
+fn need_city(state: &State) -> Result<(), DomainError> {
+    match state.city.city() {
+        Some(_) => Ok(()),
+        None => Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)")),
+    }
+}
+
+pub(super) fn switch_mode(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    district_id: Option<String>,
+    mode: Mode,
+    reason: String,
+) -> Result<Reply, DomainError> {
+    let scope = command_scope(actor)?;
+    if reason.trim().is_empty() {
+        return Err(err(ErrorKind::Invalid, "reason_required", "a mode switch needs a reason"));
+    }
+    check_note(Some(&reason))?;
+    let current = match &district_id {
+        None => {
+            if scope.is_some() {
+                return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command switches the city"));
+            }
+            tx.state.city_mode
+        }
+        Some(d) => {
+            need_city(tx.state)?;
+            if !tx.state.city.district_by_id.contains_key(d) || scope.is_some_and(|s| s != d) {
+                return Err(err(ErrorKind::NotFound, "unknown_district", format!("no district '{d}' in your scope")));
+            }
+            if tx.state.wartime_districts.contains(d) { Mode::Wartime } else { Mode::Peacetime }
+        }
+    };
+    if current == mode {
+        let what = district_id.as_deref().map_or("the city".to_string(), |d| format!("district {d}"));
+        return Err(err(ErrorKind::Conflict, "already_in_mode", format!("{what} is already in {}", mode.as_str())));
+    }
+    tx.emit(EventBody::ModeSwitched { district_id: district_id.clone(), mode, reason: reason.clone() });
+    if mode == Mode::Peacetime {
+        // Standing down releases the members of mobilizations wholly within the scope.
+        let done: Vec<String> = tx
+            .state
+            .mobilizations
+            .values()
+            .filter(|m| m.is_open())
+            .filter(|m| district_id.as_ref().is_none_or(|d| m.districts.iter().all(|x| x == d)))
+            .filter(|m| m.districts.iter().all(|d| !tx.state.wartime(d)))
+            .map(|m| m.id.clone())
+            .collect();
+        for id in done {
+            tx.emit(EventBody::MobilizationClosed { mobilization_id: id, reason: "stand_down".into() });
+        }
+    } else {
+        // New reach, shorter TTLs and the assault teams on call: look again at once.
+        let open: Vec<String> = tx
+            .state
+            .incidents
+            .values()
+            .filter(|i| i.status == Status::Open && tx.state.wartime(&i.district_id))
+            .map(|i| i.id.clone())
+            .collect();
+        for id in open {
+            tx.refill(&id);
+        }
+    }
+    Ok(Reply::Done)
+}
+
+pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Result<Reply, DomainError> {
+    let scope = command_scope(actor)?;
+    need_city(tx.state)?;
+    let city = tx.state.city.city().expect("checked");
+    let idx = &tx.state.city;
+    let selectors = [!o.teams.is_empty(), o.unit_id.is_some(), o.district_id.is_some(), o.all_assault];
+    if selectors.iter().filter(|s| **s).count() != 1 {
+        return Err(err(
+            ErrorKind::Invalid,
+            "one_selector",
+            "name the teams by exactly one of teams, unit_id, district_id or all_assault",
+        ));
+    }
+    let assault = |t: &u32| city.teams[*t as usize].kind == TeamKind::Assault;
+    let mut teams: Vec<u32> = if !o.teams.is_empty() {
+        let unknown: Vec<&str> =
+            o.teams.iter().filter(|t| !idx.team_by_id.contains_key(*t)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            return Err(err(ErrorKind::Invalid, "unknown_team", format!("unknown teams: {}", unknown.join(", "))));
+        }
+        o.teams.iter().map(|t| idx.team_by_id[t]).collect()
+    } else if let Some(u) = &o.unit_id {
+        if !idx.unit_by_id.contains_key(u) {
+            return Err(err(ErrorKind::Invalid, "unknown_unit", format!("unknown unit '{u}'")));
+        }
+        (0..city.teams.len() as u32).filter(|t| &city.teams[*t as usize].unit_id == u && assault(t)).collect()
+    } else if let Some(d) = &o.district_id {
+        let Some(&di) = idx.district_by_id.get(d) else {
+            return Err(err(ErrorKind::Invalid, "unknown_district", format!("unknown district '{d}'")));
+        };
+        (0..city.teams.len() as u32)
+            .filter(|t| assault(t) && idx.district_of_community(idx.team_community[*t as usize]) == di)
+            .collect()
+    } else {
+        (0..city.teams.len() as u32).filter(assault).collect()
+    };
+    teams.sort_unstable();
+    teams.dedup();
+    if teams.is_empty() {
+        return Err(err(ErrorKind::Invalid, "no_teams", "that selection names no team"));
+    }
+    if o.community_id.is_some() && o.site.is_some() {
+        return Err(err(ErrorKind::Invalid, "one_destination", "give at most one of community_id or site"));
+    }
+    let target = match &o.community_id {
+        Some(c) => Some(
+            *idx.community_by_id
+                .get(c)
+                .ok_or_else(|| err(ErrorKind::Invalid, "unknown_community", format!("unknown community '{c}'")))?,
+        ),
+        None => None,
+    };
+    if let Some(site) = &o.site
+        && (site.name.trim().is_empty() || site.name.chars().count() > 200)
+    {
+        return Err(err(ErrorKind::Invalid, "invalid_site", "a site needs a name of 1 to 200 characters"));
+    }
+    let deadline_s = o.deadline_s.unwrap_or(tx.rules.mobilization.default_deadline_s);
+    if deadline_s == 0 || deadline_s > tx.rules.mobilization.max_deadline_s {
+        return Err(err(
+            ErrorKind::Invalid,
+            "deadline_out_of_range",
+            format!("deadline_s must be between 1 and {}", tx.rules.mobilization.max_deadline_s),
+        ));
+    }
+    check_note(o.note.as_deref())?;
+    let orders: Vec<TeamOrder> = teams
+        .iter()
+        .map(|&t| {
+            let community =
+                if o.site.is_some() { None } else { Some(target.unwrap_or(idx.team_community[t as usize])) };
+            TeamOrder {
+                team_id: city.teams[t as usize].id.clone(),
+                community_id: community.map(|c| city.communities[c as usize].id.clone()),
+            }
+        })
+        .collect();
+    if let Some(d) = scope {
+        let in_scope = |c: &str| idx.district_id_of_community(idx.community_by_id[c]) == d;
+        let ok = match &o.site {
+            Some(site) => idx.grid_at(site.location).is_some_and(|g| {
+                idx.city.as_ref().expect("city").districts[idx.grid_places[g as usize].district as usize].id == d
+            }),
+            None => orders.iter().all(|t| t.community_id.as_deref().is_some_and(in_scope)),
+        };
+        if !ok {
+            return Err(err(
+                ErrorKind::Forbidden,
+                "outside_scope",
+                "a district command mobilizes only to places in its district",
+            ));
+        }
+    }
+    let id = format!("mob-{}", tx.state.mobilizations_ordered + 1);
+    let deadline = tx.now + deadline_s as i64 * 1000;
+    tx.emit(EventBody::MobilizationOrdered {
+        mobilization_id: id.clone(),
+        teams: orders,
+        site: o.site,
+        deadline,
+        note: o.note,
+    });
+    Ok(Reply::Mobilization(id))
+}
+
+/// The mobilization and the acting member's order in it.
+fn member_order(state: &State, actor: &Actor, id: &str) -> Result<(u32, usize), DomainError> {
+    let idx = acting_member(state, actor)?;
+    let unknown =
+        || err(ErrorKind::NotFound, "unknown_mobilization", format!("you have no order in mobilization '{id}'"));
+    let m = state.mobilizations.get(id).ok_or_else(unknown)?;
+    let at = *m.by_member.get(&idx).ok_or_else(unknown)?;
+    if !m.is_open() {
+        return Err(err(ErrorKind::Conflict, "mobilization_closed", format!("mobilization {id} is closed")));
+    }
+    Ok((idx, at))
+}
+
+pub(super) fn acknowledge(tx: &mut Tx<'_>, actor: &Actor, id: &str) -> Result<Reply, DomainError> {
+    let (idx, at) = member_order(tx.state, actor, id)?;
+    if tx.state.mobilizations[id].orders[at].state == OrderState::Ordered {
+        let member_id = tx.state.city.members()[idx as usize].id.clone();
+        tx.emit(EventBody::MobilizationAcknowledged { mobilization_id: id.into(), member_id });
+    }
+    Ok(Reply::Done)
+}
+
+pub(super) fn report(tx: &mut Tx<'_>, actor: &Actor, id: &str, position: Position) -> Result<Reply, DomainError> {
+    let (idx, at) = member_order(tx.state, actor, id)?;
+    let m = &tx.state.mobilizations[id];
+    let order = &m.orders[at];
+    if order.state == OrderState::Reported {
+        return Ok(Reply::Done);
+    }
+    let radius = tx.rules.mobilization.report_geofence_m;
+    let (distance_m, inside) = match (order.community, &m.site) {
+        (Some(c), _) => {
+            let d = position.distance_m(tx.state.city.community_centers[c as usize]);
+            let in_grids =
+                tx.state.city.grid_at(position).is_some_and(|g| tx.state.city.grid_places[g as usize].community == c);
+            (d, in_grids || d <= radius)
+        }
+        (None, Some(site)) => {
+            let d = position.distance_m(site.location);
+            (d, d <= radius)
+        }
+        (None, None) => unreachable!("an order reports to a community or to the site"),
+    };
+    if !inside {
+        return Err(err(
+            ErrorKind::Invalid,
+            "outside_geofence",
+            format!(
+                "you are {distance_m:.0} m from where you report; a report counts within {radius:.0} m or inside the community's grids"
+            ),
+        ));
+    }
+    let member_id = tx.state.city.members()[idx as usize].id.clone();
+    let distance_m = (distance_m * 10.0).round() / 10.0;
+    tx.emit(EventBody::MobilizationReported { mobilization_id: id.into(), member_id, position, distance_m });
+    Ok(Reply::Done)
+}
+
+pub(super) fn close_mobilization(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    id: &str,
+    reason: Option<String>,
+) -> Result<Reply, DomainError> {
+    let scope = command_scope(actor)?;
+    check_note(reason.as_deref())?;
+    let m = tx
+        .state
+        .mobilizations
+        .get(id)
+        .filter(|m| scope.is_none_or(|d| m.districts.iter().all(|x| x == d)))
+        .ok_or_else(|| {
+            err(ErrorKind::NotFound, "unknown_mobilization", format!("no mobilization '{id}' in your scope"))
+        })?;
+    if !m.is_open() {
+        return Err(err(ErrorKind::Conflict, "mobilization_closed", format!("mobilization {id} is already closed")));
+    }
+    tx.emit(EventBody::MobilizationClosed {
+        mobilization_id: id.into(),
+        reason: reason.unwrap_or_else(|| "closed".into()),
+    });
+    Ok(Reply::Mobilization(id.into()))
+}
+
+pub(super) fn mobilization_deadline(tx: &mut Tx<'_>, id: &str, at: Ts) {
+    if tx.state.mobilizations.get(id).is_some_and(|m| m.is_open() && !m.deadline_passed && m.deadline == at) {
+        tx.emit(EventBody::MobilizationDeadlinePassed { mobilization_id: id.into() });
+    }
+}
+
+pub(super) fn whistle(tx: &mut Tx<'_>, incident_id: &str, to: WhistleTarget) -> Result<Reply, DomainError> {
+    let inc = &tx.state.incidents[incident_id];
+    match inc.status {
+        Status::Open => {}
+        Status::Filled => {
+            return Err(err(
+                ErrorKind::Conflict,
+                "incident_filled",
+                format!("incident {incident_id} is already filled"),
+            ));
+        }
+        _ => return Err(closed(incident_id)),
+    }
+    let city = tx.state.city.city().expect("an incident implies a city");
+    let idx = &tx.state.city;
+    let community = idx.grid_places[inc.grid as usize].community;
+    let street = idx.grid_places[inc.grid as usize].street;
+    let paired_units = |keep: &dyn Fn(u32) -> bool| -> Vec<u32> {
+        let set: BTreeSet<u32> = (0..city.teams.len())
+            .filter(|&t| keep(idx.team_community[t]))
+            .map(|t| idx.unit_by_id[&city.teams[t].unit_id])
+            .collect();
+        set.into_iter().collect()
+    };
+    let units: Vec<u32> = match to {
+        WhistleTarget::PairedUnits => paired_units(&|c| c == community),
+        WhistleTarget::StreetUnits => {
+            let street_id = &city.streets[street as usize].id;
+            paired_units(&|c| &city.communities[c as usize].street_id == street_id)
+        }
+        WhistleTarget::Units(ids) => {
+            let unknown: Vec<&str> =
+                ids.iter().filter(|u| !idx.unit_by_id.contains_key(*u)).map(String::as_str).collect();
+            if !unknown.is_empty() {
+                return Err(err(ErrorKind::Invalid, "unknown_unit", format!("unknown units: {}", unknown.join(", "))));
+            }
+            let set: BTreeSet<u32> = ids.iter().map(|u| idx.unit_by_id[u]).collect();
+            set.into_iter().collect()
+        }
+    };
+    if units.is_empty() {
+        return Err(err(ErrorKind::Invalid, "no_units", "no unit answers that whistle (no team is paired there)"));
+    }
+    let whistle_id = format!("wh-{}", tx.state.whistles_blown + 1);
+    let unit_ids: Vec<String> = units.iter().map(|&u| city.units[u as usize].id.clone()).collect();
+    let deadline = tx.now + tx.rules.mobilization.whistle_deadline_s as i64 * 1000;
+    tx.emit(EventBody::UnitsWhistled {
+        incident_id: incident_id.into(),
+        whistle_id: whistle_id.clone(),
+        units: unit_ids,
+        deadline,
+    });
+
+    // Every available member of the whistled units is offered the incident.
+    let wanted: HashSet<u32> = units.into_iter().collect();
+    let inc = &tx.state.incidents[incident_id];
+    let wartime = tx.state.wartime(&inc.district_id);
+    let location = inc.location;
+    let picks: Vec<(String, f64)> = (0..tx.state.roster.members.len() as u32)
+        .filter(|&m| wanted.contains(&tx.state.city.member_unit[m as usize]))
+        .filter(|&m| tx.state.roster.available(m, tx.rules, tx.now) && !inc.offered.contains(&m))
+        .map(|m| {
+            let d = tx.state.roster.members[m as usize].position.distance_m(location);
+            (tx.state.city.members()[m as usize].id.clone(), (d * 10.0).round() / 10.0)
+        })
+        .collect();
+    for (member_id, distance_m) in picks {
+        tx.emit(EventBody::OfferSent {
+            offer_id: format!("off-{}", tx.state.offers_sent + 1),
+            incident_id: incident_id.into(),
+            member_id,
+            distance_m,
+            expires_at: tx.now + tx.rules.offer_ttl_ms(wartime),
+            whistle_id: Some(whistle_id.clone()),
+        });
+    }
+    Ok(Reply::Incident(incident_id.into()))
+}
+
+pub(super) fn whistle_deadline(tx: &mut Tx<'_>, incident_id: &str, whistle_id: &str) {
+    let Some(inc) = tx.state.incidents.get(incident_id) else { return };
+    if inc.status.is_closed() {
+        return;
+    }
+    let Some(w) = inc.whistles.iter().find(|w| w.id == whistle_id && !w.overdue) else { return };
+    let missing: Vec<String> = w.units.iter().filter(|u| !u.2).map(|u| u.1.clone()).collect();
+    if !missing.is_empty() {
+        tx.emit(EventBody::WhistleOverdue {
+            incident_id: incident_id.into(),
+            whistle_id: whistle_id.into(),
+            units: missing,
+        });
+    }
+}
+
+pub(super) fn transfer(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    from: &str,
+    to: &str,
+    members: Vec<String>,
+) -> Result<Reply, DomainError> {
+    let scope = command_scope(actor)?;
+    need_city(tx.state)?;
+    let idx = &tx.state.city;
+    let find = |c: &str| {
+        idx.community_by_id
+            .get(c)
+            .copied()
+            .filter(|&ci| scope.is_none_or(|d| idx.district_id_of_community(ci) == d))
+            .ok_or_else(|| err(ErrorKind::NotFound, "unknown_community", format!("no community '{c}' in your scope")))
+    };
+    let (fi, ti) = (find(from)?, find(to)?);
+    if fi == ti || members.is_empty() {
+        return Err(err(
+            ErrorKind::Invalid,
+            "invalid_transfer",
+            "a transfer moves at least one member between two communities",
+        ));
+    }
+    let stale = |why: String| err(ErrorKind::Conflict, "stale_proposal", format!("{why}; fetch GET /v1/balance again"));
+    let rows = balance::balances(tx.state, tx.rules, tx.now);
+    let (bf, bt) = (&rows[fi as usize], &rows[ti as usize]);
+    if !bt.wartime {
+        return Err(err(
+            ErrorKind::Conflict,
+            "not_wartime",
+            format!("{to} is not in wartime; transfers balance wartime deficits"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for m in &members {
+        let Some(mi) = idx.member_by_id.get(m).copied() else {
+            return Err(stale(format!("member {m} is unknown")));
+        };
+        if !seen.insert(mi) || tx.state.roster.home(idx, mi) != fi || !tx.state.roster.available(mi, tx.rules, tx.now) {
+            return Err(stale(format!("member {m} is not available in {from}")));
+        }
+    }
+    let n = members.len() as i64;
+    if bf.balance < n {
+        return Err(stale(format!("{from} has a surplus of {}, not {n}", bf.balance.max(0))));
+    }
+    if -bt.balance < n {
+        return Err(stale(format!("{to} needs {}, not {n}", (-bt.balance).max(0))));
+    }
+    tx.emit(EventBody::MembersTransferred { from: from.into(), to: to.into(), members });
+    Ok(Reply::Done)
+}
+
+/// Assault-team members are on call while wartime holds where their team is paired.
+pub(super) fn recompute_forced(state: &mut State) {
+    for i in 0..state.roster.members.len() {
+        let forced = state.city.is_assault(i as u32)
+            && state.city.member_paired_community[i]
+                .is_some_and(|c| state.wartime(state.city.district_id_of_community(c)));
+        state.roster.members[i].forced = forced;
+    }
+}
+
+/// Ends a member's duty unless a reported, open mobilization still holds them.
+pub(super) fn end_duty_unless_mobilized(state: &mut State, idx: u32, at: Ts) {
+    let mobilized = state.roster.members[idx as usize].orders.iter().any(|id| {
+        state.mobilizations.get(id).is_some_and(|m| {
+            m.is_open() && m.by_member.get(&idx).is_some_and(|&o| m.orders[o].state == OrderState::Reported)
+        })
+    });
+    if !mobilized {
+        state.roster.members[idx as usize].work.end_duty(at);
+    }
+}
+
+/// Is the member working an accepted task?
+fn on_assignment(state: &State, idx: u32) -> bool {
+    let Some(offer) = &state.roster.members[idx as usize].engaged else { return false };
+    state
+        .offer_index
+        .get(offer)
+        .and_then(|i| state.incidents.get(i))
+        .and_then(|i| i.offer(offer))
+        .is_some_and(|o| matches!(o.state, OfferState::Accepted | OfferState::Arrived))
+}
+
+fn command_streams(districts: &[String]) -> Vec<String> {
+    std::iter::once(stream::CITY.to_string()).chain(districts.iter().map(|d| stream::district(d))).collect()
+}
+
+fn progress_json(p: Progress) -> serde_json::Value {
+    json!({"ordered": p.ordered, "acknowledged": p.acknowledged, "reported": p.reported, "missing": p.missing})
+}
+
+/// Folds a wartime event into the state and derives its frames.
+pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
+    let at = event.at;
+    match &event.body {
+        EventBody::ModeSwitched { district_id, mode, reason } => {
+            match district_id {
+                None => state.city_mode = *mode,
+                Some(d) if *mode == Mode::Wartime => {
+                    state.wartime_districts.insert(d.clone());
+                }
+                Some(d) => {
+                    state.wartime_districts.remove(d);
+                }
+            }
+            recompute_forced(state);
+            let data = json!({
+                "district_id": district_id,
+                "mode": mode,
+                "reason": reason,
+                "city_mode": state.city_mode,
+                "wartime_districts": state.wartime_districts,
+            });
+            let districts: Vec<String> = match district_id {
+                Some(d) => vec![d.clone()],
+                None => {
+                    state.city.city().map(|c| c.districts.iter().map(|d| d.id.clone()).collect()).unwrap_or_default()
+                }
+            };
+            for s in command_streams(&districts) {
+                state.push_frame(frames, s, "mode.switched", data.clone());
+            }
+        }
+        EventBody::MobilizationOrdered { mobilization_id, teams, site, deadline, note } => {
+            let city = state.city.city().expect("a mobilization implies a city").clone();
+            let mut m = Mobilization {
+                id: mobilization_id.clone(),
+                ordered_at: at,
+                ordered_by: event.actor.clone(),
+                deadline: *deadline,
+                note: note.clone(),
+                site: site.clone(),
+                teams: Vec::new(),
+                orders: Vec::new(),
+                by_member: Default::default(),
+                closed: None,
+                deadline_passed: false,
+                districts: Vec::new(),
+                counts: Progress::default(),
+            };
+            let mut districts = BTreeSet::new();
+            if let Some(s) = site
+                && let Some(g) = state.city.grid_at(s.location)
+            {
+                districts.insert(city.districts[state.city.grid_places[g as usize].district as usize].id.clone());
+            }
+            for t in teams {
+                let team = state.city.team_by_id[&t.team_id];
+                let community = t.community_id.as_ref().map(|c| state.city.community_by_id[c]);
+                m.teams.push((team, community));
+                let report_to = match (community, site) {
+                    (Some(c), _) => {
+                        districts.insert(state.city.district_id_of_community(c).to_string());
+                        let com = &city.communities[c as usize];
+                        json!({"community_id": com.id, "name": com.name, "location": state.city.community_centers[c as usize]})
+                    }
+                    (None, Some(s)) => json!({"site": s.name, "name": s.name, "location": s.location}),
+                    (None, None) => json!(null),
+                };
+                for &member in &state.city.team_members[team as usize].clone() {
+                    if m.by_member.contains_key(&member) {
+                        continue;
+                    }
+                    let member_id = city.members[member as usize].id.clone();
+                    let data = json!({
+                        "mobilization_id": mobilization_id,
+                        "team_id": t.team_id,
+                        "report_to": report_to,
+                        "deadline": rfc3339(*deadline),
+                        "note": note,
+                    });
+                    let frame_seq = state.push_frame(frames, stream::member(&member_id), "mobilization.order", data);
+                    m.by_member.insert(member, m.orders.len());
+                    m.orders.push(MemberOrder {
+                        member,
+                        member_id,
+                        team,
+                        community,
+                        state: OrderState::Ordered,
+                        frame_seq,
+                        acknowledged_at: None,
+                        reported_at: None,
+                    });
+                    m.counts.add(OrderState::Ordered);
+                    state.roster.members[member as usize].orders.push(mobilization_id.clone());
+                }
+            }
+            m.districts = districts.into_iter().collect();
+            let data = json!({
+                "mobilization_id": mobilization_id,
+                "teams": teams.len(),
+                "deadline": rfc3339(*deadline),
+                "note": note,
+                "progress": progress_json(m.counts),
+            });
+            for s in command_streams(&m.districts) {
+                state.push_frame(frames, s, "mobilization.ordered", data.clone());
+            }
+            state.deadlines.insert((*deadline, Deadline::Mobilization(mobilization_id.clone())));
+            state.mobilizations_ordered += 1;
+            state.mobilizations.insert(mobilization_id.clone(), m);
+        }
+        EventBody::MobilizationAcknowledged { mobilization_id, member_id }
+        | EventBody::MobilizationReported { mobilization_id, member_id, .. } => {
+            let idx = state.city.member_by_id[member_id];
+            let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
+            let o = &mut m.orders[m.by_member[&idx]];
+            let from = o.state;
+            let to = match &event.body {
+                EventBody::MobilizationReported { .. } => OrderState::Reported,
+                _ => OrderState::Acknowledged,
+            };
+            o.state = to;
+            o.acknowledged_at.get_or_insert(at);
+            if to == OrderState::Reported {
+                o.reported_at = Some(at);
+            }
+            let (team, community) = (o.team, o.community);
+            m.counts.advance(from, to);
+            let data = json!({
+                "mobilization_id": mobilization_id,
+                "member_id": member_id,
+                "team_id": state.city.city().expect("city").teams[team as usize].id,
+                "community_id": community.map(|c| state.city.community(c).id.clone()),
+                "state": to,
+                "progress": progress_json(m.counts),
+            });
+            let districts = m.districts.clone();
+            if let EventBody::MobilizationReported { position, .. } = &event.body {
+                state.roster.move_to(idx, *position);
+                state.roster.members[idx as usize].work.start_duty(at);
+            }
+            for s in command_streams(&districts) {
+                state.push_frame(frames, s, "mobilization.progress", data.clone());
+            }
+        }
+        EventBody::MobilizationDeadlinePassed { mobilization_id } => {
+            let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
+            m.deadline_passed = true;
+            let data = json!({"mobilization_id": mobilization_id, "progress": progress_json(m.counts)});
+            for s in command_streams(&m.districts.clone()) {
+                state.push_frame(frames, s, "mobilization.deadline", data.clone());
+            }
+        }
+        EventBody::MobilizationClosed { mobilization_id, reason } => {
+            let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
+            m.closed = Some((at, reason.clone()));
+            let orders: Vec<(u32, String, OrderState)> =
+                m.orders.iter().map(|o| (o.member, o.member_id.clone(), o.state)).collect();
+            let data =
+                json!({"mobilization_id": mobilization_id, "reason": reason, "progress": progress_json(m.counts)});
+            let districts = m.districts.clone();
+            for (member, member_id, st) in orders {
+                state.roster.members[member as usize].orders.retain(|x| x != mobilization_id);
+                if st == OrderState::Reported && !on_assignment(state, member) {
+                    end_duty_unless_mobilized(state, member, at);
+                }
+                let d = json!({"mobilization_id": mobilization_id, "reason": reason});
+                state.push_frame(frames, stream::member(&member_id), "mobilization.closed", d);
+            }
+            for s in command_streams(&districts) {
+                state.push_frame(frames, s, "mobilization.closed", data.clone());
+            }
+        }
+        EventBody::UnitsWhistled { incident_id, whistle_id, units, deadline } => {
+            let inc = state.incidents.get_mut(incident_id).expect("known incident");
+            let reported: HashSet<u32> = inc
+                .offers
+                .iter()
+                .filter(|o| matches!(o.state, OfferState::Accepted | OfferState::Arrived))
+                .map(|o| state.city.member_unit[o.member as usize])
+                .collect();
+            let units = units
+                .iter()
+                .map(|u| {
+                    let ui = state.city.unit_by_id[u];
+                    (ui, u.clone(), reported.contains(&ui))
+                })
+                .collect();
+            inc.whistles.push(Whistle { id: whistle_id.clone(), at, deadline: *deadline, units, overdue: false });
+            state.whistles_blown += 1;
+            state.deadlines.insert((*deadline, Deadline::Whistle(incident_id.clone(), whistle_id.clone())));
+            scope_frames(state, frames, incident_id, "incident.units_whistled", &event.body);
+        }
+        EventBody::WhistleOverdue { incident_id, whistle_id, .. } => {
+            let inc = state.incidents.get_mut(incident_id).expect("known incident");
+            if let Some(w) = inc.whistles.iter_mut().find(|w| &w.id == whistle_id) {
+                w.overdue = true;
+            }
+            scope_frames(state, frames, incident_id, "incident.whistle_overdue", &event.body);
+        }
+        EventBody::MembersTransferred { from, to, members } => {
+            let ti = state.city.community_by_id[to];
+            let fi = state.city.community_by_id[from];
+            let target = state.city.community(ti);
+            let data = json!({"from": from, "to": to, "community": {"id": target.id, "name": target.name, "center": state.city.community_centers[ti as usize]}});
+            for m in members {
+                let idx = state.city.member_by_id[m];
+                state.roster.members[idx as usize].home = Some(ti);
+                state.push_frame(frames, stream::member(m), "transfer", data.clone());
+            }
+            let districts: BTreeSet<String> =
+                [fi, ti].iter().map(|&c| state.city.district_id_of_community(c).to_string()).collect();
+            let data = json!({"from": from, "to": to, "members": members});
+            for s in command_streams(&districts.into_iter().collect::<Vec<_>>()) {
+                state.push_frame(frames, s, "balance.transferred", data.clone());
+            }
+        }
+        _ => unreachable!("dispatcher::apply sends only wartime events here"),
+    }
+}
