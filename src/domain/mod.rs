@@ -27,3 +27,5 @@ pub mod workload;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wartime_tests;

@@ -23,7 +23,7 @@ use crate::domain::org::City;
 use crate::domain::response::Level;
 use crate::store::TimelineEntry;
 
-fn require(caller: &Caller, roles: &[Role], what: &str) -> Result<(), ApiError> {
+pub(super) fn require(caller: &Caller, roles: &[Role], what: &str) -> Result<(), ApiError> {
     if roles.contains(&caller.claims.role) {
         Ok(())
     } else {
@@ -99,7 +99,9 @@ pub async fn get_member(
 ) -> Result<Json<MemberView>, ApiError> {
     let state = app.engine.read();
     match state.member_index(&id) {
-        Some(idx) if state.can_see_member(&caller.actor, idx) => Ok(Json(MemberView::new(&state, idx))),
+        Some(idx) if state.can_see_member(&caller.actor, idx) => {
+            Ok(Json(MemberView::new(&state, &app.engine.rules, idx, crate::engine::now_ms())))
+        }
         _ => Err(ApiError::not_found("unknown_member", format!("no member '{id}' in your scope"))),
     }
 }
@@ -168,7 +170,7 @@ pub async fn raise(
     Ok(resp)
 }
 
-fn incident_view(app: &AppState, actor: &Actor, id: &str) -> Result<IncidentView, ApiError> {
+pub(super) fn incident_view(app: &AppState, actor: &Actor, id: &str) -> Result<IncidentView, ApiError> {
     let state = app.engine.read();
     match state.incidents.get(id) {
         Some(inc) if state.can_see_incident(actor, inc) => Ok(IncidentView::new(inc)),
@@ -254,11 +256,16 @@ pub struct ActionBody {
     pub reason: Option<String>,
 }
 
-fn action_body(body: &Bytes) -> Result<ActionBody, ApiError> {
+/// An optional JSON body: empty is the default.
+pub(super) fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ActionBody::default());
+        return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::unprocessable("invalid_body", format!("invalid body: {e}")))
+}
+
+fn action_body(body: &Bytes) -> Result<ActionBody, ApiError> {
+    optional_body(body)
 }
 
 async fn act(app: AppState, caller: Caller, cmd: Command, id: &str) -> Result<Json<IncidentView>, ApiError> {

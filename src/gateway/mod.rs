@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod views;
+pub mod wartime;
 pub mod ws;
 
 use std::sync::Arc;
@@ -43,7 +44,10 @@ pub struct AppState {
     paths(
         http::healthz, http::readyz, http::metrics, http::catalog, http::put_city, http::list_communities,
         http::get_member, http::raise, http::list_incidents, http::get_incident, http::timeline,
-        http::escalate, http::resolve, http::cancel
+                http::escalate, http::resolve, http::cancel,
+        wartime::get_modes, wartime::put_city_mode, wartime::put_district_mode, wartime::mobilize,
+        wartime::list_mobilizations, wartime::get_mobilization, wartime::close_mobilization, wartime::whistle,
+        wartime::get_balance, wartime::apply_proposal, wartime::get_fairness
     ),
     modifiers(&BearerAuth)
 )]
@@ -127,6 +131,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}/escalate", post(http::escalate))
         .route("/v1/incidents/{id}/resolve", post(http::resolve))
         .route("/v1/incidents/{id}/cancel", post(http::cancel))
+        .route("/v1/modes", get(wartime::get_modes))
+        .route("/v1/city/mode", put(wartime::put_city_mode))
+        .route("/v1/districts/{id}/mode", put(wartime::put_district_mode))
+        .route("/v1/mobilizations", post(wartime::mobilize).get(wartime::list_mobilizations))
+        .route("/v1/mobilizations/{id}", get(wartime::get_mobilization))
+        .route("/v1/mobilizations/{id}/close", post(wartime::close_mobilization))
+        .route("/v1/incidents/{id}/whistle", post(wartime::whistle))
+        .route("/v1/balance", get(wartime::get_balance))
+        .route("/v1/balance/apply", post(wartime::apply_proposal))
+        .route("/v1/fairness", get(wartime::get_fairness))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city)

@@ -4,6 +4,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::dispatcher::{State, rfc3339};
+use crate::domain::event::Ts;
 use crate::domain::geo::Position;
 use crate::domain::incident::{Incident, OfferState, Status};
 use crate::domain::response::{Level, Rules};
@@ -17,6 +18,25 @@ pub struct OfferView {
     pub sent_at: String,
     pub expires_at: String,
     pub answered_at: Option<String>,
+    /// Set when the offer answered a whistle to the member's unit.
+    pub whistle_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhistleUnitView {
+    pub unit_id: String,
+    /// A member of the unit accepted an offer on the incident.
+    pub reported: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhistleView {
+    pub whistle_id: String,
+    pub at: String,
+    pub deadline: String,
+    /// The deadline passed with units not reported.
+    pub overdue: bool,
+    pub units: Vec<WhistleUnitView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -38,6 +58,11 @@ pub struct IncidentView {
     pub raised_by: String,
     /// When it escalates if still unfilled; null once filled, closed or at level I.
     pub escalate_at: Option<String>,
+    /// 1 (easy) to 5 (hard).
+    pub difficulty: u8,
+    /// Escalated at least once.
+    pub escalated: bool,
+    pub whistles: Vec<WhistleView>,
     pub filled_at: Option<String>,
     pub closed_at: Option<String>,
     pub offers: Vec<OfferView>,
@@ -62,6 +87,19 @@ impl IncidentView {
             raised_at: rfc3339(inc.raised_at),
             raised_by: inc.raised_by.clone(),
             escalate_at: inc.escalate_at.map(rfc3339),
+            difficulty: inc.difficulty,
+            escalated: inc.escalated,
+            whistles: inc
+                .whistles
+                .iter()
+                .map(|w| WhistleView {
+                    whistle_id: w.id.clone(),
+                    at: rfc3339(w.at),
+                    deadline: rfc3339(w.deadline),
+                    overdue: w.overdue,
+                    units: w.units.iter().map(|u| WhistleUnitView { unit_id: u.1.clone(), reported: u.2 }).collect(),
+                })
+                .collect(),
             filled_at: inc.filled_at.map(rfc3339),
             closed_at: inc.closed_at.map(rfc3339),
             offers: inc
@@ -75,6 +113,7 @@ impl IncidentView {
                     sent_at: rfc3339(o.sent_at),
                     expires_at: rfc3339(o.expires_at),
                     answered_at: o.answered_at.map(rfc3339),
+                    whistle_id: o.whistle_id.clone(),
                 })
                 .collect(),
         }
@@ -94,12 +133,22 @@ pub struct MemberView {
     pub on_call: bool,
     /// The offer holding the member now (offered, or accepted on an open incident).
     pub engaged_offer_id: Option<String>,
+    /// On call because wartime holds where their assault team is paired.
+    pub wartime_on_call: bool,
+    /// The community they report to (a transfer's, else their residence's).
+    pub home_community_id: String,
+    /// Difficulty-weighted load carried, and its hard part.
+    pub load: f64,
+    pub hard_load: f64,
+    /// Hours on duty in the fatigue window, and whether the cap holds them back now.
+    pub duty_hours: f64,
+    pub fatigued: bool,
     pub duties: u32,
     pub last_duty_at: Option<String>,
 }
 
 impl MemberView {
-    pub fn new(state: &State, idx: u32) -> Self {
+    pub fn new(state: &State, rules: &Rules, idx: u32, now: Ts) -> Self {
         let m = &state.city.members()[idx as usize];
         let rt = &state.roster.members[idx as usize];
         let grid = state.city.member_residence[idx as usize];
@@ -115,6 +164,12 @@ impl MemberView {
             position: rt.position,
             on_call: rt.on_call,
             engaged_offer_id: rt.engaged.clone(),
+            wartime_on_call: rt.forced,
+            home_community_id: state.city.community(state.roster.home(&state.city, idx)).id.clone(),
+            load: rt.work.load,
+            hard_load: rt.work.hard_load,
+            duty_hours: (rt.work.worked_ms(now, rules) as f64 / 36_000.0).round() / 100.0,
+            fatigued: rt.work.fatigued(now, rules),
             duties: rt.duties,
             last_duty_at: rt.last_duty_at.map(rfc3339),
         }

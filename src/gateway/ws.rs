@@ -349,6 +349,10 @@ impl Session {
             ClientMessage::Arrive { offer_id, position } => Command::Arrive { offer_id, position },
             ClientMessage::Location { position } => Command::Location { position },
             ClientMessage::Duty { on_call } => Command::Duty { on_call },
+            ClientMessage::MobilizationAck { mobilization_id } => Command::AcknowledgeOrder { mobilization_id },
+            ClientMessage::MobilizationReport { mobilization_id, position } => {
+                Command::ReportArrival { mobilization_id, position }
+            }
         };
         if !matches!(self.actor, Actor::Member { .. }) {
             return Err(("members_only".into(), "only a member's socket can send this message".into()));
@@ -372,6 +376,8 @@ pub enum ClientMessage {
     Arrive { offer_id: String, position: Position },
     Location { position: Position },
     Duty { on_call: bool },
+    MobilizationAck { mobilization_id: String },
+    MobilizationReport { mobilization_id: String, position: Position },
 }
 
 type DecodeError = (Value, String, String);
@@ -407,6 +413,15 @@ pub fn decode(text: &str) -> Result<(Value, ClientMessage), DecodeError> {
     struct Duty {
         on_call: bool,
     }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Order {
+        mobilization_id: String,
+        #[serde(default)]
+        lat: Option<f64>,
+        #[serde(default)]
+        lng: Option<f64>,
+    }
     let env: Envelope = serde_json::from_str(text)
         .map_err(|e| (Value::Null, "malformed".to_string(), format!("not a muster message: {e}")))?;
     let id = env.id;
@@ -440,6 +455,17 @@ pub fn decode(text: &str) -> Result<(Value, ClientMessage), DecodeError> {
         "duty" => {
             let d: Duty = serde_json::from_value(env.data.clone()).map_err(bad)?;
             ClientMessage::Duty { on_call: d.on_call }
+        }
+        "mobilization.ack" => {
+            let o: Order = serde_json::from_value(env.data.clone()).map_err(bad)?;
+            ClientMessage::MobilizationAck { mobilization_id: o.mobilization_id }
+        }
+        "mobilization.report" => {
+            let o: Order = serde_json::from_value(env.data.clone()).map_err(bad)?;
+            let (Some(lat), Some(lng)) = (o.lat, o.lng) else {
+                return Err((id, "invalid_data".into(), "mobilization.report: lat and lng are required".into()));
+            };
+            ClientMessage::MobilizationReport { mobilization_id: o.mobilization_id, position: position(lat, lng)? }
         }
         other => {
             return Err((id, "unknown_type".into(), format!("unknown message type '{other}'")));

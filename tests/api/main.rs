@@ -7,3 +7,4 @@ mod authz;
 mod bad_input;
 mod flow;
 mod restart;
+mod wartime;
