@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::dispatcher::{Actor, Command};
 use crate::engine::{self, EngineConfig, EngineHandle};
-use crate::gateway::{self, AppState, auth::Keys, hub::Hub};
+use crate::gateway::{self, AppState, auth::Keys, hub::Hub, limits::Limits};
 use crate::settings::Settings;
 use crate::store::sqlite::{SqliteLog, SqliteReader};
 
@@ -59,6 +59,17 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         .with_context(|| format!("binding {}", settings.server.listen))?;
     let addr = listener.local_addr()?;
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
+    let limits = Arc::new(Limits::new(&settings.limits));
+    let (l, stop) = (limits.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = every.tick() => l.housekeeping(),
+                _ = stop.cancelled() => break,
+            }
+        }
+    });
     let state = AppState {
         engine: engine.clone(),
         reader: Arc::new(reader),
@@ -67,6 +78,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         settings: Arc::new(settings),
         metrics: metrics_handle(),
         shutdown: shutdown.clone(),
+        limits: limits.clone(),
     };
     let router = gateway::router(state);
     let stop = shutdown.clone();

@@ -23,6 +23,7 @@ pub struct Settings {
     pub auth: Auth,
     pub ws: Ws,
     pub engine: Engine,
+    pub limits: Limits,
     pub log: Log,
     pub dispatch: Rules,
 }
@@ -56,6 +57,18 @@ pub struct Ws {
     pub ping_interval_s: u64,
     pub ping_timeout_s: u64,
     pub max_replay: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub http_per_ip_per_s: u32,
+    pub http_per_ip_burst: u32,
+    pub http_per_subject_per_s: u32,
+    pub http_per_subject_burst: u32,
+    pub ws_messages_per_s: u32,
+    pub ws_messages_burst: u32,
+    pub ws_flood_close_after: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

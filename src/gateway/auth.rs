@@ -165,6 +165,7 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <JWT>'"))?;
         let (claims, actor) = state.keys.verify(token).map_err(ApiError::unauthorized)?;
+        state.limits.check_subject(&claims.sub)?;
         Ok(Caller { claims, actor })
     }
 }

@@ -9,6 +9,8 @@ pub mod auth;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod limits;
+pub mod pages;
 pub mod views;
 pub mod wartime;
 pub mod ws;
@@ -36,6 +38,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Option<PrometheusHandle>,
     pub shutdown: CancellationToken,
+    pub limits: Arc<limits::Limits>,
 }
 
 #[derive(OpenApi)]
@@ -47,7 +50,8 @@ pub struct AppState {
                 http::escalate, http::resolve, http::cancel,
         wartime::get_modes, wartime::put_city_mode, wartime::put_district_mode, wartime::mobilize,
         wartime::list_mobilizations, wartime::get_mobilization, wartime::close_mobilization, wartime::whistle,
-        wartime::get_balance, wartime::apply_proposal, wartime::get_fairness
+        wartime::get_balance, wartime::apply_proposal, wartime::get_fairness,
+        pages::geo_city, pages::geo_community
     ),
     modifiers(&BearerAuth)
 )]
@@ -67,6 +71,22 @@ impl utoipa::Modify for BearerAuth {
 
 /// Logs and counts every request by its route template. The query string is never
 /// logged: a websocket URL carries the token there.
+/// The per-IP limit, on every route but the probes.
+async fn limit_ip(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    let ip = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    if let (false, Some(ip)) = (probe, ip)
+        && let Err(e) = app.limits.check_ip(ip)
+    {
+        return axum::response::IntoResponse::into_response(e);
+    }
+    next.run(req).await
+}
+
 async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
@@ -144,9 +164,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city)
+        .merge(pages::routes())
         .route_layer(axum::middleware::from_fn(observe))
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn(problem_everywhere))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_ip))
         .with_state(state)
 }

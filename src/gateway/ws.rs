@@ -9,7 +9,7 @@
 //!
 //! Close codes (docs/PROTOCOL.md): 1000 normal, 1001 server shutting down, 1003 binary
 //! frame, 1007 invalid UTF-8, 1008 token expired, 1009 message too big, 1011 server error,
-//! 4008 too slow (queue full: resume with after_seq), 4000 ping timeout.
+//! 4000 ping timeout, 4008 too slow (queue full: resume with after_seq), 4029 flooding.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,7 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
     pub const PING_TIMEOUT: u16 = 4000;
+    pub const FLOOD: u16 = 4029;
     pub const SLOW_CONSUMER: u16 = 4008;
 }
 
@@ -87,6 +88,7 @@ pub async fn upgrade(
         .or(from_protocol)
         .ok_or_else(|| ApiError::unauthorized("send a token: ?access_token=<JWT> or subprotocol bearer.<JWT>"))?;
     let (claims, actor) = app.keys.verify(&token).map_err(ApiError::unauthorized)?;
+    app.limits.check_subject(&claims.sub)?;
     if !app.engine.is_ready() {
         return Err(ApiError::unavailable("muster is starting; retry shortly"));
     }
@@ -204,6 +206,8 @@ impl Session {
         let expiry = tokio::time::sleep(Duration::from_secs(self.expires_at.saturating_sub(now_s)));
         tokio::pin!(expiry);
         let shutdown = self.app.shutdown.clone();
+        let limiter = self.app.limits.socket_limiter();
+        let mut limited_in_a_row = 0u32;
 
         loop {
             tokio::select! {
@@ -245,8 +249,17 @@ impl Session {
                 msg = incoming.next() => {
                     last_heard = Instant::now();
                     match msg {
-                        Some(Ok(Message::Text(text))) => {
-                            let reply = self.handle_text(text.as_str()).await;
+                                                Some(Ok(Message::Text(text))) => {
+                            let reply = if limiter.check().is_ok() {
+                                limited_in_a_row = 0;
+                                self.handle_text(text.as_str()).await
+                            } else {
+                                limited_in_a_row += 1;
+                                if limited_in_a_row > self.app.limits.flood_close_after {
+                                    return End::Close(close::FLOOD, "too many messages");
+                                }
+                                rate_limited(text.as_str())
+                            };
                             if sink.send(Message::Text(reply.into())).await.is_err() {
                                 return End::Gone;
                             }
@@ -365,6 +378,17 @@ impl Session {
             }
         }
     }
+}
+
+/// The answer to a message over the socket's rate: not decoded beyond its id.
+fn rate_limited(text: &str) -> String {
+    #[derive(Deserialize)]
+    struct Id {
+        #[serde(default)]
+        id: Value,
+    }
+    let id = serde_json::from_str::<Id>(text).map(|i| i.id).unwrap_or(Value::Null);
+    json!({"type": "error", "seq": 0, "data": {"re": id, "code": "rate_limited", "detail": "too many messages; slow down"}}).to_string()
 }
 
 /// A message a client may send, decoded and validated.

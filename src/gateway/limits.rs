@@ -1,0 +1,101 @@
+//! Rate limits (GCRA, from `governor`): per client IP on every API request, per token
+//! subject (role and scope, e.g. `staff:c001`) once authenticated, and per websocket on
+//! incoming messages. Over the limit: 429 problem+json with Retry-After, or a websocket
+//! `error` with code `rate_limited`; a socket that keeps flooding is closed with 4029.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::error::ApiError;
+use crate::settings;
+
+pub struct Limits {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_subject: DefaultKeyedRateLimiter<String>,
+    socket: Quota,
+    pub flood_close_after: u32,
+}
+
+fn quota(per_s: u32, burst: u32) -> Quota {
+    let nz = |v: u32| NonZeroU32::new(v.max(1)).expect("at least 1");
+    Quota::per_second(nz(per_s)).allow_burst(nz(burst.max(per_s)))
+}
+
+fn retry_after(wait: Duration) -> ApiError {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError {
+        retry_after: Some(secs),
+        ..ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry after {secs} s"),
+        )
+    }
+}
+
+impl Limits {
+    pub fn new(cfg: &settings::Limits) -> Self {
+        Limits {
+            per_ip: RateLimiter::keyed(quota(cfg.http_per_ip_per_s, cfg.http_per_ip_burst)),
+            per_subject: RateLimiter::keyed(quota(cfg.http_per_subject_per_s, cfg.http_per_subject_burst)),
+            socket: quota(cfg.ws_messages_per_s, cfg.ws_messages_burst),
+            flood_close_after: cfg.ws_flood_close_after,
+        }
+    }
+
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.per_ip.check_key(&ip).map_err(|n| retry_after(n.wait_time_from(DefaultClock::default().now())))
+    }
+
+    pub fn check_subject(&self, subject: &str) -> Result<(), ApiError> {
+        self.per_subject
+            .check_key(&subject.to_string())
+            .map_err(|n| retry_after(n.wait_time_from(DefaultClock::default().now())))
+    }
+
+    /// A limiter for one socket's incoming messages.
+    pub fn socket_limiter(&self) -> DefaultDirectRateLimiter {
+        RateLimiter::direct(self.socket)
+    }
+
+    /// Forgets keys that are back to a full bucket (run now and then).
+    pub fn housekeeping(&self) {
+        self.per_ip.retain_recent();
+        self.per_subject.retain_recent();
+        self.per_ip.shrink_to_fit();
+        self.per_subject.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_pass_then_429_with_retry_after() {
+        let cfg = settings::Limits {
+            http_per_ip_per_s: 1,
+            http_per_ip_burst: 2,
+            http_per_subject_per_s: 1,
+            http_per_subject_burst: 1,
+            ws_messages_per_s: 1,
+            ws_messages_burst: 1,
+            ws_flood_close_after: 3,
+        };
+        let l = Limits::new(&cfg);
+        let ip: IpAddr = "127.0.0.9".parse().unwrap();
+        assert!(l.check_ip(ip).is_ok() && l.check_ip(ip).is_ok());
+        let e = l.check_ip(ip).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.retry_after, Some(1));
+        assert!(l.check_ip("127.0.0.10".parse().unwrap()).is_ok(), "another address has its own bucket");
+        assert!(l.check_subject("staff:c1").is_ok());
+        assert!(l.check_subject("staff:c1").is_err());
+        let s = l.socket_limiter();
+        assert!(s.check().is_ok() && s.check().is_err());
+    }
+}

@@ -1,0 +1,3 @@
+import { initLangToggle } from "/web/i18n.js";
+
+initLangToggle(document.getElementById("lang"));
