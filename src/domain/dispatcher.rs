@@ -589,6 +589,13 @@ fn import_city(tx: &mut Tx<'_>, actor: &Actor, city: City) -> Result<Reply, Doma
             format!("incident {} is still open; resolve or cancel every incident before importing a city", open.id),
         ));
     }
+    if let Some(m) = tx.state.mobilizations.values().find(|m| m.is_open()) {
+        return Err(err(
+            ErrorKind::Conflict,
+            "open_mobilizations",
+            format!("mobilization {} is still open; close every mobilization before importing a city", m.id),
+        ));
+    }
     for m in &city.members {
         if let Some(s) = m.skills.iter().find(|s| !tx.rules.has_skill(s)) {
             return Err(err(

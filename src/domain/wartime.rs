@@ -18,6 +18,7 @@ use super::geo::Position;
 use super::incident::{OfferState, Status, Whistle};
 use super::mobilization::{MemberOrder, Mobilization, OrderState, Progress, Site};
 use super::org::TeamKind;
+use super::workload::TaskClass;
 
 /// `POST /v1/mobilizations`: exactly one way of naming the teams, and where they report.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -98,7 +99,7 @@ pub(super) fn switch_mode(
             .mobilizations
             .values()
             .filter(|m| m.is_open())
-            .filter(|m| district_id.as_ref().is_none_or(|d| m.districts.iter().all(|x| x == d)))
+            .filter(|m| district_id.as_ref().is_none_or(|d| wholly_in(m, d)))
             .filter(|m| m.districts.iter().all(|d| !tx.state.wartime(d)))
             .map(|m| m.id.clone())
             .collect();
@@ -226,6 +227,12 @@ pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Resu
     Ok(Reply::Mobilization(id))
 }
 
+/// Does a mobilization report only into this district? (One to a site outside every
+/// district belongs to the city.)
+fn wholly_in(m: &Mobilization, district: &str) -> bool {
+    !m.districts.is_empty() && m.districts.iter().all(|x| x == district)
+}
+
 /// The mobilization and the acting member's order in it.
 fn member_order(state: &State, actor: &Actor, id: &str) -> Result<(u32, usize), DomainError> {
     let idx = acting_member(state, actor)?;
@@ -292,14 +299,9 @@ pub(super) fn close_mobilization(
 ) -> Result<Reply, DomainError> {
     let scope = command_scope(actor)?;
     check_note(reason.as_deref())?;
-    let m = tx
-        .state
-        .mobilizations
-        .get(id)
-        .filter(|m| scope.is_none_or(|d| m.districts.iter().all(|x| x == d)))
-        .ok_or_else(|| {
-            err(ErrorKind::NotFound, "unknown_mobilization", format!("no mobilization '{id}' in your scope"))
-        })?;
+    let m = tx.state.mobilizations.get(id).filter(|m| scope.is_none_or(|d| wholly_in(m, d))).ok_or_else(|| {
+        err(ErrorKind::NotFound, "unknown_mobilization", format!("no mobilization '{id}' in your scope"))
+    })?;
     if !m.is_open() {
         return Err(err(ErrorKind::Conflict, "mobilization_closed", format!("mobilization {id} is already closed")));
     }
@@ -377,6 +379,9 @@ pub(super) fn whistle(tx: &mut Tx<'_>, incident_id: &str, to: WhistleTarget) -> 
     let picks: Vec<(String, f64)> = (0..tx.state.roster.members.len() as u32)
         .filter(|&m| wanted.contains(&tx.state.city.member_unit[m as usize]))
         .filter(|&m| tx.state.roster.available(m, tx.rules, tx.now) && !inc.offered.contains(&m))
+        .filter(|&m| {
+            inc.class != TaskClass::Easy || !tx.state.roster.members[m as usize].work.easy_capped(tx.now, tx.rules)
+        })
         .map(|m| {
             let d = tx.state.roster.members[m as usize].position.distance_m(location);
             (tx.state.city.members()[m as usize].id.clone(), (d * 10.0).round() / 10.0)
@@ -439,11 +444,11 @@ pub(super) fn transfer(
     let stale = |why: String| err(ErrorKind::Conflict, "stale_proposal", format!("{why}; fetch GET /v1/balance again"));
     let rows = balance::balances(tx.state, tx.rules, tx.now);
     let (bf, bt) = (&rows[fi as usize], &rows[ti as usize]);
-    if !bt.wartime {
+    if !(bt.wartime && bf.wartime) {
         return Err(err(
             ErrorKind::Conflict,
             "not_wartime",
-            format!("{to} is not in wartime; transfers balance wartime deficits"),
+            format!("{from} and {to} must both be in wartime; transfers balance wartime deficits"),
         ));
     }
     let mut seen = HashSet::new();
