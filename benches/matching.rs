@@ -140,8 +140,9 @@ fn fixture() -> &'static Fixture {
 
         let mut rng = ChaCha8Rng::seed_from_u64(SEED);
         let mut sparse = full.clone();
-        for m in &mut sparse.members {
-            m.on_call = rng.gen_bool(SPARSE_ON_CALL_P);
+        for i in 0..sparse.members.len() as u32 {
+            let on_call = rng.gen_bool(SPARSE_ON_CALL_P);
+            sparse.edit(i, |m| m.on_call = on_call);
         }
 
         let rules = Settings::load_with_env(None, Vec::new()).expect("default settings load").dispatch;
@@ -226,9 +227,8 @@ impl Fixture {
             // Nobody is engaged, fatigued or at the easy cap here, and nothing was offered.
             let eligible = |i: u32| {
                 roster.available(i, &self.rules, NOW)
-                    && own.is_none_or(|c| {
-                        roster.home(&self.city, i) == c || self.city.member_paired_community[i as usize] == Some(c)
-                    })
+                    && own
+                        .is_none_or(|c| roster.home(i) == c || self.city.member_paired_community[i as usize] == Some(c))
             };
             let mut per_ring = vec![0usize; self.rules.max_ring as usize + 1];
             let mut in_reach_total = 0;

@@ -41,7 +41,7 @@ fn available_by_community(state: &State, rules: &Rules, now: Ts) -> HashMap<u32,
     let mut by: HashMap<u32, Vec<u32>> = HashMap::new();
     for idx in 0..state.roster.members.len() as u32 {
         if state.roster.available(idx, rules, now) {
-            by.entry(state.roster.home(&state.city, idx)).or_default().push(idx);
+            by.entry(state.roster.home(idx)).or_default().push(idx);
         }
     }
     by

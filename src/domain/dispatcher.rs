@@ -546,6 +546,7 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
         }
     };
     tx.out.reply = Some(reply);
+    debug_assert!(tx.state.roster.hot_in_step(), "Roster::hot drifted from MemberRt");
     Ok(tx.out)
 }
 
@@ -878,6 +879,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                     roster.members[i].last_duty_at = prev.last_duty_at;
                     roster.members[i].duties = prev.duties;
                     roster.members[i].work = prev.work.clone();
+                    roster.refresh(i as u32);
                 }
             }
             let counts = json!({
@@ -990,7 +992,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 answered_at: None,
             });
             inc.offered.insert(idx);
-            state.roster.members[idx as usize].engaged = Some(offer_id.clone());
+            state.roster.edit(idx, |m| m.engaged = Some(offer_id.clone()));
             state.offer_index.insert(offer_id.clone(), incident_id.clone());
             state.offers_sent += 1;
             state.deadlines.insert((*expires_at, Deadline::OfferExpiry(offer_id.clone())));
@@ -1006,11 +1008,12 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 }
             }
             let (difficulty, class) = (inc.difficulty, inc.class);
-            let rt = &mut state.roster.members[idx as usize];
-            rt.last_duty_at = Some(at);
-            rt.duties += 1;
-            rt.work.accept(difficulty, class, at);
-            rt.work.start_duty(at);
+            state.roster.edit(idx, |rt| {
+                rt.last_duty_at = Some(at);
+                rt.duties += 1;
+                rt.work.accept(difficulty, class, at);
+                rt.work.start_duty(at);
+            });
             let data = json!({"offer_id": offer_id, "incident_id": incident_id});
             let seq = state.push_frame(&mut frames, stream::member(member_id), "assignment", data);
             let inc = state.incidents.get_mut(incident_id).expect("known incident");
@@ -1098,7 +1101,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::MembersTransferred { .. } => wartime::apply(state, event, &mut frames),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
-            state.roster.members[idx as usize].on_call = *on_call;
+            state.roster.edit(idx, |m| m.on_call = *on_call);
             state.push_frame(&mut frames, stream::member(member_id), "duty", json!({"on_call": on_call}));
         }
     }
@@ -1117,10 +1120,11 @@ fn set_offer_state(state: &mut State, incident_id: &str, offer_id: &str, to: Off
 
 /// Frees a member held by this offer (and only by this one).
 fn release(state: &mut State, idx: u32, offer_id: &str) {
-    let rt = &mut state.roster.members[idx as usize];
-    if rt.engaged.as_deref() == Some(offer_id) {
-        rt.engaged = None;
-    }
+    state.roster.edit(idx, |rt| {
+        if rt.engaged.as_deref() == Some(offer_id) {
+            rt.engaged = None;
+        }
+    });
 }
 
 /// The incident's event, pushed to its community's, district's and the city's streams.

@@ -2,13 +2,14 @@
 //!
 //! Members are bucketed by the resolution-9 H3 cell of their last known position. A search
 //! walks H3 rings outward from the incident's cell, keeping on-call, unengaged members whose
-//! position lies in the level's reach, until it holds `candidate_pool` of them (finishing
-//! the ring it is on, so no nearer member is skipped for a farther one). If rings up to
+//! position lies in the level's reach, until it holds `candidate_pool` of them; the
+//! `candidate_pool` nearest of those are ranked. If rings up to
 //! `max_ring` do not fill the pool and the reach is wider than the rings covered, a linear
 //! scan of the roster finishes the job: rare (sparse areas, city-wide calls) and still
 //! bounded by the roster size.
 //!
-//! The pool is then ranked by a score in metre-equivalents, lowest first:
+//! Skills are compared as bit masks (`CityIndex::member_skills`). The pool is ranked by a
+//! score in metre-equivalents, lowest first:
 //! `distance + missing skills × w + recent-duty penalty − residence-grid bonus − paired-team bonus`,
 //! with the member index as the final tie-break so the order is deterministic.
 
@@ -16,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::event::Ts;
 use super::geo::{Cell, Position};
-use super::org::CityIndex;
+use super::org::{CityIndex, SkillMask};
 use super::response::{Reach, Rules};
 use super::workload::{TaskClass, Workload};
 
@@ -42,11 +43,32 @@ pub struct MemberRt {
     pub orders: Vec<String>,
 }
 
+/// What the ring search reads for every member it passes, packed in 40 bytes so that a
+/// search touches one cache line per member instead of the whole `MemberRt` and `Member`.
+/// Derived from `MemberRt` (and the city) by `Roster::refresh`: change a member only
+/// through `Roster::edit`, which keeps this in step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hot {
+    pub lat: f64,
+    pub lng: f64,
+    pub residence: u32,
+    /// Community the member's team is paired with, `u32::MAX` when none.
+    pub paired: u32,
+    /// A transfer's community, `u32::MAX` when none.
+    pub home: u32,
+    /// On call (by choice or wartime) and not engaged.
+    pub ready: bool,
+    /// Has duty or easy-task history, so fatigue and the easy cap must be looked at.
+    pub history: bool,
+}
+
 /// The members and the spatial index over them.
 #[derive(Debug, Clone, Default)]
 pub struct Roster {
+    /// Read freely; change through `edit` (or `move_to`) so `hot` follows.
     pub members: Vec<MemberRt>,
     pub buckets: HashMap<Cell, Vec<u32>>,
+    pub hot: Vec<Hot>,
 }
 
 impl Roster {
@@ -67,14 +89,56 @@ impl Roster {
                 orders: Vec::new(),
             });
             roster.buckets.entry(cell).or_default().push(i as u32);
+            roster.hot.push(Hot {
+                lat: 0.0,
+                lng: 0.0,
+                residence: city.residence_community(i as u32),
+                paired: city.member_paired_community[i].unwrap_or(u32::MAX),
+                home: u32::MAX,
+                ready: false,
+                history: false,
+            });
+            roster.refresh(i as u32);
         }
         roster
     }
 
+    /// Changes one member and brings its `Hot` entry up to date.
+    pub fn edit<R>(&mut self, idx: u32, f: impl FnOnce(&mut MemberRt) -> R) -> R {
+        let r = f(&mut self.members[idx as usize]);
+        self.refresh(idx);
+        r
+    }
+
+    /// Every `Hot` entry agrees with its `MemberRt` (checked after each command in debug builds).
+    pub fn hot_in_step(&self) -> bool {
+        (0..self.members.len() as u32).all(|i| self.derive_hot(i) == self.hot[i as usize])
+    }
+
+    fn derive_hot(&self, idx: u32) -> Hot {
+        let m = &self.members[idx as usize];
+        let w = &m.work;
+        Hot {
+            lat: m.position.lat,
+            lng: m.position.lng,
+            home: m.home.unwrap_or(u32::MAX),
+            ready: (m.on_call || m.forced) && m.engaged.is_none(),
+            history: w.duty_since.is_some() || !w.duty_log.is_empty() || !w.easy_accepts.is_empty(),
+            ..self.hot[idx as usize]
+        }
+    }
+
+    /// Recomputes a member's `Hot` entry from `MemberRt`.
+    pub fn refresh(&mut self, idx: u32) {
+        self.hot[idx as usize] = self.derive_hot(idx);
+    }
+
     /// Moves a member to a new position, re-bucketing when the cell changes.
     pub fn move_to(&mut self, idx: u32, p: Position) {
-        let m = &mut self.members[idx as usize];
         let cell = p.cell();
+        self.hot[idx as usize].lat = p.lat;
+        self.hot[idx as usize].lng = p.lng;
+        let m = &mut self.members[idx as usize];
         m.position = p;
         if cell == m.cell {
             return;
@@ -93,13 +157,14 @@ impl Roster {
 
     /// On call (by choice or by wartime), free, and not at the fatigue cap.
     pub fn available(&self, idx: u32, rules: &Rules, now: Ts) -> bool {
-        let m = &self.members[idx as usize];
-        (m.on_call || m.forced) && m.engaged.is_none() && !m.work.fatigued(now, rules)
+        let h = &self.hot[idx as usize];
+        h.ready && !(h.history && self.members[idx as usize].work.fatigued(now, rules))
     }
 
     /// The community a member answers to: a transfer's, else their residence's.
-    pub fn home(&self, city: &CityIndex, idx: u32) -> u32 {
-        self.members[idx as usize].home.unwrap_or_else(|| city.residence_community(idx))
+    pub fn home(&self, idx: u32) -> u32 {
+        let h = &self.hot[idx as usize];
+        if h.home == u32::MAX { h.residence } else { h.home }
     }
 }
 
@@ -159,14 +224,32 @@ pub fn find(
     let mut pool: Vec<u32> = Vec::with_capacity(pool_size * 2);
     let easy = target.class == TaskClass::Easy;
     let eligible = |idx: u32| {
-        roster.available(idx, rules, now)
-            && !target.offered.contains(&idx)
-            && target
-                .own_community
-                .is_none_or(|c| roster.home(city, idx) == c || city.member_paired_community[idx as usize] == Some(c))
-            && !(easy && roster.members[idx as usize].work.easy_capped(now, rules))
+        let h = &roster.hot[idx as usize];
+        if !h.ready {
+            return false;
+        }
+        if let Some(c) = target.own_community {
+            let home = if h.home == u32::MAX { h.residence } else { h.home };
+            if home != c && h.paired != c {
+                return false;
+            }
+        }
+        if target.offered.contains(&idx) {
+            return false;
+        }
+        if h.history {
+            let w = &roster.members[idx as usize].work;
+            if w.fatigued(now, rules) || (easy && w.easy_capped(now, rules)) {
+                return false;
+            }
+        }
+        true
     };
 
+    // Rings until the pool is full. The nearest member may sit one ring further than the
+    // ring that filled it (a cell is not a circle): at resolution 9 that is an error of at
+    // most a cell's width, ~350 m, well inside the score's other terms. Taking one more
+    // ring every time would cost seven times the members for that.
     let mut k = 0;
     while k <= rules.max_ring && pool.len() < pool_size {
         for cell in origin.ring(k) {
@@ -181,19 +264,42 @@ pub fn find(
     // A grid and its neighbours lie well within `max_ring`; any wider reach may not.
     if pool.len() < pool_size && reach != Reach::Grid {
         // Sparse: scan the whole roster for the members the rings did not reach.
-        let seen: HashSet<u32> = pool.iter().copied().collect();
+        let mut seen = vec![false; roster.members.len()];
+        for &i in &pool {
+            seen[i as usize] = true;
+        }
         pool.extend(
             (0..roster.members.len() as u32)
-                .filter(|i| !seen.contains(i) && eligible(*i))
+                .filter(|&i| eligible(i) && !seen[i as usize])
                 .filter(|&i| in_reach(city, reach, target.grid, roster.members[i as usize].cell)),
         );
     }
 
-    let mut ranked: Vec<Candidate> = pool
+    // Rank only the `pool_size` nearest: distance first (cheap), the full score after.
+    // Pre-select on a flat-earth squared distance (no trigonometry per member; the order
+    // it gives is the haversine's to within a fraction of a metre at city scale).
+    let kx = target.location.lat.to_radians().cos();
+    let flat = |idx: u32| {
+        let h = &roster.hot[idx as usize];
+        let (dx, dy) = ((h.lng - target.location.lng) * kx, h.lat - target.location.lat);
+        dx * dx + dy * dy
+    };
+    let mut near: Vec<(f64, u32)> = pool.into_iter().map(|idx| (flat(idx), idx)).collect();
+    if near.len() > pool_size {
+        near.select_nth_unstable_by(pool_size - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        near.truncate(pool_size);
+    }
+    for n in &mut near {
+        let h = &roster.hot[n.1 as usize];
+        n.0 = Position { lat: h.lat, lng: h.lng }.distance_m(target.location);
+    }
+    let need = city.skill_mask(target.skills);
+    let mut ranked: Vec<Candidate> = near
         .into_iter()
-        .map(|idx| {
-            let distance_m = roster.members[idx as usize].position.distance_m(target.location);
-            Candidate { member: idx, distance_m, score: score(city, roster, rules, target, idx, distance_m, now) }
+        .map(|(distance_m, idx)| Candidate {
+            member: idx,
+            distance_m,
+            score: score(city, roster, rules, target, need, idx, distance_m, now),
         })
         .collect();
     ranked.sort_by(|a, b| a.score.total_cmp(&b.score).then(a.member.cmp(&b.member)));
@@ -201,19 +307,20 @@ pub fn find(
     ranked
 }
 
+#[allow(clippy::too_many_arguments)]
 fn score(
     city: &CityIndex,
     roster: &Roster,
     rules: &Rules,
     target: &Target<'_>,
+    need: SkillMask,
     idx: u32,
     distance_m: f64,
     now: Ts,
 ) -> f64 {
     let w = &rules.weights;
-    let member = &city.members()[idx as usize];
     let rt = &roster.members[idx as usize];
-    let missing = target.skills.iter().filter(|s| !member.skills.contains(s)).count() as f64;
+    let missing = need.missing(city.member_skills[idx as usize]) as f64;
     let mut score = distance_m + missing * w.missing_skill_m + rt.work.score_m(target.difficulty, rules);
     if let Some(last) = rt.last_duty_at {
         let window_ms = (w.recent_duty_window_s as f64 * 1000.0).max(1.0);

@@ -144,6 +144,24 @@ pub struct CityIndex {
     pub team_members: Vec<Vec<u32>>,
     /// team index -> the community it is paired with
     pub team_community: Vec<u32>,
+    /// Skills as bits (a city names at most 64 distinct skills), so matching compares
+    /// masks instead of strings.
+    pub skill_bits: HashMap<String, u32>,
+    pub member_skills: Vec<u64>,
+}
+
+/// Required skills as a mask, plus those no member of the city has at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkillMask {
+    pub bits: u64,
+    pub unheld: u32,
+}
+
+impl SkillMask {
+    /// How many required skills a member with `have` lacks.
+    pub fn missing(self, have: u64) -> u32 {
+        (self.bits & !have).count_ones() + self.unheld
+    }
 }
 
 fn index_unique<'a>(kind: &str, ids: impl Iterator<Item = &'a String>) -> Result<HashMap<String, u32>, CityError> {
@@ -263,6 +281,8 @@ impl CityIndex {
         let mut member_team = Vec::with_capacity(city.members.len());
         let mut member_unit = Vec::with_capacity(city.members.len());
         let mut team_members = vec![Vec::new(); city.teams.len()];
+        let mut skill_bits: HashMap<String, u32> = HashMap::new();
+        let mut member_skills = Vec::with_capacity(city.members.len());
         for (mi, m) in city.members.iter().enumerate() {
             let whose = format!("member '{}'", m.id);
             member_unit.push(lookup(&unit_by_id, "unit", &m.unit_id, &whose)?);
@@ -277,6 +297,16 @@ impl CityIndex {
                 }
                 None => None,
             };
+            let mut mask = 0u64;
+            for s in &m.skills {
+                let next = skill_bits.len() as u32;
+                let bit = *skill_bits.entry(s.clone()).or_insert(next);
+                if bit >= 64 {
+                    return Err(CityError("a city names at most 64 distinct skills".into()));
+                }
+                mask |= 1 << bit;
+            }
+            member_skills.push(mask);
             member_residence.push(lookup(&grid_flat, "grid", &m.residence_grid_id, &whose)?);
             member_paired_community.push(team.map(|t| team_community[t as usize]));
             member_team.push(team);
@@ -304,6 +334,8 @@ impl CityIndex {
             member_unit,
             team_members,
             team_community,
+            skill_bits,
+            member_skills,
         })
     }
 
@@ -328,6 +360,17 @@ impl CityIndex {
     pub fn district_of_street(&self, street: u32) -> u32 {
         let city = self.city.as_ref().expect("index built from a city");
         self.district_by_id[&city.streets[street as usize].district_id]
+    }
+
+    pub fn skill_mask(&self, skills: &[String]) -> SkillMask {
+        let mut m = SkillMask { bits: 0, unheld: 0 };
+        for s in skills {
+            match self.skill_bits.get(s) {
+                Some(&b) => m.bits |= 1 << b,
+                None => m.unheld += 1,
+            }
+        }
+        m
     }
 
     pub fn is_assault(&self, member: u32) -> bool {

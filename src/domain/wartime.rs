@@ -456,7 +456,7 @@ pub(super) fn transfer(
         let Some(mi) = idx.member_by_id.get(m).copied() else {
             return Err(stale(format!("member {m} is unknown")));
         };
-        if !seen.insert(mi) || tx.state.roster.home(idx, mi) != fi || !tx.state.roster.available(mi, tx.rules, tx.now) {
+        if !seen.insert(mi) || tx.state.roster.home(mi) != fi || !tx.state.roster.available(mi, tx.rules, tx.now) {
             return Err(stale(format!("member {m} is not available in {from}")));
         }
     }
@@ -477,7 +477,7 @@ pub(super) fn recompute_forced(state: &mut State) {
         let forced = state.city.is_assault(i as u32)
             && state.city.member_paired_community[i]
                 .is_some_and(|c| state.wartime(state.city.district_id_of_community(c)));
-        state.roster.members[i].forced = forced;
+        state.roster.edit(i as u32, |m| m.forced = forced);
     }
 }
 
@@ -489,7 +489,7 @@ pub(super) fn end_duty_unless_mobilized(state: &mut State, idx: u32, at: Ts) {
         })
     });
     if !mobilized {
-        state.roster.members[idx as usize].work.end_duty(at);
+        state.roster.edit(idx, |m| m.work.end_duty(at));
     }
 }
 
@@ -651,7 +651,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             let districts = m.districts.clone();
             if let EventBody::MobilizationReported { position, .. } = &event.body {
                 state.roster.move_to(idx, *position);
-                state.roster.members[idx as usize].work.start_duty(at);
+                state.roster.edit(idx, |m| m.work.start_duty(at));
             }
             for s in command_streams(&districts) {
                 state.push_frame(frames, s, "mobilization.progress", data.clone());
@@ -719,7 +719,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             let data = json!({"from": from, "to": to, "community": {"id": target.id, "name": target.name, "center": state.city.community_centers[ti as usize]}});
             for m in members {
                 let idx = state.city.member_by_id[m];
-                state.roster.members[idx as usize].home = Some(ti);
+                state.roster.edit(idx, |m| m.home = Some(ti));
                 state.push_frame(frames, stream::member(m), "transfer", data.clone());
             }
             let districts: BTreeSet<String> =

@@ -165,7 +165,7 @@ impl MemberView {
             on_call: rt.on_call,
             engaged_offer_id: rt.engaged.clone(),
             wartime_on_call: rt.forced,
-            home_community_id: state.city.community(state.roster.home(&state.city, idx)).id.clone(),
+            home_community_id: state.city.community(state.roster.home(idx)).id.clone(),
             load: rt.work.load,
             hard_load: rt.work.hard_load,
             duty_hours: (rt.work.worked_ms(now, rules) as f64 / 36_000.0).round() / 100.0,

@@ -188,7 +188,10 @@ function wireAskDialog() {
   $("#ask-cancel", dlg).addEventListener("click", () => dlg.close("cancel"));
 }
 
+let onExpired = null;
+
 export function setStatus(state) {
+  if (state === "expired" && onExpired) onExpired();
   const el = $("#conn");
   if (!el) return;
   el.dataset.state = state;
@@ -228,7 +231,14 @@ export function boot(page, roles, start) {
   onUnauthorized = () => {
     setStatus("expired");
   };
+  // A refused or expired token: ask for a new one (the page keeps what it shows).
+  onExpired = () => {
+    storeToken(page, null);
+    signin.hidden = false;
+    flash(msg, t("status.expired"), "error");
+  };
 
+  let started = false;
   const enter = (token) => {
     const claims = claimsOf(token);
     if (!claims) {
@@ -241,6 +251,12 @@ export function boot(page, roles, start) {
     }
     currentToken = token.trim();
     storeToken(page, currentToken);
+    if (started) {
+      // A new token after the old one expired: start over with it.
+      location.reload();
+      return true;
+    }
+    started = true;
     signin.hidden = true;
     app.hidden = false;
     signout.hidden = false;

@@ -19,6 +19,7 @@ const communities = new Map(); // id -> GeoJSON properties
 let balances = new Map();
 let modes = null;
 let mobs = [];
+const unitNames = new Map();
 
 boot("dashboard", ["command"], start);
 
@@ -39,6 +40,7 @@ async function start(token, c) {
   try {
     catalog = await api("GET", "/v1/catalog");
     await loadGeo();
+    loadUnits();
   } catch (e) {
     flash($("#dash-msg"), t("error.generic", { detail: e.message }), "error");
   }
@@ -81,6 +83,17 @@ function home() {
   const lngs = mine.map((p) => p.center.lng);
   const span = Math.max(Math.max(...lats) - Math.min(...lats), (Math.max(...lngs) - Math.min(...lngs)) * 0.75) + 0.02;
   map.focus((Math.max(...lats) + Math.min(...lats)) / 2, (Math.max(...lngs) + Math.min(...lngs)) / 2, span);
+}
+
+/** Unit names for the whistles (only /v1/fairness lists units; city command sees them all). */
+async function loadUnits() {
+  try {
+    const f = await api("GET", "/v1/fairness");
+    for (const u of f.units || []) unitNames.set(u.id, u.name);
+    renderIncidents();
+  } catch (_) {
+    /* ids then */
+  }
 }
 
 async function refreshAll() {
@@ -192,7 +205,7 @@ function renderWhistles(active) {
   const rows = [];
   for (const i of active) {
     for (const w of i.whistles || []) {
-      const pending = w.units.filter((u) => !u.reported).map((u) => u.unit_id);
+      const pending = w.units.filter((u) => !u.reported).map((u) => unitNames.get(u.unit_id) || u.unit_id);
       if (!pending.length) continue;
       rows.push(
         h(
@@ -206,7 +219,7 @@ function renderWhistles(active) {
             w.overdue ? h("span", { class: "chip warn" }, t("console.overdue")) : null,
             h("span", { class: "id" }, `${i.id} · ${w.whistle_id}`),
           ),
-          h("p", {}, t("dash.whistle.units", { units: pending.join(", ") })),
+          h("p", {}, t("dash.whistle.units", { units: pending.join("、") })),
           h("p", { class: "muted" }, t("dash.whistle.deadline", { t: fmtTime(w.deadline) })),
         ),
       );

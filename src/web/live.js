@@ -30,8 +30,11 @@ export class Live {
     this.helloSeq = 0;
     this.seen = new Set();
     this.lastSeq = 0;
+    this.resumable = false;
     try {
-      this.lastSeq = Number(sessionStorage.getItem(this.seqKey())) || 0;
+      const kept = sessionStorage.getItem(this.seqKey());
+      this.lastSeq = Number(kept) || 0;
+      this.resumable = kept !== null;
     } catch (_) {
       this.lastSeq = 0;
     }
@@ -77,7 +80,8 @@ export class Live {
 
   connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    this.fresh = this.lastSeq === 0;
+    // Once connected (or with a seq kept from before), always resume: after_seq=0 too.
+    this.fresh = !this.resumable && this.lastSeq === 0;
     const url = `${scheme}//${location.host}/v1/ws` + (this.fresh ? "" : `?after_seq=${this.lastSeq}`);
     this.status("connecting");
     let ws;
@@ -129,6 +133,7 @@ export class Live {
       if (!this.fresh && last < this.lastSeq) {
         // The server's stream ends before what we saw: a new store. Start over.
         this.lastSeq = 0;
+        this.resumable = false;
         this.saveSeq();
         if (this.o.onReset) this.o.onReset();
         ws.onclose = null;
@@ -138,6 +143,7 @@ export class Live {
         return;
       }
       this.attempt = 0;
+      this.resumable = true;
       this.helloSeq = last;
       this.seen.clear();
       if (this.fresh) {

@@ -29,7 +29,7 @@ export class GeoMap {
     this.gText = el("g", { class: "labels", "aria-hidden": "true" });
     this.gMarkers = el("g", { class: "markers" });
     this.gPin = el("g", { class: "pin", "aria-hidden": "true" });
-    svg.append(this.gAreas, this.gText, this.gMarkers, this.gPin);
+    svg.append(this.gAreas, this.gMarkers, this.gText, this.gPin);
     this.markers = [];
     svg.addEventListener("click", (e) => this.click(e));
   }
@@ -106,7 +106,8 @@ export class GeoMap {
       this.areas.set(f.id, { path, title, feature: f });
       if (this.o.text && f.properties?.center) {
         const [x, y] = this.project(f.properties.center.lng, f.properties.center.lat);
-        const txt = el("text", { x: x.toFixed(1), y: y.toFixed(1), class: "area-label", "text-anchor": "middle" });
+        // Above the centre, where an incident raised for the grid puts its marker.
+        const txt = el("text", { x: x.toFixed(1), y: y.toFixed(1), dy: "-0.55em", class: "area-label", "text-anchor": "middle" });
         txt.textContent = this.o.text(f);
         this.gText.append(txt);
       }

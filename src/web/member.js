@@ -62,6 +62,7 @@ async function start(token, claims) {
   onLangChange(() => {
     render(true);
     showMe();
+    if (position) showPosition();
   });
   try {
     catalog = await api("GET", "/v1/catalog");
@@ -145,7 +146,7 @@ function wire() {
 function showPosition() {
   const p = $("#pos-text");
   if (position) {
-    p.dataset.i18n = "";
+    p.removeAttribute("data-i18n");
     p.textContent = t("member.pos", { lat: position.lat.toFixed(5), lng: position.lng.toFixed(5) });
   }
   renderOffers();

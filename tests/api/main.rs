@@ -6,5 +6,6 @@ mod helpers;
 mod authz;
 mod bad_input;
 mod flow;
+mod pages;
 mod restart;
 mod wartime;

@@ -1,0 +1,795 @@
+//! The web pages (issue #4) in a real browser: headless Chromium driven over WebDriver by
+//! a chromedriver this file starts itself. `.ci/run` installs Debian's `chromium` and
+//! `chromium-driver`; without them these tests fail and say so (they are not skipped).
+//!
+//! Each run saves a full-page screenshot of every page under `target/screenshots/`.
+
+use std::net::TcpListener as StdListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use muster::app::{self, Options};
+use muster::gateway::auth::Keys;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const WAIT_UI: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir
+}
+
+/// A chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        for bin in [CHROMEDRIVER, CHROMIUM] {
+            assert!(
+                Path::new(bin).exists(),
+                "the browser tests need {bin}: install Debian's chromium and chromium-driver \
+                 (apt-get install -y --no-install-recommends chromium chromium-driver; .ci/run does this)"
+            );
+        }
+        let port = free_port();
+        // Its own process group: the browsers it starts are ended with it, even when a
+        // test fails before closing its sessions.
+        let child = Command::new(CHROMEDRIVER)
+            .process_group(0)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = Driver { child, url: format!("http://127.0.0.1:{port}") };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{}/status", driver.url)).send().await
+                && r.status().is_success()
+            {
+                return driver;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not answer on {} within 20 s", driver.url);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn browser(&self, name: &'static str) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                // Headless Chromium keeps windows at least 500 px wide: emulate the phone.
+                "mobileEmulation": {"deviceMetrics": {"width": 360, "height": 800, "pixelRatio": 1.0, "mobile": true, "touch": false}},
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--window-size=360,800", "--disable-breakpad", "--disable-crash-reporter",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+        });
+        let Value::Object(caps) = caps else { unreachable!() };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session starts");
+        Browser { client, name, driver: self.url.clone(), _profile: profile }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One Chromium session showing one page.
+struct Browser {
+    client: Client,
+    name: &'static str,
+    driver: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap_or_else(|e| panic!("{}: open {url}: {e}", self.name));
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{}: script failed: {e}\n{script}", self.name))
+    }
+
+    async fn text(&self, selector: &str) -> String {
+        let v =
+            self.js(&format!("const e = document.querySelector({selector:?}); return e ? e.textContent : null;")).await;
+        v.as_str().unwrap_or_else(|| panic!("{}: nothing matches {selector}", self.name)).trim().to_string()
+    }
+
+    /// Polls a script returning a boolean until it is true; on a time-out saves a
+    /// screenshot and the browser log, and fails with `what`.
+    async fn wait(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + WAIT_UI;
+        loop {
+            if self.js(script).await == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("{}-FAILED", self.name)).await;
+                let logs = self.log().await;
+                let body = self.js("return document.body.innerText").await;
+                panic!(
+                    "{}: timed out waiting for {what}\nscript: {script}\nlog: {logs:#?}\npage text:\n{body}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn click(&self, selector: &str) {
+        let el = self
+            .client
+            .find(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.name));
+        el.click().await.unwrap_or_else(|e| panic!("{}: click {selector}: {e}", self.name));
+    }
+
+    async fn type_into(&self, selector: &str, text: &str) {
+        let el = self
+            .client
+            .find(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.name));
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap_or_else(|e| panic!("{}: type into {selector}: {e}", self.name));
+    }
+
+    async fn sign_in(&self, token: &str) {
+        self.wait("the sign-in form", "return !document.querySelector('#signin').hidden").await;
+        self.type_into("#token", token).await;
+        self.click("#signin-submit").await;
+        self.wait("the page to connect", "return document.querySelector('#conn').dataset.state === 'connected'").await;
+    }
+
+    async fn press(&self, key: Key) {
+        let k: char = key.into();
+        let seq =
+            KeyActions::new("keyboard".into()).then(KeyAction::Down { value: k }).then(KeyAction::Up { value: k });
+        self.client.perform_actions(seq).await.unwrap();
+    }
+
+    /// Presses Tab `n` times from the top of the page; returns what had the focus each time
+    /// (`#id`, or `tag.class[data-*]`).
+    async fn tab_walk(&self, n: usize) -> Vec<String> {
+        self.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); return true;").await;
+        let mut seen = Vec::new();
+        for _ in 0..n {
+            self.press(Key::Tab).await;
+            let v = self
+                .js(
+                    "const e = document.activeElement; if (!e || e === document.body) return 'body';
+                     if (e.id) return '#' + e.id;
+                     const d = Object.entries(e.dataset).map(([k, v]) => `[${k}=${v}]`).join('');
+                     return e.tagName.toLowerCase() + '.' + (e.getAttribute('class') || '').trim().replace(/\\s+/g, '.') + d;",
+                )
+                .await;
+            seen.push(v.as_str().unwrap_or("?").to_string());
+        }
+        seen
+    }
+
+    /// The page has no horizontal scroll at 360 px.
+    async fn fits_360(&self) {
+        let v = self.js("return [window.innerWidth, document.documentElement.scrollWidth]").await;
+        let (w, sw) = (v[0].as_u64().unwrap(), v[1].as_u64().unwrap());
+        assert!(w <= 360, "{}: the window is {w} px wide, expected 360", self.name);
+        assert!(sw <= w, "{}: the page is {sw} px wide in a {w} px window (horizontal scroll)", self.name);
+    }
+
+    /// A chromedriver extension command on this session.
+    async fn driver_cmd(&self, path: &str, body: Value) -> Value {
+        let Ok(Some(session)) = self.client.session_id().await else { return Value::Null };
+        let url = format!("{}/session/{session}/{path}", self.driver);
+        match reqwest::Client::new().post(url).json(&body).send().await {
+            Ok(resp) => resp.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    /// Sets the emulated phone's viewport height (the width stays 360 px).
+    async fn viewport_height(&self, height: u64) {
+        let params = json!({"width": 360, "height": height, "deviceScaleFactor": 1, "mobile": true});
+        self.driver_cmd("goog/cdp/execute", json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": params}))
+            .await;
+    }
+
+    /// A full-page PNG under target/screenshots/.
+    async fn screenshot(&self, file: &str) -> PathBuf {
+        let h = self
+            .js("return Math.min(6000, Math.ceil(document.documentElement.scrollHeight))")
+            .await
+            .as_u64()
+            .unwrap_or(800);
+        self.viewport_height(h.max(800)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let png = self.client.screenshot().await.expect("screenshot");
+        self.viewport_height(800).await;
+        let path = screenshots_dir().join(format!("{file}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// The browser's log since the last call (chromedriver's `se/log`), as
+    /// `(level, message)`.
+    async fn log(&self) -> Vec<(String, String)> {
+        let v = self.driver_cmd("se/log", json!({"type": "browser"})).await;
+        v["value"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (e["level"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Fails on any console error (uncaught exceptions, CSP violations, failed loads and
+    /// console.error), except messages containing one of `allowed`.
+    async fn no_console_errors(&self, allowed: &[&str]) {
+        // A probe first, so an empty log cannot pass for a clean one.
+        self.js("console.info('muster-log-probe'); return true").await;
+        let log = self.log().await;
+        assert!(
+            log.iter().any(|(_, m)| m.contains("muster-log-probe")),
+            "{}: the browser log is not readable: {log:?}",
+            self.name
+        );
+        let errors: Vec<_> = log
+            .into_iter()
+            .filter(|(level, msg)| level == "SEVERE" && !allowed.iter().any(|a| msg.contains(a)))
+            .collect();
+        assert!(errors.is_empty(), "{}: console errors: {errors:#?}", self.name);
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+fn has_all(walk: &[String], want: &[&str], page: &str) {
+    for w in want {
+        assert!(walk.iter().any(|s| s.contains(w)), "{page}: Tab never reached {w}; the focus went through {walk:?}");
+    }
+}
+
+#[tokio::test]
+async fn pages_are_static_with_a_strict_csp_and_the_maps_are_geojson() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console", "text/html"),
+        ("/m", "text/html"),
+        ("/dashboard", "text/html"),
+        ("/web/live.js", "text/javascript"),
+        ("/web/i18n.js", "text/javascript"),
+        ("/web/style.css", "text/css"),
+    ] {
+        let resp = http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let h = resp.headers();
+        assert!(h["content-type"].to_str().unwrap().starts_with(kind), "{path}: {:?}", h["content-type"]);
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for d in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self' ws: wss:",
+            "img-src 'self' data:",
+        ] {
+            assert!(csp.contains(d), "{path}: CSP {csp} lacks {d}");
+        }
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let etag = h["etag"].clone();
+        let again = http.get(app.url(path)).header("if-none-match", etag).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{path}: a matching ETag answers 304");
+    }
+    // No inline script or style anywhere: every page passes the CSP above.
+    for page in ["/", "/console", "/m", "/dashboard"] {
+        let html = http.get(app.url(page)).send().await.unwrap().text().await.unwrap();
+        assert!(!html.contains("style="), "{page} has an inline style");
+        assert!(!html.contains("<style"), "{page} has a style element");
+        for script in html.split("<script").skip(1) {
+            assert!(script.contains("src=\"/web/"), "{page} has an inline script");
+        }
+    }
+    for bad in ["/web/nope.js", "/web/..%2Fgateway%2Fmod.rs", "/web/.hidden.js", "/web/console.rs"] {
+        let resp = http.get(app.url(bad)).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{bad}");
+    }
+
+    // The GeoJSON: any role, [lng, lat], cells as hexagons.
+    assert_eq!(app.get("", "/v1/geo/city").await.status(), 401);
+    let member = app.member(&app.city.members[0].id);
+    let resp = app.get(&member, "/v1/geo/city").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/geo+json");
+    let city: Value = resp.json().await.unwrap();
+    assert_eq!(city["type"], "FeatureCollection");
+    let features = city["features"].as_array().unwrap();
+    assert_eq!(features.len(), app.city.communities.len());
+    let c001 = features.iter().find(|f| f["id"] == "c001").unwrap();
+    assert_eq!(c001["properties"]["name"], app.city.communities[0].name);
+    assert_eq!(c001["properties"]["community_id"], "c001");
+    assert!(c001["properties"]["district_id"].is_string());
+    assert_eq!(c001["geometry"]["type"], "MultiPolygon");
+    let cells: usize = app.city.communities[0].grids.iter().map(|g| g.cells.len()).sum();
+    assert_eq!(c001["geometry"]["coordinates"].as_array().unwrap().len(), cells);
+
+    let staff = app.staff("c001");
+    let grids: Value = app.get(&staff, "/v1/geo/communities/c001").await.json().await.unwrap();
+    let features = grids["features"].as_array().unwrap();
+    assert_eq!(features.len(), app.city.communities[0].grids.len());
+    let g1 = &features[0];
+    assert_eq!(g1["properties"]["grid_id"], "c001-g1");
+    assert_eq!(g1["properties"]["community_id"], "c001");
+    let ring = &g1["geometry"]["coordinates"][0][0];
+    assert_eq!(ring.as_array().unwrap().len(), 7, "a hexagon, closed");
+    assert_eq!(ring[0], ring[6]);
+    let centre = app.city.communities[0].grids[0].cells[0].center();
+    let (lng, lat) = (ring[0][0].as_f64().unwrap(), ring[0][1].as_f64().unwrap());
+    assert!((lng - centre.lng).abs() < 0.01 && (lat - centre.lat).abs() < 0.01, "[lng, lat] order: {ring}");
+    let bbox = grids["bbox"].as_array().unwrap();
+    assert!(bbox[0].as_f64().unwrap() <= lng && lng <= bbox[2].as_f64().unwrap());
+    assert_eq!(app.get(&staff, "/v1/geo/communities/nope").await.status(), 404);
+
+    let doc: Value = http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["paths"]["/v1/geo/city"]["get"].is_object());
+    assert!(doc["paths"]["/v1/geo/communities/{id}"]["get"].is_object());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
+    let app = spawn_app().await;
+    let driver = Driver::start().await;
+    let base = app.url("");
+    let (console, dash) = tokio::join!(driver.browser("console"), driver.browser("dashboard"));
+
+    // The console: the community's three grids on the map.
+    console.goto(&format!("{base}/console")).await;
+    console.sign_in(&app.staff("c001")).await;
+    console.wait("the grid map", "return document.querySelectorAll('#map path.area').length === 3").await;
+    console.fits_360().await;
+
+    // The dashboard: every community on the city map, coloured by the balance.
+    dash.goto(&format!("{base}/dashboard")).await;
+    dash.sign_in(&app.command()).await;
+    dash.wait(
+        "the city map and counters",
+        &format!(
+            "return document.querySelectorAll('#citymap path.area').length === {} \
+             && document.querySelector('#count-open').textContent === '0' \
+             && /b-s\\d/.test(document.querySelector('#citymap path.area[data-id=\"c001\"]').getAttribute('class'))",
+            app.city.communities.len()
+        ),
+    )
+    .await;
+    dash.wait("the modes table", "return document.querySelectorAll('#modes tr').length > 1").await;
+
+    // Raise from the console: pick grid 1 on the map with the keyboard, level Ⅲ, one person.
+    console.js("document.querySelector('#map path.area[data-id=\"c001-g1\"]').focus(); return true").await;
+    console.press(Key::Enter).await;
+    console
+        .wait(
+            "grid 1 to be picked",
+            "return document.querySelector('#grid').value === 'c001-g1' \
+             && document.querySelector('#map path.area[data-id=\"c001-g1\"]').classList.contains('selected') \
+             && document.activeElement.id === 'category'",
+        )
+        .await;
+    console.client.find(Locator::Css("#category")).await.unwrap().select_by_value("patrol").await.unwrap();
+    console.click("label.lvl-III span").await;
+    console.type_into("#headcount", "1").await;
+    console.type_into("#note", "3号楼 巡查").await;
+    console.click("#raise-submit").await;
+    console
+        .wait(
+            "the incident in the list",
+            "return document.querySelector('#incidents li[data-status=\"open\"]') !== null",
+        )
+        .await;
+    let id =
+        console.js("return document.querySelector('#incidents li').dataset.id").await.as_str().unwrap().to_string();
+    let inc = app.incident(&id).await;
+    assert_eq!(
+        (inc["level"].as_str(), inc["headcount"].as_u64(), inc["grid_id"].as_str()),
+        (Some("III"), Some(1), Some("c001-g1"))
+    );
+    assert_eq!(inc["note"], "3号楼 巡查");
+    console.wait("the raise confirmation", "return document.querySelector('#raise-msg').dataset.kind === 'ok'").await;
+    dash.wait("the open counter", "return document.querySelector('#count-open').textContent === '1'").await;
+
+    // One of the offered members opens the app: the open offer is there on connect.
+    let offered = app.offered(&id, "offered").await;
+    assert_eq!(offered.len(), 2, "level Ⅲ, headcount 1: two offers");
+    let (member_id, offer_id) = offered[0].clone();
+    let member = driver.browser("member").await;
+    member.goto(&format!("{base}/m")).await;
+    member.sign_in(&app.member(&member_id)).await;
+    let card = format!("#offers li[data-offer=\"{offer_id}\"]");
+    member
+        .wait(
+            "the offer",
+            &format!(
+                "const li = document.querySelector('{card}'); return !!li && li.dataset.state === 'offered' \
+                 && /\\d/.test(li.querySelector('.distance').textContent) && /\\d/.test(li.querySelector('.countdown').textContent)"
+            ),
+        )
+        .await;
+    member.wait("the member's stats", "return document.querySelector('#stat-duties').textContent !== '—'").await;
+    assert!(member.text(&format!("{card} .note")).await.contains("3号楼"));
+    member.fits_360().await;
+    member.screenshot("member-offer").await;
+
+    // Accept: the console and the dashboard show it filled, without a reload.
+    member.click(&format!("{card} button.accept")).await;
+    member
+        .wait(
+            "the assignment",
+            &format!("const li = document.querySelector('{card}'); return li.dataset.state === 'accepted' && !!li.querySelector('button.arrive')"),
+        )
+        .await;
+    console
+        .wait(
+            "the incident filled in the console",
+            &format!(
+                "const li = document.querySelector('#incidents li[data-id=\"{id}\"]'); return li.dataset.status === 'filled' \
+                 && li.querySelector('.n-accepted').textContent === '1' && li.querySelector('.n-offered').textContent === '0'"
+            ),
+        )
+        .await;
+    dash.wait(
+        "the dashboard counters",
+        &format!(
+            "return document.querySelector('#count-open').textContent === '0' \
+             && document.querySelector('#count-accepted').textContent === '1' \
+             && document.querySelector('#count-offered').textContent === '0' \
+             && /\\d/.test(document.querySelector('#median-fill').textContent) \
+             && document.querySelector('#incidents li[data-id=\"{id}\"]').dataset.status === 'filled'"
+        ),
+    )
+    .await;
+    assert_eq!(app.incident(&id).await["status"], "filled");
+
+    // Arrive: refused outside the geofence (the detail is shown), then counted.
+    let (lat, lng) = (inc["location"]["lat"].as_f64().unwrap(), inc["location"]["lng"].as_f64().unwrap());
+    member.type_into("#lat", &format!("{:.6}", lat + 0.05)).await;
+    member.type_into("#lng", &format!("{lng:.6}")).await;
+    member.click("#setpos").await;
+    member.wait("the position sent", "return document.querySelector('#pos-msg').dataset.kind === 'ok'").await;
+    member.click(&format!("{card} button.arrive")).await;
+    member
+        .wait(
+            "the geofence refusal",
+            &format!("const m = document.querySelector('{card} .msg'); return m.dataset.kind === 'error' && /\\d/.test(m.textContent)"),
+        )
+        .await;
+    member.type_into("#lat", &format!("{lat:.6}")).await;
+    member.click("#setpos").await;
+    member.click(&format!("{card} button.arrive")).await;
+    member.wait("the arrival", &format!("return document.querySelector('{card}').dataset.state === 'arrived'")).await;
+    dash.wait("the arrival on the dashboard", "return document.querySelector('#count-arrived').textContent === '1'")
+        .await;
+
+    // The console's timeline of the incident.
+    console.click(&format!("#incidents li[data-id=\"{id}\"] button[data-action=\"timeline\"]")).await;
+    console
+        .wait(
+            "the timeline",
+            &format!(
+                "const tl = document.querySelector('#incidents li[data-id=\"{id}\"] ol.timeline'); \
+                 const types = [...tl.children].map(li => li.dataset.type); \
+                 return ['incident_raised', 'offer_sent', 'offer_accepted', 'incident_filled', 'member_arrived'].every(t => types.includes(t))"
+            ),
+        )
+        .await;
+
+    // Keyboard: Tab walks through the main controls of each page.
+    let walk = console.tab_walk(45).await;
+    has_all(
+        &walk,
+        &[
+            "#lang",
+            "#signout",
+            "[id=c001-g1]",
+            "#grid",
+            "#category",
+            "#headcount",
+            "#level-",
+            "#note",
+            "#raise-submit",
+            "#show-closed",
+            "[action=resolve]",
+            "[action=timeline]",
+        ],
+        "console",
+    );
+    let walk = member.tab_walk(20).await;
+    has_all(&walk, &["#lang", "#signout", "#duty", "#share", "#lat", "#lng", "#setpos"], "member");
+    let walk = dash.tab_walk(25).await;
+    has_all(
+        &walk,
+        &["#lang", "#signout", "#zoom-in", "#zoom-out", "#pan-n", "#zoom-reset", "[district=city]", "[district=d01]"],
+        "dashboard",
+    );
+
+    // Every page at 360 px, in Chinese; the dashboard also in English.
+    for b in [&console, &member, &dash] {
+        b.fits_360().await;
+        b.screenshot(b.name).await;
+    }
+    assert_eq!(dash.text("h1").await, "指挥大屏");
+    dash.click("#lang").await;
+    dash.wait("English", "return document.documentElement.lang === 'en'").await;
+    assert_eq!(dash.text("h1").await, "Command dashboard");
+    assert_eq!(dash.text("#conn").await, "Connected");
+    dash.fits_360().await;
+    dash.screenshot("dashboard-en").await;
+    for (b, selector, english) in [(&console, "#raise-h", "Raise an incident"), (&member, "#offers-h", "Offers")] {
+        b.click("#lang").await;
+        b.wait("English", "return document.documentElement.lang === 'en'").await;
+        assert_eq!(b.text(selector).await, english, "{}", b.name);
+        b.fits_360().await;
+    }
+    assert!(member.text("#pos-text").await.starts_with("Position: "));
+
+    for b in [&console, &member, &dash] {
+        b.no_console_errors(&[]).await;
+    }
+    for b in [console, member, dash] {
+        b.close().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_member_page_reconnects_and_resumes_after_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut settings = test_settings(dir.path(), &[]);
+    settings.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let start =
+        |s: muster::settings::Settings| async move { app::build(s, Options::default()).await.expect("app starts") };
+    let mut t = TestApp {
+        app: Some(start(settings.clone()).await),
+        addr: format!("127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+        keys: Keys::new(SECRET),
+        city: test_city(),
+        _dir: None,
+    };
+    assert_eq!(t.put_city(&t.command(), &t.city).await.status(), 200);
+    let staff = t.staff("c001");
+    let raise = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1});
+
+    // An offer reaches the member's page; then it is cancelled.
+    let a = t.raise(&staff, raise.clone()).await;
+    let a_id = a["id"].as_str().unwrap().to_string();
+    let (member_id, a_offer) = t.offered(&a_id, "offered").await[0].clone();
+    let driver = Driver::start().await;
+    let member = driver.browser("member-restart").await;
+    member.goto(&t.url("/m")).await;
+    member.sign_in(&t.member(&member_id)).await;
+    member.wait("offer A", &format!("return !!document.querySelector('#offers li[data-offer=\"{a_offer}\"]')")).await;
+    assert_eq!(t.post(&staff, &format!("/v1/incidents/{a_id}/cancel"), json!({})).await.status(), 200);
+    member
+        .wait(
+            "offer A withdrawn",
+            "return document.querySelectorAll('#offers li').length === 0 && !document.querySelector('#notice').hidden",
+        )
+        .await;
+    let seq_key = format!("muster.seq.m.member:{member_id}");
+    let seq_before = member.js(&format!("return Number(sessionStorage.getItem('{seq_key}'))")).await.as_u64().unwrap();
+    assert!(seq_before >= 2, "the page keeps the last seq it saw: {seq_before}");
+
+    // The server stops; the page notices and keeps trying.
+    t.app.take().unwrap().stop().await.unwrap();
+    member.wait("the page to notice", "return document.querySelector('#conn').dataset.state !== 'connected'").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The same data and port again: the page reconnects by itself (after_seq) and gets a
+    // new offer, once.
+    t.app = Some(start(settings).await);
+    member.wait("the page to reconnect", "return document.querySelector('#conn').dataset.state === 'connected'").await;
+    let b = t.raise(&staff, json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 3})).await;
+    let b_id = b["id"].as_str().unwrap().to_string();
+    let b_offers = t.offered(&b_id, "offered").await;
+    let (_, b_offer) = b_offers
+        .iter()
+        .find(|(m, _)| *m == member_id)
+        .unwrap_or_else(|| panic!("{member_id} is among the nearest and free again: {b_offers:?}"))
+        .clone();
+    member
+        .wait(
+            "offer B after the restart",
+            &format!(
+                "const lis = document.querySelectorAll('#offers li'); \
+                 return lis.length === 1 && lis[0].dataset.offer === '{b_offer}' && lis[0].dataset.incident === '{b_id}'"
+            ),
+        )
+        .await;
+    let seq_after = member.js(&format!("return Number(sessionStorage.getItem('{seq_key}'))")).await.as_u64().unwrap();
+    assert!(seq_after > seq_before, "the seq moved on: {seq_before} -> {seq_after}");
+    // Nothing was handled twice: still one card, and A did not come back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(member.js("return document.querySelectorAll('#offers li').length").await, json!(1));
+    member.fits_360().await;
+    member.screenshot("member-after-restart").await;
+    // While the server was down the browser logged the refused connections; nothing else.
+    member.no_console_errors(&["WebSocket connection to", "ERR_CONNECTION_REFUSED"]).await;
+    member.close().await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn wartime_modes_mobilizations_and_whistles_on_the_pages() {
+    let app = spawn_app().await;
+    let driver = Driver::start().await;
+    let base = app.url("");
+    let city = &app.city;
+    let street = &city.communities[0].street_id;
+    let district = city.streets.iter().find(|s| &s.id == street).unwrap().district_id.clone();
+    // A member of an assault team, and where the team reports.
+    let (member_id, team_id, paired) = city
+        .members
+        .iter()
+        .find_map(|m| {
+            let t = city.teams.iter().find(|t| Some(&t.id) == m.team_id.as_ref())?;
+            (t.kind == muster::domain::org::TeamKind::Assault)
+                .then(|| (m.id.clone(), t.id.clone(), t.community_id.clone()))
+        })
+        .expect("the test city has assault team members");
+    let communities: Value = app.get(&app.command(), "/v1/communities").await.json().await.unwrap();
+    let centre = communities.as_array().unwrap().iter().find(|c| c["id"] == paired.as_str()).unwrap()["center"].clone();
+
+    let (dash, console, member) = tokio::join!(
+        driver.browser("dashboard-wartime"),
+        driver.browser("console-whistle"),
+        driver.browser("member-order")
+    );
+    dash.goto(&format!("{base}/dashboard")).await;
+    dash.sign_in(&app.command()).await;
+    member.goto(&format!("{base}/m")).await;
+    member.sign_in(&app.member(&member_id)).await;
+    console.goto(&format!("{base}/console")).await;
+    console.sign_in(&app.staff("c001")).await;
+
+    // 平战转换 from the dashboard: the switch asks for a reason in a dialog.
+    let switch = format!("#modes button[data-district=\"{district}\"]");
+    dash.wait("the modes", &format!("return !!document.querySelector('{switch}')")).await;
+    dash.click(&switch).await;
+    dash.wait(
+        "the reason dialog",
+        "return document.querySelector('#ask').open && document.activeElement.id === 'ask-input'",
+    )
+    .await;
+    dash.type_into("#ask-input", "演练").await;
+    dash.press(Key::Enter).await;
+    dash.wait(
+        "the district in wartime",
+        &format!("return document.querySelector('#modes tr[data-district=\"{district}\"]').dataset.mode === 'wartime'"),
+    )
+    .await;
+    let modes: Value = app.get(&app.command(), "/v1/modes").await.json().await.unwrap();
+    let d = modes["districts"].as_array().unwrap().iter().find(|d| d["id"] == district.as_str()).unwrap();
+    assert_eq!(d["mode"], "wartime");
+
+    // A mobilization: the member's page gets the order; ack and report move the dashboard.
+    let resp = app.post(&app.command(), "/v1/mobilizations", json!({"teams": [team_id], "note": "集结"})).await;
+    assert_eq!(resp.status(), 201);
+    let mob: Value = resp.json().await.unwrap();
+    let mob_id = mob["id"].as_str().unwrap();
+    let order = format!("#orders li[data-mobilization=\"{mob_id}\"]");
+    member
+        .wait(
+            "the order",
+            &format!("return !!document.querySelector('{order}') && !document.querySelector('#orders-card').hidden"),
+        )
+        .await;
+    let panel = format!("#mobs article[data-mobilization=\"{mob_id}\"]");
+    dash.wait("the mobilization panel", &format!("return !!document.querySelector('{panel} details')")).await;
+    member.click(&format!("{order} button.ack")).await;
+    member
+        .wait("acknowledged", &format!("return document.querySelector('{order}').dataset.state === 'acknowledged'"))
+        .await;
+    dash.wait(
+        "the acknowledgement",
+        &format!("return /确认 1/.test(document.querySelector('{panel} .counts').textContent)"),
+    )
+    .await;
+    member.type_into("#lat", &format!("{:.6}", centre["lat"].as_f64().unwrap())).await;
+    member.type_into("#lng", &format!("{:.6}", centre["lng"].as_f64().unwrap())).await;
+    member.click("#setpos").await;
+    member.click(&format!("{order} button.report")).await;
+    member.wait("reported", &format!("return document.querySelector('{order}').dataset.state === 'reported'")).await;
+    dash.wait("the report", &format!("return /报到 1/.test(document.querySelector('{panel} .counts').textContent)"))
+        .await;
+    member.fits_360().await;
+    member.screenshot("member-order").await;
+
+    // A whistle from the console (confirmed in its dialog) waits on the dashboard until
+    // the incident is cancelled.
+    let staff = app.staff("c001");
+    let inc = app
+        .raise(&staff, json!({"grid_id": "c001-g2", "category": "flood_control", "level": "II", "headcount": 50}))
+        .await;
+    let id = inc["id"].as_str().unwrap();
+    let card = format!("#incidents li[data-id=\"{id}\"]");
+    console.wait("the incident", &format!("return document.querySelector('{card}')?.dataset.status === 'open'")).await;
+    console.click(&format!("{card} button[data-action=\"whistle\"]")).await;
+    console
+        .wait(
+            "the whistle dialog",
+            "return document.querySelector('#ask').open && document.activeElement.id === 'ask-ok'",
+        )
+        .await;
+    console.press(Key::Enter).await;
+    console.wait("the whistle on the card", &format!("return !document.querySelector('{card} .whistle').hidden")).await;
+    dash.wait("the whistle awaiting", &format!("return !!document.querySelector('#whistles li[data-id=\"{id}\"]')"))
+        .await;
+    console.fits_360().await;
+    dash.fits_360().await;
+    console.screenshot("console-whistle").await;
+    dash.screenshot("dashboard-wartime").await;
+    console.click(&format!("{card} button[data-action=\"cancel\"]")).await;
+    console.wait("the cancel dialog", "return document.querySelector('#ask').open").await;
+    console.type_into("#ask-input", "误报").await;
+    console.click("#ask-ok").await;
+    console.wait("the incident cancelled", &format!("return !document.querySelector('{card}')")).await;
+    dash.wait("no whistle waiting", "return document.querySelectorAll('#whistles li').length === 0").await;
+    assert_eq!(app.incident(id).await["status"], "cancelled");
+
+    for b in [&dash, &console, &member] {
+        b.no_console_errors(&[]).await;
+    }
+    for b in [dash, console, member] {
+        b.close().await;
+    }
+    app.stop().await;
+}
