@@ -314,7 +314,7 @@ impl State {
             .filter_map(|m| self.mobilizations.get(m))
             .filter_map(|m| m.by_member.get(&idx).map(|&i| &m.orders[i]))
             .filter(|o| o.state != OrderState::Reported)
-            .map(|o| o.frame_seq)
+            .flat_map(|o| std::iter::once(o.frame_seq).chain(o.state_seq))
             .collect();
         seqs.extend(self.open_offer_frames(idx));
         seqs.sort_unstable();
@@ -957,7 +957,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 state.deadlines.insert((*t, Deadline::Escalation(incident_id.clone())));
             }
             state.incidents.insert(incident_id.clone(), inc);
-            scope_frames(state, &mut frames, incident_id, "incident.raised", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.raised", &event.body, at);
         }
         EventBody::OfferSent { offer_id, incident_id, member_id, distance_m, expires_at, whistle_id } => {
             let idx = state.city.member_by_id[member_id];
@@ -996,7 +996,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             state.offer_index.insert(offer_id.clone(), incident_id.clone());
             state.offers_sent += 1;
             state.deadlines.insert((*expires_at, Deadline::OfferExpiry(offer_id.clone())));
-            scope_frames(state, &mut frames, incident_id, "incident.offer_sent", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.offer_sent", &event.body, at);
         }
         EventBody::OfferAccepted { offer_id, incident_id, member_id } => {
             let idx = set_offer_state(state, incident_id, offer_id, OfferState::Accepted, at);
@@ -1018,12 +1018,12 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             let seq = state.push_frame(&mut frames, stream::member(member_id), "assignment", data);
             let inc = state.incidents.get_mut(incident_id).expect("known incident");
             inc.offer_mut(offer_id).expect("known offer").assignment_seq = Some(seq);
-            scope_frames(state, &mut frames, incident_id, "incident.offer_accepted", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.offer_accepted", &event.body, at);
         }
         EventBody::OfferDeclined { offer_id, incident_id, .. } => {
             let idx = set_offer_state(state, incident_id, offer_id, OfferState::Declined, at);
             release(state, idx, offer_id);
-            scope_frames(state, &mut frames, incident_id, "incident.offer_declined", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.offer_declined", &event.body, at);
         }
         EventBody::OfferExpired { offer_id, incident_id, member_id } => {
             let idx = set_offer_state(state, incident_id, offer_id, OfferState::Expired, at);
@@ -1031,28 +1031,28 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             let data =
                 json!({"offer_id": offer_id, "incident_id": incident_id, "reason": RevokeReason::Expired.as_str()});
             state.push_frame(&mut frames, stream::member(member_id), "offer.revoked", data);
-            scope_frames(state, &mut frames, incident_id, "incident.offer_expired", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.offer_expired", &event.body, at);
         }
         EventBody::OfferRevoked { offer_id, incident_id, member_id, reason } => {
             let idx = set_offer_state(state, incident_id, offer_id, OfferState::Revoked, at);
             release(state, idx, offer_id);
             let data = json!({"offer_id": offer_id, "incident_id": incident_id, "reason": reason.as_str()});
             state.push_frame(&mut frames, stream::member(member_id), "offer.revoked", data);
-            scope_frames(state, &mut frames, incident_id, "incident.offer_revoked", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.offer_revoked", &event.body, at);
         }
         EventBody::MemberArrived { offer_id, incident_id, member_id, distance_m, position } => {
             let idx = set_offer_state(state, incident_id, offer_id, OfferState::Arrived, at);
             state.roster.move_to(idx, *position);
             let data = json!({"offer_id": offer_id, "incident_id": incident_id, "distance_m": distance_m});
             state.push_frame(&mut frames, stream::member(member_id), "arrival", data);
-            scope_frames(state, &mut frames, incident_id, "incident.member_arrived", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.member_arrived", &event.body, at);
         }
         EventBody::IncidentFilled { incident_id } => {
             let inc = state.incidents.get_mut(incident_id).expect("known incident");
             inc.status = Status::Filled;
             inc.filled_at = Some(at);
             inc.escalate_at = None;
-            scope_frames(state, &mut frames, incident_id, "incident.filled", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.filled", &event.body, at);
         }
         EventBody::IncidentEscalated { incident_id, to, escalate_at, .. } => {
             let inc = state.incidents.get_mut(incident_id).expect("known incident");
@@ -1062,10 +1062,10 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             if let Some(t) = escalate_at {
                 state.deadlines.insert((*t, Deadline::Escalation(incident_id.clone())));
             }
-            scope_frames(state, &mut frames, incident_id, "incident.escalated", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.escalated", &event.body, at);
         }
         EventBody::WhistleBlown { incident_id, .. } => {
-            scope_frames(state, &mut frames, incident_id, "incident.whistle", &event.body);
+            scope_frames(state, &mut frames, incident_id, "incident.whistle", &event.body, at);
         }
         EventBody::IncidentResolved { incident_id, .. } | EventBody::IncidentCancelled { incident_id, .. } => {
             let (status, kind, reason) = match &event.body {
@@ -1088,7 +1088,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 let data = json!({"offer_id": offer_id, "incident_id": incident_id, "reason": reason});
                 state.push_frame(&mut frames, stream::member(&member_id), "assignment.closed", data);
             }
-            scope_frames(state, &mut frames, incident_id, kind, &event.body);
+            scope_frames(state, &mut frames, incident_id, kind, &event.body, at);
         }
         EventBody::ModeSwitched { .. }
         | EventBody::MobilizationOrdered { .. }
@@ -1134,12 +1134,14 @@ pub(super) fn scope_frames(
     incident_id: &str,
     kind: &'static str,
     body: &EventBody,
+    at: Ts,
 ) {
     let inc = &state.incidents[incident_id];
     let mut data = serde_json::to_value(body).expect("events serialize");
     if let Value::Object(map) = &mut data {
         map.remove("type");
         map.insert("incident".into(), summary(inc));
+        map.insert("at".into(), Value::String(rfc3339(at)));
         if let Some(Value::Number(t)) = map.get("expires_at").cloned() {
             map.insert("expires_at".into(), Value::String(rfc3339(t.as_i64().unwrap_or_default())));
         }

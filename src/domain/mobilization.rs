@@ -36,6 +36,8 @@ pub struct MemberOrder {
     pub state: OrderState,
     /// Seq of the `mobilization.order` frame in the member's stream.
     pub frame_seq: u64,
+    /// Seq of the latest `mobilization.state` frame (the member's own ack or report).
+    pub state_seq: Option<u64>,
     pub acknowledged_at: Option<Ts>,
     pub reported_at: Option<Ts>,
 }

@@ -601,6 +601,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                         community,
                         state: OrderState::Ordered,
                         frame_seq,
+                        state_seq: None,
                         acknowledged_at: None,
                         reported_at: None,
                     });
@@ -640,6 +641,11 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             }
             let (team, community) = (o.team, o.community);
             m.counts.advance(from, to);
+            let own = json!({"mobilization_id": mobilization_id, "state": to});
+            let seq = state.push_frame(frames, stream::member(member_id), "mobilization.state", own);
+            let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
+            let o = &mut m.orders[m.by_member[&idx]];
+            o.state_seq = Some(seq);
             let data = json!({
                 "mobilization_id": mobilization_id,
                 "member_id": member_id,
@@ -703,14 +709,14 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             inc.whistles.push(Whistle { id: whistle_id.clone(), at, deadline: *deadline, units, overdue: false });
             state.whistles_blown += 1;
             state.deadlines.insert((*deadline, Deadline::Whistle(incident_id.clone(), whistle_id.clone())));
-            scope_frames(state, frames, incident_id, "incident.units_whistled", &event.body);
+            scope_frames(state, frames, incident_id, "incident.units_whistled", &event.body, at);
         }
         EventBody::WhistleOverdue { incident_id, whistle_id, .. } => {
             let inc = state.incidents.get_mut(incident_id).expect("known incident");
             if let Some(w) = inc.whistles.iter_mut().find(|w| &w.id == whistle_id) {
                 w.overdue = true;
             }
-            scope_frames(state, frames, incident_id, "incident.whistle_overdue", &event.body);
+            scope_frames(state, frames, incident_id, "incident.whistle_overdue", &event.body, at);
         }
         EventBody::MembersTransferred { from, to, members } => {
             let ti = state.city.community_by_id[to];

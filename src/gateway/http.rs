@@ -90,6 +90,42 @@ pub async fn list_communities(State(app): State<AppState>, _caller: Caller) -> J
     Json(communities(&app.engine.read()))
 }
 
+/// A unit (单位) and its teams.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct UnitView {
+    pub id: String,
+    pub name: String,
+    pub teams: Vec<TeamView>,
+}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct TeamView {
+    pub id: String,
+    pub name: String,
+    pub kind: crate::domain::org::TeamKind,
+    /// The community the team is paired with.
+    pub community_id: String,
+    pub members: usize,
+}
+
+#[utoipa::path(get, path = "/v1/units", security(("bearer" = [])), responses((status = 200, body = Vec<UnitView>)))]
+pub async fn list_units(State(app): State<AppState>, _caller: Caller) -> Json<Vec<UnitView>> {
+    let state = app.engine.read();
+    let Some(city) = state.city.city() else { return Json(Vec::new()) };
+    let mut units: Vec<UnitView> =
+        city.units.iter().map(|u| UnitView { id: u.id.clone(), name: u.name.clone(), teams: Vec::new() }).collect();
+    for (t, team) in city.teams.iter().enumerate() {
+        units[state.city.unit_by_id[&team.unit_id] as usize].teams.push(TeamView {
+            id: team.id.clone(),
+            name: team.name.clone(),
+            kind: team.kind,
+            community_id: team.community_id.clone(),
+            members: state.city.team_members[t].len(),
+        });
+    }
+    Json(units)
+}
+
 #[utoipa::path(get, path = "/v1/members/{id}", security(("bearer" = [])), params(("id" = String, Path)), responses(
     (status = 200, body = MemberView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_member(

@@ -303,16 +303,21 @@ async fn a_member_reconnecting_during_a_mobilization_gets_the_order_until_report
     assert_eq!(order["data"]["team_id"], team.as_str());
     let r = ws.request("mobilization.ack", json!({"mobilization_id": id})).await;
     assert_eq!(r["type"], "ok", "{r}");
+    let state = ws.expect("mobilization.state").await;
+    assert_eq!(state["data"], json!({"mobilization_id": id, "state": "acknowledged"}));
     drop(ws);
 
-    // Resuming after the order: nothing new.
+    // Resuming after the order: only the member's own acknowledgement, not the order again.
     let mut ws = app.ws(&token, Some(seq)).await;
+    assert_eq!(ws.next_frame().await, state);
     assert!(ws.quiet_for(QUIET).await, "the order was sent again after its seq");
     drop(ws);
-    // A fresh connection: the order is still open (acknowledged, not reported), once.
+    // A fresh connection: the order is still open (acknowledged, not reported), once,
+    // followed by where the member stands on it.
     let mut ws = app.ws(&token, None).await;
     let again = ws.next_frame().await;
     assert_eq!(again, order, "the same frame, with its own seq");
+    assert_eq!(ws.next_frame().await, state);
     assert!(ws.quiet_for(QUIET).await, "the order came once");
     let at = &order["data"]["report_to"]["location"];
     let r = ws.request("mobilization.report", json!({"mobilization_id": id, "lat": at["lat"], "lng": at["lng"]})).await;
