@@ -208,6 +208,7 @@ impl Fixture {
             difficulty: inc.difficulty,
             class: inc.class,
             own_community: self.own_community(s, inc),
+            wartime: false,
         };
         let found = find(&self.city, self.roster(s), &self.rules, black_box(&target), s.reach, WANT, NOW);
         black_box(&found);

@@ -23,6 +23,7 @@ use super::matching::{self, Roster, Target};
 use super::mobilization::{Mobilization, OrderState};
 use super::org::{City, CityIndex};
 use super::response::{Level, Rules};
+use super::service::{self, Currency, PostOrder, Rating, ServiceOrder, TaskRef};
 use super::wartime::{self, MobilizeOrder, WhistleTarget};
 use super::workload::TaskClass;
 
@@ -133,6 +134,42 @@ pub enum Command {
         to: String,
         members: Vec<String>,
     },
+    /// 双报到: register (or re-register) members at their residence community.
+    Register {
+        members: Vec<super::org::Member>,
+    },
+    RegisterUnit {
+        unit_id: String,
+        community_id: String,
+    },
+    PostOrder(PostOrder),
+    /// A member claims an order, or staff assign it to `assign_to`.
+    ClaimOrder {
+        order_id: String,
+        assign_to: Option<String>,
+    },
+    CancelOrder {
+        order_id: String,
+        reason: Option<String>,
+    },
+    CheckIn {
+        order_id: String,
+        position: Position,
+    },
+    CheckOut {
+        order_id: String,
+        position: Position,
+    },
+    Rate {
+        task: TaskRef,
+        member_id: String,
+        rating: Rating,
+    },
+    Exchange {
+        member_id: String,
+        from: Currency,
+        amount: f64,
+    },
     /// Fire every deadline due at `now`.
     Tick,
 }
@@ -157,6 +194,15 @@ impl Command {
             Command::ReportArrival { .. } => "mobilization_report",
             Command::Whistle { .. } => "whistle",
             Command::Transfer { .. } => "transfer",
+            Command::Register { .. } => "register",
+            Command::RegisterUnit { .. } => "register_unit",
+            Command::PostOrder(_) => "post_order",
+            Command::ClaimOrder { .. } => "claim_order",
+            Command::CancelOrder { .. } => "cancel_order",
+            Command::CheckIn { .. } => "check_in",
+            Command::CheckOut { .. } => "check_out",
+            Command::Rate { .. } => "rate",
+            Command::Exchange { .. } => "exchange",
             Command::Tick => "tick",
         }
     }
@@ -193,6 +239,7 @@ pub enum Reply {
     Done,
     Incident(String),
     Mobilization(String),
+    Order(String),
 }
 
 #[derive(Debug, Default)]
@@ -239,6 +286,11 @@ pub struct State {
     pub mobilizations: BTreeMap<String, Mobilization>,
     pub mobilizations_ordered: u64,
     pub whistles_blown: u64,
+    /// Service orders by id (`ord-1`…).
+    pub orders: BTreeMap<String, ServiceOrder>,
+    pub orders_posted: u64,
+    /// (unit id, community id) of every 单位报到.
+    pub unit_registrations: BTreeSet<(String, String)>,
 }
 
 impl State {
@@ -411,11 +463,24 @@ impl Tx<'_> {
                 difficulty: inc.difficulty,
                 class: inc.class,
                 own_community,
+                wartime,
             };
             let found =
                 matching::find(&self.state.city, &self.state.roster, self.rules, &target, reach, wanted, self.now);
             for c in found {
                 let member_id = self.state.city.members()[c.member as usize].id.clone();
+                let inc = &self.state.incidents[incident_id];
+                let target = Target {
+                    location: inc.location,
+                    grid: inc.grid,
+                    skills: &inc.skills,
+                    offered: &inc.offered,
+                    difficulty: inc.difficulty,
+                    class: inc.class,
+                    own_community,
+                    wartime,
+                };
+                let why = matching::why(&self.state.city, &self.state.roster, self.rules, &target, &c, self.now);
                 self.emit(EventBody::OfferSent {
                     offer_id: format!("off-{}", self.state.offers_sent + 1),
                     incident_id: incident_id.to_string(),
@@ -423,6 +488,7 @@ impl Tx<'_> {
                     distance_m: (c.distance_m * 10.0).round() / 10.0,
                     expires_at: self.now + ttl_ms,
                     whistle_id: None,
+                    why,
                 });
                 wanted -= 1;
             }
@@ -540,6 +606,17 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
             wartime::whistle(&mut tx, &id, to)?
         }
         Command::Transfer { from, to, members } => wartime::transfer(&mut tx, actor, &from, &to, members)?,
+        Command::Register { members } => service::register(&mut tx, actor, members)?,
+        Command::RegisterUnit { unit_id, community_id } => {
+            service::register_unit(&mut tx, actor, &unit_id, &community_id)?
+        }
+        Command::PostOrder(o) => service::post_order(&mut tx, actor, o)?,
+        Command::ClaimOrder { order_id, assign_to } => service::claim(&mut tx, actor, &order_id, assign_to)?,
+        Command::CancelOrder { order_id, reason } => service::cancel_order(&mut tx, actor, &order_id, reason)?,
+        Command::CheckIn { order_id, position } => service::stamp(&mut tx, actor, &order_id, position, false)?,
+        Command::CheckOut { order_id, position } => service::stamp(&mut tx, actor, &order_id, position, true)?,
+        Command::Rate { task, member_id, rating } => service::rate(&mut tx, actor, task, &member_id, rating)?,
+        Command::Exchange { member_id, from, amount } => service::exchange(&mut tx, actor, &member_id, from, amount)?,
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -879,6 +956,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                     roster.members[i].last_duty_at = prev.last_duty_at;
                     roster.members[i].duties = prev.duties;
                     roster.members[i].work = prev.work.clone();
+                    roster.members[i].ledger = prev.ledger.clone();
                     roster.refresh(i as u32);
                 }
             }
@@ -959,7 +1037,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             state.incidents.insert(incident_id.clone(), inc);
             scope_frames(state, &mut frames, incident_id, "incident.raised", &event.body, at);
         }
-        EventBody::OfferSent { offer_id, incident_id, member_id, distance_m, expires_at, whistle_id } => {
+        EventBody::OfferSent { offer_id, incident_id, member_id, distance_m, expires_at, whistle_id, why } => {
             let idx = state.city.member_by_id[member_id];
             let inc = &state.incidents[incident_id];
             let data = json!({
@@ -973,8 +1051,9 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 "headcount": inc.headcount,
                                 "skills": inc.skills,
                 "note": inc.note,
-                "difficulty": inc.difficulty,
+                                "difficulty": inc.difficulty,
                 "whistle": whistle_id.is_some(),
+                "why": why,
             });
             let frame_seq = state.push_frame(&mut frames, stream::member(member_id), "offer", data);
             let inc = state.incidents.get_mut(incident_id).expect("offer for a known incident");
@@ -992,7 +1071,10 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 answered_at: None,
             });
             inc.offered.insert(idx);
-            state.roster.edit(idx, |m| m.engaged = Some(offer_id.clone()));
+            state.roster.edit(idx, |m| {
+                m.engaged = Some(offer_id.clone());
+                m.ledger.offered += 1;
+            });
             state.offer_index.insert(offer_id.clone(), incident_id.clone());
             state.offers_sent += 1;
             state.deadlines.insert((*expires_at, Deadline::OfferExpiry(offer_id.clone())));
@@ -1013,6 +1095,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                 rt.duties += 1;
                 rt.work.accept(difficulty, class, at);
                 rt.work.start_duty(at);
+                rt.ledger.accepted += 1;
             });
             let data = json!({"offer_id": offer_id, "incident_id": incident_id});
             let seq = state.push_frame(&mut frames, stream::member(member_id), "assignment", data);
@@ -1043,6 +1126,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         EventBody::MemberArrived { offer_id, incident_id, member_id, distance_m, position } => {
             let idx = set_offer_state(state, incident_id, offer_id, OfferState::Arrived, at);
             state.roster.move_to(idx, *position);
+            state.roster.members[idx as usize].ledger.arrived += 1;
             let data = json!({"offer_id": offer_id, "incident_id": incident_id, "distance_m": distance_m});
             state.push_frame(&mut frames, stream::member(member_id), "arrival", data);
             scope_frames(state, &mut frames, incident_id, "incident.member_arrived", &event.body, at);
@@ -1099,6 +1183,15 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::UnitsWhistled { .. }
         | EventBody::WhistleOverdue { .. }
         | EventBody::MembersTransferred { .. } => wartime::apply(state, event, &mut frames),
+        EventBody::MembersRegistered { .. }
+        | EventBody::UnitRegistered { .. }
+        | EventBody::OrderPosted { .. }
+        | EventBody::OrderClaimed { .. }
+        | EventBody::OrderCancelled { .. }
+        | EventBody::CheckedIn { .. }
+        | EventBody::CheckedOut { .. }
+        | EventBody::Rated { .. }
+        | EventBody::Exchanged { .. } => service::apply(state, event, &mut frames),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

@@ -7,6 +7,7 @@ use super::geo::Position;
 use super::mobilization::Site;
 use super::org::City;
 use super::response::Level;
+use super::service::{Currency, Rating};
 use super::workload::TaskClass;
 
 /// Peacetime (平时) or wartime (战时).
@@ -106,6 +107,10 @@ pub enum EventBody {
         /// Set when the offer answers a whistle (吹哨) to the member's unit.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         whistle_id: Option<String>,
+        /// Why this member ("why you"): codes such as `near`, `skills`, `lives_here`,
+        /// `team_paired`, `reliable`, `less_hard_work`, `rested`, `whistle`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        why: Vec<String>,
     },
     OfferAccepted {
         offer_id: String,
@@ -215,6 +220,78 @@ pub enum EventBody {
         to: String,
         members: Vec<String>,
     },
+    /// 双报到: members report at their residence community (new ones join the city).
+    MembersRegistered {
+        members: Vec<crate::domain::org::Member>,
+    },
+    /// 单位报到: a unit reports to a community one of its teams is paired with.
+    UnitRegistered {
+        unit_id: String,
+        community_id: String,
+    },
+    /// 群众点单、社区派单: a community posts a service order.
+    OrderPosted {
+        order_id: String,
+        community_id: String,
+        grid_id: String,
+        location: Position,
+        category: String,
+        difficulty: u8,
+        class: TaskClass,
+        title: String,
+        note: Option<String>,
+        window_start: Ts,
+        window_end: Ts,
+        slots: u32,
+        skills: Vec<String>,
+        /// A hard order is reserved until then for the members named.
+        priority_until: Option<Ts>,
+        priority_members: Vec<String>,
+    },
+    /// 党员接单 (or assigned by staff).
+    OrderClaimed {
+        order_id: String,
+        member_id: String,
+        assigned: bool,
+    },
+    OrderCancelled {
+        order_id: String,
+        reason: Option<String>,
+    },
+    /// 服务纪实: a check-in at the order's place (flagged outside the geofence).
+    CheckedIn {
+        order_id: String,
+        member_id: String,
+        position: Position,
+        distance_m: f64,
+        flagged: bool,
+    },
+    CheckedOut {
+        order_id: String,
+        member_id: String,
+        position: Position,
+        distance_m: f64,
+        flagged: bool,
+        hours: f64,
+    },
+    /// 一事一评: a rating of one member's work on one task, and the points it earns.
+    Rated {
+        order_id: Option<String>,
+        offer_id: Option<String>,
+        incident_id: Option<String>,
+        member_id: String,
+        rating: Rating,
+        hours: f64,
+        difficulty: u8,
+        points: f64,
+    },
+    Exchanged {
+        member_id: String,
+        from: Currency,
+        amount: f64,
+        points_delta: f64,
+        hours_delta: f64,
+    },
 }
 
 impl EventBody {
@@ -244,6 +321,15 @@ impl EventBody {
             EventBody::UnitsWhistled { .. } => "units_whistled",
             EventBody::WhistleOverdue { .. } => "whistle_overdue",
             EventBody::MembersTransferred { .. } => "members_transferred",
+            EventBody::MembersRegistered { .. } => "members_registered",
+            EventBody::UnitRegistered { .. } => "unit_registered",
+            EventBody::OrderPosted { .. } => "order_posted",
+            EventBody::OrderClaimed { .. } => "order_claimed",
+            EventBody::OrderCancelled { .. } => "order_cancelled",
+            EventBody::CheckedIn { .. } => "checked_in",
+            EventBody::CheckedOut { .. } => "checked_out",
+            EventBody::Rated { .. } => "rated",
+            EventBody::Exchanged { .. } => "exchanged",
         }
     }
 

@@ -41,6 +41,8 @@ pub struct MemberRt {
     pub work: Workload,
     /// Open mobilizations that ordered this member.
     pub orders: Vec<String>,
+    /// Credits, balances and answers (reports, reliability).
+    pub ledger: super::service::Ledger,
 }
 
 /// What the ring search reads for every member it passes, packed in 40 bytes so that a
@@ -74,33 +76,41 @@ pub struct Roster {
 impl Roster {
     pub fn from_city(city: &CityIndex) -> Self {
         let mut roster = Roster::default();
-        for (i, m) in city.members().iter().enumerate() {
-            let cell = m.position.cell();
-            roster.members.push(MemberRt {
-                on_call: m.on_call,
-                position: m.position,
-                cell,
-                last_duty_at: None,
-                duties: 0,
-                engaged: None,
-                forced: false,
-                home: None,
-                work: Workload::default(),
-                orders: Vec::new(),
-            });
-            roster.buckets.entry(cell).or_default().push(i as u32);
-            roster.hot.push(Hot {
-                lat: 0.0,
-                lng: 0.0,
-                residence: city.residence_community(i as u32),
-                paired: city.member_paired_community[i].unwrap_or(u32::MAX),
-                home: u32::MAX,
-                ready: false,
-                history: false,
-            });
-            roster.refresh(i as u32);
+        for i in 0..city.members().len() as u32 {
+            roster.add(city, i);
         }
         roster
+    }
+
+    /// Appends the city's member `idx` (the next one) to the roster.
+    pub fn add(&mut self, city: &CityIndex, idx: u32) {
+        debug_assert_eq!(idx as usize, self.members.len(), "members are added in order");
+        let m = &city.members()[idx as usize];
+        let cell = m.position.cell();
+        self.members.push(MemberRt {
+            on_call: m.on_call,
+            position: m.position,
+            cell,
+            last_duty_at: None,
+            duties: 0,
+            engaged: None,
+            forced: false,
+            home: None,
+            work: Workload::default(),
+            orders: Vec::new(),
+            ledger: Default::default(),
+        });
+        self.buckets.entry(cell).or_default().push(idx);
+        self.hot.push(Hot {
+            lat: 0.0,
+            lng: 0.0,
+            residence: city.residence_community(idx),
+            paired: city.member_paired_community[idx as usize].unwrap_or(u32::MAX),
+            home: u32::MAX,
+            ready: false,
+            history: false,
+        });
+        self.refresh(idx);
     }
 
     /// Changes one member and brings its `Hot` entry up to date.
@@ -179,6 +189,8 @@ pub struct Target<'a> {
     pub class: TaskClass,
     /// Peacetime, not escalated: only members whose home is this community.
     pub own_community: Option<u32>,
+    /// Wartime: reliability breaks ties.
+    pub wartime: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -307,6 +319,43 @@ pub fn find(
     ranked
 }
 
+/// The reasons a candidate was chosen, as short codes for the offer's "why you".
+pub fn why(
+    city: &CityIndex,
+    roster: &Roster,
+    rules: &Rules,
+    target: &Target<'_>,
+    c: &Candidate,
+    now: Ts,
+) -> Vec<String> {
+    let rt = &roster.members[c.member as usize];
+    let mut why = Vec::new();
+    if c.distance_m <= 500.0 {
+        why.push("near");
+    }
+    if !target.skills.is_empty() && city.skill_mask(target.skills).missing(city.member_skills[c.member as usize]) == 0 {
+        why.push("skills");
+    }
+    if city.member_residence[c.member as usize] == target.grid {
+        why.push("lives_here");
+    }
+    let community = city.grid_places[target.grid as usize].community;
+    if city.member_paired_community[c.member as usize] == Some(community) {
+        why.push("team_paired");
+    }
+    if rt.ledger.offered >= 3 && rt.ledger.reliability().is_some_and(|r| r >= 0.8) {
+        why.push("reliable");
+    }
+    if target.class == TaskClass::Hard && rt.work.load > 0.0 && rt.work.hard_load < rt.work.load / 2.0 {
+        why.push("less_hard_work");
+    }
+    let window = rules.weights.recent_duty_window_s as i64 * 1000;
+    if rt.last_duty_at.is_none_or(|t| now - t >= window) {
+        why.push("rested");
+    }
+    why.into_iter().map(str::to_string).collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn score(
     city: &CityIndex,
@@ -329,6 +378,11 @@ fn score(
     }
     if city.member_residence[idx as usize] == target.grid {
         score -= w.residence_grid_m;
+    }
+    if target.wartime
+        && let Some(r) = rt.ledger.reliability()
+    {
+        score -= w.reliability_m * r;
     }
     let community = city.grid_places[target.grid as usize].community;
     if city.member_paired_community[idx as usize] == Some(community) {

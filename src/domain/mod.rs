@@ -22,6 +22,7 @@ pub mod matching;
 pub mod mobilization;
 pub mod org;
 pub mod response;
+pub mod service;
 pub mod wartime;
 pub mod workload;
 

@@ -98,6 +98,13 @@ pub struct Member {
     pub position: Position,
     #[serde(default)]
     pub on_call: bool,
+    /// Reported (报到) at their residence community; the registration rate counts these.
+    #[serde(default = "yes")]
+    pub registered: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -194,13 +201,13 @@ fn mean_position(points: impl Iterator<Item = Position>) -> Option<Position> {
 impl CityIndex {
     /// Validates referential integrity and builds every lookup table. A city that fails
     /// here is refused whole; nothing of it is kept.
-    pub fn build(city: City) -> Result<Self, CityError> {
+    pub fn build(mut city: City) -> Result<Self, CityError> {
         let district_by_id = index_unique("district", city.districts.iter().map(|d| &d.id))?;
         let street_by_id = index_unique("street", city.streets.iter().map(|s| &s.id))?;
         let community_by_id = index_unique("community", city.communities.iter().map(|c| &c.id))?;
         let unit_by_id = index_unique("unit", city.units.iter().map(|u| &u.id))?;
         let team_by_id = index_unique("team", city.teams.iter().map(|t| &t.id))?;
-        let member_by_id = index_unique("member", city.members.iter().map(|m| &m.id))?;
+
         if city.communities.is_empty() {
             return Err(CityError("a city needs at least one community".into()));
         }
@@ -276,50 +283,16 @@ impl CityIndex {
             team_community.push(lookup(&community_by_id, "community", &t.community_id, &whose)?);
         }
 
-        let mut member_residence = Vec::with_capacity(city.members.len());
-        let mut member_paired_community = Vec::with_capacity(city.members.len());
-        let mut member_team = Vec::with_capacity(city.members.len());
-        let mut member_unit = Vec::with_capacity(city.members.len());
-        let mut team_members = vec![Vec::new(); city.teams.len()];
-        let mut skill_bits: HashMap<String, u32> = HashMap::new();
-        let mut member_skills = Vec::with_capacity(city.members.len());
-        for (mi, m) in city.members.iter().enumerate() {
-            let whose = format!("member '{}'", m.id);
-            member_unit.push(lookup(&unit_by_id, "unit", &m.unit_id, &whose)?);
-            let team = match &m.team_id {
-                Some(t) => {
-                    let ti = lookup(&team_by_id, "team", t, &whose)?;
-                    if city.teams[ti as usize].unit_id != m.unit_id {
-                        return Err(CityError(format!("{whose} is in team '{t}' of another unit")));
-                    }
-                    team_members[ti as usize].push(mi as u32);
-                    Some(ti)
-                }
-                None => None,
-            };
-            let mut mask = 0u64;
-            for s in &m.skills {
-                let next = skill_bits.len() as u32;
-                let bit = *skill_bits.entry(s.clone()).or_insert(next);
-                if bit >= 64 {
-                    return Err(CityError("a city names at most 64 distinct skills".into()));
-                }
-                mask |= 1 << bit;
-            }
-            member_skills.push(mask);
-            member_residence.push(lookup(&grid_flat, "grid", &m.residence_grid_id, &whose)?);
-            member_paired_community.push(team.map(|t| team_community[t as usize]));
-            member_team.push(team);
-        }
-
-        Ok(Self {
+        let members = std::mem::take(&mut city.members);
+        let team_count = city.teams.len();
+        let mut index = Self {
             city: Some(city),
             district_by_id,
             street_by_id,
             community_by_id,
             unit_by_id,
             team_by_id,
-            member_by_id,
+            member_by_id: HashMap::with_capacity(members.len()),
             grid_by_id,
             grid_places,
             grid_ids,
@@ -328,15 +301,67 @@ impl CityIndex {
             grid_neighbours,
             cell_to_grid,
             community_centers,
-            member_residence,
-            member_paired_community,
-            member_team,
-            member_unit,
-            team_members,
+            member_residence: Vec::with_capacity(members.len()),
+            member_paired_community: Vec::with_capacity(members.len()),
+            member_team: Vec::with_capacity(members.len()),
+            member_unit: Vec::with_capacity(members.len()),
+            team_members: vec![Vec::new(); team_count],
             team_community,
-            skill_bits,
-            member_skills,
-        })
+            skill_bits: HashMap::new(),
+            member_skills: Vec::with_capacity(members.len()),
+        };
+        for m in members {
+            index.add_member(m)?;
+        }
+        Ok(index)
+    }
+
+    /// Validates one member against the city and appends it to every table. Nothing
+    /// changes when it fails.
+    pub fn add_member(&mut self, m: Member) -> Result<u32, CityError> {
+        let whose = format!("member '{}'", m.id);
+        if m.id.is_empty() || m.id.len() > 64 {
+            return Err(CityError(format!("member id '{}' must be 1 to 64 characters", m.id)));
+        }
+        if self.member_by_id.contains_key(&m.id) {
+            return Err(CityError(format!("member id '{}' appears twice", m.id)));
+        }
+        let city = self.city.as_ref().expect("index built from a city");
+        let unit = lookup(&self.unit_by_id, "unit", &m.unit_id, &whose)?;
+        let team = match &m.team_id {
+            Some(t) => {
+                let ti = lookup(&self.team_by_id, "team", t, &whose)?;
+                if city.teams[ti as usize].unit_id != m.unit_id {
+                    return Err(CityError(format!("{whose} is in team '{t}' of another unit")));
+                }
+                Some(ti)
+            }
+            None => None,
+        };
+        let residence = lookup(&self.grid_flat, "grid", &m.residence_grid_id, &whose)?;
+        let mut bits = self.skill_bits.clone();
+        let mut mask = 0u64;
+        for s in &m.skills {
+            let next = bits.len() as u32;
+            let bit = *bits.entry(s.clone()).or_insert(next);
+            if bit >= 64 {
+                return Err(CityError("a city names at most 64 distinct skills".into()));
+            }
+            mask |= 1 << bit;
+        }
+        let idx = city.members.len() as u32;
+        self.skill_bits = bits;
+        self.member_skills.push(mask);
+        self.member_unit.push(unit);
+        if let Some(t) = team {
+            self.team_members[t as usize].push(idx);
+        }
+        self.member_paired_community.push(team.map(|t| self.team_community[t as usize]));
+        self.member_team.push(team);
+        self.member_residence.push(residence);
+        self.member_by_id.insert(m.id.clone(), idx);
+        self.city.as_mut().expect("index built from a city").members.push(m);
+        Ok(idx)
     }
 
     pub fn city(&self) -> Option<&City> {

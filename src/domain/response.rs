@@ -126,6 +126,9 @@ pub struct Weights {
     /// Added for a duty taken just now, fading linearly to 0 over `recent_duty_window_s`.
     pub recent_duty_m: f64,
     pub recent_duty_window_s: u64,
+    /// In wartime, subtracted in proportion to reliability (arrived over offered).
+    #[serde(default)]
+    pub reliability_m: f64,
 }
 
 /// Every dispatch rule the domain needs, from `[dispatch]` in the configuration.
@@ -154,6 +157,34 @@ pub struct Rules {
     pub fairness: FairnessRules,
     pub fatigue: FatigueRules,
     pub mobilization: MobilizationRules,
+    pub service: ServiceRules,
+}
+
+/// Peacetime service (群众点单、社区派单、党员接单) and evaluation (一事一评).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRules {
+    /// Metres from an order's place within which a check-in or check-out counts.
+    pub geofence_m: f64,
+    /// Easy orders one member may take in any 7 days.
+    pub easy_orders_per_week: u32,
+    /// Seconds a hard order is reserved for the members who have done the least hard work.
+    pub hard_priority_s: u64,
+    /// Members named per slot in that reservation.
+    pub hard_priority_per_slot: u32,
+    pub max_slots: u32,
+    /// Points = hours × difficulty × the rating's weight.
+    pub rating_weights: RatingWeights,
+    /// Points one hour is worth when points and hours are exchanged.
+    pub points_per_hour: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatingWeights {
+    pub very_good: f64,
+    pub good: f64,
+    pub fair: f64,
 }
 
 /// What changes in a district in wartime (战时): shorter offer TTLs and a wider reach per
@@ -317,6 +348,19 @@ impl Rules {
         if !(f.max_duty_h > 0.0 && f.window_h >= f.max_duty_h && f.min_rest_h >= 0.0) {
             return Err("dispatch.fatigue: need 0 < max_duty_h <= window_h and min_rest_h >= 0".into());
         }
+        let s = &self.service;
+        let w = &s.rating_weights;
+        if !(s.geofence_m > 0.0
+            && s.points_per_hour > 0.0
+            && s.max_slots > 0
+            && w.very_good >= 0.0
+            && w.good >= 0.0
+            && w.fair >= 0.0)
+        {
+            return Err(
+                "dispatch.service: geofence_m, points_per_hour, max_slots must be positive, weights >= 0".into()
+            );
+        }
         let m = &self.mobilization;
         if m.default_deadline_s == 0 || m.max_deadline_s < m.default_deadline_s || m.whistle_deadline_s == 0 {
             return Err("dispatch.mobilization: deadlines must be positive, default <= max".into());
@@ -354,6 +398,7 @@ impl Rules {
                 paired_team_m: 300.0,
                 recent_duty_m: 1_000.0,
                 recent_duty_window_s: 3_600,
+                reliability_m: 0.0,
             },
             categories: vec![
                 Category { id: "patrol".into(), name: "巡查".into(), difficulty: 1 },
@@ -386,6 +431,15 @@ impl Rules {
                 max_deadline_s: 86_400,
                 whistle_deadline_s: 600,
                 report_geofence_m: 500.0,
+            },
+            service: ServiceRules {
+                geofence_m: 200.0,
+                easy_orders_per_week: 3,
+                hard_priority_s: 600,
+                hard_priority_per_slot: 2,
+                max_slots: 100,
+                rating_weights: RatingWeights { very_good: 1.2, good: 1.0, fair: 0.6 },
+                points_per_hour: 10.0,
             },
         }
     }

@@ -97,6 +97,7 @@ fn member(id: &str, position: Position) -> Member {
         skills: Vec::new(),
         position,
         on_call: true,
+        registered: true,
     }
 }
 
@@ -527,6 +528,7 @@ fn a_recent_duty_ranks_a_member_after_an_equally_placed_one_and_the_penalty_fade
         difficulty: 5,
         class: crate::domain::workload::TaskClass::Hard,
         own_community: None,
+        wartime: false,
     };
     let score_gap = |w: &World, now: Ts| {
         let found = matching::find(&w.state.city, &w.state.roster, &w.rules, &target, Reach::City, 10, now);

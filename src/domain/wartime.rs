@@ -395,6 +395,7 @@ pub(super) fn whistle(tx: &mut Tx<'_>, incident_id: &str, to: WhistleTarget) -> 
             distance_m,
             expires_at: tx.now + tx.rules.offer_ttl_ms(wartime),
             whistle_id: Some(whistle_id.clone()),
+            why: vec!["whistle".into()],
         });
     }
     Ok(Reply::Incident(incident_id.into()))

@@ -137,6 +137,7 @@ fn member(id: &str, home: &str) -> Member {
         skills: Vec::new(),
         position: in_cell(home, 0),
         on_call: true,
+        registered: true,
     }
 }
 
