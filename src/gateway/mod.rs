@@ -11,6 +11,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod pages;
+pub mod service;
 pub mod views;
 pub mod wartime;
 pub mod ws;
@@ -51,7 +52,11 @@ pub struct AppState {
         wartime::get_modes, wartime::put_city_mode, wartime::put_district_mode, wartime::mobilize,
         wartime::list_mobilizations, wartime::get_mobilization, wartime::close_mobilization, wartime::whistle,
         wartime::get_balance, wartime::apply_proposal, wartime::get_fairness,
-        pages::geo_city, pages::geo_community
+                pages::geo_city, pages::geo_community,
+        service::register, service::list_members, service::import, service::register_unit, service::get_registration,
+        service::post_order, service::list_orders, service::get_order, service::claim, service::assign, service::cancel,
+        service::checkin, service::checkout, service::rate, service::exchange, service::member_report,
+        service::unit_report, service::community_report
     ),
     modifiers(&BearerAuth)
 )]
@@ -146,6 +151,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/communities", get(http::list_communities))
         .route("/v1/members/{id}", get(http::get_member))
         .route("/v1/units", get(http::list_units))
+        .route("/v1/members", post(service::register).get(service::list_members))
+        .route("/v1/members/import", post(service::import))
+        .route("/v1/members/{id}/exchange", post(service::exchange))
+        .route("/v1/units/{id}/register", post(service::register_unit))
+        .route("/v1/registration", get(service::get_registration))
+        .route("/v1/orders", post(service::post_order).get(service::list_orders))
+        .route("/v1/orders/{id}", get(service::get_order))
+        .route("/v1/orders/{id}/claim", post(service::claim))
+        .route("/v1/orders/{id}/assign", post(service::assign))
+        .route("/v1/orders/{id}/cancel", post(service::cancel))
+        .route("/v1/orders/{id}/checkin", post(service::checkin))
+        .route("/v1/orders/{id}/checkout", post(service::checkout))
+        .route("/v1/ratings", post(service::rate))
+        .route("/v1/reports/members/{id}", get(service::member_report))
+        .route("/v1/reports/units/{id}", get(service::unit_report))
+        .route("/v1/reports/communities/{id}", get(service::community_report))
         .route("/v1/incidents", post(http::raise).get(http::list_incidents))
         .route("/v1/incidents/{id}", get(http::get_incident))
         .route("/v1/incidents/{id}/timeline", get(http::timeline))

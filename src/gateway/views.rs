@@ -143,6 +143,15 @@ pub struct MemberView {
     /// Hours on duty in the fatigue window, and whether the cap holds them back now.
     pub duty_hours: f64,
     pub fatigued: bool,
+    /// Reported at the residence community (双报到).
+    pub registered: bool,
+    /// Points and hours earned and credited, and the balances after exchanges.
+    pub points_total: f64,
+    pub hours_total: f64,
+    pub points_balance: f64,
+    pub hours_balance: f64,
+    /// Arrived over offered, once offered.
+    pub reliability: Option<f64>,
     pub duties: u32,
     pub last_duty_at: Option<String>,
 }
@@ -170,6 +179,12 @@ impl MemberView {
             hard_load: rt.work.hard_load,
             duty_hours: (rt.work.worked_ms(now, rules) as f64 / 36_000.0).round() / 100.0,
             fatigued: rt.work.fatigued(now, rules),
+            registered: m.registered,
+            points_total: (rt.ledger.credits.iter().map(|c| c.points).sum::<f64>() * 100.0).round() / 100.0,
+            hours_total: (rt.ledger.credits.iter().map(|c| c.hours).sum::<f64>() * 100.0).round() / 100.0,
+            points_balance: (rt.ledger.points_balance * 100.0).round() / 100.0,
+            hours_balance: (rt.ledger.hours_balance * 100.0).round() / 100.0,
+            reliability: rt.ledger.reliability(),
             duties: rt.duties,
             last_duty_at: rt.last_duty_at.map(rfc3339),
         }

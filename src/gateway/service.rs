@@ -1,0 +1,966 @@
+//! Peacetime endpoints: registration (双报到), service orders (群众点单、社区派单、党员接单),
+//! service records (服务纪实), ratings (一事一评), points and hours, and reports (JSON or
+//! CSV). Scope is the domain's: an object outside it answers 404.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::{Caller, Role};
+use super::error::{ApiError, Problem};
+use super::http::require;
+use super::views::MemberView;
+use crate::domain::dispatcher::{Actor, Command, Reply, State as Dispatch, rfc3339};
+use crate::domain::geo::Position;
+use crate::domain::org::Member;
+use crate::domain::service::{self, Currency, Figures, OrderStatus, PostOrder, Rating, ServiceOrder, Stamp, TaskRef};
+use crate::engine::now_ms;
+
+fn parse_time(field: &str, s: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| ApiError::unprocessable("invalid_body", format!("{field}: '{s}' is not an RFC 3339 time")))
+}
+
+/// The body of `POST /v1/members`: a member reporting at their residence community.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    pub id: String,
+    pub name: String,
+    pub unit_id: String,
+    pub team_id: Option<String>,
+    pub residence_grid_id: String,
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// Defaults to the centre of the residence grid.
+    pub position: Option<Position>,
+    #[serde(default)]
+    pub on_call: bool,
+}
+
+fn member_of(state: &Dispatch, b: RegisterBody) -> Result<Member, ApiError> {
+    let position = match b.position {
+        Some(p) => p,
+        None => {
+            let g =
+                state.city.grid_flat.get(&b.residence_grid_id).ok_or_else(|| {
+                    ApiError::unprocessable("unknown_grid", format!("no grid '{}'", b.residence_grid_id))
+                })?;
+            state.city.grid_centers[*g as usize]
+        }
+    };
+    Ok(Member {
+        id: b.id,
+        name: b.name,
+        unit_id: b.unit_id,
+        team_id: b.team_id,
+        residence_grid_id: b.residence_grid_id,
+        skills: b.skills,
+        position,
+        on_call: b.on_call,
+        registered: true,
+    })
+}
+
+#[utoipa::path(post, path = "/v1/members", security(("bearer" = [])), request_body = RegisterBody, responses(
+    (status = 201, body = MemberView), (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn register(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RegisterBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    require(&caller, &[Role::UnitAdmin, Role::Staff, Role::Command], "registering members")?;
+    let Json(b) = body?;
+    let id = b.id.clone();
+    let member = member_of(&app.engine.read(), b)?;
+    app.engine.submit(caller.actor.clone(), Command::Register { members: vec![member] }).await?;
+    let state = app.engine.read();
+    let idx = state.member_index(&id).ok_or_else(|| ApiError::internal("register", "the member is missing"))?;
+    Ok((StatusCode::CREATED, Json(MemberView::new(&state, &app.engine.rules, idx, now_ms()))).into_response())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberRow {
+    pub id: String,
+    pub name: String,
+    pub unit_id: String,
+    pub team_id: Option<String>,
+    pub residence_grid_id: String,
+    pub registered: bool,
+    pub on_call: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MemberQuery {
+    pub unit_id: Option<String>,
+    pub community_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/members", security(("bearer" = [])), params(MemberQuery), responses((status = 200, body = Vec<MemberRow>)))]
+pub async fn list_members(
+    State(app): State<AppState>,
+    caller: Caller,
+    q: Result<Query<MemberQuery>, QueryRejection>,
+) -> Result<Json<Vec<MemberRow>>, ApiError> {
+    let Query(q) = q?;
+    let state = app.engine.read();
+    let Some(city) = state.city.city() else { return Ok(Json(Vec::new())) };
+    let rows = (0..city.members.len() as u32)
+        .filter(|&i| state.can_see_member(&caller.actor, i))
+        .filter(|&i| q.unit_id.as_ref().is_none_or(|u| &city.members[i as usize].unit_id == u))
+        .filter(|&i| {
+            q.community_id.as_ref().is_none_or(|c| &state.city.community(state.city.residence_community(i)).id == c)
+        })
+        .map(|i| {
+            let m = &city.members[i as usize];
+            MemberRow {
+                id: m.id.clone(),
+                name: m.name.clone(),
+                unit_id: m.unit_id.clone(),
+                team_id: m.team_id.clone(),
+                residence_grid_id: m.residence_grid_id.clone(),
+                registered: m.registered,
+                on_call: state.roster.members[i as usize].on_call,
+            }
+        })
+        .collect();
+    Ok(Json(rows))
+}
+
+/// `POST /v1/members/import`: CSV with the header
+/// `id,name,team_id,residence_grid_id,skills,lat,lng,on_call` (skills separated by `;`,
+/// lat/lng may be empty); a command token adds a `unit_id` column. All rows or none.
+#[utoipa::path(post, path = "/v1/members/import", security(("bearer" = [])), request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = ImportResult), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn import(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ImportResult>, ApiError> {
+    require(&caller, &[Role::UnitAdmin, Role::Command], "importing members")?;
+    let csv_type =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
+    if !csv_type {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the members as text/csv",
+        ));
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        name: String,
+        #[serde(default)]
+        unit_id: Option<String>,
+        #[serde(default)]
+        team_id: Option<String>,
+        residence_grid_id: String,
+        #[serde(default)]
+        skills: String,
+        #[serde(default)]
+        lat: Option<f64>,
+        #[serde(default)]
+        lng: Option<f64>,
+        #[serde(default)]
+        on_call: Option<bool>,
+    }
+    let unit = match &caller.actor {
+        Actor::UnitAdmin { unit } => Some(unit.clone()),
+        _ => None,
+    };
+    let mut members = Vec::new();
+    {
+        let state = app.engine.read();
+        let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body.as_ref());
+        for (i, row) in rdr.deserialize::<Row>().enumerate() {
+            let line = i + 2;
+            let r = row.map_err(|e| ApiError::unprocessable("invalid_csv", format!("line {line}: {e}")))?;
+            let unit_id = match (&unit, r.unit_id) {
+                (Some(u), None) => u.clone(),
+                (Some(u), Some(x)) if &x == u => x,
+                (Some(_), Some(x)) => {
+                    return Err(ApiError::forbidden("outside_scope", format!("line {line}: unit '{x}' is not yours")));
+                }
+                (None, Some(x)) => x,
+                (None, None) => {
+                    return Err(ApiError::unprocessable("invalid_csv", format!("line {line}: unit_id is required")));
+                }
+            };
+            let position = match (r.lat, r.lng) {
+                (Some(lat), Some(lng)) => Some(
+                    Position::new(lat, lng)
+                        .map_err(|e| ApiError::unprocessable("invalid_csv", format!("line {line}: {e}")))?,
+                ),
+                (None, None) => None,
+                _ => {
+                    return Err(ApiError::unprocessable(
+                        "invalid_csv",
+                        format!("line {line}: give both lat and lng, or neither"),
+                    ));
+                }
+            };
+            let skills = r.skills.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let b = RegisterBody {
+                id: r.id,
+                name: r.name,
+                unit_id,
+                team_id: r.team_id.filter(|t| !t.is_empty()),
+                residence_grid_id: r.residence_grid_id,
+                skills,
+                position,
+                on_call: r.on_call.unwrap_or(false),
+            };
+            members.push(
+                member_of(&state, b).map_err(|e| ApiError { detail: format!("line {line}: {}", e.detail), ..e })?,
+            );
+        }
+    }
+    let n = members.len();
+    app.engine.submit(caller.actor, Command::Register { members }).await?;
+    Ok(Json(ImportResult { registered: n }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResult {
+    pub registered: usize,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitRegisterBody {
+    pub community_id: String,
+}
+
+#[utoipa::path(post, path = "/v1/units/{id}/register", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = UnitRegisterBody, responses((status = 200, body = RegistrationView),
+    (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn register_unit(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<UnitRegisterBody>, JsonRejection>,
+) -> Result<Json<RegistrationView>, ApiError> {
+    require(&caller, &[Role::UnitAdmin, Role::Command], "registering a unit")?;
+    let Json(b) = body?;
+    app.engine
+        .submit(caller.actor.clone(), Command::RegisterUnit { unit_id: id, community_id: b.community_id })
+        .await?;
+    Ok(Json(registration(&app.engine.read(), &caller.actor)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnitRegistration {
+    pub id: String,
+    pub name: String,
+    pub members: u32,
+    pub registered: u32,
+    /// registered / members.
+    pub rate: f64,
+    pub paired_communities: Vec<String>,
+    pub registered_communities: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommunityRegistration {
+    pub id: String,
+    pub name: String,
+    pub residents: u32,
+    pub registered: u32,
+    pub rate: f64,
+    pub units_paired: Vec<String>,
+    pub units_registered: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationView {
+    pub units: Vec<UnitRegistration>,
+    pub communities: Vec<CommunityRegistration>,
+}
+
+fn share(n: u32, of: u32) -> f64 {
+    if of == 0 { 0.0 } else { (n as f64 / of as f64 * 10_000.0).round() / 10_000.0 }
+}
+
+fn registration(state: &Dispatch, actor: &Actor) -> RegistrationView {
+    let Some(city) = state.city.city() else { return RegistrationView { units: Vec::new(), communities: Vec::new() } };
+    let mut unit_counts = vec![(0u32, 0u32); city.units.len()];
+    let mut community_counts = vec![(0u32, 0u32); city.communities.len()];
+    for (i, m) in city.members.iter().enumerate() {
+        let u = state.city.member_unit[i] as usize;
+        let c = state.city.residence_community(i as u32) as usize;
+        unit_counts[u].0 += 1;
+        community_counts[c].0 += 1;
+        if m.registered {
+            unit_counts[u].1 += 1;
+            community_counts[c].1 += 1;
+        }
+    }
+    let mut paired: Vec<BTreeSet<String>> = vec![BTreeSet::new(); city.units.len()];
+    let mut hosted: Vec<BTreeSet<String>> = vec![BTreeSet::new(); city.communities.len()];
+    for t in &city.teams {
+        paired[state.city.unit_by_id[&t.unit_id] as usize].insert(t.community_id.clone());
+        hosted[state.city.community_by_id[&t.community_id] as usize].insert(t.unit_id.clone());
+    }
+    let sees_unit = |id: &str| match actor {
+        Actor::Command { .. } => true,
+        Actor::UnitAdmin { unit } => unit == id,
+        _ => false,
+    };
+    let sees_community = |i: usize, id: &str| match actor {
+        Actor::Command { district: None } => true,
+        Actor::Command { district: Some(d) } => state.city.district_id_of_community(i as u32) == d,
+        Actor::Staff { community } => community == id,
+        _ => false,
+    };
+    let units = city
+        .units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| sees_unit(&u.id))
+        .map(|(i, u)| UnitRegistration {
+            id: u.id.clone(),
+            name: u.name.clone(),
+            members: unit_counts[i].0,
+            registered: unit_counts[i].1,
+            rate: share(unit_counts[i].1, unit_counts[i].0),
+            paired_communities: paired[i].iter().cloned().collect(),
+            registered_communities: state
+                .unit_registrations
+                .iter()
+                .filter(|(uu, _)| uu == &u.id)
+                .map(|(_, c)| c.clone())
+                .collect(),
+        })
+        .collect();
+    let communities = city
+        .communities
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| sees_community(*i, &c.id))
+        .map(|(i, c)| CommunityRegistration {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            residents: community_counts[i].0,
+            registered: community_counts[i].1,
+            rate: share(community_counts[i].1, community_counts[i].0),
+            units_paired: hosted[i].iter().cloned().collect(),
+            units_registered: state
+                .unit_registrations
+                .iter()
+                .filter(|(_, cc)| cc == &c.id)
+                .map(|(u, _)| u.clone())
+                .collect(),
+        })
+        .collect();
+    RegistrationView { units, communities }
+}
+
+#[utoipa::path(get, path = "/v1/registration", security(("bearer" = [])), responses((status = 200, body = RegistrationView)))]
+pub async fn get_registration(State(app): State<AppState>, caller: Caller) -> Result<Json<RegistrationView>, ApiError> {
+    require(&caller, &[Role::UnitAdmin, Role::Staff, Role::Command], "registration figures")?;
+    Ok(Json(registration(&app.engine.read(), &caller.actor)))
+}
+
+/// The body of `POST /v1/orders`: a need posted by the community on behalf of residents.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBody {
+    /// Exactly one of grid_id or location.
+    pub grid_id: Option<String>,
+    pub location: Option<Position>,
+    pub category: String,
+    /// 1–5; the category's by default, and not lower.
+    pub difficulty: Option<u8>,
+    pub title: String,
+    pub note: Option<String>,
+    /// RFC 3339.
+    pub window_start: String,
+    pub window_end: String,
+    pub slots: u32,
+    #[serde(default)]
+    pub skills: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimView {
+    pub member_id: String,
+    pub claimed_at: String,
+    pub assigned: bool,
+    pub checkin: Option<Stamp>,
+    pub checkin_at: Option<String>,
+    pub checkout: Option<Stamp>,
+    pub checkout_at: Option<String>,
+    /// From check-in to check-out; counted only when neither was flagged.
+    pub hours: f64,
+    pub counted: bool,
+    pub rating: Option<Rating>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    pub id: String,
+    pub status: OrderStatus,
+    pub community_id: String,
+    pub grid_id: String,
+    pub location: Position,
+    pub category: String,
+    pub difficulty: u8,
+    pub title: String,
+    pub note: Option<String>,
+    pub window_start: String,
+    pub window_end: String,
+    pub slots: u32,
+    pub skills: Vec<String>,
+    pub posted_at: String,
+    pub posted_by: String,
+    /// A hard order is reserved until then for the members who have done the least hard work.
+    pub reserved_until: Option<String>,
+    pub claims: Vec<ClaimView>,
+}
+
+impl OrderView {
+    fn new(o: &ServiceOrder) -> Self {
+        OrderView {
+            id: o.id.clone(),
+            status: o.status,
+            community_id: o.community_id.clone(),
+            grid_id: o.grid_id.clone(),
+            location: o.location,
+            category: o.category.clone(),
+            difficulty: o.difficulty,
+            title: o.title.clone(),
+            note: o.note.clone(),
+            window_start: rfc3339(o.window_start),
+            window_end: rfc3339(o.window_end),
+            slots: o.slots,
+            skills: o.skills.clone(),
+            posted_at: rfc3339(o.posted_at),
+            posted_by: o.posted_by.clone(),
+            reserved_until: o.priority_until.map(rfc3339),
+            claims: o
+                .claims
+                .iter()
+                .map(|c| ClaimView {
+                    member_id: c.member_id.clone(),
+                    claimed_at: rfc3339(c.claimed_at),
+                    assigned: c.assigned,
+                    checkin_at: c.checkin.as_ref().map(|s| rfc3339(s.at)),
+                    checkin: c.checkin.clone(),
+                    checkout_at: c.checkout.as_ref().map(|s| rfc3339(s.at)),
+                    checkout: c.checkout.clone(),
+                    hours: c.hours,
+                    counted: c.counted(),
+                    rating: c.rating,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Who sees an order: its community's staff, command in scope, the members it fits or who took it.
+fn sees_order(state: &Dispatch, actor: &Actor, o: &ServiceOrder) -> bool {
+    match actor {
+        Actor::Command { district: None } => true,
+        Actor::Command { district: Some(d) } => state.city.district_id_of_community(o.community) == d,
+        Actor::Staff { community } => &o.community_id == community,
+        Actor::Member { member } => state.member_index(member).is_some_and(|m| {
+            o.claim_of(m).is_some() || {
+                let have = &state.city.members()[m as usize].skills;
+                (state.roster.home(m) == o.community
+                    || state.city.member_paired_community[m as usize] == Some(o.community))
+                    && o.skills.iter().all(|s| have.contains(s))
+            }
+        }),
+        _ => false,
+    }
+}
+
+fn order_view(app: &AppState, actor: &Actor, id: &str) -> Result<OrderView, ApiError> {
+    let state = app.engine.read();
+    match state.orders.get(id) {
+        Some(o) if sees_order(&state, actor, o) => Ok(OrderView::new(o)),
+        _ => Err(ApiError::not_found("unknown_order", format!("no order '{id}' in your scope"))),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/orders", security(("bearer" = [])), request_body = OrderBody, responses(
+    (status = 201, body = OrderView), (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn post_order(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Result<Json<OrderBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "posting service orders")?;
+    let Json(b) = body?;
+    let cmd = Command::PostOrder(PostOrder {
+        grid_id: b.grid_id,
+        location: b.location,
+        category: b.category,
+        difficulty: b.difficulty,
+        title: b.title,
+        note: b.note,
+        window_start: parse_time("window_start", &b.window_start)?,
+        window_end: parse_time("window_end", &b.window_end)?,
+        slots: b.slots,
+        skills: b.skills,
+    });
+    let Reply::Order(id) = app.engine.submit(caller.actor.clone(), cmd).await? else {
+        return Err(ApiError::internal("post order", "the engine answered without an order"));
+    };
+    Ok((StatusCode::CREATED, Json(order_view(&app, &caller.actor, &id)?)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OrderQuery {
+    /// open, full or cancelled; all when omitted.
+    pub status: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/orders", security(("bearer" = [])), params(OrderQuery), responses((status = 200, body = Vec<OrderView>)))]
+pub async fn list_orders(
+    State(app): State<AppState>,
+    caller: Caller,
+    q: Result<Query<OrderQuery>, QueryRejection>,
+) -> Result<Json<Vec<OrderView>>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command, Role::Member], "service orders")?;
+    let Query(q) = q?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some("open") => Some(OrderStatus::Open),
+        Some("full") => Some(OrderStatus::Full),
+        Some("cancelled") => Some(OrderStatus::Cancelled),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("status '{other}' is not open, full or cancelled"),
+            ));
+        }
+    };
+    let state = app.engine.read();
+    Ok(Json(
+        state
+            .orders
+            .values()
+            .rev()
+            .filter(|o| status.is_none_or(|s| o.status == s) && sees_order(&state, &caller.actor, o))
+            .take(app.settings.server.max_list)
+            .map(OrderView::new)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/orders/{id}", security(("bearer" = [])), params(("id" = String, Path)), responses(
+    (status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_order(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    Ok(Json(order_view(&app, &caller.actor, &id)?))
+}
+
+async fn order_action(app: AppState, caller: Caller, id: String, cmd: Command) -> Result<Json<OrderView>, ApiError> {
+    app.engine.submit(caller.actor.clone(), cmd).await?;
+    Ok(Json(order_view(&app, &caller.actor, &id)?))
+}
+
+#[utoipa::path(post, path = "/v1/orders/{id}/claim", security(("bearer" = [])), params(("id" = String, Path)), responses(
+    (status = 200, body = OrderView), (status = 409, body = Problem, content_type = "application/problem+json",
+    description = "order_full, order_closed, easy_cap, priority_window, not_eligible")))]
+pub async fn claim(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    require(&caller, &[Role::Member], "claiming an order")?;
+    order_action(app, caller, id.clone(), Command::ClaimOrder { order_id: id, assign_to: None }).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    pub member_id: String,
+}
+
+#[utoipa::path(post, path = "/v1/orders/{id}/assign", security(("bearer" = [])), params(("id" = String, Path)), request_body = AssignBody,
+    responses((status = 200, body = OrderView), (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn assign(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<AssignBody>, JsonRejection>,
+) -> Result<Json<OrderView>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "assigning an order")?;
+    let Json(b) = body?;
+    order_action(app, caller, id.clone(), Command::ClaimOrder { order_id: id, assign_to: Some(b.member_id) }).await
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelOrderBody {
+    pub reason: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body(content = Option<CancelOrderBody>), responses((status = 200, body = OrderView),
+    (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<OrderView>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "cancelling an order")?;
+    let b: CancelOrderBody = super::http::optional_body(&body)?;
+    order_action(app, caller, id.clone(), Command::CancelOrder { order_id: id, reason: b.reason }).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StampBody {
+    pub lat: f64,
+    pub lng: f64,
+}
+
+fn stamp_position(b: Result<Json<StampBody>, JsonRejection>) -> Result<Position, ApiError> {
+    let Json(b) = b?;
+    Position::new(b.lat, b.lng).map_err(|e| ApiError::unprocessable("invalid_position", e.to_string()))
+}
+
+#[utoipa::path(post, path = "/v1/orders/{id}/checkin", security(("bearer" = [])), params(("id" = String, Path)), request_body = StampBody,
+    responses((status = 200, body = OrderView, description = "recorded; flagged when outside the geofence"),
+    (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn checkin(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<StampBody>, JsonRejection>,
+) -> Result<Json<OrderView>, ApiError> {
+    require(&caller, &[Role::Member], "checking in")?;
+    let position = stamp_position(body)?;
+    order_action(app, caller, id.clone(), Command::CheckIn { order_id: id, position }).await
+}
+
+#[utoipa::path(post, path = "/v1/orders/{id}/checkout", security(("bearer" = [])), params(("id" = String, Path)), request_body = StampBody,
+    responses((status = 200, body = OrderView), (status = 409, body = Problem, content_type = "application/problem+json",
+    description = "not_checked_in, already_checked_out")))]
+pub async fn checkout(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<StampBody>, JsonRejection>,
+) -> Result<Json<OrderView>, ApiError> {
+    require(&caller, &[Role::Member], "checking out")?;
+    let position = stamp_position(body)?;
+    order_action(app, caller, id.clone(), Command::CheckOut { order_id: id, position }).await
+}
+
+/// The body of `POST /v1/ratings`: exactly one of order_id (a service order) or offer_id
+/// (a wartime assignment).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RatingBody {
+    pub order_id: Option<String>,
+    pub offer_id: Option<String>,
+    pub member_id: String,
+    pub rating: Rating,
+}
+
+#[utoipa::path(post, path = "/v1/ratings", security(("bearer" = [])), request_body = RatingBody, responses(
+    (status = 200, body = MemberView), (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json", description = "did_not_work")))]
+pub async fn rate(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RatingBody>, JsonRejection>,
+) -> Result<Json<MemberView>, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "rating work")?;
+    let Json(b) = body?;
+    let task = match (b.order_id, b.offer_id) {
+        (Some(o), None) => TaskRef::Order(o),
+        (None, Some(o)) => TaskRef::Offer(o),
+        _ => return Err(ApiError::unprocessable("order_or_offer", "give exactly one of order_id or offer_id")),
+    };
+    app.engine
+        .submit(caller.actor.clone(), Command::Rate { task, member_id: b.member_id.clone(), rating: b.rating })
+        .await?;
+    let state = app.engine.read();
+    let idx = state.member_index(&b.member_id).ok_or_else(|| ApiError::internal("rate", "member missing"))?;
+    Ok(Json(MemberView::new(&state, &app.engine.rules, idx, now_ms())))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeBody {
+    pub from: Currency,
+    pub amount: f64,
+}
+
+#[utoipa::path(post, path = "/v1/members/{id}/exchange", security(("bearer" = [])), params(("id" = String, Path)), request_body = ExchangeBody,
+    responses((status = 200, body = MemberView), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn exchange(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<ExchangeBody>, JsonRejection>,
+) -> Result<Json<MemberView>, ApiError> {
+    require(&caller, &[Role::Member, Role::Command], "exchanging points and hours")?;
+    let Json(b) = body?;
+    app.engine
+        .submit(caller.actor.clone(), Command::Exchange { member_id: id.clone(), from: b.from, amount: b.amount })
+        .await?;
+    let state = app.engine.read();
+    let idx = state.member_index(&id).ok_or_else(|| ApiError::internal("exchange", "member missing"))?;
+    Ok(Json(MemberView::new(&state, &app.engine.rules, idx, now_ms())))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// RFC 3339; the start of time when omitted.
+    pub from: Option<String>,
+    /// RFC 3339; now when omitted.
+    pub to: Option<String>,
+    /// `json` (default) or `csv` (also chosen by `Accept: text/csv`).
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportRow {
+    /// member, unit or community id.
+    pub id: String,
+    pub name: String,
+    pub members: u32,
+    pub registered: u32,
+    pub registration_rate: f64,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Report {
+    pub scope: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub total: ReportRow,
+    /// One row per member (for a unit or community report).
+    pub members: Vec<ReportRow>,
+}
+
+fn report_response(r: Report, csv_out: bool) -> Result<Response, ApiError> {
+    if !csv_out {
+        return Ok(Json(r).into_response());
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "id",
+        "name",
+        "members",
+        "registered",
+        "registration_rate",
+        "hours",
+        "points",
+        "tasks_d1",
+        "tasks_d2",
+        "tasks_d3",
+        "tasks_d4",
+        "tasks_d5",
+        "very_good",
+        "good",
+        "fair",
+        "offered",
+        "accepted",
+        "arrived",
+        "reliability",
+    ];
+    w.write_record(header).map_err(|e| ApiError::internal("csv", e))?;
+    for row in std::iter::once(&r.total).chain(r.members.iter()) {
+        let f = &row.figures;
+        let mut rec = vec![
+            row.id.clone(),
+            row.name.clone(),
+            row.members.to_string(),
+            row.registered.to_string(),
+            row.registration_rate.to_string(),
+            f.hours.to_string(),
+            f.points.to_string(),
+        ];
+        rec.extend(f.tasks_by_difficulty.iter().map(u32::to_string));
+        rec.extend(
+            [f.ratings.very_good, f.ratings.good, f.ratings.fair, f.offered, f.accepted, f.arrived]
+                .map(|v| v.to_string()),
+        );
+        rec.push(f.reliability.map(|r| format!("{r:.4}")).unwrap_or_default());
+        w.write_record(&rec).map_err(|e| ApiError::internal("csv", e))?;
+    }
+    let body = w.into_inner().map_err(|e| ApiError::internal("csv", e))?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
+}
+
+fn report(
+    state: &Dispatch,
+    scope: String,
+    name: String,
+    members: &[u32],
+    q: &ReportQuery,
+    per_member: bool,
+) -> Result<Report, ApiError> {
+    let from = q.from.as_deref().map(|s| parse_time("from", s)).transpose()?;
+    let to = q.to.as_deref().map(|s| parse_time("to", s)).transpose()?.unwrap_or_else(|| now_ms() + 1);
+    let city = state.city.city().expect("members imply a city");
+    let mut total = Figures::default();
+    let mut rows = Vec::new();
+    let mut registered = 0;
+    for &m in members {
+        let f = service::figures(state, m, from.unwrap_or(i64::MIN), to);
+        total.add(&f);
+        let member = &city.members[m as usize];
+        registered += member.registered as u32;
+        if per_member {
+            rows.push(ReportRow {
+                id: member.id.clone(),
+                name: member.name.clone(),
+                members: 1,
+                registered: member.registered as u32,
+                registration_rate: member.registered as u32 as f64,
+                figures: f,
+            });
+        }
+    }
+    total.hours = (total.hours * 100.0).round() / 100.0;
+    total.points = (total.points * 100.0).round() / 100.0;
+    let n = members.len() as u32;
+    Ok(Report {
+        scope,
+        from: from.map(rfc3339),
+        to: rfc3339(to),
+        total: ReportRow {
+            id: String::new(),
+            name,
+            members: n,
+            registered,
+            registration_rate: share(registered, n),
+            figures: total,
+        },
+        members: rows,
+    })
+}
+
+fn wants_csv(q: &ReportQuery, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match q.format.as_deref() {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::bad_request("invalid_query", format!("format '{other}' is not json or csv"))),
+        None => Ok(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/csv"))),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/reports/members/{id}", security(("bearer" = [])), params(("id" = String, Path), ReportQuery),
+    responses((status = 200, body = Report), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn member_report(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let csv_out = wants_csv(&q, &headers)?;
+    let state = app.engine.read();
+    let idx = state
+        .member_index(&id)
+        .filter(|&m| sees_member_report(&state, &caller.actor, m))
+        .ok_or_else(|| ApiError::not_found("unknown_member", format!("no member '{id}' in your scope")))?;
+    let name = state.city.members()[idx as usize].name.clone();
+    let mut r = report(&state, format!("member:{id}"), name, &[idx], &q, false)?;
+    r.total.id = id;
+    report_response(r, csv_out)
+}
+
+/// Reports: a unit sees its members; a community its residents and the teams it hosts; a
+/// member themself; command everything.
+fn sees_member_report(state: &Dispatch, actor: &Actor, m: u32) -> bool {
+    match actor {
+        Actor::Command { .. } | Actor::System => true,
+        Actor::UnitAdmin { unit } => &state.city.members()[m as usize].unit_id == unit,
+        Actor::Staff { community } => state
+            .city
+            .community_by_id
+            .get(community)
+            .is_some_and(|&c| service::community_members(state, c).contains(&m)),
+        Actor::Member { member } => &state.city.members()[m as usize].id == member,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/reports/units/{id}", security(("bearer" = [])), params(("id" = String, Path), ReportQuery),
+    responses((status = 200, body = Report), (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn unit_report(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    require(&caller, &[Role::UnitAdmin, Role::Command], "unit reports")?;
+    let Query(q) = q?;
+    let csv_out = wants_csv(&q, &headers)?;
+    let state = app.engine.read();
+    let visible = match &caller.actor {
+        Actor::UnitAdmin { unit } => unit == &id,
+        _ => true,
+    };
+    let Some(&u) = state.city.unit_by_id.get(&id).filter(|_| visible) else {
+        return Err(ApiError::not_found("unknown_unit", format!("no unit '{id}' in your scope")));
+    };
+    let members: Vec<u32> =
+        (0..state.roster.members.len() as u32).filter(|&m| state.city.member_unit[m as usize] == u).collect();
+    let name = state.city.city().expect("city").units[u as usize].name.clone();
+    let mut r = report(&state, format!("unit:{id}"), name, &members, &q, true)?;
+    r.total.id = id;
+    report_response(r, csv_out)
+}
+
+#[utoipa::path(get, path = "/v1/reports/communities/{id}", security(("bearer" = [])), params(("id" = String, Path), ReportQuery),
+    responses((status = 200, body = Report), (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn community_report(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    require(&caller, &[Role::Staff, Role::Command], "community reports")?;
+    let Query(q) = q?;
+    let csv_out = wants_csv(&q, &headers)?;
+    let state = app.engine.read();
+    let visible = |c: u32| match &caller.actor {
+        Actor::Staff { community } => community == &id,
+        Actor::Command { district: Some(d) } => state.city.district_id_of_community(c) == d,
+        _ => true,
+    };
+    let Some(&c) = state.city.community_by_id.get(&id).filter(|&&c| visible(c)) else {
+        return Err(ApiError::not_found("unknown_community", format!("no community '{id}' in your scope")));
+    };
+    let members: Vec<u32> = service::community_members(&state, c).into_iter().collect();
+    let name = state.city.community(c).name.clone();
+    let mut r = report(&state, format!("community:{id}"), name, &members, &q, true)?;
+    r.total.id = id;
+    report_response(r, csv_out)
+}
