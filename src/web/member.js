@@ -104,6 +104,8 @@ function showMe() {
   $("#stat-duties").textContent = me.duties ?? t("none");
   $("#stat-load").textContent = typeof me.load === "number" ? me.load.toFixed(1) : t("none");
   $("#stat-hours").textContent = typeof me.duty_hours === "number" ? me.duty_hours.toFixed(1) : t("none");
+  $("#stat-points").textContent = typeof me.points_balance === "number" ? me.points_balance.toFixed(1) : t("none");
+  $("#stat-service-hours").textContent = typeof me.hours_balance === "number" ? me.hours_balance.toFixed(1) : t("none");
 }
 
 function wire() {
@@ -280,6 +282,10 @@ function onFrame(f) {
       break;
     case "arrival":
       if (state.offers[d.offer_id]) Object.assign(state.offers[d.offer_id], { state: "arrived", arrived_m: d.distance_m });
+      reloadMe();
+      break;
+    case "rating":
+    case "balance":
       reloadMe();
       break;
     case "offer.revoked":
