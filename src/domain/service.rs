@@ -367,17 +367,22 @@ pub(super) fn post_order(tx: &mut Tx<'_>, actor: &Actor, o: PostOrder) -> Result
     Ok(Reply::Order(order_id))
 }
 
-fn order_in_scope<'a>(state: &'a State, actor: &Actor, id: &str) -> Result<&'a ServiceOrder, DomainError> {
-    let visible = |o: &ServiceOrder| match actor {
+/// Who sees an order: its community's staff, command in scope, the members it fits and
+/// those who took it.
+pub fn sees_order(state: &State, actor: &Actor, o: &ServiceOrder) -> bool {
+    match actor {
         Actor::Member { member } => {
             state.member_index(member).is_some_and(|m| fits(state, m, o) || o.claim_of(m).is_some())
         }
         _ => scope_community(state, actor, o.community),
-    };
+    }
+}
+
+fn order_in_scope<'a>(state: &'a State, actor: &Actor, id: &str) -> Result<&'a ServiceOrder, DomainError> {
     state
         .orders
         .get(id)
-        .filter(|o| visible(o))
+        .filter(|o| sees_order(state, actor, o))
         .ok_or_else(|| err(ErrorKind::NotFound, "unknown_order", format!("no order '{id}' in your scope")))
 }
 

@@ -470,28 +470,10 @@ impl OrderView {
     }
 }
 
-/// Who sees an order: its community's staff, command in scope, the members it fits or who took it.
-fn sees_order(state: &Dispatch, actor: &Actor, o: &ServiceOrder) -> bool {
-    match actor {
-        Actor::Command { district: None } => true,
-        Actor::Command { district: Some(d) } => state.city.district_id_of_community(o.community) == d,
-        Actor::Staff { community } => &o.community_id == community,
-        Actor::Member { member } => state.member_index(member).is_some_and(|m| {
-            o.claim_of(m).is_some() || {
-                let have = &state.city.members()[m as usize].skills;
-                (state.roster.home(m) == o.community
-                    || state.city.member_paired_community[m as usize] == Some(o.community))
-                    && o.skills.iter().all(|s| have.contains(s))
-            }
-        }),
-        _ => false,
-    }
-}
-
 fn order_view(app: &AppState, actor: &Actor, id: &str) -> Result<OrderView, ApiError> {
     let state = app.engine.read();
     match state.orders.get(id) {
-        Some(o) if sees_order(&state, actor, o) => Ok(OrderView::new(o)),
+        Some(o) if service::sees_order(&state, actor, o) => Ok(OrderView::new(o)),
         _ => Err(ApiError::not_found("unknown_order", format!("no order '{id}' in your scope"))),
     }
 }
@@ -557,7 +539,7 @@ pub async fn list_orders(
             .orders
             .values()
             .rev()
-            .filter(|o| status.is_none_or(|s| o.status == s) && sees_order(&state, &caller.actor, o))
+            .filter(|o| status.is_none_or(|s| o.status == s) && service::sees_order(&state, &caller.actor, o))
             .take(app.settings.server.max_list)
             .map(OrderView::new)
             .collect(),
