@@ -683,7 +683,19 @@ fn import_city(tx: &mut Tx<'_>, actor: &Actor, city: City) -> Result<Reply, Doma
             ));
         }
     }
-    CityIndex::build(city.clone()).map_err(|e| err(ErrorKind::Invalid, "invalid_city", e.0))?;
+    let index = CityIndex::build(city.clone()).map_err(|e| err(ErrorKind::Invalid, "invalid_city", e.0))?;
+    if let Some(o) = tx
+        .state
+        .orders
+        .values()
+        .find(|o| o.status != service::OrderStatus::Cancelled && !index.grid_flat.contains_key(&o.grid_id))
+    {
+        return Err(err(
+            ErrorKind::Conflict,
+            "open_orders",
+            format!("order {} is in grid {}, which the new city drops; cancel it first", o.id, o.grid_id),
+        ));
+    }
     tx.emit(EventBody::CityImported { city: Box::new(city) });
     Ok(Reply::Done)
 }
@@ -977,6 +989,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
                     inc.offered.insert(o.member);
                 }
             }
+            service::renumber(state, &index);
             state.city = index;
             state.roster = roster;
             wartime::recompute_forced(state);

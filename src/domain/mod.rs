@@ -27,6 +27,8 @@ pub mod wartime;
 pub mod workload;
 
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod wartime_tests;

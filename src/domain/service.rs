@@ -208,8 +208,10 @@ pub(super) fn register(tx: &mut Tx<'_>, actor: &Actor, members: Vec<Member>) -> 
             ));
         };
         let community = tx.state.city.grid_places[grid as usize].community;
+        // A known member belongs to the unit they are registered with, whatever the body says.
+        let unit_of = tx.state.city.member_by_id.get(&m.id).map(|&i| &tx.state.city.members()[i as usize].unit_id);
         let allowed = match actor {
-            Actor::UnitAdmin { unit } => &m.unit_id == unit,
+            Actor::UnitAdmin { unit } => &m.unit_id == unit && unit_of.is_none_or(|u| u == unit),
             Actor::Staff { .. } | Actor::Command { .. } => scope_community(tx.state, actor, community),
             Actor::System => true,
             Actor::Member { .. } => false,
@@ -642,14 +644,8 @@ pub(super) fn exchange(
             format!("the balance is {have:.2}, less than {amount}"),
         ));
     }
-    let round = |v: f64| (v * 100.0).round() / 100.0;
-    tx.emit(EventBody::Exchanged {
-        member_id: member_id.into(),
-        from,
-        amount,
-        points_delta: round(points_delta),
-        hours_delta: round(hours_delta),
-    });
+    // Unrounded, so an exchange neither creates nor destroys value.
+    tx.emit(EventBody::Exchanged { member_id: member_id.into(), from, amount, points_delta, hours_delta });
     Ok(Reply::Done)
 }
 
@@ -826,6 +822,8 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                 c.hours = *hours;
                 if c.counted() {
                     let hours = *hours;
+                    let class = o.class;
+                    state.roster.edit(member, |m| m.work.credit(difficulty, class));
                     let l = &mut state.roster.members[member as usize].ledger;
                     l.credits.push(Credit {
                         at,
@@ -895,6 +893,22 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             state.push_frame(frames, stream::member(member_id), "balance", data);
         }
         _ => unreachable!("dispatcher::apply sends only service events here"),
+    }
+}
+
+/// Before a new city replaces the old: orders keep their ids, their indexes follow the
+/// new numbering (a member who is gone matches no one any more).
+pub(super) fn renumber(state: &mut State, new: &super::org::CityIndex) {
+    let old = &state.city;
+    for o in state.orders.values_mut() {
+        let at = |id: &str| new.member_by_id.get(id).copied().unwrap_or(u32::MAX);
+        for c in &mut o.claims {
+            c.member = at(&c.member_id);
+        }
+        o.priority = o.priority.iter().map(|&m| at(&old.members()[m as usize].id)).collect();
+        if let Some(&g) = new.grid_flat.get(&o.grid_id) {
+            o.community = new.grid_places[g as usize].community;
+        }
     }
 }
 

@@ -63,6 +63,15 @@ impl Workload {
         }
     }
 
+    /// Load from a task done outside dispatch (a service order worked): it counts for
+    /// fairness, not for the daily cap of easy calls.
+    pub fn credit(&mut self, difficulty: u8, class: TaskClass) {
+        self.load += difficulty as f64;
+        if class == TaskClass::Hard {
+            self.hard_load += difficulty as f64;
+        }
+    }
+
     pub fn start_duty(&mut self, at: Ts) {
         self.duty_since.get_or_insert(at);
     }
