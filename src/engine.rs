@@ -9,6 +9,10 @@
 //!
 //! If an append fails, the in-memory state may hold decisions that are not on disk: the
 //! engine rebuilds the state from the log, answers the batch `Unavailable`, and goes on.
+//! Until a write succeeds again (a disk that filled up, a file-size limit, a read-only
+//! volume) the store counts as not writable: `is_ready` is false (GET /readyz answers 503),
+//! commands are refused at once with `Unavailable` for `WRITE_RETRY`, then the next batch,
+//! or an idle `EventLog::probe`, tries the store again. Reads never stop.
 //!
 //! Readers (the HTTP gateway) take the `RwLock` for reading. The engine holds the write
 //! lock from the first decision of a batch until its append returns, so no reader ever
@@ -27,6 +31,10 @@ use crate::domain::dispatcher::{self, Actor, Command, DomainError, Reply, State}
 use crate::domain::event::{Event, Frame, Ts};
 use crate::domain::response::Rules;
 use crate::store::{EventLog, StoreError};
+
+/// How long the engine refuses commands after a failed append before it tries the store
+/// again. A failed append costs a full replay of the log, so it is not tried per request.
+pub const WRITE_RETRY: Duration = Duration::from_secs(1);
 
 /// Wall-clock milliseconds since the epoch: the only clock the dispatcher sees.
 pub fn now_ms() -> Ts {
@@ -70,13 +78,14 @@ pub struct EngineHandle {
     tx: SyncSender<Request>,
     state: Arc<RwLock<State>>,
     ready: Arc<AtomicBool>,
+    writable: Arc<AtomicBool>,
     pub rules: Arc<Rules>,
 }
 
 impl EngineHandle {
     /// Submits a command and waits until its events are durable (or it was refused).
     pub async fn submit(&self, actor: Actor, cmd: Command) -> Result<Reply, EngineError> {
-        if !self.is_ready() {
+        if !self.is_started() {
             return Err(EngineError::NotReady);
         }
         let (reply, rx) = oneshot::channel();
@@ -95,6 +104,12 @@ impl EngineHandle {
 
     /// True once the log has been replayed and while the store takes writes.
     pub fn is_ready(&self) -> bool {
+        self.is_started() && self.writable.load(Ordering::Acquire)
+    }
+
+    /// True once the log has been replayed (reads work), whether or not the store takes
+    /// writes now.
+    pub fn is_started(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 }
@@ -110,9 +125,26 @@ pub fn start(
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.mailbox);
     let state = Arc::new(RwLock::new(State::default()));
     let ready = Arc::new(AtomicBool::new(false));
+    let writable = Arc::new(AtomicBool::new(true));
     let rules = Arc::new(rules);
-    let handle = EngineHandle { tx, state: state.clone(), ready: ready.clone(), rules: rules.clone() };
-    let mut engine = Engine { log, rules, publisher, cfg, state, ready, dirty_positions: HashSet::new() };
+    let handle = EngineHandle {
+        tx,
+        state: state.clone(),
+        ready: ready.clone(),
+        writable: writable.clone(),
+        rules: rules.clone(),
+    };
+    let mut engine = Engine {
+        log,
+        rules,
+        publisher,
+        cfg,
+        state,
+        ready,
+        writable,
+        write_retry_at: None,
+        dirty_positions: HashSet::new(),
+    };
     let thread = std::thread::Builder::new()
         .name("muster-engine".into())
         .spawn(move || engine.run(rx, cancel))
@@ -127,6 +159,9 @@ struct Engine {
     cfg: EngineConfig,
     state: Arc<RwLock<State>>,
     ready: Arc<AtomicBool>,
+    writable: Arc<AtomicBool>,
+    /// Set after a failed append: until then commands are refused without being tried.
+    write_retry_at: Option<Instant>,
     dirty_positions: HashSet<u32>,
 }
 
@@ -178,8 +213,12 @@ impl Engine {
     }
 
     /// How long to sleep: until the next deadline, at most 200 ms (to notice shutdown).
+    /// While the store is not writable, deadlines wait too (no busy loop on a due one).
     fn wait_time(&self) -> Duration {
         let cap = Duration::from_millis(200);
+        if let Some(at) = self.write_retry_at {
+            return at.saturating_duration_since(Instant::now()).min(cap);
+        }
         match self.read_state().next_deadline() {
             Some(at) => Duration::from_millis((at - now_ms()).clamp(0, cap.as_millis() as i64) as u64),
             None => cap,
@@ -209,6 +248,22 @@ impl Engine {
 
     #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
     fn step(&mut self, batch: Vec<Request>) {
+        if let Some(at) = self.write_retry_at {
+            if Instant::now() < at {
+                for req in batch {
+                    let _ = req.reply.send(Err(EngineError::Unavailable("the store is not writable".into())));
+                }
+                return;
+            }
+            if batch.is_empty() {
+                // Idle: see whether the store takes writes again.
+                match self.log.probe() {
+                    Ok(()) => self.store_writable(),
+                    Err(e) => self.store_failed(&e),
+                }
+                return;
+            }
+        }
         let now = now_ms();
         let mut events = Vec::new();
         let mut frames = Vec::new();
@@ -267,6 +322,9 @@ impl Engine {
         drop(state);
         match appended {
             Ok(()) => {
+                if self.write_retry_at.is_some() {
+                    self.store_writable();
+                }
                 metrics::counter!("muster_events_total").increment(events.len() as u64);
                 metrics::histogram!("muster_batch_events").record(events.len() as f64);
                 self.publisher.publish(encoded);
@@ -280,12 +338,28 @@ impl Engine {
                 for (reply, _) in replies {
                     let _ = reply.send(Err(EngineError::Unavailable(e.to_string())));
                 }
+                self.store_failed(&e);
                 if let Err(e) = self.recover() {
                     tracing::error!(error = %e, "rebuilding state failed; not ready");
                     self.ready.store(false, Ordering::Release);
                 }
             }
         }
+    }
+
+    /// The store refused a write: not ready, and commands are refused until `WRITE_RETRY`.
+    fn store_failed(&mut self, e: &StoreError) {
+        if self.write_retry_at.is_none() {
+            tracing::error!(error = %e, "the store does not take writes; refusing commands until it does");
+        }
+        self.writable.store(false, Ordering::Release);
+        self.write_retry_at = Some(Instant::now() + WRITE_RETRY);
+    }
+
+    fn store_writable(&mut self) {
+        tracing::warn!("the store takes writes again");
+        self.write_retry_at = None;
+        self.writable.store(true, Ordering::Release);
     }
 
     fn flush_positions(&mut self) {
@@ -303,5 +377,86 @@ impl Engine {
             Ok(()) => self.dirty_positions.clear(),
             Err(e) => tracing::warn!(error = %e, "saving positions failed; will retry"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::domain::geo::Position;
+
+    /// A log that refuses every write while `full` is set (a full disk), and counts appends.
+    #[derive(Clone, Default)]
+    struct Disk {
+        full: Arc<AtomicBool>,
+        appends: Arc<AtomicUsize>,
+        events: Arc<Mutex<Vec<Event>>>,
+    }
+
+    impl EventLog for Disk {
+        fn replay(&mut self, apply: &mut dyn FnMut(Event)) -> Result<(), StoreError> {
+            self.events.lock().unwrap().iter().cloned().for_each(apply);
+            Ok(())
+        }
+        fn append(&mut self, events: &[Event], _: &[(Frame, String)]) -> Result<(), StoreError> {
+            self.appends.fetch_add(1, Ordering::SeqCst);
+            self.probe()?;
+            self.events.lock().unwrap().extend_from_slice(events);
+            Ok(())
+        }
+        fn save_positions(&mut self, _: &[(String, Position)]) -> Result<(), StoreError> {
+            self.probe()
+        }
+        fn load_positions(&mut self) -> Result<Vec<(String, Position)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn probe(&mut self) -> Result<(), StoreError> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err(StoreError::Io(std::io::Error::other("no space left on device")));
+            }
+            Ok(())
+        }
+    }
+
+    struct Nobody;
+    impl Publisher for Nobody {
+        fn publish(&self, _: Vec<(Frame, String)>) {}
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_write_makes_the_engine_unready_until_it_can() {
+        let disk = Disk::default();
+        let rules = crate::settings::Settings::load_with_env(None, Vec::new()).unwrap().dispatch;
+        let cfg = EngineConfig { mailbox: 16, batch_max: 16, position_flush: Duration::from_secs(60) };
+        let cancel = CancellationToken::new();
+        let (engine, thread) = start(Box::new(disk.clone()), rules, Arc::new(Nobody), cfg, cancel.clone());
+        while !engine.is_ready() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let import = || Command::ImportCity(Box::new(crate::demo::demo_city(40, 1)));
+
+        disk.full.store(true, Ordering::SeqCst);
+        assert!(matches!(engine.submit(Actor::System, import()).await, Err(EngineError::Unavailable(_))));
+        assert!(!engine.is_ready() && engine.is_started(), "not ready for writes, still serving reads");
+        assert!(engine.read().city.city().is_none(), "the refused import is not in the state");
+        // Within the retry delay, commands are refused without touching the store.
+        let tried = disk.appends.load(Ordering::SeqCst);
+        assert!(matches!(engine.submit(Actor::System, import()).await, Err(EngineError::Unavailable(_))));
+        assert_eq!(disk.appends.load(Ordering::SeqCst), tried);
+
+        // Space again: the idle probe notices, and writes work.
+        disk.full.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + WRITE_RETRY * 3;
+        while !engine.is_ready() {
+            assert!(Instant::now() < deadline, "the engine did not notice the store is back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(engine.submit(Actor::System, import()).await.is_ok());
+        assert!(engine.read().city.city().is_some());
+        cancel.cancel();
+        tokio::task::spawn_blocking(move || thread.join()).await.unwrap().unwrap();
     }
 }

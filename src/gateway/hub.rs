@@ -29,7 +29,7 @@ pub struct Pushed {
 struct Sub {
     id: u64,
     tx: mpsc::Sender<Pushed>,
-    overflow: Arc<AtomicBool>,
+    overflow: Arc<Overflow>,
 }
 
 #[derive(Default)]
@@ -44,13 +44,44 @@ pub struct Subscription {
     stream: String,
     id: u64,
     pub rx: mpsc::Receiver<Pushed>,
-    overflow: Arc<AtomicBool>,
+    overflow: Arc<Overflow>,
 }
 
 impl Subscription {
     /// True when the hub dropped this socket because its queue was full.
     pub fn overflowed(&self) -> bool {
-        self.overflow.load(Ordering::Acquire)
+        self.overflow.is_set()
+    }
+
+    /// The flag behind `overflowed`, for a watchdog that outlives a borrow of the queue.
+    pub fn overflow_flag(&self) -> Arc<Overflow> {
+        self.overflow.clone()
+    }
+}
+
+/// Set once, when the hub drops a socket for a full queue; can be awaited.
+#[derive(Default)]
+pub struct Overflow {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Overflow {
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        // notify_one keeps a permit when nobody waits yet, so `wait` cannot miss it.
+        self.notify.notify_one();
+    }
+
+    /// Resolves once the flag is set.
+    pub async fn wait(&self) {
+        while !self.is_set() {
+            self.notify.notified().await;
+        }
     }
 }
 
@@ -70,7 +101,7 @@ impl Hub {
     pub fn subscribe(self: &Arc<Self>, stream: &str, queue: usize) -> Subscription {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let overflow = Arc::new(AtomicBool::new(false));
+        let overflow = Arc::new(Overflow::default());
         self.streams.lock().unwrap_or_else(|p| p.into_inner()).entry(stream.to_string()).or_default().push(Sub {
             id,
             tx,
@@ -98,7 +129,7 @@ impl Publisher for Hub {
                     true
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.overflow.store(true, Ordering::Release);
+                    s.overflow.set();
                     dropped += 1;
                     false
                 }

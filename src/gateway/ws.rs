@@ -11,6 +11,7 @@
 //! frame, 1007 invalid UTF-8, 1008 token expired, 1009 message too big, 1011 server error,
 //! 4000 ping timeout, 4008 too slow (queue full: resume with after_seq), 4029 flooding.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -23,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::hub::{Overflow, Subscription};
 use crate::domain::dispatcher::{Actor, Command};
 use crate::domain::event::stream;
 use crate::domain::geo::Position;
@@ -89,7 +91,8 @@ pub async fn upgrade(
         .ok_or_else(|| ApiError::unauthorized("send a token: ?access_token=<JWT> or subprotocol bearer.<JWT>"))?;
     let (claims, actor) = app.keys.verify(&token).map_err(ApiError::unauthorized)?;
     app.limits.check_subject(&claims.sub)?;
-    if !app.engine.is_ready() {
+    // Not `is_ready`: a store that cannot take writes still serves streams (reads).
+    if !app.engine.is_started() {
         return Err(ApiError::unavailable("muster is starting; retry shortly"));
     }
     let cfg = &app.settings.ws;
@@ -142,25 +145,86 @@ enum End {
     Gone,
 }
 
+/// When the client was last heard from, shared by `serve` and its watchdog.
+struct Heard {
+    born: Instant,
+    ms: AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Self {
+        Heard { born: Instant::now(), ms: AtomicU64::new(0) }
+    }
+    fn now(&self) {
+        self.ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn quiet(&self) -> Duration {
+        self.born.elapsed().saturating_sub(Duration::from_millis(self.ms.load(Ordering::Relaxed)))
+    }
+}
+
 impl Session {
     async fn run(self, socket: WebSocket) {
         let _gauge = ConnectionGauge::new();
         let (mut sink, mut incoming) = socket.split();
-        let end = self.serve(&mut sink, &mut incoming).await;
+        let sub = self.app.hub.subscribe(&self.stream, self.app.settings.ws.outbound_queue);
+        let overflow = sub.overflow_flag();
+        let heard = Heard::new();
+        let end = tokio::select! {
+            end = self.serve(&mut sink, &mut incoming, sub, &heard) => end,
+            end = self.watchdog(&overflow, &heard) => end,
+        };
         if let End::Close(code, reason) = end {
-            let _ = sink.send(close_msg(code, reason)).await;
-            let _ = sink.close().await;
+            // At most a second: a client that stopped reading cannot take the close frame.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let _ = sink.send(close_msg(code, reason)).await;
+                // Read (and drop) what the client had sent until its answering Close:
+                // closing with unread input makes the kernel reset the connection, and a
+                // reset destroys the close frame (and the answers before it) on its way.
+                while let Some(Ok(m)) = incoming.next().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+                let _ = sink.close().await;
+            })
+            .await;
         }
         tracing::debug!(stream = %self.stream, "websocket session ended");
+    }
+
+    /// Ends a session that is stuck writing to a client that stopped reading (its TCP
+    /// window shut, so `serve` waits in a write and cannot notice): 0.5 s after the hub
+    /// dropped it for a full queue (4008), or once nothing was heard from it for longer than
+    /// the ping timeout and a ping interval (4000). A session that is not stuck ends itself
+    /// first. It sleeps until one of those can be due: no polling per session.
+    async fn watchdog(&self, overflow: &Overflow, heard: &Heard) -> End {
+        let cfg = &self.app.settings.ws;
+        let silence = Duration::from_secs(cfg.ping_timeout_s + cfg.ping_interval_s);
+        let mut overflowed = std::pin::pin!(overflow.wait());
+        loop {
+            let quiet = heard.quiet();
+            if quiet > silence {
+                return End::Close(close::PING_TIMEOUT, "no answer to pings");
+            }
+            tokio::select! {
+                _ = &mut overflowed => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return End::Close(close::SLOW_CONSUMER, "too slow: reconnect with after_seq");
+                }
+                _ = tokio::time::sleep(silence - quiet + Duration::from_millis(10)) => {}
+            }
+        }
     }
 
     async fn serve(
         &self,
         sink: &mut (impl futures_util::Sink<Message, Error = axum::Error> + Unpin),
         incoming: &mut (impl futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin),
+        mut sub: Subscription,
+        heard: &Heard,
     ) -> End {
         let cfg = &self.app.settings.ws;
-        let mut sub = self.app.hub.subscribe(&self.stream, cfg.outbound_queue);
         let (last_seq, open) = {
             let state = self.app.engine.read();
             (state.stream_seq(&self.stream), state.open_frames(&self.stream))
@@ -248,6 +312,7 @@ impl Session {
                 }
                 msg = incoming.next() => {
                     last_heard = Instant::now();
+                    heard.now();
                     match msg {
                                                 Some(Ok(Message::Text(text))) => {
                             let reply = if limiter.check().is_ok() {

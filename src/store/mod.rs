@@ -49,6 +49,11 @@ pub trait EventLog: Send + 'static {
     /// Saves members' last known positions (soft state: not synced per write).
     fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError>;
     fn load_positions(&mut self) -> Result<Vec<(String, Position)>, StoreError>;
+    /// A small durable write, to learn whether the store takes writes again after a
+    /// failed append (a disk that filled up). Changes nothing the log says.
+    fn probe(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 pub trait LogReader: Send + Sync + 'static {

@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS positions (
     lat       REAL NOT NULL,
     lng       REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL
+);
 ";
 
 pub const DB_FILE: &str = "muster.db";
@@ -100,6 +104,12 @@ impl EventLog for SqliteLog {
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    fn probe(&mut self) -> Result<(), StoreError> {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        self.conn.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?1)", params![at])?;
         Ok(())
     }
 

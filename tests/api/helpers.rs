@@ -247,3 +247,118 @@ impl Ws {
         }
     }
 }
+
+// ---------------------------------------------------------------- the real binary
+
+/// `muster serve` as a child process on port 0 (kill -9, fault and log tests). Killed
+/// (SIGKILL) when dropped.
+pub struct Child {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Child {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How to start the child: extra environment, a wrapper command (e.g. `prlimit
+/// --fsize=N --`) and where its stderr goes (discarded unless given).
+#[derive(Default)]
+pub struct ChildOptions<'a> {
+    pub env: &'a [(&'a str, &'a str)],
+    pub wrapper: &'a [&'a str],
+    pub stderr: Option<std::fs::File>,
+}
+
+pub fn start_child(data: &Path, env: &[(&str, &str)]) -> Child {
+    start_child_with(data, ChildOptions { env, ..Default::default() })
+}
+
+pub fn start_child_with(data: &Path, opts: ChildOptions<'_>) -> Child {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_muster");
+    let mut cmd = match opts.wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env_remove("RUST_LOG")
+        .env("MUSTER_AUTH__SECRET", SECRET)
+        .env("MUSTER_LOG__FILTER", "warn")
+        .stdout(Stdio::piped())
+        .stderr(opts.stderr.map(Stdio::from).unwrap_or_else(Stdio::null));
+    for (k, v) in opts.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the muster binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("muster did not print its address (exit: {status:?})");
+        }
+    };
+    Child { child, addr }
+}
+
+/// A TestApp-like client for a child process.
+pub fn child_client(addr: &str) -> TestApp {
+    TestApp {
+        app: None,
+        addr: addr.to_string(),
+        http: reqwest::Client::new(),
+        keys: Keys::new(SECRET),
+        city: test_city(),
+        _dir: None,
+    }
+}
+
+/// Asserts a problem+json answer with this status (and code, when given); returns its body.
+pub async fn assert_problem(resp: reqwest::Response, status: u16, code: Option<&str>) -> Value {
+    let got = resp.status().as_u16();
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(got, status, "{text}");
+    assert_eq!(ct, "application/problem+json", "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| !d.trim().is_empty()), "{body}");
+    assert!(body["title"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    let code_got = body["code"].as_str().expect("a code");
+    assert_eq!(body["type"], format!("/problems/{code_got}"), "{body}");
+    if let Some(code) = code {
+        assert_eq!(code_got, code, "{body}");
+    }
+    body
+}

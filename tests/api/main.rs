@@ -5,8 +5,13 @@ mod helpers;
 
 mod authz;
 mod bad_input;
+mod faults;
 mod flow;
+mod hostile;
+mod logs;
+mod matrix;
 mod pages;
+mod rate_limits;
 mod restart;
 mod service;
 mod wartime;
