@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console", get(|h: HeaderMap| async move { asset("console.html", &h) }))
         .route("/m", get(|h: HeaderMap| async move { asset("member.html", &h) }))
         .route("/dashboard", get(|h: HeaderMap| async move { asset("dashboard.html", &h) }))
+        .route("/reports", get(|h: HeaderMap| async move { asset("reports.html", &h) }))
         .route("/web/{file}", get(|Path(file): Path<String>, h: HeaderMap| async move { asset(&file, &h) }))
         .route("/v1/geo/city", get(geo_city))
         .route("/v1/geo/communities/{id}", get(geo_community))
@@ -122,7 +123,7 @@ pub struct Geometry {
     #[serde(rename = "type")]
     pub kind: String,
     /// `[[[ [lng, lat], .. ]]]`, each ring closed.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Vec<Vec<Vec<f64>>>>)]
     pub coordinates: Value,
 }
 

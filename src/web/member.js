@@ -364,6 +364,7 @@ function offerCard(o) {
     r.skills = h("span", { class: "skills" });
     r.countdown = h("span", { class: "countdown" });
     r.note = h("p", { class: "note" });
+    r.why = h("p", { class: "why muted" });
     r.status = h("p", { class: "status" });
     r.actions = h("div", { class: "actions" });
     r.msg = h("p", { class: "msg", role: "alert" });
@@ -373,6 +374,7 @@ function offerCard(o) {
       h("div", { class: "card-head" }, r.badge, r.title, r.whistle, h("span", { class: "id" }, o.incident_id || "")),
       h("div", { class: "need" }, r.distance, r.need, r.skills, r.countdown),
       r.note,
+      r.why,
       r.status,
       r.actions,
       r.msg,
@@ -398,6 +400,14 @@ function updateOffer(c, o) {
   r.skills.hidden = !skills.length;
   r.note.textContent = o.note || "";
   r.note.hidden = !o.note;
+  // "Why you": the reasons the dispatcher chose this member, in words.
+  const why = (o.why || []).map((code) => {
+    const k = "why." + code;
+    const s = t(k);
+    return s === k ? code : s;
+  });
+  r.why.textContent = why.length ? t("member.why", { s: why.join("、") }) : "";
+  r.why.hidden = !why.length;
   r.countdown.hidden = o.state !== "offered";
   if (o.state === "accepted") r.status.textContent = t("member.accepted");
   else if (o.state === "arrived") r.status.textContent = t("member.arrived", { d: fmtDistance(o.arrived_m) });

@@ -793,3 +793,39 @@ async fn wartime_modes_mobilizations_and_whistles_on_the_pages() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_reports_page_shows_a_community_report_and_an_offer_says_why_you() {
+    let app = spawn_app().await;
+    let driver = Driver::start().await;
+
+    // Staff open the reports page: it starts on their own community, total first.
+    let reports = driver.browser("reports").await;
+    reports.goto(&app.url("/reports")).await;
+    reports.sign_in(&app.staff("c001")).await;
+    reports.wait("the report table", "return document.querySelectorAll('#rep-table tbody tr').length >= 2").await;
+    let first = reports.js("return document.querySelector('#rep-table tbody tr td').textContent").await;
+    assert_eq!(first, json!("c001"));
+    reports.fits_360().await;
+    reports.screenshot("reports").await;
+    reports.no_console_errors(&[]).await;
+    reports.close().await;
+
+    // A member's offer card says why they were chosen.
+    let inc = app
+        .raise(&app.staff("c001"), json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1}))
+        .await;
+    let id = inc["id"].as_str().unwrap();
+    let (member_id, offer_id) = app.offered(id, "offered").await[0].clone();
+    let member = driver.browser("member-why").await;
+    member.goto(&app.url("/m")).await;
+    member.sign_in(&app.member(&member_id)).await;
+    let why = format!(
+        "const p = document.querySelector('#offers li[data-offer=\"{offer_id}\"] .why'); return !!p && !p.hidden && p.textContent.length > 0"
+    );
+    member.wait("the why-you line", &why).await;
+    member.screenshot("member-why").await;
+    member.no_console_errors(&[]).await;
+    member.close().await;
+    app.stop().await;
+}

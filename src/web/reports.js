@@ -1,0 +1,90 @@
+// Reports (考核评价): hours, points, tasks by difficulty, ratings, reliability and the
+// registration rate, for a member, a unit or a community over a period; as a table, or
+// the same figures as CSV from the API.
+
+import { t } from "/web/i18n.js";
+import { api, boot, h, $, flash, setStatus } from "/web/common.js";
+
+let token = null;
+
+boot("reports", ["command", "staff", "unit_admin", "member"], (tok, claims) => {
+  token = tok;
+  // Start where the token's scope points.
+  const [kind, id] = {
+    member: ["members", claims.member],
+    unit_admin: ["units", claims.unit],
+    staff: ["communities", claims.community],
+  }[claims.role] || ["communities", ""];
+  $("#rep-kind").value = kind;
+  $("#rep-id").value = id || "";
+  $("#rep-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    show();
+  });
+  $("#rep-csv").addEventListener("click", download);
+  if (id) show();
+  else setStatus("connected");
+});
+
+function query(format) {
+  const q = new URLSearchParams();
+  const from = $("#rep-from").value;
+  const to = $("#rep-to").value;
+  if (from) q.set("from", new Date(from + "T00:00:00").toISOString());
+  if (to) q.set("to", new Date(to + "T23:59:59").toISOString());
+  if (format) q.set("format", format);
+  const s = q.toString();
+  return `/v1/reports/${encodeURIComponent($("#rep-kind").value)}/${encodeURIComponent($("#rep-id").value.trim())}` + (s ? "?" + s : "");
+}
+
+const COLUMNS = [
+  ["id", (r) => r.id],
+  ["name", (r) => r.name],
+  ["registration_rate", (r) => (r.registration_rate * 100).toFixed(1) + "%"],
+  ["hours", (r) => r.hours.toFixed(2)],
+  ["points", (r) => r.points.toFixed(2)],
+  ["tasks", (r) => r.tasks_by_difficulty.join(" / ")],
+  ["ratings", (r) => `${r.ratings.very_good} / ${r.ratings.good} / ${r.ratings.fair}`],
+  ["reliability", (r) => (r.reliability === null || r.reliability === undefined ? "—" : (r.reliability * 100).toFixed(0) + "%")],
+];
+
+async function show() {
+  const msg = $("#rep-msg");
+  try {
+    const r = await api("GET", query());
+    const table = $("#rep-table");
+    table.replaceChildren(
+      h("thead", {}, h("tr", {}, COLUMNS.map(([k]) => h("th", { scope: "col" }, t("rep.col." + k))))),
+      h(
+        "tbody",
+        {},
+        [r.total, ...(r.members || [])].map((row, i) =>
+          h("tr", { class: i === 0 ? "total" : "" }, COLUMNS.map(([, f]) => h("td", {}, f(row)))),
+        ),
+      ),
+    );
+    flash(msg, "");
+    setStatus("connected");
+  } catch (e) {
+    if (e.status === 0) setStatus("offline");
+    flash(msg, e.detail || e.message, "error");
+  }
+}
+
+async function download() {
+  const msg = $("#rep-msg");
+  try {
+    const resp = await fetch(query("csv"), { headers: { Authorization: "Bearer " + token, Accept: "text/csv" } });
+    if (!resp.ok) {
+      const p = await resp.json().catch(() => ({}));
+      throw new Error(p.detail || resp.statusText);
+    }
+    const blob = await resp.blob();
+    const a = h("a", { href: URL.createObjectURL(blob), download: `muster-report-${$("#rep-id").value.trim()}.csv` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) {
+    flash(msg, e.message, "error");
+  }
+}
