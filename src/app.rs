@@ -41,6 +41,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 }
 
 pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> {
+    survive_file_size_limit();
     let data_dir = settings.server.data_dir.clone();
     let log = SqliteLog::open(&data_dir).with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let reader = SqliteReader::open(&data_dir, 4).context("opening read connections")?;
@@ -54,8 +55,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
     let (engine, engine_thread) =
         engine::start(Box::new(log), settings.dispatch.clone(), hub.clone(), cfg, shutdown.child_token());
 
-    let listener = TcpListener::bind(settings.server.listen)
-        .await
+    let listener = bind(settings.server.listen, settings.server.listen_backlog)
         .with_context(|| format!("binding {}", settings.server.listen))?;
     let addr = listener.local_addr()?;
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
@@ -141,6 +141,31 @@ impl App {
         tokio::task::spawn_blocking(move || thread.join()).await?.ok();
         Ok(())
     }
+}
+
+/// Under a file-size limit (`ulimit -f`, RLIMIT_FSIZE) a write past it raises SIGXFSZ,
+/// whose default action kills the process mid-write. Handled, the write fails with EFBIG
+/// instead: the append fails, the engine answers 503 and retries, reads go on. (tokio
+/// never uninstalls a signal handler, so dropping the stream keeps it.)
+fn survive_file_size_limit() {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        const SIGXFSZ: i32 = 25;
+        let kind = tokio::signal::unix::SignalKind::from_raw(SIGXFSZ);
+        if let Err(e) = tokio::signal::unix::signal(kind) {
+            tracing::warn!(error = %e, "cannot handle SIGXFSZ; a file-size limit would kill the process");
+        }
+    }
+}
+
+/// Binds with a listen backlog of our choosing: the default (128) overflows when thousands
+/// of members reconnect at once after a restart, and each dropped SYN costs a client a
+/// second or more (the kernel caps it at net.core.somaxconn).
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

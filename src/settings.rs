@@ -32,6 +32,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct Server {
     pub listen: SocketAddr,
+    pub listen_backlog: u32,
     pub data_dir: PathBuf,
     pub max_body_bytes: usize,
     pub max_city_bytes: usize,

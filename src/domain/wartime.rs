@@ -655,7 +655,12 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                 "state": to,
                 "progress": progress_json(m.counts),
             });
-            let districts = m.districts.clone();
+            // The city's dashboard, and the district of the place this member reports to
+            // (a city-wide order would otherwise write every answer to every district).
+            let districts: Vec<String> = match community {
+                Some(c) => vec![state.city.district_id_of_community(c).to_string()],
+                None => m.districts.clone(),
+            };
             if let EventBody::MobilizationReported { position, .. } = &event.body {
                 state.roster.move_to(idx, *position);
                 state.roster.edit(idx, |m| m.work.start_duty(at));

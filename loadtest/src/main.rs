@@ -1,0 +1,315 @@
+//! `muster-loadtest`: the load harness's command line. Scenarios start the muster server
+//! (and the raw baseline server) as child processes and their members as worker processes
+//! of this same executable; see the crate's `lib.rs` for the map and docs/PERFORMANCE.md
+//! for the runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use muster_loadtest::dist::Delay;
+use muster_loadtest::fleet::Mode;
+use muster_loadtest::raw::RawProcess;
+use muster_loadtest::report::Report;
+use muster_loadtest::scenario::raw_fanout::{self, RawOutcome, RawTarget};
+use muster_loadtest::scenario::{self, CityView, FleetOpts, Target, delta, steady, storm};
+use muster_loadtest::server::{MusterConfig, MusterProcess, default_muster_bin};
+use rand::Rng;
+
+#[derive(Debug, Parser)]
+#[command(name = "muster-loadtest", version, about = "Load harness for muster (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// One mobilization of every assault team, then an incident per community; with the
+    /// raw-fanout baseline measured first in the same run.
+    DeltaSurge {
+        #[command(flatten)]
+        common: Common,
+        /// Incidents raised at once after the order (one per community).
+        #[arg(long, default_value_t = 187)]
+        incidents: usize,
+        #[arg(long, default_value_t = 3)]
+        headcount: u32,
+        #[arg(long, default_value = "IV")]
+        level: String,
+        /// Skip the raw-fanout baseline.
+        #[arg(long)]
+        no_baseline: bool,
+    },
+    /// Incidents at a fixed rate for a fixed time (open loop).
+    Steady {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 60)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 1)]
+        headcount: u32,
+        #[arg(long, default_value = "IV")]
+        level: String,
+        #[arg(long, default_value_t = 2000)]
+        max_in_flight: usize,
+        /// Cancel each incident this many ms after its 201 (frees its offered members).
+        #[arg(long)]
+        cancel_after_ms: Option<u64>,
+        /// Switch the city to wartime first.
+        #[arg(long)]
+        wartime: bool,
+    },
+    /// Every member drops and reconnects at once with after_seq; offers made meanwhile.
+    ReconnectStorm {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 187)]
+        incidents: usize,
+        #[arg(long, default_value_t = 3)]
+        headcount: u32,
+    },
+    /// The baseline alone: as many clients as the city has assault members, one frame each.
+    RawFanout {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// (internal) Runs members: a spec and commands on stdin, JSON lines on stdout.
+    #[command(hide = true)]
+    Worker,
+    /// (internal) The raw fan-out server.
+    #[command(hide = true)]
+    RawServer {
+        #[arg(long, default_value_t = 900)]
+        lifetime_s: u64,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct Common {
+    /// Members in the demo city (the server's --demo-members); 4/5 are in assault teams.
+    #[arg(long, default_value_t = 20_000)]
+    members: usize,
+    #[arg(long, default_value_t = muster::demo::DEFAULT_SEED)]
+    seed: u64,
+    /// Where the JSON, Markdown and PNG reports go.
+    #[arg(long, default_value = "loadtest-out")]
+    out: PathBuf,
+    /// The muster binary (default: `muster` beside this executable).
+    #[arg(long)]
+    muster_bin: Option<PathBuf>,
+    /// How long members take to answer: 0, fixed:MS, uniform:MIN:MAX, lognormal:MEDIAN_MS[:SIGMA[:MAX_MS]].
+    #[arg(long, default_value = "0")]
+    answer_delay: Delay,
+    /// Share of offers declined.
+    #[arg(long, default_value_t = 0.0)]
+    decline_rate: f64,
+    /// Source addresses 127.0.0.2.. the members connect from.
+    #[arg(long, default_value_t = 8)]
+    sources: usize,
+    /// Members per worker process (this machine allows ~20,000 open files per process).
+    #[arg(long, default_value_t = 8_500)]
+    per_process: usize,
+    /// Run the members as tasks of this process instead of worker processes.
+    #[arg(long)]
+    in_process: bool,
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Reconnects in flight per worker (default: all at once).
+    #[arg(long, default_value_t = 100_000)]
+    reconnect_concurrency: usize,
+    #[arg(long, default_value_t = 0)]
+    reconnect_jitter_ms: u64,
+    #[arg(long, default_value_t = 10_000)]
+    connect_timeout_ms: u64,
+    /// Sets MUSTER_WS__OUTBOUND_QUEUE for the server.
+    #[arg(long)]
+    outbound_queue: Option<usize>,
+    /// Extra server settings, KEY=VALUE (MUSTER_* names), repeatable.
+    #[arg(long = "server-env")]
+    server_env: Vec<String>,
+    /// Longest wait for any one phase.
+    #[arg(long, default_value_t = 120)]
+    phase_timeout_s: u64,
+    /// The whole run ends after this long, finished or not.
+    #[arg(long, default_value_t = 900)]
+    max_run_s: u64,
+}
+
+impl Common {
+    fn fleet(&self) -> anyhow::Result<FleetOpts> {
+        anyhow::ensure!((0.0..=1.0).contains(&self.decline_rate), "--decline-rate is a share between 0 and 1");
+        let exe = std::env::current_exe().context("finding this executable")?;
+        Ok(FleetOpts {
+            mode: if self.in_process { Mode::InProcess } else { Mode::Processes { exe } },
+            per_worker: if self.in_process { usize::MAX } else { self.per_process.clamp(1, 9_000) },
+            sources: scenario::sources(self.sources),
+            answer_delay: self.answer_delay.clone(),
+            decline_rate: self.decline_rate,
+            seed: self.seed,
+            connect_concurrency: self.connect_concurrency,
+            reconnect_concurrency: self.reconnect_concurrency,
+            reconnect_jitter_ms: self.reconnect_jitter_ms,
+            connect_timeout_ms: self.connect_timeout_ms,
+            connect_attempts: 5,
+            lifetime_s: self.max_run_s + 60,
+            quiet: false,
+        })
+    }
+
+    fn phase_timeout(&self) -> Duration {
+        Duration::from_secs(self.phase_timeout_s)
+    }
+
+    async fn start_muster(&self, secret: &str) -> anyhow::Result<(MusterProcess, Target)> {
+        let mut env = Vec::new();
+        if let Some(q) = self.outbound_queue {
+            env.push(("MUSTER_WS__OUTBOUND_QUEUE".to_string(), q.to_string()));
+        }
+        for kv in &self.server_env {
+            let (k, v) = kv.split_once('=').context("--server-env takes KEY=VALUE")?;
+            anyhow::ensure!(k.starts_with("MUSTER_"), "--server-env sets MUSTER_* variables only");
+            env.push((k.to_string(), v.to_string()));
+        }
+        std::fs::create_dir_all(&self.out)?;
+        let cfg = MusterConfig {
+            bin: self.muster_bin.clone().unwrap_or_else(default_muster_bin),
+            members: self.members,
+            secret: secret.to_string(),
+            env,
+            log: self.out.join("muster-server.log"),
+        };
+        eprintln!("starting {} with a {}-member demo city …", cfg.bin.display(), self.members);
+        let p = MusterProcess::start(&cfg).await?;
+        eprintln!("muster listening on {} (pid {})", p.addr, p.pid);
+        let target = Target { addr: p.addr, pid: Some(p.pid), secret: secret.to_string() };
+        Ok((p, target))
+    }
+}
+
+fn random_secret() -> String {
+    let mut rng = rand::thread_rng();
+    (0..40).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)])).collect()
+}
+
+fn finish(mut report: Report, out: &std::path::Path) -> anyhow::Result<bool> {
+    let files = report.write(out)?;
+    println!("{}", report.markdown());
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
+    Ok(report.all_checks_pass())
+}
+
+async fn baseline(common: &Common, view: &CityView, fleet: &FleetOpts) -> anyhow::Result<RawOutcome> {
+    let exe = std::env::current_exe()?;
+    let lifetime = Duration::from_secs(common.max_run_s);
+    let mut target = RawTarget::Process(Box::new(RawProcess::start(&exe, lifetime).await?));
+    eprintln!("raw-fanout baseline: {} clients on {}", view.assault.len(), target.addr());
+    let r = raw_fanout::run(&mut target, view.assault.len(), &view.order_frame(), fleet, common.phase_timeout()).await;
+    target.stop().await;
+    r
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<bool> {
+    match cmd {
+        Cmd::Worker => {
+            muster_loadtest::worker::main_process().await?;
+            Ok(true)
+        }
+        Cmd::RawServer { lifetime_s } => {
+            muster_loadtest::raw::main_process(Duration::from_secs(lifetime_s)).await?;
+            Ok(true)
+        }
+        Cmd::RawFanout { common } => {
+            let view = CityView::new(common.members, common.seed)?;
+            let fleet = common.fleet()?;
+            let outcome = baseline(&common, &view, &fleet).await?;
+            finish(outcome.report, &common.out)
+        }
+        Cmd::DeltaSurge { common, incidents, headcount, level, no_baseline } => {
+            let view = CityView::new(common.members, common.seed)?;
+            let fleet = common.fleet()?;
+            let base = if no_baseline {
+                None
+            } else {
+                let b = baseline(&common, &view, &fleet).await?;
+                finish(b.report.clone(), &common.out)?;
+                // Let the sockets of the baseline drain before muster starts.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Some(b)
+            };
+            let secret = random_secret();
+            let (server, target) = common.start_muster(&secret).await?;
+            let opts = delta::DeltaOpts {
+                incidents,
+                headcount,
+                level,
+                phase_timeout: common.phase_timeout(),
+                ..Default::default()
+            };
+            let r = delta::run(&target, &view, &fleet, &opts, base.as_ref()).await;
+            server.stop().await?;
+            finish(r?, &common.out)
+        }
+        Cmd::ReconnectStorm { common, incidents, headcount } => {
+            let view = CityView::new(common.members, common.seed)?;
+            let fleet = common.fleet()?;
+            let secret = random_secret();
+            let (server, target) = common.start_muster(&secret).await?;
+            let opts =
+                storm::StormOpts { incidents, headcount, phase_timeout: common.phase_timeout(), ..Default::default() };
+            let r = storm::run(&target, &view, &fleet, &opts).await;
+            server.stop().await?;
+            finish(r?, &common.out)
+        }
+        Cmd::Steady { common, rate, duration_s, headcount, level, max_in_flight, cancel_after_ms, wartime } => {
+            anyhow::ensure!(rate > 0.0 && rate <= 100_000.0, "--rate must be in (0, 100000]");
+            anyhow::ensure!(duration_s > 0 && duration_s <= 3600, "--duration-s must be 1..=3600");
+            let view = CityView::new(common.members, common.seed)?;
+            let fleet = common.fleet()?;
+            let secret = random_secret();
+            let (server, target) = common.start_muster(&secret).await?;
+            let opts = steady::SteadyOpts {
+                rate,
+                duration: Duration::from_secs(duration_s),
+                headcount,
+                level,
+                max_in_flight,
+                cancel_after: cancel_after_ms.map(Duration::from_millis),
+                wartime,
+            };
+            let r = steady::run(&target, &view, &fleet, &opts).await;
+            server.stop().await?;
+            finish(r?, &common.out)
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let limit = match &cli.cmd {
+        Cmd::DeltaSurge { common, .. }
+        | Cmd::Steady { common, .. }
+        | Cmd::ReconnectStorm { common, .. }
+        | Cmd::RawFanout { common } => Some(Duration::from_secs(common.max_run_s)),
+        Cmd::Worker | Cmd::RawServer { .. } => None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let ok = rt.block_on(async move {
+        match limit {
+            Some(l) => tokio::time::timeout(l, run(cli.cmd)).await.context("the run hit --max-run-s")?,
+            None => run(cli.cmd).await,
+        }
+    })?;
+    // Do not wait for stray tasks (members of a finished fleet, pooled connections).
+    rt.shutdown_timeout(Duration::from_secs(2));
+    if !ok {
+        eprintln!("some correctness checks failed (see the report)");
+        std::process::exit(2);
+    }
+    Ok(())
+}
