@@ -170,6 +170,10 @@ pub enum Command {
         from: Currency,
         amount: f64,
     },
+    /// Revoke every token of a subject (`member:m00001`, `staff:c001`…) issued until now.
+    RevokeTokens {
+        subject: String,
+    },
     /// Fire every deadline due at `now`.
     Tick,
 }
@@ -203,6 +207,7 @@ impl Command {
             Command::CheckOut { .. } => "check_out",
             Command::Rate { .. } => "rate",
             Command::Exchange { .. } => "exchange",
+            Command::RevokeTokens { .. } => "revoke_tokens",
             Command::Tick => "tick",
         }
     }
@@ -291,9 +296,16 @@ pub struct State {
     pub orders_posted: u64,
     /// (unit id, community id) of every 单位报到.
     pub unit_registrations: BTreeSet<(String, String)>,
+    /// Token subject -> tokens issued at or before this second are revoked.
+    pub revoked: HashMap<String, u64>,
 }
 
 impl State {
+    /// Was a token of this subject, issued at `iat` (seconds), revoked?
+    pub fn is_revoked(&self, subject: &str, iat: u64) -> bool {
+        self.revoked.get(subject).is_some_and(|&before| iat <= before)
+    }
+
     /// Is wartime in force in this district (its own switch, or the city's)?
     pub fn wartime(&self, district_id: &str) -> bool {
         self.city_mode == Mode::Wartime || self.wartime_districts.contains(district_id)
@@ -617,6 +629,16 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
         Command::CheckOut { order_id, position } => service::stamp(&mut tx, actor, &order_id, position, true)?,
         Command::Rate { task, member_id, rating } => service::rate(&mut tx, actor, task, &member_id, rating)?,
         Command::Exchange { member_id, from, amount } => service::exchange(&mut tx, actor, &member_id, from, amount)?,
+        Command::RevokeTokens { subject } => {
+            if *actor != (Actor::Command { district: None }) && *actor != Actor::System {
+                return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command revokes tokens"));
+            }
+            if subject.is_empty() || subject.len() > 200 {
+                return Err(err(ErrorKind::Invalid, "invalid_subject", "name a token subject, e.g. member:m00001"));
+            }
+            tx.emit(EventBody::TokensRevoked { subject, before_s: (now / 1000).max(0) as u64 });
+            Reply::Done
+        }
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -1205,6 +1227,9 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::CheckedOut { .. }
         | EventBody::Rated { .. }
         | EventBody::Exchanged { .. } => service::apply(state, event, &mut frames),
+        EventBody::TokensRevoked { subject, before_s } => {
+            state.revoked.insert(subject.clone(), *before_s);
+        }
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

@@ -285,6 +285,11 @@ pub enum EventBody {
         difficulty: u8,
         points: f64,
     },
+    /// Every token of `subject` issued at or before `before_s` (seconds) is refused from now on.
+    TokensRevoked {
+        subject: String,
+        before_s: u64,
+    },
     Exchanged {
         member_id: String,
         from: Currency,
@@ -330,6 +335,7 @@ impl EventBody {
             EventBody::CheckedOut { .. } => "checked_out",
             EventBody::Rated { .. } => "rated",
             EventBody::Exchanged { .. } => "exchanged",
+            EventBody::TokensRevoked { .. } => "tokens_revoked",
         }
     }
 

@@ -351,6 +351,28 @@ pub async fn cancel(
     act(app, caller, Command::Cancel { incident_id: id.clone(), reason: b.reason.or(b.note) }, &id).await
 }
 
+/// The body of `POST /v1/tokens/revoke`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    /// A token's `sub`: `member:m00001`, `staff:c001`, `unit_admin:u001`, `command:d01`, `command`.
+    pub subject: String,
+}
+
+#[utoipa::path(post, path = "/v1/tokens/revoke", security(("bearer" = [])), request_body = RevokeBody, responses(
+    (status = 204, description = "every token of the subject issued until now is refused; its sockets close within a ping interval"),
+    (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RevokeBody>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    require(&caller, &[Role::Command], "revoking tokens")?;
+    let Json(b) = body?;
+    app.engine.submit(caller.actor, Command::RevokeTokens { subject: b.subject }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no_route", "no such endpoint; see /openapi.json")
 }

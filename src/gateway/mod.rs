@@ -47,7 +47,7 @@ pub struct AppState {
     info(title = "muster", description = "Emergency mobilization dispatcher. Websocket protocol: docs/PROTOCOL.md."),
     paths(
         http::healthz, http::readyz, http::metrics, http::catalog, http::put_city, http::list_communities,
-                http::get_member, http::list_units, http::raise, http::list_incidents, http::get_incident, http::timeline,
+                        http::get_member, http::list_units, http::raise, http::revoke, http::list_incidents, http::get_incident, http::timeline,
                 http::escalate, http::resolve, http::cancel,
         wartime::get_modes, wartime::put_city_mode, wartime::put_district_mode, wartime::mobilize,
         wartime::list_mobilizations, wartime::get_mobilization, wartime::close_mobilization, wartime::whistle,
@@ -151,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/communities", get(http::list_communities))
         .route("/v1/members/{id}", get(http::get_member))
         .route("/v1/units", get(http::list_units))
+        .route("/v1/tokens/revoke", post(http::revoke))
         .route("/v1/members", post(service::register).get(service::list_members))
         .route("/v1/members/import", post(service::import))
         .route("/v1/members/{id}/exchange", post(service::exchange))

@@ -90,6 +90,9 @@ pub async fn upgrade(
         .or(from_protocol)
         .ok_or_else(|| ApiError::unauthorized("send a token: ?access_token=<JWT> or subprotocol bearer.<JWT>"))?;
     let (claims, actor) = app.keys.verify(&token).map_err(ApiError::unauthorized)?;
+    if app.engine.read().is_revoked(&claims.sub, claims.iat) {
+        return Err(ApiError::unauthorized("the token has been revoked; ask for a new one"));
+    }
     app.limits.check_subject(&claims.sub)?;
     // Not `is_ready`: a store that cannot take writes still serves streams (reads).
     if !app.engine.is_started() {
@@ -107,6 +110,8 @@ pub async fn upgrade(
         stream: stream_of(&actor),
         role: claims.role.as_str(),
         expires_at: claims.exp,
+        subject: claims.sub.clone(),
+        issued_at: claims.iat,
         actor,
         after_seq: params.after_seq,
         app,
@@ -120,6 +125,8 @@ struct Session {
     role: &'static str,
     stream: String,
     expires_at: u64,
+    subject: String,
+    issued_at: u64,
     after_seq: Option<u64>,
 }
 
@@ -335,9 +342,12 @@ impl Session {
                         Some(Err(e)) => return self.read_error(e),
                     }
                 }
-                _ = ping.tick() => {
+                                _ = ping.tick() => {
                     if last_heard.elapsed() > ping_timeout {
                         return End::Close(close::PING_TIMEOUT, "no answer to pings");
+                    }
+                    if self.app.engine.read().is_revoked(&self.subject, self.issued_at) {
+                        return End::Close(close::POLICY, "token revoked");
                     }
                     if sink.send(Message::Ping(Default::default())).await.is_err() {
                         return End::Gone;

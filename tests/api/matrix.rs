@@ -15,7 +15,7 @@
 //!   the id);
 //! - a socket is closed (1008) when its token expires, whatever the role.
 //!
-//! Not covered: token revocation, which muster does not have yet (see the ignored test).
+//! Revocation (POST /v1/tokens/revoke) is the last test.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -756,5 +756,30 @@ async fn a_socket_of_any_role_is_closed_when_its_token_expires() {
 /// Revoking a token before its exp (a lost phone, a staff member who left) is not built:
 /// muster has no revocation list yet; a token is good until its exp.
 #[tokio::test]
-#[ignore = "muster has no token revocation yet; tokens are valid until exp"]
-async fn a_revoked_token_is_refused_and_its_sockets_are_closed() {}
+async fn a_revoked_token_is_refused_and_its_sockets_are_closed() {
+    let app = spawn_app_with(&[("MUSTER_WS__PING_INTERVAL_S", "1"), ("MUSTER_WS__PING_TIMEOUT_S", "3")]).await;
+    let member = app.member("m00001");
+    let other = app.member("m00002");
+    let mut ws = app.ws(&member, None).await;
+    let mut control = app.ws(&other, None).await;
+    // only city-wide command revokes
+    let r = app.post(&app.staff("c001"), "/v1/tokens/revoke", json!({"subject": "member:m00001"})).await;
+    assert_eq!(r.status(), 403);
+    let r = app.post(&app.command(), "/v1/tokens/revoke", json!({"subject": "member:m00001"})).await;
+    assert_eq!(r.status(), 204);
+    // the open socket is closed with 1008, the token refused over HTTP and at the handshake
+    assert_eq!(ws.close_code().await, Some(1008));
+    let r = app.get(&member, "/v1/members/m00001").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("revoked"));
+    let url = format!("ws://{}/v1/ws?access_token={member}", app.addr);
+    assert!(tokio_tungstenite::connect_async(url).await.is_err(), "the handshake refuses it");
+    // another member's token and socket are untouched
+    assert_eq!(control.request("ping", json!({})).await["type"], "ok");
+    assert_eq!(app.get(&other, "/v1/members/m00002").await.status(), 200);
+    // a token issued after the revocation works again
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = app.member("m00001");
+    assert_eq!(app.get(&fresh, "/v1/members/m00001").await.status(), 200);
+    app.stop().await;
+}
