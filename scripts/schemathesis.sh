@@ -40,7 +40,10 @@ OUT="$WORK/serve.out"
 ERR="$WORK/serve.err"
 mkdir -p "$WORK"
 MUSTER_BIN="$(realpath "$MUSTER_BIN")"
-"$MUSTER_BIN" serve --demo --demo-members "$DEMO_MEMBERS" --listen 127.0.0.1:0 --data "$DATA" >"$OUT" 2>"$ERR" &
+# muster reads every MUSTER_* variable as configuration: keep this script's own out of it.
+BIN="$MUSTER_BIN"
+unset MUSTER_BIN
+"$BIN" serve --demo --demo-members "$DEMO_MEMBERS" --listen 127.0.0.1:0 --data "$DATA" >"$OUT" 2>"$ERR" &
 PID=$!
 cleanup() {
   kill "$PID" 2>/dev/null || true
@@ -65,7 +68,7 @@ DISTRICT="$(scope 'command (district)')"
 COMMUNITY="$(scope staff)"
 UNIT="$(scope unit_admin)"
 MEMBER="$(scope member)"
-token() { "$MUSTER_BIN" token --ttl 2h "$@"; }
+token() { "$BIN" token --ttl 2h "$@"; }
 
 status=0
 for role in $ROLES; do
