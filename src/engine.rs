@@ -227,6 +227,13 @@ impl Engine {
 
     /// Rebuilds the state from the log (start-up, or after a failed append).
     fn recover(&mut self) -> Result<(), StoreError> {
+        let fresh = self.rebuild()?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The state as the log has it: replayed, with the saved positions and retries re-armed.
+    fn rebuild(&mut self) -> Result<State, StoreError> {
         let started = Instant::now();
         let mut fresh = State::default();
         let mut n = 0u64;
@@ -240,10 +247,9 @@ impl Engine {
             }
         }
         fresh.schedule_retries(now_ms());
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         self.dirty_positions.clear();
         tracing::info!(events = n, ms = started.elapsed().as_millis() as u64, "state rebuilt from the log");
-        Ok(())
+        Ok(fresh)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
@@ -268,7 +274,10 @@ impl Engine {
         let mut events = Vec::new();
         let mut frames = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        // Held until the append's outcome is in the state: on failure the state is rebuilt
+        // from the log under the same lock, so no reader sees a decision that is not durable.
+        let shared = self.state.clone();
+        let mut state = shared.write().unwrap_or_else(|p| p.into_inner());
 
         if state.next_deadline().is_some_and(|at| at <= now) {
             match dispatcher::execute(&mut state, &self.rules, &Actor::System, Command::Tick, now) {
@@ -319,6 +328,17 @@ impl Engine {
         let started = Instant::now();
         let appended = self.log.append(&events, &encoded);
         metrics::histogram!("muster_append_seconds").record(started.elapsed().as_secs_f64());
+        if let Err(e) = &appended {
+            tracing::error!(error = %e, events = events.len(), "append failed; rebuilding state from the log");
+            self.store_failed(e);
+            match self.rebuild() {
+                Ok(fresh) => *state = fresh,
+                Err(e) => {
+                    tracing::error!(error = %e, "rebuilding state failed; not ready");
+                    self.ready.store(false, Ordering::Release);
+                }
+            }
+        }
         drop(state);
         match appended {
             Ok(()) => {
@@ -333,15 +353,9 @@ impl Engine {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = events.len(), "append failed; rebuilding state from the log");
                 metrics::counter!("muster_append_failures_total").increment(1);
                 for (reply, _) in replies {
                     let _ = reply.send(Err(EngineError::Unavailable(e.to_string())));
-                }
-                self.store_failed(&e);
-                if let Err(e) = self.recover() {
-                    tracing::error!(error = %e, "rebuilding state failed; not ready");
-                    self.ready.store(false, Ordering::Release);
                 }
             }
         }

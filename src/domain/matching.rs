@@ -71,6 +71,9 @@ pub struct Roster {
     pub members: Vec<MemberRt>,
     pub buckets: HashMap<Cell, Vec<u32>>,
     pub hot: Vec<Hot>,
+    /// How many members are `ready` (on call and free): when none is, a search is skipped
+    /// outright instead of walking every ring and scanning the roster for nobody.
+    pub ready: usize,
 }
 
 impl Roster {
@@ -123,6 +126,7 @@ impl Roster {
     /// Every `Hot` entry agrees with its `MemberRt` (checked after each command in debug builds).
     pub fn hot_in_step(&self) -> bool {
         (0..self.members.len() as u32).all(|i| self.derive_hot(i) == self.hot[i as usize])
+            && self.hot.iter().filter(|h| h.ready).count() == self.ready
     }
 
     fn derive_hot(&self, idx: u32) -> Hot {
@@ -140,7 +144,13 @@ impl Roster {
 
     /// Recomputes a member's `Hot` entry from `MemberRt`.
     pub fn refresh(&mut self, idx: u32) {
-        self.hot[idx as usize] = self.derive_hot(idx);
+        let new = self.derive_hot(idx);
+        let old = std::mem::replace(&mut self.hot[idx as usize], new);
+        match (old.ready, new.ready) {
+            (false, true) => self.ready += 1,
+            (true, false) => self.ready -= 1,
+            _ => {}
+        }
     }
 
     /// Moves a member to a new position, re-bucketing when the cell changes.
@@ -228,7 +238,7 @@ pub fn find(
     want: usize,
     now: Ts,
 ) -> Vec<Candidate> {
-    if want == 0 || roster.members.is_empty() {
+    if want == 0 || roster.ready == 0 {
         return Vec::new();
     }
     let pool_size = rules.candidate_pool.max(want);
