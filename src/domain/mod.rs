@@ -27,6 +27,8 @@ pub mod wartime;
 pub mod workload;
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod service_tests;
 #[cfg(test)]
 mod tests;

@@ -25,10 +25,11 @@ use super::dispatcher::{
     Actor, Command, Deadline, DomainError, ErrorKind, Outcome, RaiseIncident, Reply, State, apply, execute, rfc3339,
 };
 use super::event::{Event, EventBody, Frame, Mode, Ts};
-use super::geo::{Cell, Position};
+use super::fixtures::in_cell;
+use super::geo::Position;
 use super::incident::Incident;
 use super::matching::MemberRt;
-use super::org::{City, Community, District, Grid, Member, Street, Team, TeamKind, Unit};
+use super::org::{City, Member};
 use super::response::{Level, Rules};
 use super::service::{self, Credit, Currency, OrderStatus, PostOrder, Rating, ServiceOrder, TaskRef};
 
@@ -42,71 +43,8 @@ const H: i64 = 3_600;
 const DAY: i64 = 24 * H;
 const WEEK: i64 = 7 * DAY;
 
-fn row() -> Vec<Cell> {
-    let origin = Position::new(30.59, 114.30).unwrap().cell();
-    (0..14u32)
-        .scan(origin, |c, _| {
-            let here = *c;
-            *c = c.ring(1).into_iter().max_by(|a, b| a.center().lng.total_cmp(&b.center().lng)).unwrap();
-            Some(here)
-        })
-        .collect()
-}
-
-const GRIDS: [&str; 7] = ["g1", "g2", "g3", "g4", "g5", "g6", "g7"];
-
 fn service_city(members: Vec<Member>) -> City {
-    let cells = row();
-    let grid = |id: &str| {
-        let i = GRIDS.iter().position(|g| *g == id).unwrap();
-        Grid { id: id.into(), cells: cells[2 * i..2 * i + 2].to_vec() }
-    };
-    let community = |id: &str, street: &str, grids: &[&str]| Community {
-        id: id.into(),
-        name: id.to_uppercase(),
-        street_id: street.into(),
-        grids: grids.iter().map(|g| grid(g)).collect(),
-    };
-    let team = |id: &str, unit: &str, kind: TeamKind, community: &str| Team {
-        id: id.into(),
-        name: id.to_uppercase(),
-        unit_id: unit.into(),
-        kind,
-        community_id: community.into(),
-    };
-    City {
-        name: "service".into(),
-        districts: vec![
-            District { id: "d1".into(), name: "D1".into(), seat: cells[0].center() },
-            District { id: "d2".into(), name: "D2".into(), seat: cells[12].center() },
-        ],
-        streets: vec![
-            Street { id: "s1".into(), name: "S1".into(), district_id: "d1".into() },
-            Street { id: "s2".into(), name: "S2".into(), district_id: "d1".into() },
-            Street { id: "s3".into(), name: "S3".into(), district_id: "d2".into() },
-        ],
-        communities: vec![
-            community("c1", "s1", &["g1", "g2", "g3"]),
-            community("c2", "s1", &["g4", "g5"]),
-            community("c3", "s2", &["g6"]),
-            community("c4", "s3", &["g7"]),
-        ],
-        units: ["u1", "u2", "u3", "u4"].iter().map(|u| Unit { id: u.to_string(), name: u.to_uppercase() }).collect(),
-        teams: vec![
-            team("t1", "u1", TeamKind::Assault, "c1"),
-            team("t2", "u2", TeamKind::Assault, "c1"),
-            team("t3", "u3", TeamKind::Assault, "c2"),
-            team("t4", "u4", TeamKind::Assault, "c4"),
-            team("w1", "u1", TeamKind::Work, "c1"),
-        ],
-        members,
-    }
-}
-
-/// The centre of the i-th cell of a grid.
-fn in_cell(grid: &str, i: usize) -> Position {
-    let g = GRIDS.iter().position(|g| *g == grid).unwrap_or_else(|| panic!("no grid {grid}"));
-    row()[2 * g + i].center()
+    super::fixtures::two_districts("service", members)
 }
 
 /// A position due north of `p` whose distance from it, rounded to 0.1 m as the domain
