@@ -953,20 +953,31 @@ impl Figures {
 
 /// One member's figures for `[from, to)`.
 pub fn figures(state: &State, member: u32, from: Ts, to: Ts) -> Figures {
-    let mut f = Figures::default();
-    for c in state.roster.members[member as usize].ledger.credits.iter().filter(|c| c.at >= from && c.at < to) {
-        f.hours += c.hours;
-        f.points += c.points;
-        f.tasks_by_difficulty[(c.difficulty.clamp(1, 5) - 1) as usize] += 1;
-        match c.rating {
-            Some(Rating::VeryGood) => f.ratings.very_good += 1,
-            Some(Rating::Good) => f.ratings.good += 1,
-            Some(Rating::Fair) => f.ratings.fair += 1,
-            None => {}
+    figures_for(state, &[member], from, to).pop().expect("one member, one row")
+}
+
+/// The figures of several members for `[from, to)`, in their order. The offers are
+/// tallied in one pass over the incidents, however many members a report covers.
+pub fn figures_for(state: &State, members: &[u32], from: Ts, to: Ts) -> Vec<Figures> {
+    let row: std::collections::HashMap<u32, usize> = members.iter().enumerate().map(|(i, &m)| (m, i)).collect();
+    let mut out = vec![Figures::default(); members.len()];
+    for (f, &member) in out.iter_mut().zip(members) {
+        for c in state.roster.members[member as usize].ledger.credits.iter().filter(|c| c.at >= from && c.at < to) {
+            f.hours += c.hours;
+            f.points += c.points;
+            f.tasks_by_difficulty[(c.difficulty.clamp(1, 5) - 1) as usize] += 1;
+            match c.rating {
+                Some(Rating::VeryGood) => f.ratings.very_good += 1,
+                Some(Rating::Good) => f.ratings.good += 1,
+                Some(Rating::Fair) => f.ratings.fair += 1,
+                None => {}
+            }
         }
     }
     for inc in state.incidents.values() {
-        for o in inc.offers.iter().filter(|o| o.member == member && o.sent_at >= from && o.sent_at < to) {
+        for o in inc.offers.iter().filter(|o| o.sent_at >= from && o.sent_at < to) {
+            let Some(&i) = row.get(&o.member) else { continue };
+            let f = &mut out[i];
             f.offered += 1;
             if matches!(o.state, OfferState::Accepted | OfferState::Arrived) {
                 f.accepted += 1;
@@ -976,10 +987,12 @@ pub fn figures(state: &State, member: u32, from: Ts, to: Ts) -> Figures {
             }
         }
     }
-    f.reliability = (f.offered > 0).then(|| f.arrived as f64 / f.offered as f64);
-    f.hours = (f.hours * 100.0).round() / 100.0;
-    f.points = (f.points * 100.0).round() / 100.0;
-    f
+    for f in &mut out {
+        f.reliability = (f.offered > 0).then(|| f.arrived as f64 / f.offered as f64);
+        f.hours = (f.hours * 100.0).round() / 100.0;
+        f.points = (f.points * 100.0).round() / 100.0;
+    }
+    out
 }
 
 /// Members a community sees in reports: its residents and the members of the teams it hosts.

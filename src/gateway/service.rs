@@ -808,8 +808,8 @@ fn report(
     let mut total = Figures::default();
     let mut rows = Vec::new();
     let mut registered = 0;
-    for &m in members {
-        let f = service::figures(state, m, from.unwrap_or(i64::MIN), to);
+    let figures = service::figures_for(state, members, from.unwrap_or(i64::MIN), to);
+    for (&m, f) in members.iter().zip(figures) {
         total.add(&f);
         let member = &city.members[m as usize];
         registered += member.registered as u32;
