@@ -11,11 +11,14 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Node;
 use crate::domain::dispatcher::{Actor, Command};
 use crate::engine::{self, EngineConfig, EngineHandle};
 use crate::gateway::{self, AppState, auth::Keys, hub::Hub, limits::Limits};
 use crate::settings::Settings;
+use crate::store::redis::{RedisLog, RedisReader};
 use crate::store::sqlite::{SqliteLog, SqliteReader};
+use crate::store::{EventLog, LogReader};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -42,9 +45,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 
 pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> {
     survive_file_size_limit();
-    let data_dir = settings.server.data_dir.clone();
-    let log = SqliteLog::open(&data_dir).with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    let reader = SqliteReader::open(&data_dir, 4).context("opening read connections")?;
+    let (log, reader, node) = open_store(&settings)?;
     let hub = Arc::new(Hub::default());
     let shutdown = CancellationToken::new();
     let cfg = EngineConfig {
@@ -53,7 +54,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         position_flush: Duration::from_secs(settings.engine.position_flush_s),
     };
     let (engine, engine_thread) =
-        engine::start(Box::new(log), settings.dispatch.clone(), hub.clone(), cfg, shutdown.child_token());
+        engine::start(log, settings.dispatch.clone(), hub.clone(), cfg, shutdown.child_token(), node);
 
     let listener = bind(settings.server.listen, settings.server.listen_backlog)
         .with_context(|| format!("binding {}", settings.server.listen))?;
@@ -72,7 +73,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
     });
     let state = AppState {
         engine: engine.clone(),
-        reader: Arc::new(reader),
+        reader,
         hub,
         keys: Keys::new(&settings.auth.secret),
         settings: Arc::new(settings),
@@ -94,6 +95,24 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         app.load_demo(options.demo_members.unwrap_or(crate::demo::DEFAULT_MEMBERS)).await?;
     }
     Ok(app)
+}
+
+type Store = (Box<dyn EventLog>, Arc<dyn LogReader>, Option<Node>);
+
+/// The embedded SQLite store, or Redis when `redis_url` is set (then this is one node of
+/// several, see `crate::cluster`).
+fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    if settings.redis_url.is_empty() {
+        let dir = &settings.server.data_dir;
+        let log = SqliteLog::open(dir).with_context(|| format!("opening the store in {}", dir.display()))?;
+        let reader = SqliteReader::open(dir, 4).context("opening read connections")?;
+        return Ok((Box::new(log), Arc::new(reader), None));
+    }
+    let node = Node::new(settings).context("redis_url")?;
+    tracing::info!(node = %node.id, prefix = %settings.redis.prefix, "several nodes on Redis");
+    let log = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), node.require_persistence);
+    let reader = RedisReader::new(node.client.clone(), node.keys.clone());
+    Ok((Box::new(log), Arc::new(reader), Some(node)))
 }
 
 impl App {

@@ -14,6 +14,9 @@
 //! commands are refused at once with `Unavailable` for `WRITE_RETRY`, then the next batch,
 //! or an idle `EventLog::probe`, tries the store again. Reads never stop.
 //!
+//! With several nodes on Redis (`crate::cluster`) the same thread is the engine only while
+//! its node holds the lease; otherwise it follows the log (`run_cluster`).
+//!
 //! Readers (the HTTP gateway) take the `RwLock` for reading. The engine holds the write
 //! lock from the first decision of a batch until its append returns, so no reader ever
 //! sees a decision that is not yet durable.
@@ -24,9 +27,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{self, Lease, Node, Remote, Renewal};
 use crate::domain::dispatcher::{self, Actor, Command, DomainError, Reply, State};
 use crate::domain::event::{Event, Frame, Ts};
 use crate::domain::response::Rules;
@@ -59,10 +63,10 @@ pub enum EngineError {
     NotReady,
 }
 
-struct Request {
-    actor: Actor,
-    cmd: Command,
-    reply: oneshot::Sender<Result<Reply, EngineError>>,
+pub(crate) struct Request {
+    pub(crate) actor: Actor,
+    pub(crate) cmd: Command,
+    pub(crate) reply: oneshot::Sender<Result<Reply, EngineError>>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +84,8 @@ pub struct EngineHandle {
     ready: Arc<AtomicBool>,
     writable: Arc<AtomicBool>,
     pub rules: Arc<Rules>,
+    /// With several nodes: the way to the engine when another node is the engine.
+    remote: Option<Arc<Remote>>,
 }
 
 impl EngineHandle {
@@ -87,6 +93,15 @@ impl EngineHandle {
     pub async fn submit(&self, actor: Actor, cmd: Command) -> Result<Reply, EngineError> {
         if !self.is_started() {
             return Err(EngineError::NotReady);
+        }
+        if let Some(remote) = &self.remote
+            && !remote.is_leading()
+        {
+            // Not writable here: Redis does not take durable writes, or no node is the engine.
+            if !self.writable.load(Ordering::Acquire) {
+                return Err(EngineError::Unavailable("no engine can take writes now; retry shortly".into()));
+            }
+            return remote.submit(actor, cmd).await;
         }
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Request { actor, cmd, reply }) {
@@ -107,6 +122,11 @@ impl EngineHandle {
         self.is_started() && self.writable.load(Ordering::Acquire)
     }
 
+    /// With several nodes: whether this node is the engine now (always true on one node).
+    pub fn is_leader(&self) -> bool {
+        self.remote.as_ref().is_none_or(|r| r.is_leading())
+    }
+
     /// True once the log has been replayed (reads work), whether or not the store takes
     /// writes now.
     pub fn is_started(&self) -> bool {
@@ -114,25 +134,33 @@ impl EngineHandle {
     }
 }
 
-/// Starts the engine thread. It replays the log first and reports ready when done.
+/// Starts the engine thread. It replays the log first and reports ready when done. With a
+/// cluster `Node` it also starts the routes between nodes and takes turns at the lease.
 pub fn start(
     log: Box<dyn EventLog>,
     rules: Rules,
     publisher: Arc<dyn Publisher>,
     cfg: EngineConfig,
     cancel: CancellationToken,
+    node: Option<Node>,
 ) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.mailbox);
     let state = Arc::new(RwLock::new(State::default()));
     let ready = Arc::new(AtomicBool::new(false));
-    let writable = Arc::new(AtomicBool::new(true));
+    // With several nodes, writable waits until Redis is checked and an engine is known.
+    let writable = Arc::new(AtomicBool::new(node.is_none()));
     let rules = Arc::new(rules);
+    let (applied, applied_rx) = watch::channel(0u64);
+    let remote = node
+        .as_ref()
+        .map(|n| Arc::new(cluster::start_routes(n, tx.clone(), state.clone(), applied_rx, cancel.clone())));
     let handle = EngineHandle {
         tx,
         state: state.clone(),
         ready: ready.clone(),
         writable: writable.clone(),
         rules: rules.clone(),
+        remote,
     };
     let mut engine = Engine {
         log,
@@ -144,6 +172,10 @@ pub fn start(
         writable,
         write_retry_at: None,
         dirty_positions: HashSet::new(),
+        node,
+        applied,
+        fenced: false,
+        stale: false,
     };
     let thread = std::thread::Builder::new()
         .name("muster-engine".into())
@@ -163,6 +195,14 @@ struct Engine {
     /// Set after a failed append: until then commands are refused without being tried.
     write_retry_at: Option<Instant>,
     dirty_positions: HashSet<u32>,
+    /// With several nodes: the lease and the tail of the log.
+    node: Option<Node>,
+    /// The last seq in the state, for nodes that wait to read their own writes.
+    applied: watch::Sender<u64>,
+    /// An append found the lease taken by another node.
+    fenced: bool,
+    /// The state could not be rebuilt after a failed append: rebuild before anything else.
+    stale: bool,
 }
 
 impl Engine {
@@ -181,7 +221,17 @@ impl Engine {
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!(last_seq = self.read_state().last_seq, "engine ready");
+        if let Some(node) = self.node.take() {
+            self.run_cluster(node, rx, cancel);
+        } else {
+            self.run_single(rx, cancel);
+        }
+        self.ready.store(false, Ordering::Release);
+        tracing::info!("engine stopped");
+    }
 
+    /// One node: this thread is always the engine.
+    fn run_single(&mut self, rx: Receiver<Request>, cancel: CancellationToken) {
         let mut last_flush = Instant::now();
         let mut batch = Vec::with_capacity(self.cfg.batch_max);
         while !cancel.is_cancelled() {
@@ -197,15 +247,232 @@ impl Engine {
                     Err(_) => break,
                 }
             }
+            if self.stale && !self.try_recover() {
+                for req in batch.drain(..) {
+                    let _ = req.reply.send(Err(EngineError::Unavailable("the store is not readable".into())));
+                }
+                continue;
+            }
             self.step(std::mem::take(&mut batch));
             if last_flush.elapsed() >= self.cfg.position_flush {
                 self.flush_positions();
                 last_flush = Instant::now();
             }
         }
-        self.ready.store(false, Ordering::Release);
         self.flush_positions();
-        tracing::info!("engine stopped");
+    }
+
+    /// Several nodes: the engine while this node holds the lease, else a replica that
+    /// follows the log and tries for the lease whenever nobody holds it.
+    fn run_cluster(&mut self, mut node: Node, rx: Receiver<Request>, cancel: CancellationToken) {
+        let quarter = node.lease / 4;
+        let mut renewal = Renewal { last_ok: Instant::now(), next: Instant::now() };
+        let mut next_lead_try = Instant::now();
+        let mut next_check = Instant::now();
+        let mut last_flush = Instant::now();
+        let mut batch = Vec::with_capacity(self.cfg.batch_max);
+        // While following: Redis takes durable writes; who holds the lease.
+        let mut store_ok = false;
+        let mut holder: Option<String> = None;
+        while !cancel.is_cancelled() {
+            if self.stale && !self.try_recover() {
+                std::thread::sleep(Duration::from_millis(250));
+                continue;
+            }
+            if !node.is_leading() {
+                // Commands that reached this mailbox while the node was the engine.
+                while let Ok(req) = rx.try_recv() {
+                    let _ =
+                        req.reply.send(Err(EngineError::Unavailable("this node is not the engine now; retry".into())));
+                }
+                if Instant::now() >= next_check {
+                    next_check = Instant::now() + Duration::from_secs(1);
+                    match node.check_store() {
+                        Err(e) if store_ok => {
+                            tracing::error!(error = %e, "redis cannot take writes we may confirm; not ready")
+                        }
+                        Err(_) => {}
+                        Ok(()) => store_ok = true,
+                    }
+                }
+                let after = self.read_state().last_seq;
+                match node.tail(after, Duration::from_millis(100)) {
+                    Ok(events) => {
+                        if !self.follow(events) {
+                            self.stale = true;
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "following the log failed; retrying");
+                        (store_ok, holder) = (false, None);
+                        self.writable.store(false, Ordering::Release);
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                }
+                if store_ok && Instant::now() >= next_lead_try {
+                    next_lead_try = Instant::now() + cluster::LEAD_RETRY;
+                    match node.try_lead() {
+                        Ok(Lease::Took(token)) => {
+                            // Commands this node sent to the engine before are not answered.
+                            node.fail_pending();
+                            holder = Some(token);
+                            match self.take_over(&node) {
+                                Ok(()) => {
+                                    let now = Instant::now();
+                                    renewal = Renewal { last_ok: now, next: now + quarter };
+                                    last_flush = now;
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "taking over failed; letting the lease go");
+                                    node.resign(true);
+                                    self.stale = true;
+                                }
+                            }
+                            continue;
+                        }
+                        Ok(Lease::HeldBy(token)) => {
+                            if holder.as_ref().is_some_and(|h| *h != token) {
+                                node.fail_pending();
+                            }
+                            holder = Some(token);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "trying for the engine lease failed");
+                            (store_ok, holder) = (false, None);
+                        }
+                    }
+                }
+                // Ready: Redis takes durable writes and some node is the engine.
+                self.writable.store(store_ok && holder.is_some(), Ordering::Release);
+                continue;
+            }
+
+            let wait = self.wait_time().min(renewal.next.saturating_duration_since(Instant::now()));
+            match rx.recv_timeout(wait) {
+                Ok(req) => batch.push(req),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < self.cfg.batch_max {
+                match rx.try_recv() {
+                    Ok(req) => batch.push(req),
+                    Err(_) => break,
+                }
+            }
+            self.step(std::mem::take(&mut batch));
+            if std::mem::take(&mut self.fenced) {
+                tracing::warn!("another node took the engine lease; following the log");
+                node.resign(false);
+                continue;
+            }
+            let now = Instant::now();
+            if now >= renewal.next {
+                renewal.next = now + quarter;
+                match node.renew() {
+                    Ok(true) => renewal.last_ok = now,
+                    Ok(false) => {
+                        tracing::warn!("the engine lease was lost; following the log");
+                        node.resign(false);
+                    }
+                    Err(e) if renewal.last_ok.elapsed() + quarter >= node.lease => {
+                        tracing::error!(error = %e, "cannot renew the engine lease before it lapses; standing down");
+                        node.resign(false);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "renewing the engine lease failed; retrying"),
+                }
+            }
+            if node.is_leading() && last_flush.elapsed() >= self.cfg.position_flush {
+                self.flush_positions();
+                last_flush = Instant::now();
+            }
+        }
+        if node.is_leading() {
+            self.flush_positions();
+            node.resign(true);
+        }
+    }
+
+    /// Applies events another node's engine logged, and pushes their frames to this node's
+    /// sockets. False on a gap in the seqs (the state must be rebuilt).
+    fn follow(&mut self, events: Vec<Event>) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        let mut frames = Vec::new();
+        let last = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            for e in &events {
+                if e.seq <= state.last_seq {
+                    continue;
+                }
+                if e.seq != state.last_seq + 1 {
+                    tracing::error!(expected = state.last_seq + 1, got = e.seq, "a gap in the log; rebuilding");
+                    return false;
+                }
+                frames.extend(dispatcher::apply(&mut state, e));
+            }
+            state.last_seq
+        };
+        self.applied.send_replace(last);
+        if !frames.is_empty() {
+            self.publisher.publish(frames.into_iter().map(|f| (f.to_text(), f)).map(|(t, f)| (f, t)).collect());
+        }
+        true
+    }
+
+    /// This node holds the lease now: read the log to its end (the engine before is fenced,
+    /// so the end is final), restore positions and retries, then take commands.
+    fn take_over(&mut self, node: &Node) -> Result<(), StoreError> {
+        loop {
+            let after = self.read_state().last_seq;
+            let events = self.log_after(after)?;
+            if events.is_empty() {
+                break;
+            }
+            if !self.follow(events) {
+                return Err(StoreError::Corrupt(after + 1, "a gap in the log".into()));
+            }
+        }
+        let positions = self.log.load_positions()?;
+        {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            for (id, p) in positions {
+                if let Some(idx) = state.member_index(&id) {
+                    state.roster.move_to(idx, p);
+                }
+            }
+            state.schedule_retries(now_ms());
+        }
+        self.dirty_positions.clear();
+        self.write_retry_at = None;
+        self.writable.store(true, Ordering::Release);
+        node.leading.store(true, Ordering::Release);
+        tracing::warn!(last_seq = self.read_state().last_seq, "this node is the engine now");
+        Ok(())
+    }
+
+    /// Log events after `after` (no waiting), through the engine's own log connection.
+    fn log_after(&mut self, after: u64) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        self.log.replay_after(after, &mut |e| out.push(e))?;
+        Ok(out)
+    }
+
+    /// Rebuilds a stale state; true when it worked.
+    fn try_recover(&mut self) -> bool {
+        match self.recover() {
+            Ok(()) => {
+                self.stale = false;
+                self.ready.store(true, Ordering::Release);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rebuilding the state failed; retrying");
+                false
+            }
+        }
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -228,7 +495,9 @@ impl Engine {
     /// Rebuilds the state from the log (start-up, or after a failed append).
     fn recover(&mut self) -> Result<(), StoreError> {
         let fresh = self.rebuild()?;
+        let last = fresh.last_seq;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.applied.send_replace(last);
         Ok(())
     }
 
@@ -331,11 +600,15 @@ impl Engine {
         if let Err(e) = &appended {
             tracing::error!(error = %e, events = events.len(), "append failed; rebuilding state from the log");
             self.store_failed(e);
+            if cluster::is_fenced(e) {
+                self.fenced = true;
+            }
             match self.rebuild() {
                 Ok(fresh) => *state = fresh,
                 Err(e) => {
                     tracing::error!(error = %e, "rebuilding state failed; not ready");
                     self.ready.store(false, Ordering::Release);
+                    self.stale = true;
                 }
             }
         }
@@ -345,6 +618,7 @@ impl Engine {
                 if self.write_retry_at.is_some() {
                     self.store_writable();
                 }
+                self.applied.send_replace(events.last().map_or(0, |e| e.seq));
                 metrics::counter!("muster_events_total").increment(events.len() as u64);
                 metrics::histogram!("muster_batch_events").record(events.len() as f64);
                 self.publisher.publish(encoded);
@@ -446,7 +720,7 @@ mod tests {
         let rules = crate::settings::Settings::load_with_env(None, Vec::new()).unwrap().dispatch;
         let cfg = EngineConfig { mailbox: 16, batch_max: 16, position_flush: Duration::from_secs(60) };
         let cancel = CancellationToken::new();
-        let (engine, thread) = start(Box::new(disk.clone()), rules, Arc::new(Nobody), cfg, cancel.clone());
+        let (engine, thread) = start(Box::new(disk.clone()), rules, Arc::new(Nobody), cfg, cancel.clone(), None);
         while !engine.is_ready() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

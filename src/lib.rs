@@ -6,7 +6,8 @@
 //!
 //! - `domain`: the rules, pure and synchronous (see its own map).
 //! - `engine`: the single writer that owns the state, the deadlines and the append.
-//! - `store`: the durable event log with the recipient frames (SQLite, embedded).
+//! - `store`: the durable event log with the recipient frames (SQLite, embedded; or Redis).
+//! - `cluster`: several nodes on Redis: the engine lease, the log's tail, commands between nodes.
 //! - `gateway`: HTTP routes, auth, problem+json, websocket sessions, the push hub.
 //! - `settings`: configuration, from config/default.toml, a file and `MUSTER_*` variables.
 //! - `app`: wires everything and binds the listener.
@@ -15,6 +16,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod demo;
 pub mod domain;
 pub mod engine;

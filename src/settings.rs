@@ -19,6 +19,10 @@ pub fn is_development_secret(secret: &str) -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Empty: one node on the embedded store. `redis://…`: several nodes on Redis
+    /// (MUSTER_REDIS_URL; docs/ARCHITECTURE.md, "Several nodes on Redis").
+    pub redis_url: String,
+    pub redis: Redis,
     pub server: Server,
     pub auth: Auth,
     pub ws: Ws,
@@ -78,6 +82,16 @@ pub struct Engine {
     pub mailbox: usize,
     pub batch_max: usize,
     pub position_flush_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    pub prefix: String,
+    pub node_id: String,
+    pub lease_ms: u64,
+    pub require_persistence: bool,
+    pub command_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +165,18 @@ impl Settings {
         }
         if self.ws.max_message_bytes < 256 || self.server.max_body_bytes < 256 {
             return bad("ws.max_message_bytes and server.max_body_bytes must be at least 256");
+        }
+        if !self.redis_url.is_empty() {
+            if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("redis+unix://")) {
+                return bad("redis_url must be empty or a redis:// address");
+            }
+            let p = &self.redis.prefix;
+            if p.is_empty() || p.len() > 64 || p.contains(['{', '}', ' ']) {
+                return bad("redis.prefix must be 1 to 64 characters, without braces or spaces");
+            }
+            if self.redis.lease_ms < 300 || self.redis.command_timeout_ms < 100 {
+                return bad("redis.lease_ms must be at least 300 and redis.command_timeout_ms at least 100");
+            }
         }
         Ok(())
     }

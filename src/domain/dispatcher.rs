@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::event::{EscalationReason, Event, EventBody, Frame, Mode, RevokeReason, Ts, stream};
@@ -28,7 +29,10 @@ use super::wartime::{self, MobilizeOrder, WhistleTarget};
 use super::workload::TaskClass;
 
 /// Who is acting, with the scope their token grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Wire form (between nodes): `{"type":"command","district":null}`, `{"type":"system"}`…
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Actor {
     /// City-wide when `district` is `None`.
     Command {
@@ -61,7 +65,8 @@ impl Actor {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RaiseIncident {
     pub grid_id: Option<String>,
     pub location: Option<Position>,
@@ -75,7 +80,10 @@ pub struct RaiseIncident {
     pub difficulty: Option<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Wire form (between nodes): internally tagged by `name()`, e.g.
+/// `{"type":"accept","offer_id":"off-1"}`, `{"type":"tick"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     ImportCity(Box<City>),
     Raise(RaiseIncident),
@@ -118,9 +126,11 @@ pub enum Command {
         mobilization_id: String,
         reason: Option<String>,
     },
+    #[serde(rename = "mobilization_ack")]
     AcknowledgeOrder {
         mobilization_id: String,
     },
+    #[serde(rename = "mobilization_report")]
     ReportArrival {
         mobilization_id: String,
         position: Position,
@@ -213,7 +223,8 @@ impl Command {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The input is malformed or names something unknown (HTTP 422 / 400).
     Invalid,
@@ -238,8 +249,124 @@ pub(super) fn err(kind: ErrorKind, code: &'static str, detail: impl Into<String>
     DomainError { kind, code, detail: detail.into() }
 }
 
+/// Every code the domain refuses with, so that a `DomainError` read off the wire gets its
+/// `&'static str` back. `wire_tests::every_code_is_listed` keeps this list complete.
+pub const CODES: &[&str] = &[
+    "already_checked_in",
+    "already_checked_out",
+    "already_in_mode",
+    "already_rated",
+    "bad_amount",
+    "bad_idempotency_key",
+    "bad_title",
+    "bad_window",
+    "city_command_only",
+    "command_only",
+    "deadline_out_of_range",
+    "did_not_work",
+    "difficulty_out_of_range",
+    "duplicate_member",
+    "easy_cap",
+    "grid_or_location",
+    "headcount_out_of_range",
+    "incident_closed",
+    "incident_filled",
+    "insufficient_balance",
+    "invalid_city",
+    "invalid_member",
+    "invalid_registration",
+    "invalid_site",
+    "invalid_subject",
+    "invalid_transfer",
+    "member_exists",
+    "members_claim_staff_assign",
+    "members_only",
+    "mobilization_closed",
+    "no_city",
+    "no_teams",
+    "no_units",
+    "not_accepted",
+    "not_checked_in",
+    "not_claimed",
+    "not_eligible",
+    "not_paired",
+    "not_wartime",
+    "offer_accepted",
+    "offer_declined",
+    "offer_expired",
+    "offer_not_open",
+    "offer_revoked",
+    "one_destination",
+    "one_selector",
+    "open_incidents",
+    "open_mobilizations",
+    "open_orders",
+    "order_closed",
+    "order_full",
+    "outside_geofence",
+    "outside_scope",
+    "priority_window",
+    "reason_required",
+    "slots_out_of_range",
+    "staff_or_command_only",
+    "stale_proposal",
+    "task_not_finished",
+    "text_too_long",
+    "too_many_skills",
+    "top_level",
+    "unknown_category",
+    "unknown_community",
+    "unknown_district",
+    "unknown_grid",
+    "unknown_incident",
+    "unknown_member",
+    "unknown_mobilization",
+    "unknown_offer",
+    "unknown_order",
+    "unknown_skill",
+    "unknown_task",
+    "unknown_team",
+    "unknown_unit",
+];
+
+/// The code a `DomainError` read off the wire carries: the domain's own `&'static str`,
+/// or `"remote_error"` for a code this build does not know (a newer node's).
+pub fn known_code(code: &str) -> &'static str {
+    CODES.iter().copied().find(|c| *c == code).unwrap_or("remote_error")
+}
+
+/// Wire form: `{"kind":"not_found","code":"unknown_offer","detail":"…"}`.
+impl Serialize for DomainError {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            kind: ErrorKind,
+            code: &'a str,
+            detail: &'a str,
+        }
+        Wire { kind: self.kind, code: self.code, detail: &self.detail }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DomainError {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wire {
+            kind: ErrorKind,
+            code: String,
+            detail: String,
+        }
+        let w = Wire::deserialize(d)?;
+        Ok(DomainError { kind: w.kind, code: known_code(&w.code), detail: w.detail })
+    }
+}
+
 /// What a successful command answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Wire form: `{"type":"done"}`, `{"type":"incident","id":"inc-000001"}`…
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum Reply {
     Done,
     Incident(String),
@@ -1288,4 +1415,310 @@ pub(super) fn scope_frames(
 /// RFC 3339 UTC with milliseconds, as every time on the wire.
 pub fn rfc3339(ts: Ts) -> String {
     chrono::DateTime::from_timestamp_millis(ts).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+    use crate::domain::fixtures::{in_cell, two_districts};
+    use crate::domain::mobilization::Site;
+    use crate::domain::org::Member;
+
+    fn round_trip<T>(value: &T) -> String
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        let json = serde_json::to_string(value).unwrap();
+        let back: T = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(&back, value, "{json}");
+        json
+    }
+
+    fn member(id: &str, grid: &str, team: Option<&str>) -> Member {
+        Member {
+            id: id.into(),
+            name: id.to_uppercase(),
+            unit_id: "u1".into(),
+            team_id: team.map(Into::into),
+            residence_grid_id: grid.into(),
+            skills: vec!["first_aid".into()],
+            position: in_cell(grid, 1),
+            on_call: true,
+            registered: false,
+        }
+    }
+
+    /// Forces a sample per variant: a new variant does not compile until it is added here.
+    fn ordinal(c: &Command) -> usize {
+        match c {
+            Command::ImportCity(_) => 0,
+            Command::Raise(_) => 1,
+            Command::Escalate { .. } => 2,
+            Command::Resolve { .. } => 3,
+            Command::Cancel { .. } => 4,
+            Command::Accept { .. } => 5,
+            Command::Decline { .. } => 6,
+            Command::Arrive { .. } => 7,
+            Command::Location { .. } => 8,
+            Command::Duty { .. } => 9,
+            Command::SwitchMode { .. } => 10,
+            Command::Mobilize(_) => 11,
+            Command::CloseMobilization { .. } => 12,
+            Command::AcknowledgeOrder { .. } => 13,
+            Command::ReportArrival { .. } => 14,
+            Command::Whistle { .. } => 15,
+            Command::Transfer { .. } => 16,
+            Command::Register { .. } => 17,
+            Command::RegisterUnit { .. } => 18,
+            Command::PostOrder(_) => 19,
+            Command::ClaimOrder { .. } => 20,
+            Command::CancelOrder { .. } => 21,
+            Command::CheckIn { .. } => 22,
+            Command::CheckOut { .. } => 23,
+            Command::Rate { .. } => 24,
+            Command::Exchange { .. } => 25,
+            Command::RevokeTokens { .. } => 26,
+            Command::Tick => 27,
+        }
+    }
+
+    fn commands() -> Vec<Command> {
+        let p = Position::new(30.592_812_345_678_9, 114.305_539_876_543_21).unwrap();
+        let city = two_districts("wire", vec![member("m1", "g1", Some("t1")), member("m2", "g4", None)]);
+        vec![
+            Command::ImportCity(Box::new(city)),
+            Command::Raise(RaiseIncident {
+                grid_id: Some("g1".into()),
+                location: Some(p),
+                category: "fire".into(),
+                level: Level::III,
+                headcount: 3,
+                skills: vec!["first_aid".into(), "driving".into()],
+                note: Some("三楼 \"quoted\"\n".into()),
+                idempotency_key: Some("k-1".into()),
+                difficulty: Some(4),
+            }),
+            Command::Escalate { incident_id: "inc-000001".into() },
+            Command::Resolve { incident_id: "inc-000001".into(), note: None },
+            Command::Cancel { incident_id: "inc-000001".into(), reason: Some("false alarm".into()) },
+            Command::Accept { offer_id: "off-1".into() },
+            Command::Decline { offer_id: "off-2".into(), reason: None },
+            Command::Arrive { offer_id: "off-1".into(), position: p },
+            Command::Location { position: Position::new(-90.0, 180.0).unwrap() },
+            Command::Duty { on_call: false },
+            Command::SwitchMode { district_id: Some("d1".into()), mode: Mode::Wartime, reason: "flood".into() },
+            Command::Mobilize(MobilizeOrder {
+                teams: vec!["t1".into(), "t2".into()],
+                unit_id: Some("u1".into()),
+                district_id: None,
+                all_assault: true,
+                community_id: Some("c1".into()),
+                site: Some(Site { name: "levee".into(), location: p }),
+                deadline_s: Some(1800),
+                note: Some("bring boots".into()),
+            }),
+            Command::CloseMobilization { mobilization_id: "mob-1".into(), reason: None },
+            Command::AcknowledgeOrder { mobilization_id: "mob-1".into() },
+            Command::ReportArrival { mobilization_id: "mob-1".into(), position: p },
+            Command::Whistle { incident_id: "inc-000001".into(), to: WhistleTarget::Units(vec!["u1".into()]) },
+            Command::Transfer { from: "c1".into(), to: "c2".into(), members: vec!["m1".into(), "m2".into()] },
+            Command::Register { members: vec![member("m3", "g6", Some("t3"))] },
+            Command::RegisterUnit { unit_id: "u2".into(), community_id: "c3".into() },
+            Command::PostOrder(PostOrder {
+                grid_id: None,
+                location: Some(p),
+                category: "errand".into(),
+                difficulty: None,
+                title: "buy medicine".into(),
+                note: None,
+                window_start: 1_700_000_000_000,
+                window_end: 1_700_003_600_000,
+                slots: 2,
+                skills: vec![],
+            }),
+            Command::ClaimOrder { order_id: "ord-1".into(), assign_to: Some("m1".into()) },
+            Command::CancelOrder { order_id: "ord-1".into(), reason: Some("done elsewhere".into()) },
+            Command::CheckIn { order_id: "ord-1".into(), position: p },
+            Command::CheckOut { order_id: "ord-1".into(), position: p },
+            Command::Rate { task: TaskRef::Offer("off-1".into()), member_id: "m1".into(), rating: Rating::VeryGood },
+            Command::Exchange { member_id: "m1".into(), from: Currency::Hours, amount: 0.1 + 0.2 },
+            Command::RevokeTokens { subject: "member:m00001".into() },
+            Command::Tick,
+        ]
+    }
+
+    #[test]
+    fn every_command_round_trips_tagged_by_its_name() {
+        let all = commands();
+        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=27).collect::<Vec<_>>());
+        for cmd in &all {
+            let json = round_trip(cmd);
+            let v: Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(v["type"], cmd.name(), "{json}");
+        }
+        // The other shapes of the nested enums.
+        for to in [WhistleTarget::PairedUnits, WhistleTarget::StreetUnits] {
+            round_trip(&Command::Whistle { incident_id: "inc-000002".into(), to });
+        }
+        let rate = Command::Rate { task: TaskRef::Order("ord-2".into()), member_id: "m2".into(), rating: Rating::Fair };
+        round_trip(&rate);
+        round_trip(&Command::Rate {
+            task: TaskRef::Offer("off-3".into()),
+            member_id: "m2".into(),
+            rating: Rating::Good,
+        });
+        round_trip(&Command::Exchange { member_id: "m2".into(), from: Currency::Points, amount: 12.5 });
+        round_trip(&Command::SwitchMode { district_id: None, mode: Mode::Peacetime, reason: String::new() });
+        round_trip(&Command::Mobilize(MobilizeOrder::default()));
+    }
+
+    #[test]
+    fn every_actor_and_reply_round_trips() {
+        let actors = [
+            Actor::Command { district: None },
+            Actor::Command { district: Some("d1".into()) },
+            Actor::Staff { community: "c1".into() },
+            Actor::UnitAdmin { unit: "u1".into() },
+            Actor::Member { member: "m1".into() },
+            Actor::System,
+        ];
+        for a in &actors {
+            let json = round_trip(a);
+            let v: Value = serde_json::from_str(&json).unwrap();
+            assert!(a.label().starts_with(v["type"].as_str().unwrap()), "{json}");
+        }
+        let replies = [
+            Reply::Done,
+            Reply::Incident("inc-000001".into()),
+            Reply::Mobilization("mob-1".into()),
+            Reply::Order("ord-1".into()),
+        ];
+        for r in &replies {
+            round_trip(r);
+        }
+        assert_eq!(serde_json::to_string(&Actor::System).unwrap(), r#"{"type":"system"}"#);
+        assert_eq!(serde_json::to_string(&Reply::Done).unwrap(), r#"{"type":"done"}"#);
+        assert_eq!(
+            serde_json::to_string(&Reply::Incident("inc-1".into())).unwrap(),
+            r#"{"type":"incident","id":"inc-1"}"#
+        );
+    }
+
+    #[test]
+    fn invalid_positions_and_unknown_fields_are_refused() {
+        let bad = r#"{"type":"location","position":{"lat":300.0,"lng":114.3}}"#;
+        assert!(serde_json::from_str::<Command>(bad).is_err());
+        let bad = r#"{"type":"raise","grid_id":null,"location":{"lat":30.5,"lng":181},"category":"fire","level":"IV","headcount":1,"skills":[],"note":null,"idempotency_key":null,"difficulty":null}"#;
+        assert!(serde_json::from_str::<Command>(bad).is_err());
+        let good = r#"{"type":"location","position":{"lat":30.5,"lng":114.3}}"#;
+        assert!(serde_json::from_str::<Command>(good).is_ok());
+        assert!(serde_json::from_str::<Command>(r#"{"type":"accept","offer_id":"o","extra":1}"#).is_err());
+        assert!(serde_json::from_str::<Command>(r#"{"type":"launch"}"#).is_err());
+        assert!(serde_json::from_str::<Actor>(r#"{"type":"staff","community":"c1","extra":1}"#).is_err());
+    }
+
+    #[test]
+    fn domain_errors_round_trip_and_unknown_codes_become_remote_error() {
+        for (kind, code) in [
+            (ErrorKind::Invalid, "text_too_long"),
+            (ErrorKind::Forbidden, "command_only"),
+            (ErrorKind::NotFound, "unknown_offer"),
+            (ErrorKind::Conflict, "offer_expired"),
+        ] {
+            let e = err(kind, code, format!("{code} happened"));
+            let json = round_trip(&e);
+            let back: DomainError = serde_json::from_str(&json).unwrap();
+            assert!(std::ptr::eq(back.code, known_code(code)));
+        }
+        let json = serde_json::to_string(&err(ErrorKind::NotFound, "unknown_offer", "no offer")).unwrap();
+        assert_eq!(json, r#"{"kind":"not_found","code":"unknown_offer","detail":"no offer"}"#);
+        let e: DomainError =
+            serde_json::from_str(r#"{"kind":"conflict","code":"from_the_future","detail":"newer node"}"#).unwrap();
+        assert_eq!(e, err(ErrorKind::Conflict, "remote_error", "newer node"));
+        assert!(serde_json::from_str::<DomainError>(r#"{"kind":"Conflict","code":"x","detail":""}"#).is_err());
+        assert_eq!(known_code("no_city"), "no_city");
+        assert_eq!(known_code(""), "remote_error");
+    }
+
+    /// The domain's sources: every file that may build a `DomainError`.
+    const SOURCES: &[(&str, &str)] = &[
+        ("balance.rs", include_str!("balance.rs")),
+        ("dispatcher.rs", include_str!("dispatcher.rs")),
+        ("event.rs", include_str!("event.rs")),
+        ("geo.rs", include_str!("geo.rs")),
+        ("incident.rs", include_str!("incident.rs")),
+        ("matching.rs", include_str!("matching.rs")),
+        ("mobilization.rs", include_str!("mobilization.rs")),
+        ("org.rs", include_str!("org.rs")),
+        ("response.rs", include_str!("response.rs")),
+        ("service.rs", include_str!("service.rs")),
+        ("wartime.rs", include_str!("wartime.rs")),
+        ("workload.rs", include_str!("workload.rs")),
+    ];
+
+    /// The string literals in the code argument (the second) of every call of the error
+    /// constructor in `src`, with the line of the call. A code that is not a literal (or a
+    /// `match` of literals) is refused, so that it cannot escape the check.
+    fn codes_in(file: &str, src: &str) -> Vec<(usize, String)> {
+        // Tests build errors of their own; only the domain's count.
+        let src = src.split("\n#[cfg(test)]\nmod ").next().unwrap();
+        let needle = format!("{}(", "err");
+        let bytes = src.as_bytes();
+        let mut found = Vec::new();
+        let mut from = 0;
+        while let Some(at) = src[from..].find(&needle).map(|i| from + i) {
+            from = at + needle.len();
+            let before = src[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '"')
+                || src[..at].ends_with("fn ")
+            {
+                continue;
+            }
+            let line = src[..at].matches('\n').count() + 1;
+            // Walk the arguments: depth of brackets, strings skipped whole.
+            let (mut depth, mut arg, mut i) = (0usize, 0usize, from);
+            let mut literals = Vec::new();
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'"' => {
+                        let start = i + 1;
+                        i = start;
+                        while bytes[i] != b'"' {
+                            i += if bytes[i] == b'\\' { 2 } else { 1 };
+                        }
+                        if arg == 1 {
+                            literals.push(src[start..i].to_string());
+                        }
+                    }
+                    b'(' | b'[' | b'{' => depth += 1,
+                    b')' | b']' | b'}' if depth == 0 => break,
+                    b')' | b']' | b'}' => depth -= 1,
+                    b',' if depth == 0 => arg += 1,
+                    _ => {}
+                }
+                i += 1;
+            }
+            assert!(!literals.is_empty(), "{file}:{line}: the error code is not a string literal");
+            found.extend(literals.into_iter().map(|c| (line, c)));
+        }
+        found
+    }
+
+    #[test]
+    fn every_code_is_listed() {
+        let mut seen = 0;
+        for (file, src) in SOURCES {
+            for (line, code) in codes_in(file, src) {
+                assert!(CODES.contains(&code.as_str()), "{file}:{line}: code '{code}' is missing from CODES");
+                seen += 1;
+            }
+        }
+        // The scan does find the calls (including the `match` of offer states).
+        assert!(seen > 60, "only {seen} codes found");
+        for c in ["incident_closed", "offer_expired", "offer_not_open", "unknown_offer"] {
+            assert!(SOURCES.iter().flat_map(|(f, s)| codes_in(f, s)).any(|(_, x)| x == c), "{c}");
+        }
+        assert!(CODES.windows(2).all(|w| w[0] < w[1]), "CODES is sorted and has no duplicates");
+        assert!(!CODES.contains(&"remote_error"));
+    }
 }

@@ -137,7 +137,8 @@ impl ServiceOrder {
 }
 
 /// `POST /v1/orders`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PostOrder {
     pub grid_id: Option<String>,
     pub location: Option<Position>,
@@ -152,7 +153,10 @@ pub struct PostOrder {
 }
 
 /// A rated task: a service order, or a wartime assignment (an offer on an incident).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Wire form: `{"type":"order","id":"ord-1"}`, `{"type":"offer","id":"off-1"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum TaskRef {
     Order(String),
     Offer(String),

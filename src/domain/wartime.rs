@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::balance;
@@ -21,7 +22,8 @@ use super::org::TeamKind;
 use super::workload::TaskClass;
 
 /// `POST /v1/mobilizations`: exactly one way of naming the teams, and where they report.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MobilizeOrder {
     pub teams: Vec<String>,
     pub unit_id: Option<String>,
@@ -35,7 +37,9 @@ pub struct MobilizeOrder {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Wire form: `{"type":"paired_units"}`, `{"type":"units","units":["u1"]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "units", rename_all = "snake_case")]
 pub enum WhistleTarget {
     /// Units whose teams are paired with the incident's community.
     PairedUnits,

@@ -5,7 +5,9 @@
 //! - `EventLog`: the engine's side (replay, append, soft positions). One writer.
 //! - `LogReader`: the gateway's side (frames after a seq, the timeline). Many readers.
 //! - `sqlite`: the embedded store (WAL, synchronous=FULL), the default.
+//! - `redis`: several nodes on one Redis (a fenced stream log), see `crate::cluster`.
 
+pub mod redis;
 pub mod sqlite;
 
 use crate::domain::event::{Event, Frame};
@@ -19,6 +21,37 @@ pub enum StoreError {
     Corrupt(u64, String),
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("redis: {0}")]
+    Redis(String),
+    /// The engine's lease was lost: another node is the engine now.
+    #[error("this node no longer holds the engine lease")]
+    Fenced,
+    /// Redis does not persist every write before it answers.
+    #[error("redis does not persist writes: {0}")]
+    NotDurable(String),
+}
+
+impl From<::redis::RedisError> for StoreError {
+    fn from(e: ::redis::RedisError) -> Self {
+        if e.to_string().contains("FENCED") { StoreError::Fenced } else { StoreError::Redis(e.to_string()) }
+    }
+}
+
+impl TimelineEntry {
+    /// One timeline entry from a logged event (its body as stored, JSON with a `type`).
+    pub fn from_logged(seq: u64, at: i64, kind: String, actor: String, body: &str) -> Result<Self, StoreError> {
+        let mut data: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| StoreError::Corrupt(seq, e.to_string()))?;
+        if let Some(map) = data.as_object_mut() {
+            map.remove("type");
+            for key in ["expires_at", "escalate_at"] {
+                if let Some(t) = map.get(key).and_then(|v| v.as_i64()) {
+                    map.insert(key.into(), crate::domain::dispatcher::rfc3339(t).into());
+                }
+            }
+        }
+        Ok(TimelineEntry { seq, at: crate::domain::dispatcher::rfc3339(at), kind, actor, data })
+    }
 }
 
 /// One entry of an incident's timeline, as `GET /v1/incidents/{id}/timeline` answers it.
@@ -44,6 +77,14 @@ pub struct StoredFrame {
 pub trait EventLog: Send + 'static {
     /// Feeds every logged event, in order, to `apply`.
     fn replay(&mut self, apply: &mut dyn FnMut(Event)) -> Result<(), StoreError>;
+    /// Feeds the logged events with seq > `after`, in order.
+    fn replay_after(&mut self, after: u64, apply: &mut dyn FnMut(Event)) -> Result<(), StoreError> {
+        self.replay(&mut |e| {
+            if e.seq > after {
+                apply(e)
+            }
+        })
+    }
     /// Appends events and their frames atomically and durably.
     fn append(&mut self, events: &[Event], frames: &[(Frame, String)]) -> Result<(), StoreError>;
     /// Saves members' last known positions (soft state: not synced per write).

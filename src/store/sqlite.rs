@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{EventLog, LogReader, StoreError, StoredFrame, TimelineEntry};
-use crate::domain::dispatcher::rfc3339;
 use crate::domain::event::{Event, EventBody, Frame};
 use crate::domain::geo::Position;
 
@@ -207,17 +206,7 @@ impl LogReader for SqliteReader {
             let mut out = Vec::new();
             for row in rows {
                 let (seq, at, kind, actor, body) = row?;
-                let mut data: serde_json::Value =
-                    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(seq, e.to_string()))?;
-                if let Some(map) = data.as_object_mut() {
-                    map.remove("type");
-                    for key in ["expires_at", "escalate_at"] {
-                        if let Some(t) = map.get(key).and_then(|v| v.as_i64()) {
-                            map.insert(key.into(), rfc3339(t).into());
-                        }
-                    }
-                }
-                out.push(TimelineEntry { seq, at: rfc3339(at), kind, actor, data });
+                out.push(TimelineEntry::from_logged(seq, at, kind, actor, &body)?);
             }
             Ok(out)
         })

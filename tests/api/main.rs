@@ -5,6 +5,7 @@ mod helpers;
 
 mod authz;
 mod bad_input;
+mod cluster;
 mod faults;
 mod flow;
 mod hostile;

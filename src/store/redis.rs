@@ -1,0 +1,366 @@
+//! The log on Redis, for several nodes (docs/ARCHITECTURE.md, "Several nodes on Redis").
+//!
+//! Every key of one deployment carries the prefix as a hash tag (`{muster}:log`), so a
+//! deployment lives in one Redis Cluster slot and a script may touch all its keys.
+//!
+//! - `{p}:log`: a stream, one entry per append, id `0-<last seq of the batch>`, field `e`:
+//!   the batch's events as JSON. Every node tails it and applies the events to its state;
+//!   `apply` derives the frames, so the log carries no frames.
+//! - `{p}:s:<stream>`: a stream per recipient, id `0-<frame seq>`, field `t`: the frame's
+//!   wire text. Resume (`after_seq`) reads it.
+//! - `{p}:i:<incident>`: the incident's events, for its timeline.
+//! - `{p}:lease`, `{p}:epoch`: the engine lease and its fencing epoch (crate::cluster).
+//! - `{p}:positions`: members' last known positions (soft state, a hash).
+//!
+//! An append is one Lua script: it checks the lease token first, so an engine that lost its
+//! lease (a deposed engine) cannot write, then adds the log entry (whose id must be above the
+//! last: nothing is written twice), then the frames and the incident entries. Scripts run
+//! atomically; with `appendfsync always` Redis syncs them to its AOF before it answers.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::{Client, Connection, ConnectionLike, RedisResult, Script};
+
+use super::{EventLog, LogReader, StoreError, StoredFrame, TimelineEntry};
+use crate::domain::event::{Event, EventBody, Frame};
+use crate::domain::geo::Position;
+
+/// Key names of one deployment.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// `{prefix}:`
+    base: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Keys { base: format!("{{{prefix}}}:") }
+    }
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+    pub fn log(&self) -> String {
+        format!("{}log", self.base)
+    }
+    pub fn lease(&self) -> String {
+        format!("{}lease", self.base)
+    }
+    pub fn epoch(&self) -> String {
+        format!("{}epoch", self.base)
+    }
+    pub fn positions(&self) -> String {
+        format!("{}positions", self.base)
+    }
+    pub fn commands(&self) -> String {
+        format!("{}cmd", self.base)
+    }
+    pub fn replies(&self, node: &str) -> String {
+        format!("{}reply:{node}", self.base)
+    }
+    pub fn stream(&self, stream: &str) -> String {
+        format!("{}s:{stream}", self.base)
+    }
+    pub fn incident(&self, id: &str) -> String {
+        format!("{}i:{id}", self.base)
+    }
+}
+
+/// One connection that reconnects on the next use after it broke. Every read and write has
+/// a timeout, so a Redis that vanished never hangs a thread.
+pub struct Conn {
+    client: Client,
+    conn: Option<Connection>,
+    timeout: Duration,
+}
+
+impl Conn {
+    pub fn new(client: Client, timeout: Duration) -> Self {
+        Conn { client, conn: None, timeout }
+    }
+
+    pub fn run<T>(&mut self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
+        if self.conn.as_ref().is_some_and(|c| !c.is_open()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let c = self.client.get_connection_with_timeout(Duration::from_secs(1))?;
+            c.set_read_timeout(Some(self.timeout))?;
+            c.set_write_timeout(Some(self.timeout))?;
+            self.conn = Some(c);
+        }
+        let r = f(self.conn.as_mut().expect("connected above"));
+        if let Err(e) = &r
+            && (e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error())
+        {
+            self.conn = None;
+        }
+        r
+    }
+}
+
+/// `Ok` if Redis syncs every write to its append-only file before answering.
+pub fn check_persistence(c: &mut Connection) -> Result<(), StoreError> {
+    let pairs: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("append*").query(c)?;
+    let get = |k: &str| pairs.chunks(2).find(|p| p[0] == k).and_then(|p| p.get(1)).map(String::as_str);
+    match (get("appendonly"), get("appendfsync")) {
+        (Some("yes"), Some("always")) => Ok(()),
+        (a, f) => Err(StoreError::NotDurable(format!(
+            "appendonly={}, appendfsync={} (muster needs appendonly yes and appendfsync always)",
+            a.unwrap_or("?"),
+            f.unwrap_or("?")
+        ))),
+    }
+}
+
+const APPEND: &str = r#"
+-- KEYS[1] lease; ARGV: token, base, log id, events, nframes, (stream, seq, text)*, nincident, (id, seq, kind, actor, at, body)*
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED this node no longer holds the engine lease')
+end
+local base = ARGV[2]
+redis.call('XADD', base .. 'log', ARGV[3], 'e', ARGV[4])
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  redis.call('XADD', base .. 's:' .. ARGV[i], '0-' .. ARGV[i + 1], 't', ARGV[i + 2])
+  i = i + 3
+end
+local n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  redis.call('XADD', base .. 'i:' .. ARGV[i], '0-' .. ARGV[i + 1], 'k', ARGV[i + 2], 'a', ARGV[i + 3], 't', ARGV[i + 4], 'b', ARGV[i + 5])
+  i = i + 6
+end
+return 1
+"#;
+
+/// A batch of events as the log entry's `e` field.
+pub fn encode_events(events: &[Event]) -> String {
+    let rows: Vec<_> = events.iter().map(|e| (e.seq, e.at, &e.actor, &e.body)).collect();
+    serde_json::to_string(&rows).expect("events serialize")
+}
+
+/// The events of one log entry (`id` for the error message).
+pub fn decode_events(id: &str, raw: &[u8]) -> Result<Vec<Event>, StoreError> {
+    let rows: Vec<(u64, i64, String, EventBody)> = serde_json::from_slice(raw).map_err(|e| corrupt(id, e))?;
+    Ok(rows.into_iter().map(|(seq, at, actor, body)| Event { seq, at, actor, body }).collect())
+}
+
+fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
+    let seq = id.strip_prefix("0-").and_then(|s| s.parse().ok()).unwrap_or(0);
+    StoreError::Corrupt(seq, e.to_string())
+}
+
+/// Stream entries as redis answers XRANGE: (id, [field, value, field, value…]).
+pub type Entries = Vec<(String, Vec<Vec<u8>>)>;
+
+fn field<'a>(fields: &'a [Vec<u8>], name: &str) -> Option<&'a [u8]> {
+    fields.chunks(2).find(|p| p[0] == name.as_bytes()).and_then(|p| p.get(1)).map(Vec::as_slice)
+}
+
+/// The events of log entries, in order.
+pub fn events_of(entries: Entries) -> Result<Vec<Event>, StoreError> {
+    let mut out = Vec::new();
+    for (id, fields) in entries {
+        let raw = field(&fields, "e").ok_or_else(|| corrupt(&id, "log entry without events"))?;
+        out.extend(decode_events(&id, raw)?);
+    }
+    Ok(out)
+}
+
+/// Log entries after `after_seq`, at most `count`.
+pub fn read_log(c: &mut Connection, keys: &Keys, after_seq: u64, count: usize) -> Result<Vec<Event>, StoreError> {
+    let entries: Entries = redis::cmd("XRANGE")
+        .arg(keys.log())
+        .arg(format!("(0-{after_seq}"))
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query(c)?;
+    events_of(entries)
+}
+
+/// The fencing token this node holds while it is the engine (set by `cluster::Node`).
+pub type Fence = std::sync::Arc<Mutex<Option<String>>>;
+
+/// The engine's side of the log on Redis.
+pub struct RedisLog {
+    conn: Conn,
+    keys: Keys,
+    fence: Fence,
+    require_persistence: bool,
+    /// When persistence was last seen on, so it is not asked on every append.
+    durable_until: Option<Instant>,
+    script: Script,
+}
+
+impl RedisLog {
+    pub fn new(client: Client, keys: Keys, fence: Fence, require_persistence: bool) -> Self {
+        RedisLog {
+            conn: Conn::new(client, Duration::from_secs(10)),
+            keys,
+            fence,
+            require_persistence,
+            durable_until: None,
+            script: Script::new(APPEND),
+        }
+    }
+
+    fn ensure_durable(&mut self) -> Result<(), StoreError> {
+        if !self.require_persistence || self.durable_until.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        self.durable_until = None;
+        self.conn.run(|c| Ok(check_persistence(c)))??;
+        self.durable_until = Some(Instant::now() + Duration::from_secs(2));
+        Ok(())
+    }
+}
+
+impl EventLog for RedisLog {
+    fn replay(&mut self, apply: &mut dyn FnMut(Event)) -> Result<(), StoreError> {
+        self.replay_after(0, apply)
+    }
+
+    fn replay_after(&mut self, mut after: u64, apply: &mut dyn FnMut(Event)) -> Result<(), StoreError> {
+        loop {
+            let keys = &self.keys;
+            let events = self.conn.run(|c| Ok(read_log(c, keys, after, 500)))??;
+            let Some(last) = events.last() else { return Ok(()) };
+            after = last.seq;
+            events.into_iter().for_each(&mut *apply);
+        }
+    }
+
+    fn append(&mut self, events: &[Event], frames: &[(Frame, String)]) -> Result<(), StoreError> {
+        let Some(last) = events.last() else { return Ok(()) };
+        self.ensure_durable()?;
+        let token = self.fence.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StoreError::Fenced)?;
+        let mut inv = self.script.prepare_invoke();
+        inv.key(self.keys.lease())
+            .arg(token)
+            .arg(self.keys.base())
+            .arg(format!("0-{}", last.seq))
+            .arg(encode_events(events))
+            .arg(frames.len());
+        for (f, text) in frames {
+            inv.arg(&f.stream).arg(f.seq).arg(text);
+        }
+        let of_incidents: Vec<_> = events.iter().filter_map(|e| e.body.incident_id().map(|id| (id, e))).collect();
+        inv.arg(of_incidents.len());
+        for (id, e) in of_incidents {
+            let body = serde_json::to_string(&e.body).expect("events serialize");
+            inv.arg(id).arg(e.seq).arg(e.body.kind()).arg(&e.actor).arg(e.at).arg(body);
+        }
+        let _: i64 = self.conn.run(|c| inv.invoke(c))?;
+        Ok(())
+    }
+
+    fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.keys.positions());
+        for (id, p) in positions {
+            cmd.arg(id).arg(format!("{},{}", p.lat, p.lng));
+        }
+        self.conn.run(|c| cmd.exec(c))?;
+        Ok(())
+    }
+
+    fn load_positions(&mut self) -> Result<Vec<(String, Position)>, StoreError> {
+        let key = self.keys.positions();
+        let all: Vec<(String, String)> = self.conn.run(|c| redis::cmd("HGETALL").arg(key).query(c))?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(id, v)| {
+                let (lat, lng) = v.split_once(',')?;
+                Some((id, Position::new(lat.parse().ok()?, lng.parse().ok()?).ok()?))
+            })
+            .collect())
+    }
+
+    fn probe(&mut self) -> Result<(), StoreError> {
+        self.durable_until = None;
+        self.ensure_durable()?;
+        self.conn.run(|c| redis::cmd("PING").exec(c))?;
+        if self.fence.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return Err(StoreError::Fenced);
+        }
+        Ok(())
+    }
+}
+
+/// The gateway's side: frames for resume and incident timelines, from a small pool of
+/// connections (used from `spawn_blocking`).
+pub struct RedisReader {
+    client: Client,
+    keys: Keys,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl RedisReader {
+    pub fn new(client: Client, keys: Keys) -> Self {
+        RedisReader { client, keys, idle: Mutex::new(Vec::new()) }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
+        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = taken.unwrap_or_else(|| Conn::new(self.client.clone(), Duration::from_secs(5)));
+        let r = conn.run(f);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+        Ok(r?)
+    }
+}
+
+impl LogReader for RedisReader {
+    fn frames_after(&self, stream: &str, after: u64, limit: usize) -> Result<Vec<StoredFrame>, StoreError> {
+        let key = self.keys.stream(stream);
+        let entries: Entries = self.with(|c| {
+            redis::cmd("XRANGE").arg(key).arg(format!("(0-{after}")).arg("+").arg("COUNT").arg(limit).query(c)
+        })?;
+        entries.into_iter().map(stored_frame).collect()
+    }
+
+    fn frames_at(&self, stream: &str, seqs: &[u64]) -> Result<Vec<StoredFrame>, StoreError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.keys.stream(stream);
+        let mut pipe = redis::pipe();
+        for s in seqs {
+            pipe.cmd("XRANGE").arg(&key).arg(format!("0-{s}")).arg(format!("0-{s}"));
+        }
+        let found: Vec<Entries> = self.with(|c| pipe.query(c))?;
+        let mut out = found.into_iter().flatten().map(stored_frame).collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|f| f.seq);
+        Ok(out)
+    }
+
+    fn timeline(&self, incident_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
+        let key = self.keys.incident(incident_id);
+        let entries: Entries = self.with(|c| redis::cmd("XRANGE").arg(key).arg("-").arg("+").query(c))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, f) in entries {
+            let seq = seq_of(&id)?;
+            let text = |name: &str| String::from_utf8_lossy(field(&f, name).unwrap_or_default()).into_owned();
+            let at = text("t").parse().map_err(|e| corrupt(&id, e))?;
+            out.push(TimelineEntry::from_logged(seq, at, text("k"), text("a"), &text("b"))?);
+        }
+        Ok(out)
+    }
+}
+
+fn seq_of(id: &str) -> Result<u64, StoreError> {
+    id.strip_prefix("0-").and_then(|s| s.parse().ok()).ok_or_else(|| corrupt(id, "an entry id not of the form 0-<seq>"))
+}
+
+fn stored_frame((id, fields): (String, Vec<Vec<u8>>)) -> Result<StoredFrame, StoreError> {
+    let text = field(&fields, "t").ok_or_else(|| corrupt(&id, "frame without text"))?;
+    let text = String::from_utf8(text.to_vec()).map_err(|e| corrupt(&id, e))?;
+    Ok(StoredFrame { seq: seq_of(&id)?, text })
+}

@@ -1,0 +1,363 @@
+//! Several nodes on Redis: the real server, twice or more, on one real Redis.
+//!
+//! Most tests use the Redis at 127.0.0.1:6379 (which keeps nothing on disk, so they switch
+//! the persistence check off) under a key prefix of their own, deleted afterwards. Tests of
+//! durability start their own `redis-server` with appendonly on, in a temporary directory
+//! on a second port, and stop it by its pid.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use muster::app::{self, Options};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const SHARED_REDIS: &str = "redis://127.0.0.1:6379/";
+
+/// A key prefix of the test's own; its keys are deleted when it is dropped.
+pub struct Prefix {
+    pub name: String,
+    url: String,
+}
+
+impl Prefix {
+    pub fn new(url: &str) -> Prefix {
+        Prefix { name: format!("test-{}-{:08x}", std::process::id(), rand::random::<u32>()), url: url.into() }
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else { return };
+        let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1)) else { return };
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{{{}}}:*", self.name)).query(&mut c).unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut c);
+        }
+    }
+}
+
+fn node_env<'a>(url: &'a str, prefix: &'a str, durable: bool) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("MUSTER_REDIS_URL", url),
+        ("MUSTER_REDIS__PREFIX", prefix),
+        ("MUSTER_REDIS__LEASE_MS", "1000"),
+        ("MUSTER_REDIS__REQUIRE_PERSISTENCE", if durable { "true" } else { "false" }),
+    ]
+}
+
+/// A node in this process (port 0, its own data directory, which Redis mode does not use).
+async fn node(url: &str, prefix: &Prefix, durable: bool) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path(), &node_env(url, &prefix.name, durable));
+    let app = app::build(settings, Options::default()).await.expect("node starts");
+    TestApp {
+        addr: format!("127.0.0.1:{}", app.port()),
+        app: Some(app),
+        http: reqwest::Client::new(),
+        keys: muster::gateway::auth::Keys::new(SECRET),
+        city: test_city(),
+        _dir: Some(dir),
+    }
+}
+
+fn on_call(app: &TestApp) -> Vec<String> {
+    app.city.members.iter().filter(|m| m.on_call).map(|m| m.id.clone()).collect()
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what} did not happen within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_offer_decided_for_an_incident_raised_on_one_node_reaches_a_member_on_another() {
+    let prefix = Prefix::new(SHARED_REDIS);
+    let leader = |t: &TestApp| t.app.as_ref().unwrap().engine.is_leader();
+    let a = node(SHARED_REDIS, &prefix, false).await;
+    eventually(Duration::from_secs(5), "node A takes the lease", || async { leader(&a) }).await;
+    let b = node(SHARED_REDIS, &prefix, false).await;
+    assert!(!leader(&b), "the second node follows");
+    assert_eq!(a.put_city(&a.command(), &a.city).await.status(), 200);
+
+    // Every on-call member listens on node B.
+    let mut sockets = Vec::new();
+    for id in on_call(&b) {
+        sockets.push((id.clone(), b.ws(&b.member(&id), None).await));
+    }
+    let staff = a.staff("c001");
+    let inc =
+        a.raise(&staff, json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1})).await;
+    let id = inc["id"].as_str().unwrap().to_string();
+    let offered = a.offered(&id, "offered").await;
+    assert_eq!(offered.len(), 2, "{inc}");
+    let (member, offer_id) = offered[0].clone();
+    let ws = &mut sockets.iter_mut().find(|(m, _)| *m == member).unwrap().1;
+    let f = ws.expect("offer").await;
+    assert_eq!(f["data"]["offer_id"], offer_id.as_str());
+    assert_eq!(f["data"]["incident_id"], id.as_str());
+
+    // The member accepts on node B: the command goes to the engine on A through Redis, and
+    // node B answers only once its own state has it (read your writes).
+    let r = ws.request("accept", json!({"offer_id": offer_id})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    ws.expect("assignment").await;
+    assert_eq!(b.offered(&id, "accepted").await.len(), 1);
+
+    // An incident raised on node B is decided by the engine on A; B's 201 is readable on B
+    // at once and on A.
+    let inc2 = b
+        .raise(&b.staff("c001"), json!({"grid_id": "c001-g2", "category": "cleaning", "level": "III", "headcount": 1}))
+        .await;
+    let id2 = inc2["id"].as_str().unwrap();
+    assert_eq!(b.get(&b.command(), &format!("/v1/incidents/{id2}")).await.status(), 200);
+    assert_eq!(a.get(&a.command(), &format!("/v1/incidents/{id2}")).await.status(), 200);
+    // Refusals travel back as they are, with the domain's code.
+    let ws = &mut sockets.iter_mut().find(|(m, _)| *m == member).unwrap().1;
+    let r = ws.request("accept", json!({"offer_id": "off-999999"})).await;
+    assert_eq!((r["type"].as_str(), r["data"]["code"].as_str()), (Some("error"), Some("unknown_offer")), "{r}");
+
+    // Resume after a reconnect works on any node: the frames are in Redis.
+    let mut again = a.ws(&a.member(&member), Some(0)).await;
+    assert_eq!(again.expect("offer").await["data"]["offer_id"], offer_id.as_str());
+    // The timeline is read from Redis too.
+    let tl: Value = b.get(&b.command(), &format!("/v1/incidents/{id}/timeline")).await.json().await.unwrap();
+    let kinds: Vec<_> = tl.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    assert!(
+        kinds.contains(&"incident_raised".to_string()) && kinds.contains(&"offer_accepted".to_string()),
+        "{kinds:?}"
+    );
+
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_refuses_writes_while_redis_does_not_persist_them() {
+    // The shared Redis keeps nothing on disk: with the check on, nothing may be confirmed.
+    let prefix = Prefix::new(SHARED_REDIS);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_muster"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .env("MUSTER_AUTH__SECRET", SECRET)
+        .env("MUSTER_LOG__FILTER", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in node_env(SHARED_REDIS, &prefix.name, true) {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let t = child_client(&format!("127.0.0.1:{port}"));
+    eventually(Duration::from_secs(10), "the node answers", || async {
+        t.http.get(t.url("/readyz")).send().await.is_ok()
+    })
+    .await;
+    // It serves, says why it is not ready, and refuses writes; a second look, a moment
+    // later, says the same.
+    for _ in 0..2 {
+        assert_problem(t.http.get(t.url("/readyz")).send().await.unwrap(), 503, None).await;
+        assert_problem(t.put_city(&t.command(), &t.city).await, 503, None).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+// ------------------------------------------------------------------ the real binary
+
+/// A `redis-server` of the test's own: appendonly on, appendfsync always, in a temporary
+/// directory, on a free port; stopped by its pid.
+pub struct OwnRedis {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    pub fn start() -> OwnRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = OwnRedis { port, dir, child: None };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts it (again) on the same port and directory, and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(c) = redis::Client::open(self.url())
+                && let Ok(mut c) = c.get_connection_with_timeout(Duration::from_millis(200))
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, by pid.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start_node(data: &Path, env: &[(&str, &str)]) -> Child {
+    start_child(data, env)
+}
+
+async fn ready(t: &TestApp) -> bool {
+    matches!(t.http.get(t.url("/readyz")).send().await, Ok(r) if r.status() == 200)
+}
+
+#[tokio::test]
+async fn when_redis_restarts_nodes_refuse_writes_then_recover_and_lose_nothing() {
+    let mut redis = OwnRedis::start();
+    let url = redis.url();
+    let prefix = Prefix::new(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let env = node_env(&url, &prefix.name, true);
+    let a_proc = start_node(dir.path(), &env);
+    let a = child_client(&a_proc.addr);
+    eventually(Duration::from_secs(10), "node A ready", || ready(&a)).await;
+    let b_proc = start_node(dir.path(), &env);
+    let b = child_client(&b_proc.addr);
+    eventually(Duration::from_secs(10), "node B ready", || ready(&b)).await;
+    assert_eq!(a.put_city(&a.command(), &a.city).await.status(), 200);
+    let staff = a.staff("c001");
+    let body = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1});
+    let mut confirmed = Vec::new();
+    for t in [&a, &b] {
+        confirmed.push(t.raise(&staff, body.clone()).await["id"].as_str().unwrap().to_string());
+    }
+
+    redis.kill();
+    for t in [&a, &b] {
+        eventually(Duration::from_secs(10), "not ready while Redis is away", || async { !ready(t).await }).await;
+        let resp = t.post(&staff, "/v1/incidents", body.clone()).await;
+        assert_problem(resp, 503, None).await;
+    }
+
+    redis.restart();
+    for t in [&a, &b] {
+        eventually(Duration::from_secs(15), "ready again", || ready(t)).await;
+    }
+    // Writes work again, through either node (whichever is the engine now).
+    let mut n = 0;
+    eventually(Duration::from_secs(10), "a write after the restart", || {
+        let (t, body, staff) = (if n % 2 == 0 { &a } else { &b }, body.clone(), staff.clone());
+        n += 1;
+        async move {
+            let r = t.post(&staff, "/v1/incidents", body).await;
+            r.status() == 201
+        }
+    })
+    .await;
+    for id in &confirmed {
+        for t in [&a, &b] {
+            assert_eq!(t.get(&t.command(), &format!("/v1/incidents/{id}")).await.status(), 200, "{id} was lost");
+        }
+    }
+    drop((a_proc, b_proc));
+}
+
+#[tokio::test]
+async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothing_confirmed_is_lost() {
+    let redis = OwnRedis::start();
+    let url = redis.url();
+    let prefix = Prefix::new(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let env = node_env(&url, &prefix.name, true);
+    let a_proc = start_node(dir.path(), &env);
+    let a = child_client(&a_proc.addr);
+    eventually(Duration::from_secs(10), "node A ready", || ready(&a)).await;
+    let b_proc = start_node(dir.path(), &env);
+    let b = child_client(&b_proc.addr);
+    eventually(Duration::from_secs(10), "node B ready", || ready(&b)).await;
+    assert_eq!(b.put_city(&b.command(), &b.city).await.status(), 200);
+
+    // A surge of incidents through node B while the engine (node A, the first) is killed.
+    let staff = b.staff("c001");
+    let body = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1});
+    let mut confirmed = Vec::new();
+    let mut killed_at = None;
+    let mut a_proc = Some(a_proc);
+    let mut first_after_kill = None;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) && (first_after_kill.is_none() || confirmed.len() < 60) {
+        if confirmed.len() == 20 && killed_at.is_none() {
+            a_proc.take().unwrap().kill9();
+            killed_at = Some(Instant::now());
+        }
+        let resp = b.post(&staff, "/v1/incidents", body.clone()).await;
+        match resp.status().as_u16() {
+            201 => {
+                let v: Value = resp.json().await.unwrap();
+                confirmed.push(v["id"].as_str().unwrap().to_string());
+                if let Some(k) = killed_at
+                    && first_after_kill.is_none()
+                {
+                    first_after_kill = Some(k.elapsed());
+                }
+            }
+            503 => tokio::time::sleep(Duration::from_millis(50)).await,
+            s => panic!("unexpected {s}: {}", resp.text().await.unwrap()),
+        }
+    }
+    let took = first_after_kill.expect("node B never confirmed a write after the engine died");
+    assert!(took < Duration::from_secs(5), "the takeover took {took:?}");
+
+    // Every 201 is there, and no offer was decided twice: offer ids are unique and nobody
+    // holds two offers for one incident.
+    let mut offers = HashSet::new();
+    for id in &confirmed {
+        let resp = b.get(&b.command(), &format!("/v1/incidents/{id}")).await;
+        assert_eq!(resp.status(), 200, "{id} got a 201 and was lost");
+        let inc: Value = resp.json().await.unwrap();
+        let mut members = HashSet::new();
+        for o in inc["offers"].as_array().unwrap() {
+            assert!(offers.insert(o["offer_id"].as_str().unwrap().to_string()), "offer decided twice: {o}");
+            assert!(members.insert(o["member_id"].as_str().unwrap().to_string()), "two offers to one member: {inc}");
+        }
+    }
+    // A new node starting cold rebuilds the same state from the log.
+    let c_proc = start_node(dir.path(), &env);
+    let c = child_client(&c_proc.addr);
+    eventually(Duration::from_secs(10), "node C ready", || ready(&c)).await;
+    for id in &confirmed {
+        assert_eq!(c.get(&c.command(), &format!("/v1/incidents/{id}")).await.status(), 200);
+    }
+    drop((b_proc, c_proc));
+}
