@@ -308,6 +308,45 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
     eventually(Duration::from_secs(10), "node B ready", || ready(&b)).await;
     assert_eq!(b.put_city(&b.command(), &b.city).await.status(), 200);
 
+    // Assault-team members on node B get a mobilization order; they acknowledge while the
+    // engine dies, retrying what is refused, and every `ok` they got must count.
+    let teams: Vec<String> = b.city.teams.iter().take(2).map(|t| t.id.clone()).collect();
+    let members: Vec<String> = b
+        .city
+        .members
+        .iter()
+        .filter(|m| m.team_id.as_ref().is_some_and(|t| teams.contains(t)))
+        .map(|m| m.id.clone())
+        .collect();
+    assert!(members.len() >= 5, "two teams of the test city have members");
+    let mut sockets = Vec::new();
+    for m in &members {
+        sockets.push(b.ws(&b.member(m), None).await);
+    }
+    let resp = b.post(&b.command(), "/v1/mobilizations", json!({ "teams": teams })).await;
+    let view: Value = resp.json().await.unwrap();
+    let mob = view["id"].as_str().unwrap_or_else(|| panic!("mobilization ordered: {view}")).to_string();
+    assert_eq!(view["ordered"], members.len(), "{view}");
+    let mut acks = Vec::new();
+    for (i, mut ws) in sockets.into_iter().enumerate() {
+        let mob = mob.clone();
+        acks.push(tokio::spawn(async move {
+            ws.expect("mobilization.order").await;
+            // Spread over the kill: some before it, some during the takeover, some after.
+            tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                let r = ws.request("mobilization.ack", json!({"mobilization_id": mob})).await;
+                if r["type"] == "ok" {
+                    return true;
+                }
+                assert_eq!(r["data"]["code"], "unavailable", "{r}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }));
+    }
+
     // A surge of incidents through node B while the engine (node A, the first) is killed.
     let staff = b.staff("c001");
     let body = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1});
@@ -338,6 +377,11 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
     }
     let took = first_after_kill.expect("node B never confirmed a write after the engine died");
     assert!(took < Duration::from_secs(5), "the takeover took {took:?}");
+    let mut confirmed_acks = 0;
+    for t in acks {
+        confirmed_acks += t.await.unwrap() as usize;
+    }
+    assert_eq!(confirmed_acks, members.len(), "every member got an ok in the end");
 
     // Every 201 is there, and no offer was decided twice: offer ids are unique and nobody
     // holds two offers for one incident.
@@ -358,6 +402,10 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
     eventually(Duration::from_secs(10), "node C ready", || ready(&c)).await;
     for id in &confirmed {
         assert_eq!(c.get(&c.command(), &format!("/v1/incidents/{id}")).await.status(), 200);
+    }
+    for t in [&b, &c] {
+        let view: Value = t.get(&t.command(), &format!("/v1/mobilizations/{mob}")).await.json().await.unwrap();
+        assert_eq!(view["acknowledged"], members.len(), "an acknowledgement that got an ok was lost: {view}");
     }
     drop((b_proc, c_proc));
 }
