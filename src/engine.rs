@@ -275,6 +275,7 @@ impl Engine {
         let mut store_ok = false;
         let mut holder: Option<String> = None;
         while !cancel.is_cancelled() {
+            metrics::gauge!("muster_engine_leader").set(if node.is_leading() { 1.0 } else { 0.0 });
             if self.stale && !self.try_recover() {
                 std::thread::sleep(Duration::from_millis(250));
                 continue;
@@ -450,6 +451,7 @@ impl Engine {
         self.writable.store(true, Ordering::Release);
         node.leading.store(true, Ordering::Release);
         tracing::warn!(last_seq = self.read_state().last_seq, "this node is the engine now");
+        metrics::counter!("muster_engine_takeovers_total").increment(1);
         Ok(())
     }
 
