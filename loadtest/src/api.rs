@@ -110,7 +110,21 @@ impl Api {
 
     /// Counters from `/metrics` whose name starts with `prefix`, summed over labels.
     pub async fn metric_sum(&self, name: &str) -> anyhow::Result<f64> {
-        let text = self.http.get(format!("{}/metrics", self.base)).send().await?.text().await?;
+        self.metric_sum_at(&self.base, name).await
+    }
+
+    /// `metric_sum` summed over several nodes (loopback only).
+    pub async fn metric_sum_nodes(&self, nodes: &[SocketAddr], name: &str) -> anyhow::Result<f64> {
+        let mut total = 0.0;
+        for a in nodes {
+            anyhow::ensure!(a.ip().is_loopback(), "the harness sends traffic to loopback only, not {a}");
+            total += self.metric_sum_at(&format!("http://{a}"), name).await?;
+        }
+        Ok(total)
+    }
+
+    async fn metric_sum_at(&self, base: &str, name: &str) -> anyhow::Result<f64> {
+        let text = self.http.get(format!("{base}/metrics")).send().await?.text().await?;
         Ok(text
             .lines()
             .filter(|l| !l.starts_with('#'))

@@ -11,6 +11,8 @@
 //! - `worker`: a fleet of members in one process (`muster-loadtest worker`, or a task).
 //! - `fleet`: the coordinator's side: in-process workers, or child processes of its own exe.
 //! - `server`: the muster server as a child process, and what /proc says about it.
+//! - `cluster`: several muster nodes on one Redis (`--nodes N`): the durable redis-server,
+//!   a RESP PING, the nodes, and which node each member connects to.
 //! - `raw`: the baseline: a minimal websocket server that speaks just enough of the protocol.
 //! - `api`: the HTTP calls a scenario makes (mode switch, mobilize, raise, list).
 //! - `scenario`: delta-surge, steady, reconnect-storm, raw-fanout.
@@ -20,6 +22,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod cluster;
 pub mod dist;
 pub mod fleet;
 pub mod member;

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use futures_util::future::join_all;
+use muster_loadtest::cluster::{Cluster, ClusterConfig, DEFAULT_REDIS_BIN, MAX_NODES};
 use muster_loadtest::dist::Delay;
 use muster_loadtest::fleet::Mode;
 use muster_loadtest::raw::RawProcess;
 use muster_loadtest::report::Report;
 use muster_loadtest::scenario::raw_fanout::{self, RawOutcome, RawTarget};
 use muster_loadtest::scenario::{self, CityView, FleetOpts, Target, delta, steady, storm};
-use muster_loadtest::server::{MusterConfig, MusterProcess, default_muster_bin};
+use muster_loadtest::server::{MusterConfig, default_muster_bin};
 use rand::Rng;
 
 #[derive(Debug, Parser)]
@@ -31,6 +33,8 @@ enum Cmd {
     DeltaSurge {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        nodes: NodeOpts,
         /// Incidents raised at once after the order (one per community).
         #[arg(long, default_value_t = 187)]
         incidents: usize,
@@ -67,6 +71,8 @@ enum Cmd {
     ReconnectStorm {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        nodes: NodeOpts,
         #[arg(long, default_value_t = 187)]
         incidents: usize,
         #[arg(long, default_value_t = 3)]
@@ -139,6 +145,51 @@ struct Common {
     max_run_s: u64,
 }
 
+/// Several muster nodes sharing one Redis (delta-surge and reconnect-storm).
+#[derive(Debug, Clone, Args)]
+struct NodeOpts {
+    /// muster nodes. 1: one node with its own store, as before. More: the harness starts a
+    /// durable redis-server on loopback (or uses --redis-url), starts the nodes on it with
+    /// a key prefix of their own, spreads the members over them (member i → node i % N)
+    /// and sends the API calls to node 0. The raw-fanout baseline then runs on as many
+    /// raw servers.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Use this Redis (redis://127.0.0.1:PORT/, loopback only) instead of starting one;
+    /// with --nodes 1 it runs one node in Redis mode. Keys are left under the run's prefix.
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// The redis-server binary the harness starts with --nodes > 1.
+    #[arg(long, default_value = DEFAULT_REDIS_BIN)]
+    redis_bin: PathBuf,
+    /// How long each node may take to answer GET /readyz with 200 (Redis mode).
+    #[arg(long, default_value_t = 60)]
+    ready_timeout_s: u64,
+}
+
+impl NodeOpts {
+    fn single() -> NodeOpts {
+        NodeOpts { nodes: 1, redis_url: None, redis_bin: DEFAULT_REDIS_BIN.into(), ready_timeout_s: 60 }
+    }
+
+    /// Checked before anything starts (the baseline runs before the nodes).
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!((1..=MAX_NODES).contains(&self.nodes), "--nodes must be 1..={MAX_NODES}");
+        match &self.redis_url {
+            Some(url) => {
+                muster_loadtest::cluster::redis_addr(url)?;
+            }
+            None if self.nodes > 1 => anyhow::ensure!(
+                self.redis_bin.exists(),
+                "no redis-server at {}: install it, or pass --redis-bin or --redis-url",
+                self.redis_bin.display()
+            ),
+            None => {}
+        }
+        Ok(())
+    }
+}
+
 impl Common {
     fn fleet(&self) -> anyhow::Result<FleetOpts> {
         anyhow::ensure!((0.0..=1.0).contains(&self.decline_rate), "--decline-rate is a share between 0 and 1");
@@ -164,7 +215,9 @@ impl Common {
         Duration::from_secs(self.phase_timeout_s)
     }
 
-    async fn start_muster(&self, secret: &str) -> anyhow::Result<(MusterProcess, Target)> {
+    /// Starts the muster node (or nodes, on Redis) and says what the scenario talks to.
+    async fn start_muster(&self, secret: &str, nodes: &NodeOpts) -> anyhow::Result<(Cluster, Target)> {
+        anyhow::ensure!((1..=MAX_NODES).contains(&nodes.nodes), "--nodes must be 1..={MAX_NODES}");
         let mut env = Vec::new();
         if let Some(q) = self.outbound_queue {
             env.push(("MUSTER_WS__OUTBOUND_QUEUE".to_string(), q.to_string()));
@@ -175,18 +228,37 @@ impl Common {
             env.push((k.to_string(), v.to_string()));
         }
         std::fs::create_dir_all(&self.out)?;
-        let cfg = MusterConfig {
+        let node = MusterConfig {
             bin: self.muster_bin.clone().unwrap_or_else(default_muster_bin),
             members: self.members,
             secret: secret.to_string(),
             env,
             log: self.out.join("muster-server.log"),
         };
-        eprintln!("starting {} with a {}-member demo city …", cfg.bin.display(), self.members);
-        let p = MusterProcess::start(&cfg).await?;
-        eprintln!("muster listening on {} (pid {})", p.addr, p.pid);
-        let target = Target { addr: p.addr, pid: Some(p.pid), secret: secret.to_string() };
-        Ok((p, target))
+        let cfg = ClusterConfig {
+            nodes: nodes.nodes,
+            redis_url: nodes.redis_url.clone(),
+            redis_bin: nodes.redis_bin.clone(),
+            node,
+            out: self.out.clone(),
+            ready_timeout: Duration::from_secs(nodes.ready_timeout_s),
+        };
+        if cfg.uses_redis() {
+            eprintln!(
+                "starting {} node(s) of {} on Redis with a {}-member demo city …",
+                cfg.nodes,
+                cfg.node.bin.display(),
+                self.members
+            );
+        } else {
+            eprintln!("starting {} with a {}-member demo city …", cfg.node.bin.display(), self.members);
+        }
+        let c = Cluster::start(&cfg).await?;
+        if !cfg.uses_redis() {
+            eprintln!("muster listening on {} (pid {})", c.nodes[0].addr, c.nodes[0].pid);
+        }
+        let target = c.target(secret);
+        Ok((c, target))
     }
 }
 
@@ -204,13 +276,20 @@ fn finish(mut report: Report, out: &std::path::Path) -> anyhow::Result<bool> {
     Ok(report.all_checks_pass())
 }
 
-async fn baseline(common: &Common, view: &CityView, fleet: &FleetOpts) -> anyhow::Result<RawOutcome> {
+/// The raw-fanout baseline on `servers` raw servers (one per muster node).
+async fn baseline(common: &Common, view: &CityView, fleet: &FleetOpts, servers: usize) -> anyhow::Result<RawOutcome> {
     let exe = std::env::current_exe()?;
     let lifetime = Duration::from_secs(common.max_run_s);
-    let mut target = RawTarget::Process(Box::new(RawProcess::start(&exe, lifetime).await?));
-    eprintln!("raw-fanout baseline: {} clients on {}", view.assault.len(), target.addr());
-    let r = raw_fanout::run(&mut target, view.assault.len(), &view.order_frame(), fleet, common.phase_timeout()).await;
-    target.stop().await;
+    let mut targets = Vec::new();
+    for _ in 0..servers.max(1) {
+        // A failed start drops (and so kills) the ones already running.
+        targets.push(RawTarget::Process(Box::new(RawProcess::start(&exe, lifetime).await?)));
+    }
+    let addrs: Vec<String> = targets.iter().map(|t| t.addr().to_string()).collect();
+    eprintln!("raw-fanout baseline: {} clients on {}", view.assault.len(), addrs.join(", "));
+    let r = raw_fanout::run_many(&mut targets, view.assault.len(), &view.order_frame(), fleet, common.phase_timeout())
+        .await;
+    join_all(targets.into_iter().map(RawTarget::stop)).await;
     r
 }
 
@@ -227,23 +306,24 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
         Cmd::RawFanout { common } => {
             let view = CityView::new(common.members, common.seed)?;
             let fleet = common.fleet()?;
-            let outcome = baseline(&common, &view, &fleet).await?;
+            let outcome = baseline(&common, &view, &fleet, 1).await?;
             finish(outcome.report, &common.out)
         }
-        Cmd::DeltaSurge { common, incidents, headcount, level, no_baseline } => {
+        Cmd::DeltaSurge { common, nodes, incidents, headcount, level, no_baseline } => {
+            nodes.check()?;
             let view = CityView::new(common.members, common.seed)?;
             let fleet = common.fleet()?;
             let base = if no_baseline {
                 None
             } else {
-                let b = baseline(&common, &view, &fleet).await?;
+                let b = baseline(&common, &view, &fleet, nodes.nodes).await?;
                 finish(b.report.clone(), &common.out)?;
                 // Let the sockets of the baseline drain before muster starts.
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 Some(b)
             };
             let secret = random_secret();
-            let (server, target) = common.start_muster(&secret).await?;
+            let (server, target) = common.start_muster(&secret, &nodes).await?;
             let opts = delta::DeltaOpts {
                 incidents,
                 headcount,
@@ -252,18 +332,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
                 ..Default::default()
             };
             let r = delta::run(&target, &view, &fleet, &opts, base.as_ref()).await;
-            server.stop().await?;
+            server.stop().await;
             finish(r?, &common.out)
         }
-        Cmd::ReconnectStorm { common, incidents, headcount } => {
+        Cmd::ReconnectStorm { common, nodes, incidents, headcount } => {
+            nodes.check()?;
             let view = CityView::new(common.members, common.seed)?;
             let fleet = common.fleet()?;
             let secret = random_secret();
-            let (server, target) = common.start_muster(&secret).await?;
+            let (server, target) = common.start_muster(&secret, &nodes).await?;
             let opts =
                 storm::StormOpts { incidents, headcount, phase_timeout: common.phase_timeout(), ..Default::default() };
             let r = storm::run(&target, &view, &fleet, &opts).await;
-            server.stop().await?;
+            server.stop().await;
             finish(r?, &common.out)
         }
         Cmd::Steady { common, rate, duration_s, headcount, level, max_in_flight, cancel_after_ms, wartime } => {
@@ -272,7 +353,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
             let view = CityView::new(common.members, common.seed)?;
             let fleet = common.fleet()?;
             let secret = random_secret();
-            let (server, target) = common.start_muster(&secret).await?;
+            let (server, target) = common.start_muster(&secret, &NodeOpts::single()).await?;
             let opts = steady::SteadyOpts {
                 rate,
                 duration: Duration::from_secs(duration_s),
@@ -283,9 +364,21 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
                 wartime,
             };
             let r = steady::run(&target, &view, &fleet, &opts).await;
-            server.stop().await?;
+            server.stop().await;
             finish(r?, &common.out)
         }
+    }
+}
+
+/// Resolves on ctrl-c (SIGINT) or SIGTERM; never, if the handlers cannot be installed.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "ctrl-c",
+        _ = term.recv() => "SIGTERM",
     }
 }
 
@@ -299,14 +392,21 @@ fn main() -> anyhow::Result<()> {
         Cmd::Worker | Cmd::RawServer { .. } => None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let ok = rt.block_on(async move {
+    let res = rt.block_on(async move {
         match limit {
-            Some(l) => tokio::time::timeout(l, run(cli.cmd)).await.context("the run hit --max-run-s")?,
+            // A run that ends early (--max-run-s, ctrl-c, SIGTERM) is dropped where it is,
+            // and with it every child process (nodes, redis-server, workers, raw servers:
+            // all spawned with kill_on_drop, so they get SIGKILL by pid).
+            Some(l) => tokio::select! {
+                r = tokio::time::timeout(l, run(cli.cmd)) => r.context("the run hit --max-run-s")?,
+                why = interrupted() => Err(anyhow::anyhow!("stopped by {why}; its child processes were killed")),
+            },
             None => run(cli.cmd).await,
         }
-    })?;
+    });
     // Do not wait for stray tasks (members of a finished fleet, pooled connections).
     rt.shutdown_timeout(Duration::from_secs(2));
+    let ok = res?;
     if !ok {
         eprintln!("some correctness checks failed (see the report)");
         std::process::exit(2);

@@ -191,7 +191,7 @@ pub async fn run(shared: Arc<Shared>, m: SimMember, mut ctl: watch::Receiver<Ctl
         }
         let attempt = {
             let _permit = gate.acquire().await;
-            connect(&shared.spec, source, &m.token, after, &mut me.res).await
+            connect(&shared.spec, shared.spec.node_addr(m.node), source, &m.token, after, &mut me.res).await
         };
         let (mut ws, hello) = match attempt {
             Ok(x) => x,
@@ -282,12 +282,13 @@ fn ws_config() -> WebSocketConfig {
 /// Connects (with bounded retries), completes the handshake and reads `hello`.
 async fn connect(
     spec: &WorkerSpec,
+    addr: SocketAddr,
     source: IpAddr,
     token: &str,
     after_seq: Option<u64>,
     res: &mut MemberResult,
 ) -> Result<(Ws, Value), String> {
-    let mut url = format!("ws://{}/v1/ws?access_token={token}", spec.addr);
+    let mut url = format!("ws://{addr}/v1/ws?access_token={token}");
     if let Some(a) = after_seq {
         url.push_str(&format!("&after_seq={a}"));
     }
@@ -295,7 +296,7 @@ async fn connect(
     let mut last_err = String::new();
     for attempt in 0..spec.connect_attempts.max(1) {
         res.connect_attempts += 1;
-        match tokio::time::timeout(limit, connect_once(spec.addr, source, &url)).await {
+        match tokio::time::timeout(limit, connect_once(addr, source, &url)).await {
             Ok(Ok(x)) => return Ok(x),
             Ok(Err(e)) => last_err = e,
             Err(_) => last_err = format!("no hello within {} ms", limit.as_millis()),

@@ -9,12 +9,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::dist::Delay;
 
-/// One simulated member: its index in the city and the token it connects with.
+/// One simulated member: its index in the city, the token it connects with, and the node
+/// (an index into `WorkerSpec::nodes`) it connects to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimMember {
     pub idx: u32,
     pub id: String,
     pub token: String,
+    /// 0 on a single node.
+    #[serde(default)]
+    pub node: u16,
 }
 
 /// Everything a worker needs to run its members.
@@ -22,7 +26,11 @@ pub struct SimMember {
 pub struct WorkerSpec {
     pub worker: usize,
     /// The server: muster, or the raw fan-out server (same client protocol, no logic).
+    /// With several nodes, node 0.
     pub addr: SocketAddr,
+    /// Every node's address, node 0 first (empty or one entry: a single node at `addr`).
+    #[serde(default)]
+    pub nodes: Vec<SocketAddr>,
     /// Source addresses in 127.0.0.0/8; member i connects from `sources[i % len]`.
     pub sources: Vec<IpAddr>,
     pub members: Vec<SimMember>,
@@ -44,6 +52,18 @@ pub struct WorkerSpec {
     pub progress_ms: u64,
     /// The worker ends itself after this long, whatever happens.
     pub lifetime_s: u64,
+}
+
+impl WorkerSpec {
+    /// The address a member of `node` connects to (`addr` for a node not listed).
+    pub fn node_addr(&self, node: u16) -> SocketAddr {
+        self.nodes.get(usize::from(node)).copied().unwrap_or(self.addr)
+    }
+
+    /// Every server address the spec names.
+    pub fn all_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.addr).chain(self.nodes.iter().copied())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

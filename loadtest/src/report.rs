@@ -36,6 +36,25 @@ pub struct Check {
     pub detail: String,
 }
 
+/// One muster node's figures in a multi-node run (or the sum over the nodes, or the Redis).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeFigures {
+    /// "0", "1", …, "all nodes", "redis-server".
+    pub node: String,
+    pub addr: Option<String>,
+    pub pid: Option<u32>,
+    /// Members connected to it.
+    pub connections: Option<u64>,
+    /// CPU seconds in the scenario's main phase (`Report::node_phase` says which).
+    pub cpu_phase_s: Option<f64>,
+    /// CPU seconds from before the members connected to the end of the run.
+    pub cpu_run_s: Option<f64>,
+    /// Peak RSS (VmHWM) at the end of the run; for "all nodes" the sum of the peaks.
+    pub peak_rss_mib: Option<f64>,
+    /// (RSS with its members connected and idle − RSS before) / its connections.
+    pub rss_per_conn_kib: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Series {
     pub label: String,
@@ -56,6 +75,12 @@ pub struct Report {
     pub latencies: Vec<Latency>,
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
+    /// Per node, in a multi-node run (empty on one node).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeFigures>,
+    /// What `cpu_phase_s` of `nodes` covers.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node_phase: String,
     #[serde(skip)]
     pub series: Vec<Series>,
     /// What the chart's y axis counts.
@@ -76,6 +101,8 @@ impl Report {
             latencies: Vec::new(),
             checks: Vec::new(),
             notes: Vec::new(),
+            nodes: Vec::new(),
+            node_phase: String::new(),
             series: Vec::new(),
             y_desc: "members".into(),
             chart: None,
@@ -161,6 +188,27 @@ impl Report {
                 r.target.clone().unwrap_or_default(),
                 met
             ));
+        }
+        if !self.nodes.is_empty() {
+            s.push_str(&format!(
+                "\nPer node ({} nodes):\n\n| node | address | pid | connections | CPU, {} (s) | CPU, whole run (s) | peak RSS (MiB) | RSS per idle connection (KiB) |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+                self.nodes.iter().filter(|n| n.addr.is_some()).count(),
+                self.node_phase
+            ));
+            let num = |v: Option<f64>| v.map(|v| fmt_num(round3(v))).unwrap_or_default();
+            for n in &self.nodes {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    n.node,
+                    n.addr.clone().unwrap_or_default(),
+                    n.pid.map(|p| p.to_string()).unwrap_or_default(),
+                    n.connections.map(|c| c.to_string()).unwrap_or_default(),
+                    num(n.cpu_phase_s),
+                    num(n.cpu_run_s),
+                    num(n.peak_rss_mib),
+                    num(n.rss_per_conn_kib),
+                ));
+            }
         }
         if !self.latencies.is_empty() {
             s.push_str("\n| latency (ms) | n | p50 | p95 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n");

@@ -42,6 +42,7 @@ pub struct MusterProcess {
     _data: tempfile::TempDir,
 }
 
+#[derive(Debug, Clone)]
 pub struct MusterConfig {
     pub bin: PathBuf,
     pub members: usize,

@@ -18,8 +18,14 @@ const RESULTS_PER_LINE: usize = 500;
 /// Runs the members of `spec` as the commands say, then sends their results.
 pub async fn run(spec: WorkerSpec, mut cmds: mpsc::Receiver<Cmd>, out: mpsc::UnboundedSender<Out>) {
     let worker = spec.worker;
-    if !spec.addr.ip().is_loopback() || spec.sources.is_empty() || !spec.sources.iter().all(|s| s.is_loopback()) {
-        let message = format!("refusing to run: traffic goes to loopback only (server {})", spec.addr);
+    if !spec.all_addrs().all(|a| a.ip().is_loopback())
+        || spec.sources.is_empty()
+        || !spec.sources.iter().all(|s| s.is_loopback())
+    {
+        let message = format!(
+            "refusing to run: traffic goes to loopback only (servers {:?})",
+            spec.all_addrs().collect::<Vec<_>>()
+        );
         let _ = out.send(Out::Failed { worker, message });
         let _ = out.send(Out::Done { worker });
         return;

@@ -66,7 +66,7 @@ async fn delta_surge_smoke() {
 
     let dir = tempfile::tempdir().unwrap();
     let app = start_muster(dir.path()).await;
-    let target = Target { addr: app.addr, pid: None, secret: SECRET.into() };
+    let target = Target::single(app.addr, None, SECRET);
     let opts = delta::DeltaOpts {
         headcount: 2,
         phase_timeout: Duration::from_secs(60),
@@ -90,7 +90,7 @@ async fn reconnect_storm_smoke() {
     let view = CityView::new(MEMBERS, muster::demo::DEFAULT_SEED).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let app = start_muster(dir.path()).await;
-    let target = Target { addr: app.addr, pid: None, secret: SECRET.into() };
+    let target = Target::single(app.addr, None, SECRET);
     let opts =
         storm::StormOpts { incidents: 60, headcount: 2, phase_timeout: Duration::from_secs(60), ..Default::default() };
     let report = storm::run(&target, &view, &fleet(), &opts).await.unwrap();

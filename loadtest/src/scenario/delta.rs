@@ -1,4 +1,5 @@
-//! delta-surge: the August 2021 Delta surge in Wuhan, on one node. Every assault team
+//! delta-surge: the August 2021 Delta surge in Wuhan, on one node or several sharing Redis
+//! (members spread over the nodes, the API calls to node 0). Every assault team
 //! (312 teams, 16,000 members in the 20,000-member demo city) gets one mobilization order;
 //! the members acknowledge and report at their community; then an incident is raised in
 //! each of 187 communities at once, and the offered members accept.
@@ -16,7 +17,10 @@ use crate::fleet::Fleet;
 use crate::proto::{Cmd, MemberResult};
 use crate::report::{Report, Series};
 use crate::scenario::raw_fanout::RawOutcome;
-use crate::scenario::{CityView, FleetOpts, OrderTimes, Target, cpu_between};
+use crate::scenario::{
+    CityView, FleetOpts, OrderTimes, Readings, Target, connections_per_node, cpu_between, node_table, nodes_by_idx,
+    sum_stats,
+};
 use crate::stats::{cumulative, summarize};
 
 #[derive(Debug, Clone)]
@@ -171,7 +175,7 @@ pub async fn run(
     baseline: Option<&RawOutcome>,
 ) -> anyhow::Result<Report> {
     let mut report = Report::new("delta-surge");
-    let api = Api::new(target.addr, &target.secret)?;
+    let api = Api::new(target.addr(), &target.secret)?;
     let sim = simulated(view, opts.with_on_call_others);
     let n = sim.len() as u64;
     let assault: HashSet<u32> = view.assault.iter().copied().collect();
@@ -184,11 +188,14 @@ pub async fn run(
     report.param("answer_delay", fleet_opts.answer_delay.describe());
     report.param("decline_rate", fleet_opts.decline_rate);
     report.param("source_addresses", fleet_opts.sources.len());
+    report.param("nodes", target.nodes.len());
+    let nodes = target.node_addrs();
 
     // Connect every simulated member, then let the server settle for the RSS reading.
-    let stats0 = target.stats();
+    let snap0 = target.snap();
+    let stats0 = sum_stats(&snap0.nodes);
     let members = view.sim_members(&api, &sim);
-    let specs = fleet_opts.specs(target.addr, members, true);
+    let specs = fleet_opts.specs_on(&nodes, members, true);
     report.param("client_processes", specs.len());
     let mut fleet = Fleet::start(specs, &fleet_opts.mode).await?;
     let bar = fleet_opts.bar(n, "connecting members");
@@ -200,7 +207,8 @@ pub async fn run(
     let online = fleet.totals().connected;
     report.check("every member connected", all_in && online == n, format!("{online} of {n} in {connect_ms:.0} ms"));
     tokio::time::sleep(opts.settle).await;
-    let stats1 = target.stats();
+    let snap1 = target.snap();
+    let stats1 = sum_stats(&snap1.nodes);
     let rss_per_conn = match (stats0, stats1) {
         (Some(a), Some(b)) if online > 0 => Some((b.rss_kib as f64 - a.rss_kib as f64) / online as f64),
         _ => None,
@@ -208,9 +216,10 @@ pub async fn run(
 
     // 平战转换, then the order.
     api.city_mode("wartime", "Delta surge (load harness)").await?;
-    let pushed0 = api.metric_sum("muster_frames_pushed_total").await.unwrap_or(0.0);
-    let events0 = api.metric_sum("muster_events_total").await.unwrap_or(0.0);
-    let stats2 = target.stats();
+    let pushed0 = api.metric_sum_nodes(&nodes, "muster_frames_pushed_total").await.unwrap_or(0.0);
+    let events0 = api.metric_sum_nodes(&nodes, "muster_events_total").await.unwrap_or(0.0);
+    let snap2 = target.snap();
+    let stats2 = sum_stats(&snap2.nodes);
     let bar = fleet_opts.bar(view.assault.len() as u64, "order → ack → report");
     let order = api.mobilize_all(opts.deadline_s).await?;
     let mob_id = order.body["id"].as_str().unwrap_or("mob-1").to_string();
@@ -218,9 +227,10 @@ pub async fn run(
     let reported_all =
         fleet.wait(opts.phase_timeout, &bar, |t| t.reported, |t| t.reported >= ordered && t.acked >= ordered).await;
     bar.finish_and_clear();
-    let stats3 = target.stats();
-    let pushed1 = api.metric_sum("muster_frames_pushed_total").await.unwrap_or(0.0);
-    let events1 = api.metric_sum("muster_events_total").await.unwrap_or(0.0);
+    let snap3 = target.snap();
+    let stats3 = sum_stats(&snap3.nodes);
+    let pushed1 = api.metric_sum_nodes(&nodes, "muster_frames_pushed_total").await.unwrap_or(0.0);
+    let events1 = api.metric_sum_nodes(&nodes, "muster_events_total").await.unwrap_or(0.0);
     let mob = api.get(&api.command(), &format!("/v1/mobilizations/{mob_id}")).await?;
 
     // 187 incidents at once, one per community, each by its community's staff.
@@ -246,7 +256,8 @@ pub async fn run(
     let filled = wait_filled(&api, &ids, opts.phase_timeout, &bar).await;
     bar.finish_and_clear();
     let incidents = api.incidents().await?;
-    let stats4 = target.stats();
+    let snap4 = target.snap();
+    let stats4 = sum_stats(&snap4.nodes);
     let results = fleet.finish(Duration::from_secs(60)).await?;
 
     // Mobilization: order → delivered → acknowledged → reported.
@@ -353,6 +364,25 @@ pub async fn run(
     }
     if let Some(r) = rss_per_conn {
         report.row_max("server RSS per idle member connection", r, "KiB", 10.0);
+    }
+    if target.nodes.len() > 1 {
+        let conns = connections_per_node(&results, &nodes_by_idx(&sim, target.nodes.len()), target.nodes.len());
+        let r = Readings { idle: Some((&snap0, &snap1)), phase: (&snap2, &snap3), run: (&snap0, &snap4) };
+        report.nodes = node_table(target, &conns, &r);
+        report.node_phase = "order to last report".into();
+        report.note(format!(
+            "{} nodes: the members are spread over them (member i → node i % {}), the API calls go to node 0; \
+             the server rows (CPU, RSS, the /metrics counters) are sums over the nodes (peak RSS: the \
+             sum of each node's peak); per node in the table",
+            target.nodes.len(),
+            target.nodes.len()
+        ));
+        if let Some(c) = cpu_between(snap2.redis, snap3.redis) {
+            report.row("redis-server CPU, order to last report", c, "s");
+        }
+        if let Some(s) = snap4.redis {
+            report.row("redis-server peak RSS (VmHWM)", s.hwm_kib as f64 / 1024.0, "MiB");
+        }
     }
     report.row("incidents raised at once", raised.len() as f64, "");
     report.row("time to raise them all (last 201)", raise_ms, "ms");

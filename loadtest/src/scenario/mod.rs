@@ -24,21 +24,158 @@ use crate::api::Api;
 use crate::dist::Delay;
 use crate::fleet::Mode;
 use crate::proto::{SimMember, WorkerSpec};
+use crate::report::NodeFigures;
 use crate::server::ProcStats;
 
-/// The muster server a scenario runs against.
-#[derive(Debug, Clone)]
-pub struct Target {
+/// One muster node of the deployment under test.
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
     pub addr: SocketAddr,
     /// Its process, when it is a child of the harness (for /proc figures).
     pub pid: Option<u32>,
+}
+
+/// The muster deployment a scenario runs against: one node, or several sharing Redis.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// At least one; node 0 takes the API requests.
+    pub nodes: Vec<Node>,
     pub secret: String,
+    /// The redis-server the harness started, if it did.
+    pub redis_pid: Option<u32>,
+}
+
+/// /proc readings of every node (and the Redis) at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snap {
+    pub nodes: Vec<Option<ProcStats>>,
+    pub redis: Option<ProcStats>,
 }
 
 impl Target {
-    pub fn stats(&self) -> Option<ProcStats> {
-        self.pid.and_then(crate::server::proc_stats)
+    /// A single node (the smoke test's in-process server has no pid).
+    pub fn single(addr: SocketAddr, pid: Option<u32>, secret: &str) -> Target {
+        Target { nodes: vec![Node { addr, pid }], secret: secret.to_string(), redis_pid: None }
     }
+
+    /// Node 0: where the API requests go.
+    pub fn addr(&self) -> SocketAddr {
+        self.nodes[0].addr
+    }
+
+    pub fn node_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.addr).collect()
+    }
+
+    /// The sum over the nodes (peaks summed too); None unless every node has a pid.
+    pub fn stats(&self) -> Option<ProcStats> {
+        sum_stats(&self.snap().nodes)
+    }
+
+    pub fn snap(&self) -> Snap {
+        Snap {
+            nodes: self.nodes.iter().map(|n| n.pid.and_then(crate::server::proc_stats)).collect(),
+            redis: self.redis_pid.and_then(crate::server::proc_stats),
+        }
+    }
+}
+
+/// The sum of several processes' readings (peak RSS summed: an upper bound of the joint
+/// peak); None when any is missing or there are none.
+pub fn sum_stats(all: &[Option<ProcStats>]) -> Option<ProcStats> {
+    let mut t = ProcStats::default();
+    for s in all {
+        let s = (*s)?;
+        t.cpu_s += s.cpu_s;
+        t.rss_kib += s.rss_kib;
+        t.hwm_kib += s.hwm_kib;
+        t.threads += s.threads;
+    }
+    (!all.is_empty()).then_some(t)
+}
+
+/// Readings for the per-node table: before and after the members connected (idle RSS),
+/// around the scenario's main phase (CPU), and at the start and end of the run.
+pub struct Readings<'a> {
+    pub idle: Option<(&'a Snap, &'a Snap)>,
+    pub phase: (&'a Snap, &'a Snap),
+    pub run: (&'a Snap, &'a Snap),
+}
+
+/// One row per node, one for all nodes, and one for the Redis the harness started.
+/// `conns[k]` is the number of members connected to node k.
+pub fn node_table(target: &Target, conns: &[u64], r: &Readings) -> Vec<NodeFigures> {
+    let cpu = |a: Option<ProcStats>, b: Option<ProcStats>| cpu_between(a, b);
+    let at = |s: &Snap, k: usize| s.nodes.get(k).copied().flatten();
+    let mib = |s: Option<ProcStats>| s.map(|s| s.hwm_kib as f64 / 1024.0);
+    let per_conn = |a: Option<ProcStats>, b: Option<ProcStats>, n: u64| match (a, b) {
+        (Some(a), Some(b)) if n > 0 => Some((b.rss_kib as f64 - a.rss_kib as f64) / n as f64),
+        _ => None,
+    };
+    let mut rows: Vec<NodeFigures> = target
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let c = conns.get(k).copied().unwrap_or(0);
+            NodeFigures {
+                node: k.to_string(),
+                addr: Some(n.addr.to_string()),
+                pid: n.pid,
+                connections: Some(c),
+                cpu_phase_s: cpu(at(r.phase.0, k), at(r.phase.1, k)),
+                cpu_run_s: cpu(at(r.run.0, k), at(r.run.1, k)),
+                peak_rss_mib: mib(at(r.run.1, k)),
+                rss_per_conn_kib: r.idle.and_then(|(a, b)| per_conn(at(a, k), at(b, k), c)),
+            }
+        })
+        .collect();
+    let total: u64 = conns.iter().sum();
+    let sum = |s: &Snap| sum_stats(&s.nodes);
+    rows.push(NodeFigures {
+        node: "all nodes".into(),
+        addr: None,
+        pid: None,
+        connections: Some(total),
+        cpu_phase_s: cpu(sum(r.phase.0), sum(r.phase.1)),
+        cpu_run_s: cpu(sum(r.run.0), sum(r.run.1)),
+        peak_rss_mib: mib(sum(r.run.1)),
+        rss_per_conn_kib: r.idle.and_then(|(a, b)| per_conn(sum(a), sum(b), total)),
+    });
+    if target.redis_pid.is_some() {
+        rows.push(NodeFigures {
+            node: "redis-server".into(),
+            addr: None,
+            pid: target.redis_pid,
+            connections: None,
+            cpu_phase_s: cpu(r.phase.0.redis, r.phase.1.redis),
+            cpu_run_s: cpu(r.run.0.redis, r.run.1.redis),
+            peak_rss_mib: mib(r.run.1.redis),
+            rss_per_conn_kib: None,
+        });
+    }
+    rows
+}
+
+/// Members connected per node: those in `results` that had a hello, by their node.
+pub fn connections_per_node(
+    results: &[crate::proto::MemberResult],
+    node_of_idx: &std::collections::HashMap<u32, u16>,
+    nodes: usize,
+) -> Vec<u64> {
+    let mut c = vec![0u64; nodes.max(1)];
+    for r in results.iter().filter(|r| r.hello_at.is_some()) {
+        let k = usize::from(node_of_idx.get(&r.idx).copied().unwrap_or(0));
+        if let Some(x) = c.get_mut(k) {
+            *x += 1;
+        }
+    }
+    c
+}
+
+/// Member index → node, as `FleetOpts::specs` deals them (member at position i → node i % N).
+pub fn nodes_by_idx(sim: &[u32], nodes: usize) -> std::collections::HashMap<u32, u16> {
+    sim.iter().enumerate().map(|(p, &idx)| (idx, crate::cluster::node_of(p, nodes))).collect()
 }
 
 /// How members are run.
@@ -63,7 +200,18 @@ pub struct FleetOpts {
 }
 
 impl FleetOpts {
+    /// Worker specs for members of a single server.
     pub fn specs(&self, addr: SocketAddr, members: Vec<SimMember>, report: bool) -> Vec<WorkerSpec> {
+        self.specs_on(&[addr], members, report)
+    }
+
+    /// Worker specs for members spread over `nodes` (member i → node i % N); every worker
+    /// gets every node's address.
+    pub fn specs_on(&self, nodes: &[SocketAddr], mut members: Vec<SimMember>, report: bool) -> Vec<WorkerSpec> {
+        assert!(!nodes.is_empty(), "at least one server");
+        crate::cluster::assign_nodes(&mut members, nodes.len());
+        let addr = nodes[0];
+        let nodes = if nodes.len() > 1 { nodes.to_vec() } else { Vec::new() };
         let per = self.per_worker.max(1);
         let n = members.len().div_ceil(per).max(1);
         // Deal members round-robin so each worker gets every source address and team.
@@ -77,6 +225,7 @@ impl FleetOpts {
             .map(|(worker, members)| WorkerSpec {
                 worker,
                 addr,
+                nodes: nodes.clone(),
                 sources: self.sources.clone(),
                 members,
                 answer_delay: self.answer_delay.clone(),
@@ -153,7 +302,7 @@ impl CityView {
             .iter()
             .map(|&i| {
                 let id = city.members[i as usize].id.clone();
-                SimMember { idx: i, token: api.token(Role::Member, Some(&id)), id }
+                SimMember { idx: i, token: api.token(Role::Member, Some(&id)), id, node: 0 }
             })
             .collect()
     }

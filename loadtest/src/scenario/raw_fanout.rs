@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
+use futures_util::future::join_all;
+
 use crate::clock::now_us;
 use crate::fleet::Fleet;
 use crate::proto::{Cmd, SimMember};
 use crate::raw::{RawProcess, RawServer};
 use crate::report::{Report, Series};
-use crate::scenario::{FleetOpts, OrderTimes, cpu_between};
+use crate::scenario::{FleetOpts, OrderTimes, cpu_between, sum_stats};
 use crate::server::proc_stats;
 use crate::stats::{cumulative, summarize};
 
@@ -63,15 +65,35 @@ pub async fn run(
     fleet_opts: &FleetOpts,
     phase_timeout: Duration,
 ) -> anyhow::Result<RawOutcome> {
+    run_many(std::slice::from_mut(target), clients, frame, fleet_opts, phase_timeout).await
+}
+
+/// The baseline on several raw servers (as many as muster nodes): client i connects to
+/// server i % N, and each server pushes the frame to its own clients. CPU and memory are
+/// summed over the servers.
+pub async fn run_many(
+    targets: &mut [RawTarget],
+    clients: usize,
+    frame: &str,
+    fleet_opts: &FleetOpts,
+    phase_timeout: Duration,
+) -> anyhow::Result<RawOutcome> {
+    anyhow::ensure!(!targets.is_empty(), "no raw server");
     let mut report = Report::new("raw-fanout");
     report.param("clients", clients);
     report.param("frame_bytes", frame.len());
     report.param("answer_delay", fleet_opts.answer_delay.describe());
-    let pid = target.pid();
-    let stats0 = pid.and_then(proc_stats);
-    let members: Vec<SimMember> =
-        (0..clients as u32).map(|i| SimMember { idx: i, id: format!("raw{i}"), token: "unused".into() }).collect();
-    let specs = fleet_opts.specs(target.addr(), members, true);
+    if targets.len() > 1 {
+        report.param("servers", targets.len());
+    }
+    let pids: Vec<Option<u32>> = targets.iter().map(RawTarget::pid).collect();
+    let read = || sum_stats(&pids.iter().map(|p| p.and_then(proc_stats)).collect::<Vec<_>>());
+    let stats0 = read();
+    let members: Vec<SimMember> = (0..clients as u32)
+        .map(|i| SimMember { idx: i, id: format!("raw{i}"), token: "unused".into(), node: 0 })
+        .collect();
+    let addrs: Vec<std::net::SocketAddr> = targets.iter().map(RawTarget::addr).collect();
+    let specs = fleet_opts.specs_on(&addrs, members, true);
     report.param("client_processes", specs.len());
     let mut fleet = Fleet::start(specs, &fleet_opts.mode).await?;
     let n = clients as u64;
@@ -83,7 +105,7 @@ pub async fn run(
     let online = fleet.totals().connected;
     report.check("every client connected", connected && online == n, format!("{online} of {n}"));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let stats1 = pid.and_then(proc_stats);
+    let stats1 = read();
     let rss_per_conn_kib = match (stats0, stats1) {
         (Some(a), Some(b)) if online > 0 => Some((b.rss_kib as f64 - a.rss_kib as f64) / online as f64),
         _ => None,
@@ -91,10 +113,15 @@ pub async fn run(
 
     let bar = fleet_opts.bar(online, "raw: fan-out, ack, report");
     let t_cmd = now_us();
-    let sent_to = target.broadcast(frame).await?;
+    let sent_to: usize = join_all(targets.iter_mut().map(|t| t.broadcast(frame)))
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<usize>>>()?
+        .into_iter()
+        .sum();
     let finished = fleet.wait(phase_timeout, &bar, |t| t.reported, |t| t.reported >= online).await;
     bar.finish_and_clear();
-    let stats2 = pid.and_then(proc_stats);
+    let stats2 = read();
     let results = fleet.finish(Duration::from_secs(60)).await?;
     let times = OrderTimes::of(&results, "mob-1", t_cmd);
 

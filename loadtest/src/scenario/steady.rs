@@ -60,7 +60,7 @@ pub async fn run(
     opts: &SteadyOpts,
 ) -> anyhow::Result<Report> {
     let mut report = Report::new("steady");
-    let api = Api::new(target.addr, &target.secret)?;
+    let api = Api::new(target.addr(), &target.secret)?;
     let total = (opts.rate * opts.duration.as_secs_f64()).round() as u64;
     report.param("rate_per_s", opts.rate);
     report.param("duration_s", opts.duration.as_secs_f64());

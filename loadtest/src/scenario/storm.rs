@@ -2,7 +2,8 @@
 //! incident is raised in each of 187 communities (offers go to members who are offline);
 //! then every member reconnects at once with `after_seq` = the last seq it saw. Measured:
 //! the time until all have resumed (hello, then every frame up to the hello's `last_seq`),
-//! and that no offer is missing.
+//! and that no offer is missing. On several nodes the members are spread over them and
+//! reconnect to the node they were on.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -13,7 +14,10 @@ use crate::fleet::Fleet;
 use crate::proto::Cmd;
 use crate::report::{Report, Series};
 use crate::scenario::delta::{check_offers, raise_all, simulated, wait_filled};
-use crate::scenario::{CityView, FleetOpts, OrderTimes, Target, cpu_between};
+use crate::scenario::{
+    CityView, FleetOpts, OrderTimes, Readings, Target, connections_per_node, cpu_between, node_table, nodes_by_idx,
+    sum_stats,
+};
 use crate::stats::{cumulative, summarize};
 
 #[derive(Debug, Clone)]
@@ -39,16 +43,18 @@ impl Default for StormOpts {
 
 pub async fn run(target: &Target, view: &CityView, fleet_opts: &FleetOpts, opts: &StormOpts) -> anyhow::Result<Report> {
     let mut report = Report::new("reconnect-storm");
-    let api = Api::new(target.addr, &target.secret)?;
+    let api = Api::new(target.addr(), &target.secret)?;
     let sim = simulated(view, opts.with_on_call_others);
     let n = sim.len() as u64;
     report.param("simulated_members", n);
     report.param("incidents_while_away", opts.incidents);
     report.param("reconnect_concurrency_per_worker", fleet_opts.reconnect_concurrency);
     report.param("reconnect_jitter_ms", fleet_opts.reconnect_jitter_ms);
+    report.param("nodes", target.nodes.len());
 
+    let snap_start = target.snap();
     let members = view.sim_members(&api, &sim);
-    let specs = fleet_opts.specs(target.addr, members, true);
+    let specs = fleet_opts.specs_on(&target.node_addrs(), members, true);
     report.param("client_processes", specs.len());
     let mut fleet = Fleet::start(specs, &fleet_opts.mode).await?;
     let bar = fleet_opts.bar(n, "connecting members");
@@ -92,19 +98,22 @@ pub async fn run(target: &Target, view: &CityView, fleet_opts: &FleetOpts, opts:
     );
 
     // The storm.
-    let stats0 = target.stats();
+    let snap0 = target.snap();
+    let stats0 = sum_stats(&snap0.nodes);
     let bar = fleet_opts.bar(n, "reconnect storm: resumed");
     let t_cmd = now_us();
     fleet.send(Cmd::Reconnect).await?;
     let resumed = fleet.wait(opts.phase_timeout, &bar, |t| t.resumed, |t| t.resumed + t.connect_failed >= n).await;
     bar.finish_and_clear();
     let storm_ms = ms_between(t_cmd, now_us());
-    let stats1 = target.stats();
+    let snap1 = target.snap();
+    let stats1 = sum_stats(&snap1.nodes);
     let ids: HashSet<String> = raised.keys().cloned().collect();
     let bar = fleet_opts.bar(ids.len() as u64, "incidents filled");
     let filled = wait_filled(&api, &ids, opts.phase_timeout, &bar).await;
     bar.finish_and_clear();
     let incidents = api.incidents().await?;
+    let snap_end = target.snap();
     let results = fleet.finish(Duration::from_secs(60)).await?;
 
     let resumed_ms: Vec<f64> = results.iter().filter_map(|r| r.resumed_at.map(|t| ms_between(t_cmd, t))).collect();
@@ -152,6 +161,18 @@ pub async fn run(target: &Target, view: &CityView, fleet_opts: &FleetOpts, opts:
     }
     if let Some(s) = stats1 {
         report.row("server peak RSS (VmHWM)", s.hwm_kib as f64 / 1024.0, "MiB");
+    }
+    if target.nodes.len() > 1 {
+        let conns = connections_per_node(&results, &nodes_by_idx(&sim, target.nodes.len()), target.nodes.len());
+        let r = Readings { idle: None, phase: (&snap0, &snap1), run: (&snap_start, &snap_end) };
+        report.nodes = node_table(target, &conns, &r);
+        report.node_phase = "the storm".into();
+        report.note(format!(
+            "{} nodes: each member reconnects to its node (member i → node i % {}); the API calls go to node 0; \
+             the server rows are sums over the nodes; per node in the table",
+            target.nodes.len(),
+            target.nodes.len()
+        ));
     }
     report.latency("reconnect → hello", summarize(hello_ms.clone()));
     report.latency("reconnect → resumed", summarize(resumed_ms.clone()));
