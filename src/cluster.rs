@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::{Client, Script};
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::dispatcher::{Actor, Command, DomainError, Reply, State};
+use crate::domain::dispatcher::{Actor, Command, DomainError, Reply};
 use crate::domain::event::Event;
 use crate::engine::{EngineError, Request, now_ms};
 use crate::settings::Settings;
@@ -304,7 +304,6 @@ impl Remote {
 pub(crate) fn start_routes(
     node: &Node,
     mailbox: SyncSender<Request>,
-    state: Arc<RwLock<State>>,
     applied: watch::Receiver<u64>,
     cancel: CancellationToken,
 ) -> Remote {
@@ -328,7 +327,7 @@ pub(crate) fn start_routes(
         let answer_conn = conn();
         let (keys2, cancel2) = (keys.clone(), cancel.clone());
         spawn("muster-inbox", move || inbox(&mut c, &keys, &leading, &mailbox, &tx, cancel));
-        spawn("muster-answers", move || answer(answer_conn, &keys2, &state, rx, cancel2));
+        spawn("muster-answers", move || answer(answer_conn, &keys2, rx, cancel2));
     }
     Remote {
         leading: node.leading.clone(),
@@ -427,6 +426,7 @@ struct Taken {
     node: String,
     req: String,
     rx: oneshot::Receiver<Result<Reply, EngineError>>,
+    logged_at: Arc<AtomicU64>,
 }
 
 /// The engine's side: while this node leads, commands from `{p}:cmd` go into its mailbox.
@@ -495,11 +495,12 @@ fn inbox(
                 continue;
             }
             let (reply, rx) = oneshot::channel();
-            let taken = Taken { node: node.into_owned(), req: req.into_owned(), rx };
+            let logged_at = Arc::new(AtomicU64::new(0));
+            let taken = Taken { node: node.into_owned(), req: req.into_owned(), rx, logged_at: logged_at.clone() };
             match serde_json::from_str::<Envelope>(&body) {
                 Ok(Envelope { actor, cmd }) => {
                     if let Err(TrySendError::Full(r) | TrySendError::Disconnected(r)) =
-                        mailbox.try_send(Request { actor, cmd, reply })
+                        mailbox.try_send(Request { actor, cmd, reply, logged_at: Some(logged_at) })
                     {
                         let _ = r.reply.send(Err(EngineError::Overloaded));
                     }
@@ -513,9 +514,9 @@ fn inbox(
     }
 }
 
-/// Writes the engine's answers to the reply streams of the nodes that asked, with the log's
-/// seq once the answer is in (the commands' events are at or below it).
-fn answer(mut c: Conn, keys: &Keys, state: &RwLock<State>, rx: Receiver<Taken>, cancel: CancellationToken) {
+/// Writes the engine's answers to the reply streams of the nodes that asked, with the seq
+/// of the log entry that holds the command's events (0 when it logged none).
+fn answer(mut c: Conn, keys: &Keys, rx: Receiver<Taken>, cancel: CancellationToken) {
     while !cancel.is_cancelled() {
         let Ok(first) = rx.recv_timeout(Duration::from_millis(200)) else { continue };
         let mut batch = vec![first];
@@ -529,7 +530,7 @@ fn answer(mut c: Conn, keys: &Keys, state: &RwLock<State>, rx: Receiver<Taken>, 
         let mut streams = Vec::new();
         for t in batch {
             let result = t.rx.blocking_recv().unwrap_or(Err(EngineError::NotReady));
-            let seq = state.read().unwrap_or_else(|p| p.into_inner()).last_seq;
+            let seq = t.logged_at.load(Ordering::Acquire);
             let body = serde_json::to_string(&Answer::of(result)).expect("answers serialize");
             let stream = keys.replies(&t.node);
             pipe.cmd("XADD")

@@ -49,6 +49,10 @@ pub fn now_ms() -> Ts {
 pub trait Publisher: Send + Sync + 'static {
     /// Frames in commit order, each with its encoded wire text.
     fn publish(&self, frames: Vec<(Frame, String)>);
+    /// Whether anyone here listens to `stream` (a follower encodes only those frames).
+    fn wants(&self, _stream: &str) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,9 @@ pub(crate) struct Request {
     pub(crate) actor: Actor,
     pub(crate) cmd: Command,
     pub(crate) reply: oneshot::Sender<Result<Reply, EngineError>>,
+    /// Set, before the reply, to the last seq of the batch that logged the command's events
+    /// (commands from other nodes: they wait until their replica has applied it).
+    pub(crate) logged_at: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,7 +111,7 @@ impl EngineHandle {
             return remote.submit(actor, cmd).await;
         }
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Request { actor, cmd, reply }) {
+        match self.tx.try_send(Request { actor, cmd, reply, logged_at: None }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(EngineError::Overloaded),
             Err(TrySendError::Disconnected(_)) => return Err(EngineError::NotReady),
@@ -151,9 +158,7 @@ pub fn start(
     let writable = Arc::new(AtomicBool::new(node.is_none()));
     let rules = Arc::new(rules);
     let (applied, applied_rx) = watch::channel(0u64);
-    let remote = node
-        .as_ref()
-        .map(|n| Arc::new(cluster::start_routes(n, tx.clone(), state.clone(), applied_rx, cancel.clone())));
+    let remote = node.as_ref().map(|n| Arc::new(cluster::start_routes(n, tx.clone(), applied_rx, cancel.clone())));
     let handle = EngineHandle {
         tx,
         state: state.clone(),
@@ -417,8 +422,18 @@ impl Engine {
             state.last_seq
         };
         self.applied.send_replace(last);
-        if !frames.is_empty() {
-            self.publisher.publish(frames.into_iter().map(|f| (f.to_text(), f)).map(|(t, f)| (f, t)).collect());
+        // Encode only what this node's sockets listen to: a mobilization derives a frame per
+        // member, and most of them are connected to other nodes.
+        let encoded: Vec<(Frame, String)> = frames
+            .into_iter()
+            .filter(|f| self.publisher.wants(&f.stream))
+            .map(|f| {
+                let text = f.to_text();
+                (f, text)
+            })
+            .collect();
+        if !encoded.is_empty() {
+            self.publisher.publish(encoded);
         }
         true
     }
@@ -573,7 +588,7 @@ impl Engine {
                     if let Some(idx) = location_of {
                         self.dirty_positions.insert(idx);
                     }
-                    replies.push((req.reply, out.reply.unwrap_or(Reply::Done)));
+                    replies.push((req.reply, out.reply.unwrap_or(Reply::Done), req.logged_at));
                 }
                 Err(e) => {
                     metrics::counter!("muster_commands_total", "command" => name, "outcome" => e.code).increment(1);
@@ -583,7 +598,7 @@ impl Engine {
         }
         if events.is_empty() {
             drop(state);
-            for (reply, r) in replies {
+            for (reply, r, _) in replies {
                 let _ = reply.send(Ok(r));
             }
             return;
@@ -624,13 +639,17 @@ impl Engine {
                 metrics::counter!("muster_events_total").increment(events.len() as u64);
                 metrics::histogram!("muster_batch_events").record(events.len() as f64);
                 self.publisher.publish(encoded);
-                for (reply, r) in replies {
+                let last = events.last().map_or(0, |e| e.seq);
+                for (reply, r, logged_at) in replies {
+                    if let Some(at) = logged_at {
+                        at.store(last, Ordering::Release);
+                    }
                     let _ = reply.send(Ok(r));
                 }
             }
             Err(e) => {
                 metrics::counter!("muster_append_failures_total").increment(1);
-                for (reply, _) in replies {
+                for (reply, _, _) in replies {
                     let _ = reply.send(Err(EngineError::Unavailable(e.to_string())));
                 }
             }

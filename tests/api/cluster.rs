@@ -310,7 +310,23 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
 
     // Assault-team members on node B get a mobilization order; they acknowledge while the
     // engine dies, retrying what is refused, and every `ok` they got must count.
-    let teams: Vec<String> = b.city.teams.iter().take(2).map(|t| t.id.clone()).collect();
+    // The biggest teams of the test city, about 20 members.
+    let mut sizes: Vec<(usize, String)> = b
+        .city
+        .teams
+        .iter()
+        .map(|t| (b.city.members.iter().filter(|m| m.team_id.as_ref() == Some(&t.id)).count(), t.id.clone()))
+        .collect();
+    sizes.sort_by(|x, y| y.cmp(x));
+    let mut teams = Vec::new();
+    let mut total = 0;
+    for (n, t) in sizes {
+        if total >= 20 {
+            break;
+        }
+        total += n;
+        teams.push(t);
+    }
     let members: Vec<String> = b
         .city
         .members
@@ -318,7 +334,7 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
         .filter(|m| m.team_id.as_ref().is_some_and(|t| teams.contains(t)))
         .map(|m| m.id.clone())
         .collect();
-    assert!(members.len() >= 5, "two teams of the test city have members");
+    assert!(members.len() >= 20, "teams {teams:?}");
     let mut sockets = Vec::new();
     for m in &members {
         sockets.push(b.ws(&b.member(m), None).await);
@@ -408,4 +424,47 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
         assert_eq!(view["acknowledged"], members.len(), "an acknowledgement that got an ok was lost: {view}");
     }
     drop((b_proc, c_proc));
+}
+
+#[test]
+fn a_deposed_engine_cannot_append_and_its_successor_can() {
+    use muster::cluster::{Lease, Node};
+    use muster::domain::event::{Event, EventBody};
+    use muster::store::EventLog;
+    use muster::store::redis::RedisLog;
+
+    let prefix = Prefix::new(SHARED_REDIS);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path(), &node_env(SHARED_REDIS, &prefix.name, false));
+    let (mut a, mut b) = (Node::new(&settings).unwrap(), Node::new(&settings).unwrap());
+    let log_of = |n: &Node| RedisLog::new(n.client.clone(), n.keys.clone(), n.fence.clone(), false);
+    let (mut log_a, mut log_b) = (log_of(&a), log_of(&b));
+    let event = |seq, actor: &str| Event {
+        seq,
+        at: 1_700_000_000_000,
+        actor: actor.into(),
+        body: EventBody::DutyChanged { member_id: "m1".into(), on_call: true },
+    };
+
+    assert!(matches!(a.try_lead().unwrap(), Lease::Took(_)));
+    assert!(matches!(b.try_lead().unwrap(), Lease::HeldBy(_)), "one engine at a time");
+    log_a.append(&[event(1, "a")], &[]).unwrap();
+    assert!(matches!(log_b.append(&[event(2, "b")], &[]), Err(muster::store::StoreError::Fenced)));
+
+    // A stalls past its lease (simulated: the lease is gone) and B takes over.
+    let mut c = redis::Client::open(SHARED_REDIS).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("DEL").arg(a.keys.lease()).query(&mut c).unwrap();
+    let Lease::Took(token_b) = b.try_lead().unwrap() else { panic!("B takes the lapsed lease") };
+    let Lease::HeldBy(holder) = a.try_lead().unwrap() else { panic!("A sees B") };
+    assert_eq!(holder, token_b);
+    // A wakes up and tries to log a decision: fenced, and nothing of it is written.
+    assert!(matches!(log_a.append(&[event(2, "a")], &[]), Err(muster::store::StoreError::Fenced)));
+    assert!(!a.renew().unwrap(), "A's renewal fails too");
+    log_b.append(&[event(2, "b")], &[]).unwrap();
+    // A stale seq is refused even with the lease (the log's ids only grow).
+    assert!(log_b.append(&[event(2, "b")], &[]).is_err());
+
+    let mut seen = Vec::new();
+    log_b.replay(&mut |e| seen.push((e.seq, e.actor))).unwrap();
+    assert_eq!(seen, vec![(1, "a".to_string()), (2, "b".to_string())]);
 }
