@@ -5,16 +5,22 @@
 //! from its last seq (the log has every frame). One frame is encoded once and shared by
 //! every socket of its stream.
 //!
+//! A queue is a `VecDeque` behind a `std::sync::Mutex` with the session's waker, not a
+//! tokio mpsc channel: a channel allocates a block of 32 slots and a cache-padded state
+//! up front (about 1.8 KiB per socket), a `VecDeque` allocates only while frames wait and
+//! is given back once the session has taken them, so an idle socket costs about 100 bytes
+//! here (docs/PERFORMANCE.md, "Memory per connection").
+//!
 //! The map is behind a `std::sync::Mutex`: the critical sections are short, never cross
 //! an `.await`, and a std mutex is cheaper than an async one for that (as mini-redis's
 //! db.rs explains).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
 
 use crate::domain::event::Frame;
 use crate::engine::Publisher;
@@ -26,88 +32,144 @@ pub struct Pushed {
     pub text: Utf8Bytes,
 }
 
-struct Sub {
-    id: u64,
-    tx: mpsc::Sender<Pushed>,
-    overflow: Arc<Overflow>,
+/// One socket's queue, shared by the hub (which pushes) and its session (which takes).
+struct Queue {
+    stream: Arc<str>,
+    cap: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    frames: VecDeque<Pushed>,
+    /// The session's task, when it waits for a frame or watches for an overflow.
+    waker: Option<Waker>,
+    /// Set once, when the hub dropped this socket because its queue was full.
+    overflowed: bool,
+}
+
+enum Push {
+    Queued(Option<Waker>),
+    Full(Option<Waker>),
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, p: Pushed) -> Push {
+        let mut q = self.lock();
+        if q.frames.len() >= self.cap {
+            q.overflowed = true;
+            // The queued frames stay: the session sends them, then closes with 4008.
+            return Push::Full(q.waker.take());
+        }
+        q.frames.push_back(p);
+        Push::Queued(q.waker.take())
+    }
 }
 
 #[derive(Default)]
 pub struct Hub {
-    streams: Mutex<HashMap<String, Vec<Sub>>>,
-    next_id: AtomicU64,
+    /// Per stream, its sockets' queues (most member streams have one socket).
+    streams: Mutex<HashMap<Arc<str>, Vec<Arc<Queue>>>>,
 }
 
 /// A socket's subscription; dropping it unsubscribes.
 pub struct Subscription {
     hub: Arc<Hub>,
-    stream: String,
-    id: u64,
-    pub rx: mpsc::Receiver<Pushed>,
-    overflow: Arc<Overflow>,
+    queue: Arc<Queue>,
 }
 
 impl Subscription {
+    /// The stream subscribed to.
+    pub fn stream(&self) -> &Arc<str> {
+        &self.queue.stream
+    }
+
     /// True when the hub dropped this socket because its queue was full.
     pub fn overflowed(&self) -> bool {
-        self.overflow.is_set()
+        self.queue.lock().overflowed
     }
 
-    /// The flag behind `overflowed`, for a watchdog that outlives a borrow of the queue.
-    pub fn overflow_flag(&self) -> Arc<Overflow> {
-        self.overflow.clone()
-    }
-}
-
-/// Set once, when the hub drops a socket for a full queue; can be awaited.
-#[derive(Default)]
-pub struct Overflow {
-    flag: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-impl Overflow {
-    pub fn is_set(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
-    }
-
-    fn set(&self) {
-        self.flag.store(true, Ordering::Release);
-        // notify_one keeps a permit when nobody waits yet, so `wait` cannot miss it.
-        self.notify.notify_one();
-    }
-
-    /// Resolves once the flag is set.
-    pub async fn wait(&self) {
-        while !self.is_set() {
-            self.notify.notified().await;
+    /// The next queued frame, if there is one. `None` also after an overflow, once the
+    /// frames queued before it are taken.
+    pub fn try_recv(&self) -> Option<Pushed> {
+        let mut q = self.queue.lock();
+        let p = q.frames.pop_front();
+        if q.frames.is_empty() && q.frames.capacity() > 0 {
+            // Give the buffer back: an idle socket keeps no queue memory.
+            q.frames = VecDeque::new();
         }
+        p
+    }
+
+    /// Waits for the next frame; `None` once the hub dropped this socket for a full queue
+    /// and the frames queued before that were taken.
+    pub async fn recv(&self) -> Option<Pushed> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Pushed>> {
+        let mut q = self.queue.lock();
+        if let Some(p) = q.frames.pop_front() {
+            if q.frames.is_empty() {
+                q.frames = VecDeque::new();
+            }
+            return Poll::Ready(Some(p));
+        }
+        if q.overflowed {
+            return Poll::Ready(None);
+        }
+        register(&mut q.waker, cx);
+        Poll::Pending
+    }
+
+    /// Ready once the hub has dropped this socket for a full queue. For a session that
+    /// is busy writing (and so not in `recv`): the hub wakes it when that happens.
+    pub fn poll_overflowed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut q = self.queue.lock();
+        if q.overflowed {
+            return Poll::Ready(());
+        }
+        register(&mut q.waker, cx);
+        Poll::Pending
+    }
+}
+
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut map = self.hub.streams.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(subs) = map.get_mut(&self.stream) {
-            subs.retain(|s| s.id != self.id);
+        if let Some(subs) = map.get_mut(&self.queue.stream) {
+            subs.retain(|q| !Arc::ptr_eq(q, &self.queue));
             if subs.is_empty() {
-                map.remove(&self.stream);
+                map.remove(&self.queue.stream);
             }
         }
     }
 }
 
 impl Hub {
-    pub fn subscribe(self: &Arc<Self>, stream: &str, queue: usize) -> Subscription {
-        let (tx, rx) = mpsc::channel(queue.max(1));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let overflow = Arc::new(Overflow::default());
-        self.streams.lock().unwrap_or_else(|p| p.into_inner()).entry(stream.to_string()).or_default().push(Sub {
-            id,
-            tx,
-            overflow: overflow.clone(),
-        });
-        Subscription { hub: self.clone(), stream: stream.to_string(), id, rx, overflow }
+    /// Subscribes a socket to `stream` with room for `queue` frames.
+    pub fn subscribe(self: &Arc<Self>, stream: &Arc<str>, queue: usize) -> Subscription {
+        let mut map = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        // One allocation of the stream's name, shared by the map key, every queue and the
+        // sessions.
+        let name = match map.get_key_value(&**stream) {
+            Some((k, _)) => k.clone(),
+            None => stream.clone(),
+        };
+        let queue = Arc::new(Queue { stream: name.clone(), cap: queue.max(1), inner: Mutex::default() });
+        map.entry(name).or_insert_with(|| Vec::with_capacity(1)).push(queue.clone());
+        Subscription { hub: self.clone(), queue }
     }
 
     pub fn subscribers(&self) -> usize {
@@ -116,30 +178,43 @@ impl Hub {
 }
 
 impl Publisher for Hub {
+    /// A stream with no socket here: `publish` would skip its frames (a session that
+    /// subscribes later reads them from the log), so they need not be encoded.
+    fn wants(&self, stream: &str) -> bool {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner()).contains_key(stream)
+    }
+
     fn publish(&self, frames: Vec<(Frame, String)>) {
         let mut pushed = 0u64;
         let mut dropped = 0u64;
+        // Sessions are woken after the map's lock is released.
+        let mut wake: Vec<Waker> = Vec::new();
         let mut map = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         for (frame, text) in frames {
-            let Some(subs) = map.get_mut(&frame.stream) else { continue };
+            let Some(subs) = map.get_mut(frame.stream.as_str()) else { continue };
             let text = Utf8Bytes::from(text);
-            subs.retain(|s| match s.tx.try_send(Pushed { seq: frame.seq, text: text.clone() }) {
-                Ok(()) => {
-                    pushed += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.overflow.set();
-                    dropped += 1;
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            subs.retain(|q| {
+                let (kept, waker) = match q.push(Pushed { seq: frame.seq, text: text.clone() }) {
+                    Push::Queued(w) => {
+                        pushed += 1;
+                        (true, w)
+                    }
+                    Push::Full(w) => {
+                        dropped += 1;
+                        (false, w)
+                    }
+                };
+                wake.extend(waker);
+                kept
             });
             if subs.is_empty() {
-                map.remove(&frame.stream);
+                map.remove(frame.stream.as_str());
             }
         }
         drop(map);
+        for w in wake {
+            w.wake();
+        }
         metrics::counter!("muster_frames_pushed_total").increment(pushed);
         if dropped > 0 {
             metrics::counter!("muster_ws_slow_consumers_total").increment(dropped);
@@ -160,18 +235,36 @@ mod tests {
     #[tokio::test]
     async fn delivers_only_to_the_stream_and_drops_slow_consumers() {
         let hub = Arc::new(Hub::default());
-        let mut a = hub.subscribe("member:a", 2);
-        let mut b = hub.subscribe("member:b", 8);
+        let a = hub.subscribe(&Arc::from("member:a"), 2);
+        let b = hub.subscribe(&Arc::from("member:b"), 8);
         hub.publish(vec![frame("member:a", 1), frame("member:b", 1), frame("member:a", 2), frame("member:a", 3)]);
-        assert_eq!(b.rx.recv().await.unwrap().seq, 1);
-        assert!(b.rx.try_recv().is_err());
-        assert_eq!(a.rx.recv().await.unwrap().seq, 1);
-        assert_eq!(a.rx.recv().await.unwrap().seq, 2);
+        assert_eq!(b.recv().await.unwrap().seq, 1);
+        assert!(b.try_recv().is_none());
+        assert_eq!(a.recv().await.unwrap().seq, 1);
+        assert_eq!(a.recv().await.unwrap().seq, 2);
         // the third frame did not fit: a was dropped and flagged
-        assert!(a.rx.recv().await.is_none());
+        assert!(a.recv().await.is_none());
         assert!(a.overflowed());
         assert!(!b.overflowed());
+        assert_eq!(hub.subscribers(), 1);
+        assert!(hub.wants("member:b") && !hub.wants("member:a"));
         drop(b);
         assert_eq!(hub.subscribers(), 0);
+        assert!(!hub.wants("member:b"));
+    }
+
+    #[tokio::test]
+    async fn wakes_a_waiting_session_and_shares_a_stream() {
+        let hub = Arc::new(Hub::default());
+        let a1 = hub.subscribe(&Arc::from("member:a"), 4);
+        let a2 = hub.subscribe(&Arc::from("member:a"), 4);
+        assert!(Arc::ptr_eq(a1.stream(), a2.stream()), "one allocation of the name");
+        let waiting = tokio::spawn(async move { a1.recv().await.map(|p| p.seq) });
+        tokio::task::yield_now().await;
+        hub.publish(vec![frame("member:a", 7)]);
+        assert_eq!(waiting.await.unwrap(), Some(7));
+        assert_eq!(a2.try_recv().map(|p| p.seq), Some(7));
+        assert!(a2.try_recv().is_none());
+        assert_eq!(hub.subscribers(), 1);
     }
 }

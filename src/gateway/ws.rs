@@ -11,24 +11,32 @@
 //! frame, 1007 invalid UTF-8, 1008 token expired, 1009 message too big, 1011 server error,
 //! 4000 ping timeout, 4008 too slow (queue full: resume with after_seq), 4029 flooding.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::error::ApiError;
-use super::hub::{Overflow, Subscription};
+use super::hub::{Hub, Subscription};
+use super::limits::Limits;
 use crate::domain::dispatcher::{Actor, Command};
 use crate::domain::event::stream;
 use crate::domain::geo::Position;
-use crate::store::StoredFrame;
+use crate::engine::EngineHandle;
+use crate::settings::Settings;
+use crate::store::{LogReader, StoredFrame};
 
 pub const SUBPROTOCOL: &str = "muster.v1";
 
@@ -106,24 +114,43 @@ pub async fn upgrade(
         .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_message_bytes) * 4)
         .max_message_size(cfg.max_message_bytes)
         .max_frame_size(cfg.max_message_bytes);
-    let session = Session {
-        stream: stream_of(&actor),
+    // The session keeps what it uses of the app, not a clone of all of it (its `Keys`
+    // alone would be a few hundred bytes of heap per socket). Boxed: axum keeps the
+    // callback's captures in the socket's task for as long as it runs.
+    let session = Box::new(Session {
+        stream: Arc::from(stream_of(&actor)),
         role: claims.role.as_str(),
         expires_at: claims.exp,
-        subject: claims.sub.clone(),
+        subject: claims.sub,
         issued_at: claims.iat,
         actor,
         after_seq: params.after_seq,
-        app,
-    };
+        engine: app.engine,
+        reader: app.reader,
+        hub: app.hub,
+        settings: app.settings,
+        shutdown: app.shutdown,
+        limits: app.limits,
+    });
     Ok(ws.on_upgrade(move |socket| session.run(socket)).into_response())
 }
 
+/// One websocket session. Memory per idle socket is what the target is about
+/// (docs/PERFORMANCE.md, "Memory per connection"): the session is one task whose future
+/// holds this, the socket and a small loop state; what only a burst needs (the hello and
+/// the first frames, a replay, the answer to a client message, the closing handshake) runs
+/// in a boxed future of its own, allocated while it runs, not reserved in every idle
+/// session's task.
 struct Session {
-    app: AppState,
+    engine: EngineHandle,
+    reader: Arc<dyn LogReader>,
+    hub: Arc<Hub>,
+    settings: Arc<Settings>,
+    shutdown: CancellationToken,
+    limits: Arc<Limits>,
     actor: Actor,
     role: &'static str,
-    stream: String,
+    stream: Arc<str>,
     expires_at: u64,
     subject: String,
     issued_at: u64,
@@ -152,143 +179,145 @@ enum End {
     Gone,
 }
 
-/// When the client was last heard from, shared by `serve` and its watchdog.
-struct Heard {
-    born: Instant,
-    ms: AtomicU64,
+/// How long a session stuck writing to a client lives on after the hub dropped it for a
+/// full queue.
+const OVERFLOW_GRACE: Duration = Duration::from_millis(500);
+
+/// The socket, its subscription and the session's one timer.
+struct Conn {
+    socket: WebSocket,
+    sub: Subscription,
+    /// In the session's loop: the next ping or the token's expiry, whichever comes first.
+    /// While a write waits: when the client counts as gone.
+    timer: Pin<Box<Sleep>>,
+    /// When the client was last heard from.
+    last_heard: Instant,
+    /// Set when a waiting write saw that the hub dropped the socket for a full queue.
+    overflow_seen: Option<Instant>,
+    /// Silence after which a client that does not read either is given up: the ping
+    /// timeout and one ping interval.
+    silence: Duration,
 }
 
-impl Heard {
-    fn new() -> Self {
-        Heard { born: Instant::now(), ms: AtomicU64::new(0) }
+impl Conn {
+    /// Buffers a message (written out once the buffer is full or on `flush`).
+    fn feed(&mut self, m: Message) -> impl Future<Output = Result<(), End>> + Send + '_ {
+        self.write(Some(m), false)
     }
-    fn now(&self) {
-        self.ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+
+    fn flush(&mut self) -> impl Future<Output = Result<(), End>> + Send + '_ {
+        self.write(None, true)
     }
-    fn quiet(&self) -> Duration {
-        self.born.elapsed().saturating_sub(Duration::from_millis(self.ms.load(Ordering::Relaxed)))
+
+    fn send(&mut self, m: Message) -> impl Future<Output = Result<(), End>> + Send + '_ {
+        self.write(Some(m), true)
     }
+
+    /// One write (`SinkExt::feed`, `flush` or `send`, polled by hand to keep the session's
+    /// future small). It waits only while the client's TCP window is shut (it stopped
+    /// reading), and then the session would notice nothing else: so a write gives up
+    /// `OVERFLOW_GRACE` after the hub dropped the socket for a full queue (4008), or once
+    /// nothing was heard from the client for `silence` (4000). A write that does not wait
+    /// costs no timer operation. (A plain `poll_fn`, not an `async fn`, for the same
+    /// reason as `Session::run`.)
+    fn write(&mut self, mut msg: Option<Message>, flush: bool) -> impl Future<Output = Result<(), End>> + Send + '_ {
+        let Conn { socket, sub, timer, last_heard, overflow_seen, silence } = self;
+        let silent_at = *last_heard + *silence;
+        poll_fn(move |cx| {
+            if let Poll::Ready(r) = poll_write(socket, &mut msg, flush, cx) {
+                return Poll::Ready(r.map_err(|_| End::Gone));
+            }
+            if overflow_seen.is_none() && sub.poll_overflowed(cx).is_ready() {
+                *overflow_seen = Some(Instant::now());
+            }
+            let give_up = overflow_seen.map_or(silent_at, |t| silent_at.min(t + OVERFLOW_GRACE));
+            if timer.deadline() > give_up {
+                timer.as_mut().reset(give_up);
+            }
+            while timer.as_mut().poll(cx).is_ready() {
+                let now = Instant::now();
+                if overflow_seen.is_some_and(|t| now >= t + OVERFLOW_GRACE) {
+                    return Poll::Ready(Err(End::Close(close::SLOW_CONSUMER, "too slow: reconnect with after_seq")));
+                }
+                if now >= silent_at {
+                    return Poll::Ready(Err(End::Close(close::PING_TIMEOUT, "no answer to pings")));
+                }
+                // The loop's timer (a ping due) fired first: wait on until giving up.
+                timer.as_mut().reset(give_up);
+            }
+            Poll::Pending
+        })
+    }
+}
+
+/// `SinkExt::feed` (`msg`), then `SinkExt::flush` if `flush`, polled by hand.
+fn poll_write(
+    socket: &mut WebSocket,
+    msg: &mut Option<Message>,
+    flush: bool,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), axum::Error>> {
+    if msg.is_some() {
+        ready!(Pin::new(&mut *socket).poll_ready(cx))?;
+        Pin::new(&mut *socket).start_send(msg.take().expect("checked"))?;
+    }
+    if flush { Pin::new(socket).poll_flush(cx) } else { Poll::Ready(Ok(())) }
 }
 
 impl Session {
-    async fn run(self, socket: WebSocket) {
-        let _gauge = ConnectionGauge::new();
-        let (mut sink, mut incoming) = socket.split();
-        let sub = self.app.hub.subscribe(&self.stream, self.app.settings.ws.outbound_queue);
-        let overflow = sub.overflow_flag();
-        let heard = Heard::new();
-        let end = tokio::select! {
-            end = self.serve(&mut sink, &mut incoming, sub, &heard) => end,
-            end = self.watchdog(&overflow, &heard) => end,
+    /// Starts the session on its upgraded socket. Not an `async fn`: an async fn keeps
+    /// its arguments in its future and moves them into locals beside them, which would be
+    /// a second socket's worth of bytes in every session.
+    fn run(self: Box<Self>, socket: WebSocket) -> impl Future<Output = ()> + Send {
+        let gauge = ConnectionGauge::new();
+        let cfg = &self.settings.ws;
+        let now = Instant::now();
+        let mut conn = Conn {
+            socket,
+            sub: self.hub.subscribe(&self.stream, cfg.outbound_queue),
+            timer: Box::pin(tokio::time::sleep_until(now + Duration::from_secs(cfg.ping_interval_s))),
+            last_heard: now,
+            overflow_seen: None,
+            silence: Duration::from_secs(cfg.ping_timeout_s + cfg.ping_interval_s),
         };
-        if let End::Close(code, reason) = end {
-            // At most a second: a client that stopped reading cannot take the close frame.
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                let _ = sink.send(close_msg(code, reason)).await;
-                // Read (and drop) what the client had sent until its answering Close:
-                // closing with unread input makes the kernel reset the connection, and a
-                // reset destroys the close frame (and the answers before it) on its way.
-                while let Some(Ok(m)) = incoming.next().await {
-                    if matches!(m, Message::Close(_)) {
-                        break;
-                    }
-                }
-                let _ = sink.close().await;
-            })
-            .await;
-        }
-        tracing::debug!(stream = %self.stream, "websocket session ended");
-    }
-
-    /// Ends a session that is stuck writing to a client that stopped reading (its TCP
-    /// window shut, so `serve` waits in a write and cannot notice): 0.5 s after the hub
-    /// dropped it for a full queue (4008), or once nothing was heard from it for longer than
-    /// the ping timeout and a ping interval (4000). A session that is not stuck ends itself
-    /// first. It sleeps until one of those can be due: no polling per session.
-    async fn watchdog(&self, overflow: &Overflow, heard: &Heard) -> End {
-        let cfg = &self.app.settings.ws;
-        let silence = Duration::from_secs(cfg.ping_timeout_s + cfg.ping_interval_s);
-        let mut overflowed = std::pin::pin!(overflow.wait());
-        loop {
-            let quiet = heard.quiet();
-            if quiet > silence {
-                return End::Close(close::PING_TIMEOUT, "no answer to pings");
+        async move {
+            let end = self.serve(&mut conn).await;
+            if let End::Close(code, reason) = end {
+                let closing = Box::pin(close_politely(conn, code, reason));
+                closing.await;
             }
-            tokio::select! {
-                _ = &mut overflowed => {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    return End::Close(close::SLOW_CONSUMER, "too slow: reconnect with after_seq");
-                }
-                _ = tokio::time::sleep(silence - quiet + Duration::from_millis(10)) => {}
-            }
+            tracing::debug!(stream = %self.stream, "websocket session ended");
+            drop(gauge);
         }
     }
 
-    async fn serve(
-        &self,
-        sink: &mut (impl futures_util::Sink<Message, Error = axum::Error> + Unpin),
-        incoming: &mut (impl futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin),
-        mut sub: Subscription,
-        heard: &Heard,
-    ) -> End {
-        let cfg = &self.app.settings.ws;
-        let (last_seq, open) = {
-            let state = self.app.engine.read();
-            (state.stream_seq(&self.stream), state.open_frames(&self.stream))
-        };
-        let member_id = match &self.actor {
-            Actor::Member { member } => Some(member.clone()),
-            _ => None,
-        };
-        let hello = json!({"type": "hello", "seq": 0, "data": {"role": self.role, "member_id": member_id, "last_seq": last_seq}});
-        if sink.send(Message::Text(hello.to_string().into())).await.is_err() {
-            return End::Gone;
-        }
-
-        // What the client missed, or what is still open for it.
-        let mut sent = match self.after_seq {
-            // A client cannot have seen beyond the stream's end; resume from there.
-            Some(after) => match self.replay(sink, after.min(last_seq)).await {
-                Ok(s) => s,
-                Err(end) => return end,
-            },
-            None => {
-                let frames = match self.read_log(move |r, s| r.frames_at(&s, &open)).await {
-                    Ok(f) => f,
-                    Err(end) => return end,
-                };
-                for f in frames {
-                    if sink.feed(Message::Text(f.text.into())).await.is_err() {
-                        return End::Gone;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return End::Gone;
-                }
-                last_seq
-            }
+    async fn serve(&self, conn: &mut Conn) -> End {
+        let cfg = &self.settings.ws;
+        let start = Box::pin(self.start(conn));
+        let mut sent = match start.await {
+            Ok(s) => s,
+            Err(end) => return end,
         };
 
-        let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_interval_s));
-        ping.tick().await;
-        let mut last_heard = Instant::now();
+        let interval = Duration::from_secs(cfg.ping_interval_s);
         let ping_timeout = Duration::from_secs(cfg.ping_timeout_s);
+        let mut next_ping = Instant::now() + interval;
+        conn.last_heard = Instant::now();
         let now_s = crate::engine::now_ms() as u64 / 1000;
-        let expiry = tokio::time::sleep(Duration::from_secs(self.expires_at.saturating_sub(now_s)));
-        tokio::pin!(expiry);
-        let shutdown = self.app.shutdown.clone();
-        let limiter = self.app.limits.socket_limiter();
+        let expiry = Instant::now().checked_add(Duration::from_secs(self.expires_at.saturating_sub(now_s)));
+        let limiter = self.limits.socket_limiter();
         let mut limited_in_a_row = 0u32;
 
         loop {
+            let due = expiry.map_or(next_ping, |e| e.min(next_ping));
+            if conn.timer.deadline() != due {
+                conn.timer.as_mut().reset(due);
+            }
             tokio::select! {
-                pushed = sub.rx.recv() => {
+                pushed = conn.sub.recv() => {
+                    // `None`: the hub dropped this socket for a full queue.
                     let Some(first) = pushed else {
-                        return if sub.overflowed() {
-                            End::Close(close::SLOW_CONSUMER, "too slow: reconnect with after_seq")
-                        } else {
-                            End::Close(close::GOING_AWAY, "server shutting down")
-                        };
+                        return End::Close(close::SLOW_CONSUMER, "too slow: reconnect with after_seq");
                     };
                     // Forward this frame and whatever else is queued, then flush once.
                     let mut next = Some(first);
@@ -296,44 +325,45 @@ impl Session {
                     while let Some(p) = next.take() {
                         if p.seq > sent {
                             if p.seq > sent + 1 {
-                                match self.replay(sink, sent).await {
+                                let replay = Box::pin(self.replay(conn, sent));
+                                match replay.await {
                                     Ok(s) => sent = s,
                                     Err(end) => return end,
                                 }
                             }
                             if p.seq > sent {
-                                if sink.feed(Message::Text(p.text)).await.is_err() {
-                                    return End::Gone;
+                                if let Err(end) = conn.feed(Message::Text(p.text)).await {
+                                    return end;
                                 }
                                 sent = p.seq;
                             }
                         }
                         n += 1;
                         if n < 256 {
-                            next = sub.rx.try_recv().ok();
+                            next = conn.sub.try_recv();
                         }
                     }
-                    if sink.flush().await.is_err() {
-                        return End::Gone;
+                    if let Err(end) = conn.flush().await {
+                        return end;
                     }
                 }
-                msg = incoming.next() => {
-                    last_heard = Instant::now();
-                    heard.now();
+                msg = conn.socket.next() => {
+                    conn.last_heard = Instant::now();
                     match msg {
-                                                Some(Ok(Message::Text(text))) => {
+                        Some(Ok(Message::Text(text))) => {
                             let reply = if limiter.check().is_ok() {
                                 limited_in_a_row = 0;
-                                self.handle_text(text.as_str()).await
+                                let handle = Box::pin(self.handle_text(text.as_str()));
+                                handle.await
                             } else {
                                 limited_in_a_row += 1;
-                                if limited_in_a_row > self.app.limits.flood_close_after {
+                                if limited_in_a_row > self.limits.flood_close_after {
                                     return End::Close(close::FLOOD, "too many messages");
                                 }
                                 rate_limited(text.as_str())
                             };
-                            if sink.send(Message::Text(reply.into())).await.is_err() {
-                                return End::Gone;
+                            if let Err(end) = conn.send(Message::Text(reply.into())).await {
+                                return end;
                             }
                         }
                         Some(Ok(Message::Binary(_))) => return End::Close(close::UNSUPPORTED, "binary frames are not supported; send JSON text"),
@@ -342,19 +372,57 @@ impl Session {
                         Some(Err(e)) => return self.read_error(e),
                     }
                 }
-                                _ = ping.tick() => {
-                    if last_heard.elapsed() > ping_timeout {
-                        return End::Close(close::PING_TIMEOUT, "no answer to pings");
+                () = &mut conn.timer => {
+                    let now = Instant::now();
+                    if expiry.is_some_and(|e| now >= e) {
+                        return End::Close(close::POLICY, "token expired");
                     }
-                    if self.app.engine.read().is_revoked(&self.subject, self.issued_at) {
-                        return End::Close(close::POLICY, "token revoked");
-                    }
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
-                        return End::Gone;
+                    if now >= next_ping {
+                        if now.saturating_duration_since(conn.last_heard) > ping_timeout {
+                            return End::Close(close::PING_TIMEOUT, "no answer to pings");
+                        }
+                        if self.engine.read().is_revoked(&self.subject, self.issued_at) {
+                            return End::Close(close::POLICY, "token revoked");
+                        }
+                        if let Err(end) = conn.send(Message::Ping(Default::default())).await {
+                            return end;
+                        }
+                        next_ping = Instant::now() + interval;
+                    } else {
+                        // Woken before anything was due: arm the timer again, or it would
+                        // stay elapsed and wake the loop at once.
+                        conn.timer.as_mut().reset(due);
                     }
                 }
-                _ = &mut expiry => return End::Close(close::POLICY, "token expired"),
-                _ = shutdown.cancelled() => return End::Close(close::GOING_AWAY, "server shutting down"),
+                () = self.shutdown.cancelled() => return End::Close(close::GOING_AWAY, "server shutting down"),
+            }
+        }
+    }
+
+    /// The hello, then what the client missed (`after_seq`) or what is still open for it.
+    /// Returns the last seq sent.
+    async fn start(&self, conn: &mut Conn) -> Result<u64, End> {
+        let (last_seq, open) = {
+            let state = self.engine.read();
+            (state.stream_seq(&self.stream), state.open_frames(&self.stream))
+        };
+        let member_id = match &self.actor {
+            Actor::Member { member } => Some(member.as_str()),
+            _ => None,
+        };
+        let hello = json!({"type": "hello", "seq": 0, "data": {"role": self.role, "member_id": member_id, "last_seq": last_seq}})
+            .to_string();
+        conn.send(Message::Text(hello.into())).await?;
+        match self.after_seq {
+            // A client cannot have seen beyond the stream's end; resume from there.
+            Some(after) => self.replay(conn, after.min(last_seq)).await,
+            None => {
+                let frames = self.read_log(move |r, s| r.frames_at(s, &open)).await?;
+                for f in frames {
+                    conn.feed(Message::Text(f.text.into())).await?;
+                }
+                conn.flush().await?;
+                Ok(last_seq)
             }
         }
     }
@@ -373,11 +441,11 @@ impl Session {
 
     async fn read_log<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn crate::store::LogReader, String) -> Result<T, crate::store::StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn LogReader, &str) -> Result<T, crate::store::StoreError> + Send + 'static,
     ) -> Result<T, End> {
-        let reader = self.app.reader.clone();
+        let reader = self.reader.clone();
         let stream = self.stream.clone();
-        match tokio::task::spawn_blocking(move || f(reader.as_ref(), stream)).await {
+        match tokio::task::spawn_blocking(move || f(reader.as_ref(), &stream)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading frames failed");
@@ -388,24 +456,16 @@ impl Session {
     }
 
     /// Sends every stored frame after `after`; returns the last seq sent.
-    async fn replay(
-        &self,
-        sink: &mut (impl futures_util::Sink<Message, Error = axum::Error> + Unpin),
-        mut after: u64,
-    ) -> Result<u64, End> {
-        let chunk = self.app.settings.ws.max_replay.max(1);
+    async fn replay(&self, conn: &mut Conn, mut after: u64) -> Result<u64, End> {
+        let chunk = self.settings.ws.max_replay.max(1);
         loop {
-            let frames: Vec<StoredFrame> = self.read_log(move |r, s| r.frames_after(&s, after, chunk)).await?;
+            let frames: Vec<StoredFrame> = self.read_log(move |r, s| r.frames_after(s, after, chunk)).await?;
             let n = frames.len();
             for f in frames {
                 after = f.seq;
-                if sink.feed(Message::Text(f.text.into())).await.is_err() {
-                    return Err(End::Gone);
-                }
+                conn.feed(Message::Text(f.text.into())).await?;
             }
-            if sink.flush().await.is_err() {
-                return Err(End::Gone);
-            }
+            conn.flush().await?;
             if n < chunk {
                 return Ok(after);
             }
@@ -445,7 +505,7 @@ impl Session {
         if !matches!(self.actor, Actor::Member { .. }) {
             return Err(("members_only".into(), "only a member's socket can send this message".into()));
         }
-        match self.app.engine.submit(self.actor.clone(), cmd).await {
+        match self.engine.submit(self.actor.clone(), cmd).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let api: ApiError = e.into();
@@ -453,6 +513,27 @@ impl Session {
             }
         }
     }
+}
+
+/// Sends the close frame and waits (at most a second) for the client's answer.
+async fn close_politely(conn: Conn, code: u16, reason: &'static str) {
+    let Conn { mut socket, sub, .. } = conn;
+    drop(sub);
+    let socket = &mut socket;
+    // At most a second: a client that stopped reading cannot take the close frame.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = SinkExt::send(socket, close_msg(code, reason)).await;
+        // Read (and drop) what the client had sent until its answering Close: closing
+        // with unread input makes the kernel reset the connection, and a reset destroys
+        // the close frame (and the answers before it) on its way.
+        while let Some(Ok(m)) = socket.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+        let _ = SinkExt::close(socket).await;
+    })
+    .await;
 }
 
 /// The answer to a message over the socket's rate: not decoded beyond its id.
