@@ -6,8 +6,10 @@
 //! - `{p}:log`: a stream, one entry per append, id `0-<last seq of the batch>`, field `e`:
 //!   the batch's events as JSON. Every node tails it and applies the events to its state;
 //!   `apply` derives the frames, so the log carries no frames.
-//! - `{p}:s:<stream>`: a stream per recipient, id `0-<frame seq>`, field `t`: the frame's
-//!   wire text. Resume (`after_seq`) reads it.
+//! - `{p}:s:<stream>`: a list per recipient of the frames' wire texts. A stream's seqs
+//!   run 1, 2, 3… without gaps, so frame seq n is at index n - 1: resume (`after_seq`) is
+//!   one LRANGE. (A list entry costs about 100 bytes besides the text; a Redis stream per
+//!   recipient cost 4 KiB, and 50,000 new streams twice the time to write.)
 //! - `{p}:i:<incident>`: the incident's events, for its timeline.
 //! - `{p}:lease`, `{p}:epoch`: the engine lease and its fencing epoch (crate::cluster).
 //! - `{p}:positions`: members' last known positions (soft state, a hash).
@@ -121,8 +123,12 @@ end
 local base = ARGV[2]
 redis.call('XADD', base .. 'log', ARGV[3], 'e', ARGV[4])
 local i = 6
+local misplaced = 0
 for _ = 1, tonumber(ARGV[5]) do
-  redis.call('XADD', base .. 's:' .. ARGV[i], '0-' .. ARGV[i + 1], 't', ARGV[i + 2])
+  -- The list's new length is the frame's seq, unless the list is out of step with the log.
+  if redis.call('RPUSH', base .. 's:' .. ARGV[i], ARGV[i + 2]) ~= tonumber(ARGV[i + 1]) then
+    misplaced = misplaced + 1
+  end
   i = i + 3
 end
 local n = tonumber(ARGV[i])
@@ -131,7 +137,7 @@ for _ = 1, n do
   redis.call('XADD', base .. 'i:' .. ARGV[i], '0-' .. ARGV[i + 1], 'k', ARGV[i + 2], 'a', ARGV[i + 3], 't', ARGV[i + 4], 'b', ARGV[i + 5])
   i = i + 6
 end
-return 1
+return misplaced
 "#;
 
 /// A batch of events as the log entry's `e` field.
@@ -252,7 +258,12 @@ impl EventLog for RedisLog {
             let body = serde_json::to_string(&e.body).expect("events serialize");
             inv.arg(id).arg(e.seq).arg(e.body.kind()).arg(&e.actor).arg(e.at).arg(body);
         }
-        let _: i64 = self.conn.run(|c| inv.invoke(c))?;
+        let misplaced: i64 = self.conn.run(|c| inv.invoke(c))?;
+        if misplaced > 0 {
+            // Only a hand-edited or half-restored Redis gets here: resume would serve the
+            // wrong frames for those streams. Loud, but the log itself is right.
+            tracing::error!(misplaced, "recipient lists out of step with the log");
+        }
         Ok(())
     }
 
@@ -319,26 +330,29 @@ impl RedisReader {
 
 impl LogReader for RedisReader {
     fn frames_after(&self, stream: &str, after: u64, limit: usize) -> Result<Vec<StoredFrame>, StoreError> {
-        let key = self.keys.stream(stream);
-        let entries: Entries = self.with(|c| {
-            redis::cmd("XRANGE").arg(key).arg(format!("(0-{after}")).arg("+").arg("COUNT").arg(limit).query(c)
-        })?;
-        entries.into_iter().map(stored_frame).collect()
-    }
-
-    fn frames_at(&self, stream: &str, seqs: &[u64]) -> Result<Vec<StoredFrame>, StoreError> {
-        if seqs.is_empty() {
+        if limit == 0 {
             return Ok(Vec::new());
         }
         let key = self.keys.stream(stream);
-        let mut pipe = redis::pipe();
-        for s in seqs {
-            pipe.cmd("XRANGE").arg(&key).arg(format!("0-{s}")).arg(format!("0-{s}"));
+        // Seq n is at index n - 1: the frames after `after` start at index `after`.
+        let texts: Vec<String> =
+            self.with(|c| redis::cmd("LRANGE").arg(key).arg(after).arg(after + limit as u64 - 1).query(c))?;
+        Ok(texts.into_iter().zip(after + 1..).map(|(text, seq)| StoredFrame { seq, text }).collect())
+    }
+
+    fn frames_at(&self, stream: &str, seqs: &[u64]) -> Result<Vec<StoredFrame>, StoreError> {
+        let mut seqs: Vec<u64> = seqs.iter().copied().filter(|&s| s > 0).collect();
+        if seqs.is_empty() {
+            return Ok(Vec::new());
         }
-        let found: Vec<Entries> = self.with(|c| pipe.query(c))?;
-        let mut out = found.into_iter().flatten().map(stored_frame).collect::<Result<Vec<_>, _>>()?;
-        out.sort_by_key(|f| f.seq);
-        Ok(out)
+        seqs.sort_unstable();
+        let key = self.keys.stream(stream);
+        let mut pipe = redis::pipe();
+        for s in &seqs {
+            pipe.cmd("LINDEX").arg(&key).arg(s - 1);
+        }
+        let found: Vec<Option<String>> = self.with(|c| pipe.query(c))?;
+        Ok(seqs.into_iter().zip(found).filter_map(|(seq, t)| t.map(|text| StoredFrame { seq, text })).collect())
     }
 
     fn timeline(&self, incident_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
@@ -357,10 +371,4 @@ impl LogReader for RedisReader {
 
 fn seq_of(id: &str) -> Result<u64, StoreError> {
     id.strip_prefix("0-").and_then(|s| s.parse().ok()).ok_or_else(|| corrupt(id, "an entry id not of the form 0-<seq>"))
-}
-
-fn stored_frame((id, fields): (String, Vec<Vec<u8>>)) -> Result<StoredFrame, StoreError> {
-    let text = field(&fields, "t").ok_or_else(|| corrupt(&id, "frame without text"))?;
-    let text = String::from_utf8(text.to_vec()).map_err(|e| corrupt(&id, e))?;
-    Ok(StoredFrame { seq: seq_of(&id)?, text })
 }

@@ -126,6 +126,9 @@ async fn an_offer_decided_for_an_incident_raised_on_one_node_reaches_a_member_on
     // Resume after a reconnect works on any node: the frames are in Redis.
     let mut again = a.ws(&a.member(&member), Some(0)).await;
     assert_eq!(again.expect("offer").await["data"]["offer_id"], offer_id.as_str());
+    // A fresh connection gets the member's current assignment, read from Redis by seq.
+    let mut fresh = b.ws(&b.member(&member), None).await;
+    assert_eq!(fresh.expect("assignment").await["data"]["offer_id"], offer_id.as_str());
     // The timeline is read from Redis too.
     let tl: Value = b.get(&b.command(), &format!("/v1/incidents/{id}/timeline")).await.json().await.unwrap();
     let kinds: Vec<_> = tl.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect();
