@@ -31,7 +31,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, Lease, Node, Remote, Renewal};
-use crate::domain::dispatcher::{self, Actor, Command, DomainError, Reply, State};
+use crate::domain::dispatcher::{self, Actor, Command, DomainError, FrameFilter, Reply, State};
 use crate::domain::event::{Event, Frame, Ts};
 use crate::domain::response::Rules;
 use crate::store::{EventLog, StoreError};
@@ -407,17 +407,26 @@ impl Engine {
             return true;
         }
         let mut frames = Vec::new();
+        let publisher = self.publisher.clone();
         let last = {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            // Build only the frames this node's sockets listen to (the engine builds all).
+            state.frame_filter = FrameFilter::only(move |s| publisher.wants(s));
+            let mut gap = false;
             for e in &events {
                 if e.seq <= state.last_seq {
                     continue;
                 }
                 if e.seq != state.last_seq + 1 {
                     tracing::error!(expected = state.last_seq + 1, got = e.seq, "a gap in the log; rebuilding");
-                    return false;
+                    gap = true;
+                    break;
                 }
                 frames.extend(dispatcher::apply(&mut state, e));
+            }
+            state.frame_filter = FrameFilter::default();
+            if gap {
+                return false;
             }
             state.last_seq
         };

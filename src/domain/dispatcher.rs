@@ -393,6 +393,25 @@ pub enum Deadline {
     Whistle(String, String),
 }
 
+/// Which streams' frames to build (see `State::frame_filter`).
+#[derive(Clone, Default)]
+pub struct FrameFilter(Option<std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>>);
+
+impl FrameFilter {
+    pub fn only(wants: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        FrameFilter(Some(std::sync::Arc::new(wants)))
+    }
+    pub fn wants(&self, stream: &str) -> bool {
+        self.0.as_ref().is_none_or(|f| f(stream))
+    }
+}
+
+impl std::fmt::Debug for FrameFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "FrameFilter(some streams)" } else { "FrameFilter(all)" })
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct State {
     pub city: CityIndex,
@@ -405,6 +424,9 @@ pub struct State {
     pub idempotency: HashMap<String, String>,
     /// The last seq of every recipient stream.
     pub streams: HashMap<String, u64>,
+    /// While a node follows the log: the streams whose frames it needs (its own sockets');
+    /// hot paths skip building the rest (their seqs still advance). Empty: all of them.
+    pub frame_filter: FrameFilter,
     pub last_seq: u64,
     pub incidents_raised: u64,
     pub offers_sent: u64,
@@ -546,6 +568,13 @@ impl State {
         let seq = *seq;
         frames.push(Frame { stream, seq, kind, data });
         seq
+    }
+
+    /// The next seq of `stream`, for a frame not built here (see `frame_filter`).
+    pub(super) fn skip_frame(&mut self, stream: String) -> u64 {
+        let seq = self.streams.entry(stream).or_insert(0);
+        *seq += 1;
+        *seq
     }
 }
 

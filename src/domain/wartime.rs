@@ -585,19 +585,25 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                     (None, Some(s)) => json!({"site": s.name, "name": s.name, "location": s.location}),
                     (None, None) => json!(null),
                 };
+                // One order per team, copied to each member (a surge builds tens of thousands).
+                let data = json!({
+                    "mobilization_id": mobilization_id,
+                    "team_id": t.team_id,
+                    "report_to": report_to,
+                    "deadline": rfc3339(*deadline),
+                    "note": note,
+                });
                 for &member in &state.city.team_members[team as usize].clone() {
                     if m.by_member.contains_key(&member) {
                         continue;
                     }
                     let member_id = city.members[member as usize].id.clone();
-                    let data = json!({
-                        "mobilization_id": mobilization_id,
-                        "team_id": t.team_id,
-                        "report_to": report_to,
-                        "deadline": rfc3339(*deadline),
-                        "note": note,
-                    });
-                    let frame_seq = state.push_frame(frames, stream::member(&member_id), "mobilization.order", data);
+                    let stream = stream::member(&member_id);
+                    let frame_seq = if state.frame_filter.wants(&stream) {
+                        state.push_frame(frames, stream, "mobilization.order", data.clone())
+                    } else {
+                        state.skip_frame(stream)
+                    };
                     m.by_member.insert(member, m.orders.len());
                     m.orders.push(MemberOrder {
                         member,
