@@ -56,9 +56,7 @@ impl Limits {
     }
 
     pub fn check_subject(&self, subject: &str) -> Result<(), ApiError> {
-        self.per_subject
-            .check_key(&subject.to_string())
-            .map_err(|n| retry_after(n.wait_time_from(self.clock.now())))
+        self.per_subject.check_key(&subject.to_string()).map_err(|n| retry_after(n.wait_time_from(self.clock.now())))
     }
 
     /// A limiter for one socket's incoming messages.

@@ -415,7 +415,11 @@ impl Session {
         conn.send(Message::Text(hello.into())).await?;
         match self.after_seq {
             // A client cannot have seen beyond the stream's end; resume from there.
-            Some(after) => self.replay(conn, after.min(last_seq)).await,
+            // Missed nothing (most members after a reconnect storm): no read of the store;
+            // anything newer comes from the hub, subscribed before `last_seq` was read.
+            Some(after) if after >= last_seq => Ok(last_seq),
+            Some(after) => self.replay(conn, after).await,
+            None if open.is_empty() => Ok(last_seq),
             None => {
                 let frames = self.read_log(move |r, s| r.frames_at(s, &open)).await?;
                 for f in frames {
