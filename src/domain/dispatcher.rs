@@ -395,7 +395,9 @@ pub enum Deadline {
 
 /// Which streams' frames to build (see `State::frame_filter`).
 #[derive(Clone, Default)]
-pub struct FrameFilter(Option<std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>>);
+pub struct FrameFilter(Option<std::sync::Arc<WantsStream>>);
+
+type WantsStream = dyn Fn(&str) -> bool + Send + Sync;
 
 impl FrameFilter {
     pub fn only(wants: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
