@@ -241,16 +241,8 @@ impl Engine {
         let mut batch = Vec::with_capacity(self.cfg.batch_max);
         while !cancel.is_cancelled() {
             let wait = self.wait_time();
-            match rx.recv_timeout(wait) {
-                Ok(req) => batch.push(req),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            while batch.len() < self.cfg.batch_max {
-                match rx.try_recv() {
-                    Ok(req) => batch.push(req),
-                    Err(_) => break,
-                }
+            if !self.collect(&rx, wait, &mut batch) {
+                break;
             }
             if self.stale && !self.try_recover() {
                 for req in batch.drain(..) {
@@ -265,6 +257,23 @@ impl Engine {
             }
         }
         self.flush_positions();
+    }
+
+    /// Waits up to `wait` for a command, then takes what else is queued, up to a batch
+    /// (group commit). False when every sender is gone.
+    fn collect(&self, rx: &Receiver<Request>, wait: Duration, batch: &mut Vec<Request>) -> bool {
+        match rx.recv_timeout(wait) {
+            Ok(req) => batch.push(req),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return false,
+        }
+        while batch.len() < self.cfg.batch_max {
+            match rx.try_recv() {
+                Ok(req) => batch.push(req),
+                Err(_) => break,
+            }
+        }
+        true
     }
 
     /// Several nodes: the engine while this node holds the lease, else a replica that
@@ -356,16 +365,8 @@ impl Engine {
             }
 
             let wait = self.wait_time().min(renewal.next.saturating_duration_since(Instant::now()));
-            match rx.recv_timeout(wait) {
-                Ok(req) => batch.push(req),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            while batch.len() < self.cfg.batch_max {
-                match rx.try_recv() {
-                    Ok(req) => batch.push(req),
-                    Err(_) => break,
-                }
+            if !self.collect(&rx, wait, &mut batch) {
+                break;
             }
             self.step(std::mem::take(&mut batch));
             if std::mem::take(&mut self.fenced) {

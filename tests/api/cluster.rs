@@ -241,13 +241,17 @@ fn start_node(data: &Path, env: &[(&str, &str)]) -> Child {
     start_child(data, env)
 }
 
-async fn ready(t: &TestApp) -> bool {
-    matches!(t.http.get(t.url("/readyz")).send().await, Ok(r) if r.status() == 200)
+/// Two nodes as child processes on `redis`, A started (and so the engine) first.
+struct Nodes {
+    prefix: Prefix,
+    dir: tempfile::TempDir,
+    a_proc: Child,
+    a: TestApp,
+    b_proc: Child,
+    b: TestApp,
 }
 
-#[tokio::test]
-async fn when_redis_restarts_nodes_refuse_writes_then_recover_and_lose_nothing() {
-    let mut redis = OwnRedis::start();
+async fn two_nodes(redis: &OwnRedis) -> Nodes {
     let url = redis.url();
     let prefix = Prefix::new(&url);
     let dir = tempfile::tempdir().unwrap();
@@ -258,6 +262,17 @@ async fn when_redis_restarts_nodes_refuse_writes_then_recover_and_lose_nothing()
     let b_proc = start_node(dir.path(), &env);
     let b = child_client(&b_proc.addr);
     eventually(Duration::from_secs(10), "node B ready", || ready(&b)).await;
+    Nodes { prefix, dir, a_proc, a, b_proc, b }
+}
+
+async fn ready(t: &TestApp) -> bool {
+    matches!(t.http.get(t.url("/readyz")).send().await, Ok(r) if r.status() == 200)
+}
+
+#[tokio::test]
+async fn when_redis_restarts_nodes_refuse_writes_then_recover_and_lose_nothing() {
+    let mut redis = OwnRedis::start();
+    let Nodes { prefix: _prefix, dir: _dir, a_proc, a, b_proc, b } = two_nodes(&redis).await;
     assert_eq!(a.put_city(&a.command(), &a.city).await.status(), 200);
     let staff = a.staff("c001");
     let body = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1});
@@ -299,16 +314,9 @@ async fn when_redis_restarts_nodes_refuse_writes_then_recover_and_lose_nothing()
 #[tokio::test]
 async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothing_confirmed_is_lost() {
     let redis = OwnRedis::start();
+    let Nodes { prefix, dir, a_proc, a: _, b_proc, b } = two_nodes(&redis).await;
     let url = redis.url();
-    let prefix = Prefix::new(&url);
-    let dir = tempfile::tempdir().unwrap();
     let env = node_env(&url, &prefix.name, true);
-    let a_proc = start_node(dir.path(), &env);
-    let a = child_client(&a_proc.addr);
-    eventually(Duration::from_secs(10), "node A ready", || ready(&a)).await;
-    let b_proc = start_node(dir.path(), &env);
-    let b = child_client(&b_proc.addr);
-    eventually(Duration::from_secs(10), "node B ready", || ready(&b)).await;
     assert_eq!(b.put_city(&b.command(), &b.city).await.status(), 200);
 
     // Assault-team members on node B get a mobilization order; they acknowledge while the
