@@ -31,7 +31,7 @@ use crate::domain::event::Event;
 use crate::engine::{EngineError, Request, now_ms};
 use crate::settings::Settings;
 use crate::store::StoreError;
-use crate::store::redis::{Conn, Entries, Fence, Keys, check_persistence, events_of, read_log};
+use crate::store::redis::{Conn, Entries, Fence, Keys, check_persistence, events_of};
 
 const ACQUIRE: &str = r#"
 -- KEYS[1] lease, KEYS[2] epoch; ARGV[1] node, ARGV[2] lease ms
@@ -184,12 +184,6 @@ impl Node {
                 .query(c)
         })?;
         events_of(found.into_iter().flatten().flat_map(|(_, e)| e).collect())
-    }
-
-    /// Every entry after `after_seq` now in the log (no waiting).
-    pub fn read_after(&mut self, after_seq: u64) -> Result<Vec<Event>, StoreError> {
-        let keys = self.keys.clone();
-        self.conn.run(|c| Ok(read_log(c, &keys, after_seq, 1000)))?
     }
 
     /// Whether Redis takes writes we may confirm: reachable and, unless switched off,
