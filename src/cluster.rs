@@ -309,7 +309,8 @@ pub(crate) fn start_routes(
     {
         let (mut c, keys, replies, cancel) = (conn(), node.keys.clone(), replies.clone(), cancel.clone());
         let boot = boot.clone();
-        spawn("muster-forward", move || forward(&mut c, &keys, &boot, &replies, outgoing, cancel));
+        let timeout = node.command_timeout;
+        spawn("muster-forward", move || forward(&mut c, &keys, (&boot, &replies), timeout, outgoing, cancel));
     }
     {
         let (mut c, pending, cancel) = (conn(), pending.clone(), cancel.clone());
@@ -338,7 +339,14 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
 }
 
 /// Writes queued commands to `{p}:cmd`, many per round trip.
-fn forward(c: &mut Conn, keys: &Keys, boot: &str, replies: &str, queue: Receiver<Outgoing>, cancel: CancellationToken) {
+fn forward(
+    c: &mut Conn,
+    keys: &Keys,
+    (boot, replies): (&str, &str),
+    timeout: Duration,
+    queue: Receiver<Outgoing>,
+    cancel: CancellationToken,
+) {
     let stream = keys.commands();
     while !cancel.is_cancelled() {
         let Ok(first) = queue.recv_timeout(Duration::from_millis(200)) else { continue };
@@ -349,7 +357,8 @@ fn forward(c: &mut Conn, keys: &Keys, boot: &str, replies: &str, queue: Receiver
                 Err(_) => break,
             }
         }
-        let deadline = now_ms() + 10_000;
+        // The engine skips what its caller has given up on by the time it reads it.
+        let deadline = now_ms() + timeout.as_millis() as i64;
         let mut pipe = redis::pipe();
         for o in &batch {
             pipe.cmd("XADD")
