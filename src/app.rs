@@ -56,9 +56,9 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
     let (engine, engine_thread) =
         engine::start(log, settings.dispatch.clone(), hub.clone(), cfg, shutdown.child_token(), node);
 
-    let listener = bind(settings.server.listen, settings.server.listen_backlog)
+    let listeners = bind(settings.server.listen, settings.server.listen_backlog, settings.server.listeners)
         .with_context(|| format!("binding {}", settings.server.listen))?;
-    let addr = listener.local_addr()?;
+    let addr = listeners[0].local_addr()?;
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
     let limits = Arc::new(Limits::new(&settings.limits));
     let (l, stop) = (limits.clone(), shutdown.clone());
@@ -84,9 +84,19 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
     let router = gateway::router(state);
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
+        let mut serving = tokio::task::JoinSet::new();
+        for listener in listeners {
+            let (router, stop) = (router.clone(), stop.clone());
+            serving.spawn(async move {
+                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            });
+        }
+        while let Some(done) = serving.join_next().await {
+            done.map_err(std::io::Error::other)??;
+        }
+        Ok(())
     });
 
     let app = App { addr, engine, shutdown, server, engine_thread, grace };
@@ -179,12 +189,28 @@ fn survive_file_size_limit() {
 
 /// Binds with a listen backlog of our choosing: the default (128) overflows when thousands
 /// of members reconnect at once after a restart, and each dropped SYN costs a client a
-/// second or more (the kernel caps it at net.core.somaxconn).
-fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
+/// second or more (the kernel caps it at net.core.somaxconn). With `listeners` > 1 the
+/// port is bound that many times with SO_REUSEPORT: the kernel spreads new connections
+/// over their accept queues, so a storm has `listeners` × backlog of room (the first one
+/// fixes the port when `addr` asks for port 0).
+fn bind(addr: SocketAddr, backlog: u32, listeners: u32) -> std::io::Result<Vec<TcpListener>> {
+    let one = |addr: SocketAddr| {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
+        if listeners > 1 {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(addr)?;
+        socket.listen(backlog)
+    };
+    let first = one(addr)?;
+    let bound = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..listeners.max(1) {
+        all.push(one(bound)?);
+    }
+    Ok(all)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -37,6 +37,7 @@ pub struct Settings {
 pub struct Server {
     pub listen: SocketAddr,
     pub listen_backlog: u32,
+    pub listeners: u32,
     pub data_dir: PathBuf,
     pub max_body_bytes: usize,
     pub max_city_bytes: usize,
@@ -156,6 +157,9 @@ impl Settings {
         let bad = |m: &str| Err(SettingsError::Invalid(m.into()));
         if self.auth.secret.len() < 16 {
             return bad("auth.secret must be at least 16 characters");
+        }
+        if !(1..=64).contains(&self.server.listeners) {
+            return bad("server.listeners must be 1 to 64");
         }
         if self.ws.outbound_queue == 0 || self.engine.mailbox == 0 || self.engine.batch_max == 0 {
             return bad("ws.outbound_queue, engine.mailbox and engine.batch_max must be at least 1");

@@ -44,18 +44,29 @@ pub const DB_FILE: &str = "muster.db";
 
 pub struct SqliteLog {
     conn: Connection,
+    /// Held while this process owns the directory: a second muster on the same data
+    /// directory (by mistake, or sharing the port through SO_REUSEPORT) refuses to start.
+    _lock: std::fs::File,
 }
 
 impl SqliteLog {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
+        let lock =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("muster.lock"))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(StoreError::Io(std::io::Error::other(format!(
+                "another muster is using {} ({e}); stop it first",
+                dir.display()
+            ))));
+        }
         let conn = Connection::open(dir.join(DB_FILE))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        Ok(Self { conn, _lock: lock })
     }
 }
 
@@ -239,6 +250,16 @@ mod tests {
         assert_eq!(reader.frames_after("member:m1", 0, 10).unwrap(), vec![StoredFrame { seq: 1, text: text.clone() }]);
         assert!(reader.frames_after("member:m1", 1, 10).unwrap().is_empty());
         assert_eq!(reader.frames_at("member:m1", &[1]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_second_writer_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SqliteLog::open(dir.path()).unwrap();
+        let second = SqliteLog::open(dir.path());
+        assert!(second.is_err_and(|e| e.to_string().contains("another muster")));
+        drop(first);
+        assert!(SqliteLog::open(dir.path()).is_ok(), "free again once the first is gone");
     }
 
     #[test]
