@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::error::ApiError;
-use super::hub::{Hub, Subscription};
+use super::hub::{Hub, Pushed, Subscription};
 use super::limits::Limits;
 use crate::domain::dispatcher::{Actor, Command};
 use crate::domain::event::stream;
@@ -320,28 +320,10 @@ impl Session {
                         return End::Close(close::SLOW_CONSUMER, "too slow: reconnect with after_seq");
                     };
                     // Forward this frame and whatever else is queued, then flush once.
-                    let mut next = Some(first);
-                    let mut n = 0;
-                    while let Some(p) = next.take() {
-                        if p.seq > sent {
-                            if p.seq > sent + 1 {
-                                let replay = Box::pin(self.replay(conn, sent));
-                                match replay.await {
-                                    Ok(s) => sent = s,
-                                    Err(end) => return end,
-                                }
-                            }
-                            if p.seq > sent {
-                                if let Err(end) = conn.feed(Message::Text(p.text)).await {
-                                    return end;
-                                }
-                                sent = p.seq;
-                            }
-                        }
-                        n += 1;
-                        if n < 256 {
-                            next = conn.sub.try_recv();
-                        }
+                    let queued = Box::pin(self.forward_queued(conn, first, sent));
+                    match queued.await {
+                        Ok(s) => sent = s,
+                        Err(end) => return end,
                     }
                     if let Err(end) = conn.flush().await {
                         return end;
@@ -362,7 +344,20 @@ impl Session {
                                 }
                                 rate_limited(text.as_str())
                             };
-                            if let Err(end) = conn.send(Message::Text(reply.into())).await {
+                            if let Err(end) = conn.feed(Message::Text(reply.into())).await {
+                                return end;
+                            }
+                            // The engine publishes a command's frames before it answers:
+                            // they are usually queued by now (an ack's mobilization.state).
+                            // Write them with the answer, one flush for both.
+                            if let Some(p) = conn.sub.try_recv() {
+                                let queued = Box::pin(self.forward_queued(conn, p, sent));
+                                match queued.await {
+                                    Ok(s) => sent = s,
+                                    Err(end) => return end,
+                                }
+                            }
+                            if let Err(end) = conn.flush().await {
                                 return end;
                             }
                         }
@@ -460,6 +455,29 @@ impl Session {
     }
 
     /// Sends every stored frame after `after`; returns the last seq sent.
+    /// Feeds `first` and whatever else is queued (at most 256), filling a gap from the log
+    /// and skipping what was sent; does not flush. Answers the last seq sent.
+    async fn forward_queued(&self, conn: &mut Conn, first: Pushed, mut sent: u64) -> Result<u64, End> {
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(p) = next.take() {
+            if p.seq > sent {
+                if p.seq > sent + 1 {
+                    sent = Box::pin(self.replay(conn, sent)).await?;
+                }
+                if p.seq > sent {
+                    conn.feed(Message::Text(p.text)).await?;
+                    sent = p.seq;
+                }
+            }
+            n += 1;
+            if n < 256 {
+                next = conn.sub.try_recv();
+            }
+        }
+        Ok(sent)
+    }
+
     async fn replay(&self, conn: &mut Conn, mut after: u64) -> Result<u64, End> {
         let chunk = self.settings.ws.max_replay.max(1);
         loop {
