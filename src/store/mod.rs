@@ -21,6 +21,9 @@ pub enum StoreError {
     Corrupt(u64, String),
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Another process holds the data directory.
+    #[error("another muster is using {0}; stop it first")]
+    Locked(String),
     #[error("redis: {0}")]
     Redis(String),
     /// The engine's lease was lost: another node is the engine now.

@@ -55,11 +55,8 @@ impl SqliteLog {
         std::fs::create_dir_all(dir)?;
         let lock =
             std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("muster.lock"))?;
-        if let Err(e) = lock.try_lock() {
-            return Err(StoreError::Io(std::io::Error::other(format!(
-                "another muster is using {} ({e}); stop it first",
-                dir.display()
-            ))));
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(dir.display().to_string()));
         }
         let conn = Connection::open(dir.join(DB_FILE))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
