@@ -31,7 +31,7 @@ use crate::domain::event::Event;
 use crate::engine::{EngineError, Request, now_ms};
 use crate::settings::Settings;
 use crate::store::StoreError;
-use crate::store::redis::{Conn, Entries, Fence, Keys, check_persistence, events_of};
+use crate::store::redis::{Conn, Entries, Fence, Keys, check_persistence, events_of, field, xread};
 
 const ACQUIRE: &str = r#"
 -- KEYS[1] lease, KEYS[2] epoch; ARGV[1] node, ARGV[2] lease ms
@@ -171,19 +171,9 @@ impl Node {
 
     /// Log entries after `after_seq`, waiting up to `block` for one.
     pub fn tail(&mut self, after_seq: u64, block: Duration) -> Result<Vec<Event>, StoreError> {
-        let log = self.keys.log();
-        let found: Option<Vec<(String, Entries)>> = self.conn.run(|c| {
-            redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(256)
-                .arg("BLOCK")
-                .arg(block.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(log)
-                .arg(format!("0-{after_seq}"))
-                .query(c)
-        })?;
-        events_of(found.into_iter().flatten().flat_map(|(_, e)| e).collect())
+        let entries =
+            xread(&mut self.conn, &self.keys.log(), &format!("0-{after_seq}"), 256, block.as_millis() as u64)?;
+        events_of(entries)
     }
 
     /// Whether Redis takes writes we may confirm: reachable and, unless switched off,
@@ -390,19 +380,8 @@ fn forward(
 fn listen(c: &mut Conn, replies: &str, pending: &Mutex<HashMap<u64, Waiter>>, cancel: CancellationToken) {
     let mut last = "0-0".to_string();
     while !cancel.is_cancelled() {
-        let found: Result<Option<Vec<(String, Entries)>>, _> = c.run(|c| {
-            redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(1000)
-                .arg("BLOCK")
-                .arg(200)
-                .arg("STREAMS")
-                .arg(replies)
-                .arg(&last)
-                .query(c)
-        });
-        let entries = match found {
-            Ok(f) => f.into_iter().flatten().flat_map(|(_, e)| e),
+        let entries = match xread(c, replies, &last, 1000, 200) {
+            Ok(entries) => entries,
             Err(e) => {
                 tracing::warn!(error = %e, "reading command replies failed; retrying");
                 std::thread::sleep(Duration::from_millis(200));
@@ -411,7 +390,7 @@ fn listen(c: &mut Conn, replies: &str, pending: &Mutex<HashMap<u64, Waiter>>, ca
         };
         for (id, fields) in entries {
             last = id;
-            let get = |k: &str| fields.chunks(2).find(|p| p[0] == k.as_bytes()).and_then(|p| p.get(1));
+            let get = |k: &str| field(&fields, k);
             let (Some(r), Some(a)) = (get("r"), get("a")) else { continue };
             let req: u64 = String::from_utf8_lossy(r).parse().unwrap_or(0);
             let seq: u64 = get("s").and_then(|s| String::from_utf8_lossy(s).parse().ok()).unwrap_or(0);
@@ -464,19 +443,8 @@ fn inbox(
             }
         }
         let from = last.clone().unwrap_or_default();
-        let found: Result<Option<Vec<(String, Entries)>>, _> = c.run(|c| {
-            redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(1000)
-                .arg("BLOCK")
-                .arg(100)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(&from)
-                .query(c)
-        });
-        let entries = match found {
-            Ok(f) => f.into_iter().flatten().flat_map(|(_, e)| e),
+        let entries = match xread(c, &stream, &from, 1000, 100) {
+            Ok(entries) => entries,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the command stream failed; retrying");
                 std::thread::sleep(Duration::from_millis(200));
@@ -486,13 +454,7 @@ fn inbox(
         let now = now_ms();
         for (id, fields) in entries {
             last = Some(id);
-            let get = |k: &str| {
-                fields
-                    .chunks(2)
-                    .find(|p| p[0] == k.as_bytes())
-                    .and_then(|p| p.get(1))
-                    .map(|v| String::from_utf8_lossy(v))
-            };
+            let get = |k: &str| field(&fields, k).map(String::from_utf8_lossy);
             let (Some(node), Some(req), Some(body)) = (get("n"), get("r"), get("b")) else { continue };
             if get("d").and_then(|d| d.parse::<i64>().ok()).is_some_and(|d| d < now) {
                 continue;

@@ -160,8 +160,26 @@ fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
 /// Stream entries as redis answers XRANGE: (id, [field, value, field, value…]).
 pub type Entries = Vec<(String, Vec<Vec<u8>>)>;
 
-fn field<'a>(fields: &'a [Vec<u8>], name: &str) -> Option<&'a [u8]> {
+/// The value of `name` in an entry's flat [field, value, …] list.
+pub fn field<'a>(fields: &'a [Vec<u8>], name: &str) -> Option<&'a [u8]> {
     fields.chunks(2).find(|p| p[0] == name.as_bytes()).and_then(|p| p.get(1)).map(Vec::as_slice)
+}
+
+/// Entries of `key` after the id `after`, at most `count`, waiting up to `block_ms` for
+/// the first (a blocking XREAD: the connection's timeout must be longer).
+pub fn xread(c: &mut Conn, key: &str, after: &str, count: usize, block_ms: u64) -> RedisResult<Entries> {
+    let found: Option<Vec<(String, Entries)>> = c.run(|c| {
+        redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(key)
+            .arg(after)
+            .query(c)
+    })?;
+    Ok(found.into_iter().flatten().flat_map(|(_, e)| e).collect())
 }
 
 /// The events of log entries, in order.
