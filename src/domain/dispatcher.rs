@@ -381,7 +381,7 @@ pub struct Outcome {
     pub reply: Option<Reply>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Deadline {
     OfferExpiry(String),
     Escalation(String),

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::event::Ts;
@@ -11,7 +11,7 @@ use super::response::Level;
 use super::workload::TaskClass;
 
 /// A whistle (吹哨) on an incident: the units named, and which of them have reported.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Whistle {
     pub id: String,
     pub at: Ts,
@@ -21,7 +21,7 @@ pub struct Whistle {
     pub overdue: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Open,
@@ -46,7 +46,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OfferState {
     Offered,
@@ -70,7 +70,7 @@ impl OfferState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Offer {
     pub id: String,
     pub member_id: String,
@@ -88,7 +88,7 @@ pub struct Offer {
     pub answered_at: Option<Ts>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: String,
     /// Ids are the incident's place for good; a later city import may renumber the city.
@@ -117,6 +117,8 @@ pub struct Incident {
     pub closed_at: Option<Ts>,
     pub offers: Vec<Offer>,
     /// Members already offered this incident, in any state: never offered twice.
+    /// Not in snapshots: it is the members of `offers`.
+    #[serde(skip)]
     pub offered: HashSet<u32>,
 }
 

@@ -22,7 +22,7 @@ use super::response::{Reach, Rules};
 use super::workload::{TaskClass, Workload};
 
 /// What the dispatcher knows of a member between events.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MemberRt {
     pub on_call: bool,
     /// Last known position: soft state, from the import and then `location` messages.

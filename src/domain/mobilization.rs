@@ -18,7 +18,7 @@ pub struct Site {
     pub location: Position,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
     Ordered,
@@ -26,7 +26,7 @@ pub enum OrderState {
     Reported,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberOrder {
     pub member: u32,
     pub member_id: String,
@@ -42,7 +42,7 @@ pub struct MemberOrder {
     pub reported_at: Option<Ts>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mobilization {
     pub id: String,
     pub ordered_at: Ts,
@@ -53,7 +53,8 @@ pub struct Mobilization {
     /// (team index, community index it reports to, or None for the site)
     pub teams: Vec<(u32, Option<u32>)>,
     pub orders: Vec<MemberOrder>,
-    /// member index -> position in `orders`
+    /// member index -> position in `orders` (not in snapshots: derived from `orders`)
+    #[serde(skip)]
     pub by_member: HashMap<u32, usize>,
     pub closed: Option<(Ts, String)>,
     pub deadline_passed: bool,
@@ -64,7 +65,7 @@ pub struct Mobilization {
 }
 
 /// Counts of one slice of a mobilization.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Progress {
     pub ordered: u32,
     pub acknowledged: u32,

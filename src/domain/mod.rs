@@ -23,6 +23,7 @@ pub mod mobilization;
 pub mod org;
 pub mod response;
 pub mod service;
+pub mod snapshot;
 pub mod wartime;
 pub mod workload;
 

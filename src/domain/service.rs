@@ -36,9 +36,8 @@ pub enum Currency {
 }
 
 /// One credited task: hours from a service record or an assignment, points once rated.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Credit {
-    #[serde(skip)]
     pub at: Ts,
     /// `order:<id>` or `offer:<id>`.
     pub task: String,
@@ -49,7 +48,7 @@ pub struct Credit {
 }
 
 /// What a member has earned and how they answered.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
     pub credits: Vec<Credit>,
     pub points_balance: f64,
@@ -68,7 +67,7 @@ impl Ledger {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Open,
@@ -77,9 +76,8 @@ pub enum OrderStatus {
 }
 
 /// A check-in or check-out.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stamp {
-    #[serde(skip)]
     pub at: Ts,
     pub position: Position,
     pub distance_m: f64,
@@ -87,7 +85,7 @@ pub struct Stamp {
     pub flagged: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderClaim {
     pub member: u32,
     pub member_id: String,
@@ -106,7 +104,7 @@ impl OrderClaim {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceOrder {
     pub id: String,
     pub community: u32,
@@ -126,6 +124,7 @@ pub struct ServiceOrder {
     pub posted_by: String,
     pub status: OrderStatus,
     pub priority_until: Option<Ts>,
+    #[serde(serialize_with = "super::snapshot::sorted")]
     pub priority: HashSet<u32>,
     pub claims: Vec<OrderClaim>,
 }

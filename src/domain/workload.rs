@@ -34,7 +34,7 @@ impl TaskClass {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
     /// Sum of the difficulty of every task accepted.
     pub load: f64,

@@ -394,14 +394,29 @@ pub struct OrderBody {
     pub skills: Vec<String>,
 }
 
+/// A check-in or check-out as the API shows it (its time is `checkin_at`/`checkout_at`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StampView {
+    pub position: Position,
+    pub distance_m: f64,
+    /// Outside the geofence: recorded, flagged, not counted.
+    pub flagged: bool,
+}
+
+impl From<&Stamp> for StampView {
+    fn from(s: &Stamp) -> Self {
+        StampView { position: s.position, distance_m: s.distance_m, flagged: s.flagged }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClaimView {
     pub member_id: String,
     pub claimed_at: String,
     pub assigned: bool,
-    pub checkin: Option<Stamp>,
+    pub checkin: Option<StampView>,
     pub checkin_at: Option<String>,
-    pub checkout: Option<Stamp>,
+    pub checkout: Option<StampView>,
     pub checkout_at: Option<String>,
     /// From check-in to check-out; counted only when neither was flagged.
     pub hours: f64,
@@ -458,9 +473,9 @@ impl OrderView {
                     claimed_at: rfc3339(c.claimed_at),
                     assigned: c.assigned,
                     checkin_at: c.checkin.as_ref().map(|s| rfc3339(s.at)),
-                    checkin: c.checkin.clone(),
+                    checkin: c.checkin.as_ref().map(StampView::from),
                     checkout_at: c.checkout.as_ref().map(|s| rfc3339(s.at)),
-                    checkout: c.checkout.clone(),
+                    checkout: c.checkout.as_ref().map(StampView::from),
                     hours: c.hours,
                     counted: c.counted(),
                     rating: c.rating,
