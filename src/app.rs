@@ -52,6 +52,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         mailbox: settings.engine.mailbox,
         batch_max: settings.engine.batch_max,
         position_flush: Duration::from_secs(settings.engine.position_flush_s),
+        snapshot_every: settings.engine.snapshot_every,
     };
     let (engine, engine_thread) =
         engine::start(log, settings.dispatch.clone(), hub.clone(), cfg, shutdown.child_token(), node);

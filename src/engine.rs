@@ -34,6 +34,7 @@ use crate::cluster::{self, Lease, Node, Remote, Renewal};
 use crate::domain::dispatcher::{self, Actor, Command, DomainError, FrameFilter, Reply, State};
 use crate::domain::event::{Event, Frame, Ts};
 use crate::domain::response::Rules;
+use crate::domain::snapshot;
 use crate::store::{EventLog, StoreError};
 
 /// How long the engine refuses commands after a failed append before it tries the store
@@ -81,6 +82,8 @@ pub struct EngineConfig {
     pub mailbox: usize,
     pub batch_max: usize,
     pub position_flush: Duration,
+    /// Events between snapshots (`domain::snapshot`); 0: none.
+    pub snapshot_every: u64,
 }
 
 /// The gateway's handle: submit commands, read the state.
@@ -181,6 +184,7 @@ pub fn start(
         applied,
         fenced: false,
         stale: false,
+        snapshot_seq: 0,
     };
     let thread = std::thread::Builder::new()
         .name("muster-engine".into())
@@ -208,6 +212,8 @@ struct Engine {
     fenced: bool,
     /// The state could not be rebuilt after a failed append: rebuild before anything else.
     stale: bool,
+    /// The seq of the latest snapshot this engine read or saved.
+    snapshot_seq: u64,
 }
 
 impl Engine {
@@ -255,6 +261,7 @@ impl Engine {
                 self.flush_positions();
                 last_flush = Instant::now();
             }
+            self.snapshot_if_due();
         }
         self.flush_positions();
     }
@@ -394,6 +401,9 @@ impl Engine {
                 self.flush_positions();
                 last_flush = Instant::now();
             }
+            if node.is_leading() {
+                self.snapshot_if_due();
+            }
         }
         if node.is_leading() {
             self.flush_positions();
@@ -528,15 +538,43 @@ impl Engine {
         Ok(())
     }
 
-    /// The state as the log has it: replayed, with the saved positions and retries re-armed.
+    /// The state as the log has it: the latest snapshot, then the events after it, with the
+    /// saved positions and retries re-armed.
     fn rebuild(&mut self) -> Result<State, StoreError> {
         let started = Instant::now();
-        let mut fresh = State::default();
+        let mut fresh = match self.log.load_snapshot()? {
+            Some((seq, body)) => match snapshot::decode(&body) {
+                Ok(state) => state,
+                Err(e) => {
+                    // Replaying the whole log instead works while the log is whole (SQLite;
+                    // Redis until its first trim); otherwise the gap below stops us.
+                    tracing::error!(seq, error = %e, "the snapshot cannot be read; replaying the log from the start");
+                    State::default()
+                }
+            },
+            None => State::default(),
+        };
+        let from = fresh.last_seq;
         let mut n = 0u64;
-        self.log.replay(&mut |e: Event| {
+        let mut gap = None;
+        self.log.replay_after(from, &mut |e: Event| {
+            if gap.is_some() || e.seq <= fresh.last_seq {
+                return;
+            }
+            if e.seq != fresh.last_seq + 1 {
+                gap = Some((fresh.last_seq + 1, e.seq));
+                return;
+            }
             dispatcher::apply(&mut fresh, &e);
             n += 1;
         })?;
+        if let Some((want, got)) = gap {
+            return Err(StoreError::Corrupt(
+                want,
+                format!("the log goes on at {got}: no snapshot covers the events before"),
+            ));
+        }
+        self.snapshot_seq = from;
         for (id, p) in self.log.load_positions()? {
             if let Some(idx) = fresh.member_index(&id) {
                 fresh.roster.move_to(idx, p);
@@ -544,8 +582,35 @@ impl Engine {
         }
         fresh.schedule_retries(now_ms());
         self.dirty_positions.clear();
-        tracing::info!(events = n, ms = started.elapsed().as_millis() as u64, "state rebuilt from the log");
+        tracing::info!(
+            snapshot = from,
+            events = n,
+            ms = started.elapsed().as_millis() as u64,
+            "state rebuilt from the log"
+        );
         Ok(fresh)
+    }
+
+    /// Saves a snapshot once `snapshot_every` events were logged since the last one. It
+    /// runs on this thread between batches (commands wait meanwhile: `muster_snapshot_seconds`
+    /// says how long); a failure is logged and tried again after as many events.
+    fn snapshot_if_due(&mut self) {
+        let every = self.cfg.snapshot_every;
+        let last = self.read_state().last_seq;
+        if every == 0 || last < self.snapshot_seq + every || self.stale || self.write_retry_at.is_some() {
+            return;
+        }
+        let started = Instant::now();
+        let body = snapshot::encode(&self.read_state());
+        match self.log.save_snapshot(last, &body) {
+            Ok(()) => {
+                let secs = started.elapsed().as_secs_f64();
+                metrics::histogram!("muster_snapshot_seconds").record(secs);
+                tracing::info!(seq = last, bytes = body.len(), ms = (secs * 1000.0) as u64, "snapshot saved");
+            }
+            Err(e) => tracing::warn!(seq = last, error = %e, "saving a snapshot failed; trying again later"),
+        }
+        self.snapshot_seq = last;
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
@@ -726,6 +791,12 @@ mod tests {
             self.events.lock().unwrap().extend_from_slice(events);
             Ok(())
         }
+        fn save_snapshot(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
+            self.probe()
+        }
+        fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+            Ok(None)
+        }
         fn save_positions(&mut self, _: &[(String, Position)]) -> Result<(), StoreError> {
             self.probe()
         }
@@ -749,7 +820,8 @@ mod tests {
     async fn a_store_that_cannot_write_makes_the_engine_unready_until_it_can() {
         let disk = Disk::default();
         let rules = crate::settings::Settings::load_with_env(None, Vec::new()).unwrap().dispatch;
-        let cfg = EngineConfig { mailbox: 16, batch_max: 16, position_flush: Duration::from_secs(60) };
+        let cfg =
+            EngineConfig { mailbox: 16, batch_max: 16, position_flush: Duration::from_secs(60), snapshot_every: 0 };
         let cancel = CancellationToken::new();
         let (engine, thread) = start(Box::new(disk.clone()), rules, Arc::new(Nobody), cfg, cancel.clone(), None);
         while !engine.is_ready() {

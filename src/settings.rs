@@ -83,6 +83,7 @@ pub struct Engine {
     pub mailbox: usize,
     pub batch_max: usize,
     pub position_flush_s: u64,
+    pub snapshot_every: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -90,6 +90,13 @@ pub trait EventLog: Send + 'static {
     }
     /// Appends events and their frames atomically and durably.
     fn append(&mut self, events: &[Event], frames: &[(Frame, String)]) -> Result<(), StoreError>;
+    /// Saves a snapshot of the state at `seq` (`domain::snapshot`), durably, unless the
+    /// store holds one at a later seq. Log entries wholly before the snapshot it replaces
+    /// may then go: Redis trims its log stream there; SQLite keeps its events, which the
+    /// incident timelines read.
+    fn save_snapshot(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError>;
+    /// The latest snapshot: its seq and its bytes.
+    fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
     /// Saves members' last known positions (soft state: not synced per write).
     fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError>;
     fn load_positions(&mut self) -> Result<Vec<(String, Position)>, StoreError>;

@@ -51,6 +51,9 @@ impl Keys {
     pub fn epoch(&self) -> String {
         format!("{}epoch", self.base)
     }
+    pub fn snapshot(&self) -> String {
+        format!("{}snap", self.base)
+    }
     pub fn positions(&self) -> String {
         format!("{}positions", self.base)
     }
@@ -138,6 +141,22 @@ for _ = 1, n do
   i = i + 6
 end
 return misplaced
+"#;
+
+const SAVE_SNAPSHOT: &str = r#"
+-- KEYS[1] snapshot hash, KEYS[2] log; ARGV: seq, body
+-- Keeps the later snapshot, then trims log entries wholly before the one it replaced: a
+-- replica a little behind still finds its next entries; one further behind sees a gap in
+-- the seqs and restores the snapshot.
+local previous = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if tonumber(ARGV[1]) <= previous then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'body', ARGV[2])
+if previous > 0 then
+  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (previous + 1))
+end
+return 1
 "#;
 
 /// A batch of events as the log entry's `e` field.
@@ -283,6 +302,22 @@ impl EventLog for RedisLog {
             tracing::error!(misplaced, "recipient lists out of step with the log");
         }
         Ok(())
+    }
+
+    fn save_snapshot(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError> {
+        self.ensure_durable()?;
+        let script = Script::new(SAVE_SNAPSHOT);
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.snapshot()).key(self.keys.log()).arg(seq).arg(body);
+        let _: i64 = self.conn.run(|c| inv.invoke(c))?;
+        Ok(())
+    }
+
+    fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let key = self.keys.snapshot();
+        let (seq, body): (Option<u64>, Option<Vec<u8>>) =
+            self.conn.run(|c| redis::cmd("HMGET").arg(key).arg("seq").arg("body").query(c))?;
+        Ok(seq.zip(body))
     }
 
     fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError> {

@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS positions (
     lat       REAL NOT NULL,
     lng       REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshot (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     at INTEGER NOT NULL
@@ -69,8 +74,12 @@ impl SqliteLog {
 
 impl EventLog for SqliteLog {
     fn replay(&mut self, apply: &mut dyn FnMut(Event)) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare("SELECT seq, at, actor, body FROM events ORDER BY seq")?;
-        let mut rows = stmt.query([])?;
+        self.replay_after(0, apply)
+    }
+
+    fn replay_after(&mut self, after: u64, apply: &mut dyn FnMut(Event)) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare("SELECT seq, at, actor, body FROM events WHERE seq > ?1 ORDER BY seq")?;
+        let mut rows = stmt.query([after])?;
         while let Some(row) = rows.next()? {
             let seq: u64 = row.get(0)?;
             let body: String = row.get(3)?;
@@ -99,6 +108,22 @@ impl EventLog for SqliteLog {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn save_snapshot(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO snapshot (id, seq, body) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, body = excluded.body WHERE excluded.seq > snapshot.seq",
+            params![seq, body],
+        )?;
+        Ok(())
+    }
+
+    fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT seq, body FROM snapshot WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
     }
 
     fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError> {

@@ -45,6 +45,8 @@ fn node_env<'a>(url: &'a str, prefix: &'a str, durable: bool) -> Vec<(&'a str, &
         ("MUSTER_REDIS_URL", url),
         ("MUSTER_REDIS__PREFIX", prefix),
         ("MUSTER_REDIS__LEASE_MS", "1000"),
+        // Snapshots, and so a trimmed log, within a few commands.
+        ("MUSTER_ENGINE__SNAPSHOT_EVERY", "25"),
         ("MUSTER_REDIS__REQUIRE_PERSISTENCE", if durable { "true" } else { "false" }),
     ]
 }
@@ -423,7 +425,20 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
             assert!(members.insert(o["member_id"].as_str().unwrap().to_string()), "two offers to one member: {inc}");
         }
     }
-    // A new node starting cold rebuilds the same state from the log.
+    // The log was trimmed below an earlier snapshot: a new node starting cold restores the
+    // latest snapshot and replays the rest, and has the same state.
+    let mut r = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+    let snap: u64 = redis::cmd("HGET").arg(format!("{{{}}}:snap", prefix.name)).arg("seq").query(&mut r).unwrap();
+    let first: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+        .arg(format!("{{{}}}:log", prefix.name))
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query(&mut r)
+        .unwrap();
+    let first_seq: u64 = first[0].0.strip_prefix("0-").unwrap().parse().unwrap();
+    assert!(snap > 25 && first_seq > 25 && first_seq <= snap, "snapshot at {snap}, the log starts at {first_seq}");
     let c_proc = start_node(dir.path(), &env);
     let c = child_client(&c_proc.addr);
     eventually(Duration::from_secs(10), "node C ready", || ready(&c)).await;

@@ -61,6 +61,14 @@ fn client(addr: &str) -> TestApp {
     }
 }
 
+/// The seq of the saved snapshot and of the last logged event, read from the database.
+fn snapshot_and_last_seq(dir: &Path) -> (u64, u64) {
+    let db = rusqlite::Connection::open(dir.join(muster::store::sqlite::DB_FILE)).unwrap();
+    let snap = db.query_row("SELECT seq FROM snapshot", [], |r| r.get(0)).unwrap();
+    let last = db.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).unwrap();
+    (snap, last)
+}
+
 fn kill9(mut p: Proc) {
     p.child.kill().unwrap(); // SIGKILL on Unix
     p.child.wait().unwrap();
@@ -69,7 +77,12 @@ fn kill9(mut p: Proc) {
 #[tokio::test]
 async fn offers_answers_and_deadlines_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [("MUSTER_DISPATCH__LEVELS__IV__ESCALATE_AFTER_S", "3"), ("MUSTER_DISPATCH__OFFER_TTL_S", "600")];
+    // Snapshots every 4 events: the restart restores one and replays the events after it.
+    let env = [
+        ("MUSTER_DISPATCH__LEVELS__IV__ESCALATE_AFTER_S", "3"),
+        ("MUSTER_DISPATCH__OFFER_TTL_S", "600"),
+        ("MUSTER_ENGINE__SNAPSHOT_EVERY", "4"),
+    ];
     let p = start(dir.path(), &env);
     let app = client(&p.addr);
     assert_eq!(app.put_city(&app.command(), &app.city).await.status(), 200);
@@ -100,6 +113,8 @@ async fn offers_answers_and_deadlines_survive_kill_9() {
     drop((ws1, ws2));
 
     kill9(p);
+    let (snap_seq, last_seq) = snapshot_and_last_seq(dir.path());
+    assert!(snap_seq >= 4 && snap_seq <= last_seq, "a snapshot at {snap_seq}, the log at {last_seq}");
     let p = start(dir.path(), &env);
     let app = client(&p.addr);
 
@@ -139,7 +154,8 @@ async fn every_incident_that_got_201_survives_kill_9_at_a_random_moment() {
     let mut confirmed: Vec<String> = Vec::new();
     let mut first = true;
     for round in 0..3u64 {
-        let p = start(dir.path(), &[]);
+        // Snapshots too are saved while the kill may come.
+        let p = start(dir.path(), &[("MUSTER_ENGINE__SNAPSHOT_EVERY", "40")]);
         let app = Arc::new(client(&p.addr));
         if first {
             assert_eq!(app.put_city(&app.command(), &app.city).await.status(), 200);
