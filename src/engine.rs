@@ -366,6 +366,17 @@ impl Engine {
                         }
                     }
                 }
+                // Members' positions reach only the engine, which saves them every
+                // `position_flush`: take them from there as often.
+                if last_flush.elapsed() >= self.cfg.position_flush {
+                    last_flush = Instant::now();
+                    match self.log.load_positions() {
+                        Ok(positions) => {
+                            lay_positions(&mut self.state.write().unwrap_or_else(|p| p.into_inner()), positions)
+                        }
+                        Err(e) => tracing::debug!(error = %e, "reading the engine's positions failed"),
+                    }
+                }
                 // Ready: Redis takes durable writes and some node is the engine.
                 self.writable.store(store_ok && holder.is_some(), Ordering::Release);
                 continue;
@@ -474,11 +485,7 @@ impl Engine {
         let positions = self.log.load_positions()?;
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-            for (id, p) in positions {
-                if let Some(idx) = state.member_index(&id) {
-                    state.roster.move_to(idx, p);
-                }
-            }
+            lay_positions(&mut state, positions);
             state.schedule_retries(now_ms());
         }
         self.dirty_positions.clear();
@@ -575,11 +582,7 @@ impl Engine {
             ));
         }
         self.snapshot_seq = from;
-        for (id, p) in self.log.load_positions()? {
-            if let Some(idx) = fresh.member_index(&id) {
-                fresh.roster.move_to(idx, p);
-            }
-        }
+        lay_positions(&mut fresh, self.log.load_positions()?);
         fresh.schedule_retries(now_ms());
         self.dirty_positions.clear();
         tracing::info!(
@@ -760,6 +763,17 @@ impl Engine {
         match self.log.save_positions(&positions) {
             Ok(()) => self.dirty_positions.clear(),
             Err(e) => tracing::warn!(error = %e, "saving positions failed; will retry"),
+        }
+    }
+}
+
+/// Moves members to their stored last known positions.
+fn lay_positions(state: &mut State, positions: Vec<(String, crate::domain::geo::Position)>) {
+    for (id, p) in positions {
+        if let Some(idx) = state.member_index(&id)
+            && state.roster.members[idx as usize].position != p
+        {
+            state.roster.move_to(idx, p);
         }
     }
 }

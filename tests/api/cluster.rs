@@ -47,6 +47,7 @@ fn node_env<'a>(url: &'a str, prefix: &'a str, durable: bool) -> Vec<(&'a str, &
         ("MUSTER_REDIS__LEASE_MS", "1000"),
         // Snapshots, and so a trimmed log, within a few commands.
         ("MUSTER_ENGINE__SNAPSHOT_EVERY", "25"),
+        ("MUSTER_ENGINE__POSITION_FLUSH_S", "1"),
         ("MUSTER_REDIS__REQUIRE_PERSISTENCE", if durable { "true" } else { "false" }),
     ]
 }
@@ -138,6 +139,18 @@ async fn an_offer_decided_for_an_incident_raised_on_one_node_reaches_a_member_on
         kinds.contains(&"incident_raised".to_string()) && kinds.contains(&"offer_accepted".to_string()),
         "{kinds:?}"
     );
+
+    // A position sent on node B reaches the engine on A, which saves positions every
+    // second; node B takes them from there as often.
+    let loc = inc2["location"].clone();
+    let r = fresh.request("location", json!({"lat": loc["lat"], "lng": loc["lng"]})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let path = format!("/v1/members/{member}");
+    eventually(Duration::from_secs(5), "node B shows the new position", || async {
+        let m: Value = b.get(&b.command(), &path).await.json().await.unwrap();
+        m["position"] == loc
+    })
+    .await;
 
     b.stop().await;
     a.stop().await;
