@@ -41,6 +41,9 @@ use crate::store::{EventLog, StoreError};
 /// again. A failed append costs a full replay of the log, so it is not tried per request.
 pub const WRITE_RETRY: Duration = Duration::from_secs(1);
 
+/// Under load that never pauses, a snapshot is taken anyway after this many intervals.
+const SNAPSHOT_OVERDUE: u64 = 4;
+
 /// Wall-clock milliseconds since the epoch: the only clock the dispatcher sees.
 pub fn now_ms() -> Ts {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -261,18 +264,21 @@ impl Engine {
                 self.flush_positions();
                 last_flush = Instant::now();
             }
-            self.snapshot_if_due();
+            let idle = nothing_waiting(&rx, &mut batch);
+            self.snapshot_if_due(idle);
         }
         self.flush_positions();
     }
 
-    /// Waits up to `wait` for a command, then takes what else is queued, up to a batch
-    /// (group commit). False when every sender is gone.
+    /// Waits up to `wait` for a command (unless `batch` holds one already), then takes what
+    /// else is queued, up to a batch (group commit). False when every sender is gone.
     fn collect(&self, rx: &Receiver<Request>, wait: Duration, batch: &mut Vec<Request>) -> bool {
-        match rx.recv_timeout(wait) {
-            Ok(req) => batch.push(req),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return false,
+        if batch.is_empty() {
+            match rx.recv_timeout(wait) {
+                Ok(req) => batch.push(req),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return false,
+            }
         }
         while batch.len() < self.cfg.batch_max {
             match rx.try_recv() {
@@ -303,7 +309,7 @@ impl Engine {
             }
             if !node.is_leading() {
                 // Commands that reached this mailbox while the node was the engine.
-                while let Ok(req) = rx.try_recv() {
+                for req in batch.drain(..).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                     let _ =
                         req.reply.send(Err(EngineError::Unavailable("this node is not the engine now; retry".into())));
                 }
@@ -413,7 +419,8 @@ impl Engine {
                 last_flush = Instant::now();
             }
             if node.is_leading() {
-                self.snapshot_if_due();
+                let idle = nothing_waiting(&rx, &mut batch);
+                self.snapshot_if_due(idle);
             }
         }
         if node.is_leading() {
@@ -594,13 +601,19 @@ impl Engine {
         Ok(fresh)
     }
 
-    /// Saves a snapshot once `snapshot_every` events were logged since the last one. It
-    /// runs on this thread between batches (commands wait meanwhile: `muster_snapshot_seconds`
-    /// says how long); a failure is logged and tried again after as many events.
-    fn snapshot_if_due(&mut self) {
+    /// Saves a snapshot once `snapshot_every` events were logged since the last one, at the
+    /// first moment no command is waiting (`idle`), or
+    /// regardless once `SNAPSHOT_OVERDUE` times as many went by under unbroken load. It runs
+    /// on this thread (commands wait meanwhile: `muster_snapshot_seconds` says how long); a
+    /// failure is logged and tried again after as many events.
+    fn snapshot_if_due(&mut self, idle: bool) {
         let every = self.cfg.snapshot_every;
         let last = self.read_state().last_seq;
-        if every == 0 || last < self.snapshot_seq + every || self.stale || self.write_retry_at.is_some() {
+        let since = last.saturating_sub(self.snapshot_seq);
+        if every == 0 || since < every || (!idle && since < every * SNAPSHOT_OVERDUE) {
+            return;
+        }
+        if self.stale || self.write_retry_at.is_some() {
             return;
         }
         let started = Instant::now();
@@ -764,6 +777,17 @@ impl Engine {
             Ok(()) => self.dirty_positions.clear(),
             Err(e) => tracing::warn!(error = %e, "saving positions failed; will retry"),
         }
+    }
+}
+
+/// True when no command is waiting; else the first waiting one goes into `batch`.
+fn nothing_waiting(rx: &Receiver<Request>, batch: &mut Vec<Request>) -> bool {
+    match rx.try_recv() {
+        Ok(req) => {
+            batch.push(req);
+            false
+        }
+        Err(_) => true,
     }
 }
 

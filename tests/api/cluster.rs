@@ -438,19 +438,25 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
             assert!(members.insert(o["member_id"].as_str().unwrap().to_string()), "two offers to one member: {inc}");
         }
     }
-    // The log was trimmed below an earlier snapshot: a new node starting cold restores the
-    // latest snapshot and replays the rest, and has the same state.
+    // Node B, the engine now, saves a snapshot once no command waits, and the log is trimmed
+    // below the one before: a new node starting cold restores the latest snapshot, replays
+    // the rest, and has the same state.
     let mut r = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
-    let snap: u64 = redis::cmd("HGET").arg(format!("{{{}}}:snap", prefix.name)).arg("seq").query(&mut r).unwrap();
-    let first: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
-        .arg(format!("{{{}}}:log", prefix.name))
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(1)
-        .query(&mut r)
-        .unwrap();
-    let first_seq: u64 = first[0].0.strip_prefix("0-").unwrap().parse().unwrap();
+    let (snap_key, log_key) = (format!("{{{}}}:snap", prefix.name), format!("{{{}}}:log", prefix.name));
+    let mut trimmed = (0, 0);
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let snap: u64 = redis::cmd("HGET").arg(&snap_key).arg("seq").query(&mut r).unwrap_or(0);
+        let first: Vec<(String, Vec<Vec<u8>>)> =
+            redis::cmd("XRANGE").arg(&log_key).arg("-").arg("+").arg("COUNT").arg(1).query(&mut r).unwrap();
+        let first_seq: u64 = first[0].0.strip_prefix("0-").unwrap().parse().unwrap();
+        trimmed = (snap, first_seq);
+        if first_seq > 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (snap, first_seq) = trimmed;
     assert!(snap > 25 && first_seq > 25 && first_seq <= snap, "snapshot at {snap}, the log starts at {first_seq}");
     let c_proc = start_node(dir.path(), &env);
     let c = child_client(&c_proc.addr);
