@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, Lease, Node, Remote, Renewal};
 use crate::domain::dispatcher::{self, Actor, Command, DomainError, FrameFilter, Reply, State};
-use crate::domain::event::{Event, Frame, Ts};
+use crate::domain::event::{Event, Frame, FrameEncoder, Ts};
 use crate::domain::response::Rules;
 use crate::domain::snapshot;
 use crate::store::{EventLog, StoreError};
@@ -462,11 +462,12 @@ impl Engine {
         self.applied.send_replace(last);
         // Encode only what this node's sockets listen to: a mobilization derives a frame per
         // member, and most of them are connected to other nodes.
+        let mut encoder = FrameEncoder::default();
         let encoded: Vec<(Frame, String)> = frames
             .into_iter()
             .filter(|f| self.publisher.wants(&f.stream))
             .map(|f| {
-                let text = f.to_text();
+                let text = encoder.encode(&f);
                 (f, text)
             })
             .collect();
@@ -695,10 +696,12 @@ impl Engine {
             return;
         }
 
+        // Frames that share their data (an order to a team's members) encode it once.
+        let mut encoder = FrameEncoder::default();
         let encoded: Vec<(Frame, String)> = frames
             .into_iter()
             .map(|f| {
-                let text = f.to_text();
+                let text = encoder.encode(&f);
                 (f, text)
             })
             .collect();

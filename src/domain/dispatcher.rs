@@ -13,6 +13,7 @@
 //! escalation) are data in the state, set by `apply`, so they resume after a restart.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
@@ -563,12 +564,12 @@ impl State {
         frames: &mut Vec<Frame>,
         stream: String,
         kind: &'static str,
-        data: Value,
+        data: impl Into<Arc<Value>>,
     ) -> u64 {
         let seq = self.streams.entry(stream.clone()).or_insert(0);
         *seq += 1;
         let seq = *seq;
-        frames.push(Frame { stream, seq, kind, data });
+        frames.push(Frame { stream, seq, kind, data: data.into() });
         seq
     }
 
@@ -1438,6 +1439,7 @@ pub(super) fn scope_frames(
             map.insert("escalate_at".into(), Value::String(rfc3339(t.as_i64().unwrap_or_default())));
         }
     }
+    let data = Arc::new(data);
     for s in state.scope_streams(inc) {
         state.push_frame(frames, s, kind, data.clone());
     }

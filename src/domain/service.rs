@@ -3,6 +3,7 @@
 //! and hours, and reliability. What members earn here feeds wartime matching.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -847,6 +848,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             let o = &state.orders[order_id];
             let data =
                 json!({"order_id": order_id, "member_id": member_id, "distance_m": distance_m, "flagged": flagged});
+            let data = Arc::new(data);
             for s in order_streams(state, o) {
                 state.push_frame(frames, s, kind, data.clone());
             }

@@ -489,7 +489,7 @@ fn points_are_hours_times_difficulty_times_the_rating_weight_for_an_order() {
         let f = frames_of(&out.frames, &format!("member:{m}"), "rating");
         assert_eq!(f.len(), 1);
         assert_eq!(
-            f[0].data,
+            *f[0].data,
             json!({"order_id": id, "offer_id": null, "rating": rating, "hours": 2.5, "points": points})
         );
         let fig = w.figures(m);
@@ -573,7 +573,7 @@ fn a_wartime_assignment_is_rated_once_after_resolve_from_accepting_to_resolving(
     assert_close(l.hours_balance, 3.0);
     let f = frames_of(&out.frames, "member:a", "rating");
     assert_eq!(
-        f[0].data,
+        *f[0].data,
         json!({"order_id": null, "offer_id": off_a, "rating": "very_good", "hours": 3.0, "points": 18.0})
     );
     let e = w.refuse(&city_command(), rate_offer(&off_a, "a", Rating::Fair));
@@ -684,7 +684,7 @@ fn stamps_outside_the_geofence_are_recorded_and_flagged_and_earn_nothing_inside_
             let f = frames_of(&out.frames, &s, "order.checked_in");
             assert_eq!(f.len(), 1, "{s}");
             assert_eq!(
-                f[0].data,
+                *f[0].data,
                 json!({"order_id": id, "member_id": m, "distance_m": distance_m, "flagged": flagged})
             );
         }
@@ -784,7 +784,7 @@ fn a_full_or_cancelled_order_cannot_be_claimed_and_a_cancelled_one_takes_no_stam
     assert_eq!(w.state.orders[&id].status, OrderStatus::Cancelled);
     for m in ["a", "b"] {
         let f = frames_of(&out.frames, &format!("member:{m}"), "order.cancelled");
-        assert_eq!(f[0].data, json!({"order_id": id, "reason": "rain"}));
+        assert_eq!(*f[0].data, json!({"order_id": id, "reason": "rain"}));
     }
     assert_eq!(frames_of(&out.frames, "community:c1", "order.cancelled")[0].data["status"], "cancelled");
     let e = w.refuse(&as_member("c"), claim(&id));
@@ -831,7 +831,7 @@ fn points_and_hours_exchange_at_ten_points_an_hour_within_the_balance() {
     assert_close(w.ledger("a").points_balance, 2.0);
     assert_close(w.ledger("a").hours_balance, 5.0);
     let f = frames_of(&out.frames, "member:a", "balance");
-    assert_eq!(f[0].data, json!({"points_balance": 2.0, "hours_balance": 5.0}));
+    assert_eq!(*f[0].data, json!({"points_balance": 2.0, "hours_balance": 5.0}));
 
     w.ok(&as_member("a"), exchange("a", Currency::Hours, 1.0));
     assert_close(w.ledger("a").points_balance, 12.0);
@@ -1013,7 +1013,7 @@ fn a_new_member_joins_a_known_one_reports_at_a_new_residence_and_the_rates_follo
     let new = member("n", "g2").team("t1").skills(&["driving"]);
     let out = w.ok(&unit_admin("u1"), register(vec![new.clone()]));
     assert_eq!(kinds(&out), ["members_registered"]);
-    assert_eq!(frames_of(&out.frames, "city", "members.registered")[0].data, json!({"members": ["n"]}));
+    assert_eq!(*frames_of(&out.frames, "city", "members.registered")[0].data, json!({"members": ["n"]}));
     let n = w.idx("n");
     assert_eq!(w.state.city.members()[n as usize], Member { registered: true, ..new });
     assert_eq!(w.state.roster.members.len(), 5);
@@ -1095,7 +1095,7 @@ fn a_unit_reports_once_to_a_community_its_teams_are_paired_with() {
     assert_eq!(kinds(&out), ["unit_registered"]);
     for s in ["community:c1", "city"] {
         assert_eq!(
-            frames_of(&out.frames, s, "unit.registered")[0].data,
+            *frames_of(&out.frames, s, "unit.registered")[0].data,
             json!({"unit_id": "u1", "community_id": "c1"})
         );
     }

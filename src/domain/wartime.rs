@@ -5,6 +5,7 @@
 //! events into the state and derives the frames, as the dispatcher does for incidents.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -545,6 +546,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                     state.city.city().map(|c| c.districts.iter().map(|d| d.id.clone()).collect()).unwrap_or_default()
                 }
             };
+            let data = Arc::new(data);
             for s in command_streams(&districts) {
                 state.push_frame(frames, s, "mode.switched", data.clone());
             }
@@ -593,6 +595,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                     "deadline": rfc3339(*deadline),
                     "note": note,
                 });
+                let data = Arc::new(data);
                 for &member in &state.city.team_members[team as usize].clone() {
                     if m.by_member.contains_key(&member) {
                         continue;
@@ -628,6 +631,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                 "note": note,
                 "progress": progress_json(m.counts),
             });
+            let data = Arc::new(data);
             for s in command_streams(&m.districts) {
                 state.push_frame(frames, s, "mobilization.ordered", data.clone());
             }
@@ -675,6 +679,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                 state.roster.move_to(idx, *position);
                 state.roster.edit(idx, |m| m.work.start_duty(at));
             }
+            let data = Arc::new(data);
             for s in command_streams(&districts) {
                 state.push_frame(frames, s, "mobilization.progress", data.clone());
             }
@@ -683,6 +688,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
             m.deadline_passed = true;
             let data = json!({"mobilization_id": mobilization_id, "progress": progress_json(m.counts)});
+            let data = Arc::new(data);
             for s in command_streams(&m.districts.clone()) {
                 state.push_frame(frames, s, "mobilization.deadline", data.clone());
             }
@@ -703,6 +709,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                 let d = json!({"mobilization_id": mobilization_id, "reason": reason});
                 state.push_frame(frames, stream::member(&member_id), "mobilization.closed", d);
             }
+            let data = Arc::new(data);
             for s in command_streams(&districts) {
                 state.push_frame(frames, s, "mobilization.closed", data.clone());
             }
@@ -738,7 +745,9 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             let ti = state.city.community_by_id[to];
             let fi = state.city.community_by_id[from];
             let target = state.city.community(ti);
-            let data = json!({"from": from, "to": to, "community": {"id": target.id, "name": target.name, "center": state.city.community_centers[ti as usize]}});
+            let data = Arc::new(
+                json!({"from": from, "to": to, "community": {"id": target.id, "name": target.name, "center": state.city.community_centers[ti as usize]}}),
+            );
             for m in members {
                 let idx = state.city.member_by_id[m];
                 state.roster.edit(idx, |m| m.home = Some(ti));
@@ -747,6 +756,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             let districts: BTreeSet<String> =
                 [fi, ti].iter().map(|&c| state.city.district_id_of_community(c).to_string()).collect();
             let data = json!({"from": from, "to": to, "members": members});
+            let data = Arc::new(data);
             for s in command_streams(&districts.into_iter().collect::<Vec<_>>()) {
                 state.push_frame(frames, s, "balance.transferred", data.clone());
             }

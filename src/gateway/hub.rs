@@ -227,7 +227,7 @@ mod tests {
     use super::*;
 
     fn frame(stream: &str, seq: u64) -> (Frame, String) {
-        let f = Frame { stream: stream.into(), seq, kind: "t", data: serde_json::json!({}) };
+        let f = Frame { stream: stream.into(), seq, kind: "t", data: serde_json::json!({}).into() };
         let t = f.to_text();
         (f, t)
     }

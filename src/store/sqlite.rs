@@ -261,7 +261,12 @@ mod tests {
             actor: "member:m1".into(),
             body: EventBody::DutyChanged { member_id: "m1".into(), on_call: true },
         };
-        let f = Frame { stream: "member:m1".into(), seq: 1, kind: "duty", data: serde_json::json!({"on_call": true}) };
+        let f = Frame {
+            stream: "member:m1".into(),
+            seq: 1,
+            kind: "duty",
+            data: serde_json::json!({"on_call": true}).into(),
+        };
         let text = f.to_text();
         log.append(std::slice::from_ref(&e), &[(f, text.clone())]).unwrap();
         let mut seen = Vec::new();
