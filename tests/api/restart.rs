@@ -151,11 +151,12 @@ async fn offers_answers_and_deadlines_survive_kill_9() {
 #[tokio::test]
 async fn every_incident_that_got_201_survives_kill_9_at_a_random_moment() {
     let dir = tempfile::tempdir().unwrap();
+    let env = [("MUSTER_ENGINE__SNAPSHOT_EVERY", "40"), ("MUSTER_SERVER__MAX_LIST", "100000")];
     let mut confirmed: Vec<String> = Vec::new();
     let mut first = true;
     for round in 0..3u64 {
-        // Snapshots too are saved while the kill may come.
-        let p = start(dir.path(), &[("MUSTER_ENGINE__SNAPSHOT_EVERY", "40")]);
+        // Snapshots too are saved while the kill may come; the list holds every incident.
+        let p = start(dir.path(), &env);
         let app = Arc::new(client(&p.addr));
         if first {
             assert_eq!(app.put_city(&app.command(), &app.city).await.status(), 200);
@@ -198,7 +199,7 @@ async fn every_incident_that_got_201_survives_kill_9_at_a_random_moment() {
         assert!(!got.is_empty(), "round {round}: some incidents were confirmed before the kill");
         confirmed.extend(got);
     }
-    let p = start(dir.path(), &[]);
+    let p = start(dir.path(), &env);
     let app = client(&p.addr);
     let list: Vec<Value> = app.get(&app.command(), "/v1/incidents").await.json().await.unwrap();
     let ids: Vec<&str> = list.iter().map(|i| i["id"].as_str().unwrap()).collect();
