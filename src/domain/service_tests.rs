@@ -17,7 +17,7 @@
 //! orders a week, hard orders reserved 600 s for 2 members a slot, weights 1.2 / 1.0 / 0.6,
 //! 10 points an hour; "patrol" is difficulty 1 (easy), "rescue" 5 (hard).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::json;
 
@@ -1021,8 +1021,7 @@ fn service_scenario() -> World {
 #[test]
 fn replaying_a_service_scenario_rebuilds_the_same_ledgers_orders_and_frames() {
     let w = service_scenario();
-    let kinds: BTreeSet<&str> = w.log.iter().map(|e| e.body.kind()).collect();
-    for k in [
+    w.assert_covers(&[
         "members_registered",
         "unit_registered",
         "order_posted",
@@ -1032,9 +1031,7 @@ fn replaying_a_service_scenario_rebuilds_the_same_ledgers_orders_and_frames() {
         "checked_out",
         "rated",
         "exchanged",
-    ] {
-        assert!(kinds.contains(k), "the scenario covers {k}: {kinds:?}");
-    }
+    ]);
     assert!(w.ledger("b").points_balance > 0.0 && w.ledger("h").credits.len() == 1);
     assert!(w.frames.iter().any(|f| f.kind == "order.offer"), "the hard order was reserved");
     super::snapshot::assert_restores_at_every_cut(&w.log, &w.rules);
@@ -1047,13 +1044,7 @@ fn replaying_a_service_scenario_rebuilds_the_same_ledgers_orders_and_frames() {
     }
 
     // every stream counts from 1 without gaps
-    let mut by: HashMap<&str, Vec<u64>> = HashMap::new();
-    for f in &w.frames {
-        by.entry(&f.stream).or_default().push(f.seq);
-    }
-    for (s, seqs) in by {
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{s}");
-    }
+    w.assert_streams_count_from_one();
 
     // the replayed state decides the next step as the live one does
     let mut live = w;

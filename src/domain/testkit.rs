@@ -4,7 +4,7 @@
 //! members and outcome readers all of them use. Each test module brings its own city and
 //! adds its own helpers (further `impl World` blocks and free functions).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::dispatcher::{
     Actor, Command, Deadline, DomainError, ErrorKind, Outcome, RaiseIncident, Reply, State, apply, execute,
@@ -139,6 +139,31 @@ impl World {
     #[track_caller]
     pub(super) fn rt(&self, member_id: &str) -> &MemberRt {
         &self.state.roster.members[self.idx(member_id) as usize]
+    }
+
+    /// The log holds an event of each of these kinds: the scenario covers them.
+    #[track_caller]
+    pub(super) fn assert_covers(&self, kinds: &[&str]) {
+        let seen: BTreeSet<&str> = self.log.iter().map(|e| e.body.kind()).collect();
+        for k in kinds {
+            assert!(seen.contains(k), "the scenario covers {k}: {seen:?}");
+        }
+    }
+
+    /// Checks that every stream counts its frames' seqs from 1 without gaps, up to the seq
+    /// the state holds for it, and that the state holds no other stream; returns the seqs.
+    #[track_caller]
+    pub(super) fn assert_streams_count_from_one(&self) -> BTreeMap<&str, Vec<u64>> {
+        let mut by_stream: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for f in &self.frames {
+            by_stream.entry(f.stream.as_str()).or_default().push(f.seq);
+        }
+        for (stream, seqs) in &by_stream {
+            assert!(seqs.iter().copied().eq(1..=seqs.len() as u64), "{stream}: {seqs:?}");
+            assert_eq!(self.state.stream_seq(stream), seqs.len() as u64, "{stream}");
+        }
+        assert_eq!(self.state.streams.len(), by_stream.len());
+        by_stream
     }
 }
 

@@ -16,7 +16,7 @@
 //! are paired with c1, t3 (u3) with c2, t4 (u4) with c4 (district d2); work team w1 (u1) is
 //! paired with c1.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use super::balance;
 use super::dispatcher::{Actor, Command, Deadline, ErrorKind, RaiseIncident, Reply};
@@ -964,8 +964,7 @@ fn wartime_scenario() -> World {
 #[test]
 fn replaying_a_wartime_scenario_rebuilds_the_same_state_and_frames() {
     let w = wartime_scenario();
-    let kinds: BTreeSet<&str> = w.log.iter().map(|e| e.body.kind()).collect();
-    for k in [
+    w.assert_covers(&[
         "mode_switched",
         "units_whistled",
         "whistle_overdue",
@@ -974,9 +973,7 @@ fn replaying_a_wartime_scenario_rebuilds_the_same_state_and_frames() {
         "mobilization_reported",
         "mobilization_deadline_passed",
         "members_transferred",
-    ] {
-        assert!(kinds.contains(k), "the scenario covers {k}: {kinds:?}");
-    }
+    ]);
     assert!(w.state.roster.members.iter().any(|m| m.home.is_some()), "a transfer happened");
     super::snapshot::assert_restores_at_every_cut(&w.log, &w.rules);
     let (state, frames) = replay(&w.log);
@@ -1010,14 +1007,7 @@ fn replaying_a_wartime_scenario_rebuilds_the_same_state_and_frames() {
 #[test]
 fn every_stream_counts_its_seqs_from_one_without_gaps_in_a_wartime_scenario() {
     let w = wartime_scenario();
-    let mut by: HashMap<&str, Vec<u64>> = HashMap::new();
-    for f in &w.frames {
-        by.entry(&f.stream).or_default().push(f.seq);
-    }
-    for (s, seqs) in by {
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{s}");
-        assert_eq!(w.state.stream_seq(s), seqs.len() as u64, "{s}");
-    }
+    w.assert_streams_count_from_one();
 }
 
 #[test]
