@@ -74,3 +74,18 @@ pub(super) fn in_cell(grid: &str, i: usize) -> Position {
     let g = GRIDS.iter().position(|g| *g == grid).unwrap_or_else(|| panic!("no grid {grid}"));
     row()[2 * g + i].center()
 }
+
+/// An on-call member of unit u1 in no team, living in `home` and standing in its first cell.
+pub(super) fn member(id: &str, home: &str) -> Member {
+    Member {
+        id: id.into(),
+        name: id.to_uppercase(),
+        unit_id: "u1".into(),
+        team_id: None,
+        residence_grid_id: home.into(),
+        skills: Vec::new(),
+        position: in_cell(home, 0),
+        on_call: true,
+        registered: true,
+    }
+}

@@ -32,6 +32,8 @@ mod fixtures;
 #[cfg(test)]
 mod service_tests;
 #[cfg(test)]
+mod testkit;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod wartime_tests;

@@ -17,31 +17,22 @@
 //! orders a week, hard orders reserved 600 s for 2 members a slot, weights 1.2 / 1.0 / 0.6,
 //! 10 points an hour; "patrol" is difficulty 1 (easy), "rescue" 5 (hard).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::json;
 
-use super::dispatcher::{
-    Actor, Command, Deadline, DomainError, ErrorKind, Outcome, RaiseIncident, Reply, State, apply, execute, rfc3339,
-};
-use super::event::{Event, EventBody, Frame, Mode, Ts};
-use super::fixtures::in_cell;
+use super::dispatcher::{Actor, Command, ErrorKind, Outcome, Reply, rfc3339};
+use super::event::{Event, EventBody, Mode};
+use super::fixtures::{in_cell, member};
 use super::geo::Position;
-use super::incident::Incident;
-use super::matching::MemberRt;
 use super::org::{City, Member};
-use super::response::{Level, Rules};
-use super::service::{self, Credit, Currency, OrderStatus, PostOrder, Rating, ServiceOrder, TaskRef};
+use super::response::Level;
+use super::service::{self, Credit, Currency, OrderStatus, PostOrder, Rating, TaskRef};
+use super::testkit::*;
 
 // ---------------------------------------------------------------------------------------
 // Fixture: places (as in wartime_tests)
 // ---------------------------------------------------------------------------------------
-
-/// 2023-11-14T22:13:20Z.
-const T0: Ts = 1_700_000_000_000;
-const H: i64 = 3_600;
-const DAY: i64 = 24 * H;
-const WEEK: i64 = 7 * DAY;
 
 fn service_city(members: Vec<Member>) -> City {
     super::fixtures::two_districts("service", members)
@@ -65,82 +56,8 @@ fn north_of(p: Position, metres: f64) -> Position {
 }
 
 // ---------------------------------------------------------------------------------------
-// Fixture: members
-// ---------------------------------------------------------------------------------------
-
-/// An on-call member of unit u1 in no team, living in `home` and standing in its first cell.
-fn member(id: &str, home: &str) -> Member {
-    Member {
-        id: id.into(),
-        name: id.to_uppercase(),
-        unit_id: "u1".into(),
-        team_id: None,
-        residence_grid_id: home.into(),
-        skills: Vec::new(),
-        position: in_cell(home, 0),
-        on_call: true,
-        registered: true,
-    }
-}
-
-trait MemberExt {
-    fn team(self, team: &str) -> Self;
-    fn at(self, grid: &str) -> Self;
-    fn unit(self, unit: &str) -> Self;
-    fn skills(self, skills: &[&str]) -> Self;
-    fn unregistered(self) -> Self;
-}
-
-impl MemberExt for Member {
-    fn team(mut self, team: &str) -> Self {
-        self.unit_id = match team {
-            "t1" | "w1" => "u1",
-            "t2" => "u2",
-            "t3" => "u3",
-            "t4" => "u4",
-            other => panic!("no team {other}"),
-        }
-        .into();
-        self.team_id = Some(team.into());
-        self
-    }
-    fn at(mut self, grid: &str) -> Self {
-        self.position = in_cell(grid, 0);
-        self
-    }
-    fn unit(mut self, unit: &str) -> Self {
-        self.unit_id = unit.into();
-        self
-    }
-    fn skills(mut self, skills: &[&str]) -> Self {
-        self.skills = skills.iter().map(|s| s.to_string()).collect();
-        self
-    }
-    fn unregistered(mut self) -> Self {
-        self.registered = false;
-        self
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Fixture: actors and commands
 // ---------------------------------------------------------------------------------------
-
-fn city_command() -> Actor {
-    Actor::Command { district: None }
-}
-
-fn staff(community: &str) -> Actor {
-    Actor::Staff { community: community.into() }
-}
-
-fn unit_admin(unit: &str) -> Actor {
-    Actor::UnitAdmin { unit: unit.into() }
-}
-
-fn as_member(id: &str) -> Actor {
-    Actor::Member { member: id.into() }
-}
 
 /// An order in `grid` with a 30-day window from T0 and the category's difficulty.
 fn order(grid: &str, category: &str, slots: u32) -> PostOrder {
@@ -161,20 +78,6 @@ fn order(grid: &str, category: &str, slots: u32) -> PostOrder {
 fn with_difficulty(mut o: PostOrder, d: u8) -> PostOrder {
     o.difficulty = Some(d);
     o
-}
-
-fn rescue(grid: &str, level: Level, headcount: u32) -> RaiseIncident {
-    RaiseIncident {
-        grid_id: Some(grid.into()),
-        location: None,
-        category: "rescue".into(),
-        level,
-        headcount,
-        skills: Vec::new(),
-        note: None,
-        idempotency_key: None,
-        difficulty: None,
-    }
 }
 
 fn claim(order_id: &str) -> Command {
@@ -205,10 +108,6 @@ fn exchange(member_id: &str, from: Currency, amount: f64) -> Command {
     Command::Exchange { member_id: member_id.into(), from, amount }
 }
 
-fn resolve(incident_id: &str) -> Command {
-    Command::Resolve { incident_id: incident_id.into(), note: None }
-}
-
 fn cancel_order(order_id: &str) -> Command {
     Command::CancelOrder { order_id: order_id.into(), reason: Some("rain".into()) }
 }
@@ -218,115 +117,20 @@ fn register(members: Vec<Member>) -> Command {
 }
 
 // ---------------------------------------------------------------------------------------
-// Fixture: the world
+// Fixture: the world (the driver is `testkit::World`)
 // ---------------------------------------------------------------------------------------
 
-/// Everything observable about a state, service included, to check that a refused command
-/// changed nothing and that a replay rebuilds the same state.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    last_seq: u64,
-    city: Option<City>,
-    incidents: BTreeMap<String, Incident>,
-    roster: Vec<MemberRt>,
-    streams: HashMap<String, u64>,
-    deadlines: BTreeSet<(Ts, Deadline)>,
-    offer_index: HashMap<String, String>,
-    incidents_raised: u64,
-    offers_sent: u64,
-    retrying: HashSet<String>,
-    city_mode: Mode,
-    wartime_districts: BTreeSet<String>,
-    orders: BTreeMap<String, ServiceOrder>,
-    orders_posted: u64,
-    unit_registrations: BTreeSet<(String, String)>,
-    member_residence: Vec<u32>,
-}
-
-fn snapshot(s: &State) -> Snapshot {
-    Snapshot {
-        last_seq: s.last_seq,
-        city: s.city.city().cloned(),
-        incidents: s.incidents.clone(),
-        roster: s.roster.members.clone(),
-        streams: s.streams.clone(),
-        deadlines: s.deadlines.clone(),
-        offer_index: s.offer_index.clone(),
-        incidents_raised: s.incidents_raised,
-        offers_sent: s.offers_sent,
-        retrying: s.retrying.clone(),
-        city_mode: s.city_mode,
-        wartime_districts: s.wartime_districts.clone(),
-        orders: s.orders.clone(),
-        orders_posted: s.orders_posted,
-        unit_registrations: s.unit_registrations.clone(),
-        member_residence: s.city.member_residence.clone(),
-    }
-}
-
-struct World {
-    state: State,
-    rules: Rules,
-    now: Ts,
-    log: Vec<Event>,
-    frames: Vec<Frame>,
+/// `service_city` with these members, imported by the system at `T0`.
+fn world(members: Vec<Member>) -> World {
+    World::with_city(service_city(members))
 }
 
 impl World {
-    fn new(members: Vec<Member>) -> World {
-        let mut w =
-            World { state: State::default(), rules: Rules::for_tests(), now: T0, log: Vec::new(), frames: Vec::new() };
-        w.ok(&Actor::System, Command::ImportCity(Box::new(service_city(members))));
-        w
-    }
-
-    /// Sets the clock to `secs` seconds after `T0`.
-    fn at(&mut self, secs: i64) -> &mut Self {
-        assert!(T0 + secs * 1000 >= self.now, "time does not go backwards in a scenario");
-        self.now = T0 + secs * 1000;
-        self
-    }
-
-    fn exec(&mut self, actor: &Actor, cmd: Command) -> Result<Outcome, DomainError> {
-        let out = execute(&mut self.state, &self.rules, actor, cmd, self.now)?;
-        self.log.extend(out.events.iter().cloned());
-        self.frames.extend(out.frames.iter().cloned());
-        Ok(out)
-    }
-
-    #[track_caller]
-    fn ok(&mut self, actor: &Actor, cmd: Command) -> Outcome {
-        let what = format!("{cmd:?} by {actor:?}");
-        self.exec(actor, cmd).unwrap_or_else(|e| panic!("{what} was refused: {} ({})", e.code, e.detail))
-    }
-
-    /// Runs a command that must be refused, and checks it changed nothing.
-    #[track_caller]
-    fn refuse(&mut self, actor: &Actor, cmd: Command) -> DomainError {
-        let before = snapshot(&self.state);
-        let what = format!("{cmd:?} by {actor:?}");
-        let e = match self.exec(actor, cmd) {
-            Ok(out) => panic!("{what} was accepted with events {:?}", kinds(&out)),
-            Err(e) => e,
-        };
-        assert_eq!(snapshot(&self.state), before, "refused {what} ({}) changed the state", e.code);
-        e
-    }
-
     #[track_caller]
     fn post(&mut self, actor: &Actor, o: PostOrder) -> String {
         match self.ok(actor, Command::PostOrder(o)).reply {
             Some(Reply::Order(id)) => id,
             other => panic!("expected an order reply, got {other:?}"),
-        }
-    }
-
-    #[track_caller]
-    fn raise(&mut self, r: RaiseIncident) -> (String, Outcome) {
-        let out = self.ok(&city_command(), Command::Raise(r));
-        match &out.reply {
-            Some(Reply::Incident(id)) => (id.clone(), out),
-            other => panic!("expected an incident reply, got {other:?}"),
         }
     }
 
@@ -345,36 +149,14 @@ impl World {
     }
 
     #[track_caller]
-    fn accept(&mut self, member_id: &str, incident_id: &str) -> Outcome {
-        let offer = self.offer_id(incident_id, member_id);
-        self.ok(&as_member(member_id), Command::Accept { offer_id: offer })
-    }
-
-    #[track_caller]
     fn arrive(&mut self, member_id: &str, incident_id: &str) -> Outcome {
         let offer = self.offer_id(incident_id, member_id);
         let position = self.state.incidents[incident_id].location;
         self.ok(&as_member(member_id), Command::Arrive { offer_id: offer, position })
     }
 
-    #[track_caller]
-    fn offer_id(&self, incident_id: &str, member_id: &str) -> String {
-        let inc = &self.state.incidents[incident_id];
-        let mine: Vec<_> = inc.offers.iter().filter(|o| o.member_id == member_id).collect();
-        assert_eq!(mine.len(), 1, "{member_id} should have exactly one offer for {incident_id}");
-        mine[0].id.clone()
-    }
-
     fn place(&self, order_id: &str) -> Position {
         self.state.orders[order_id].location
-    }
-
-    fn idx(&self, member_id: &str) -> u32 {
-        self.state.member_index(member_id).unwrap_or_else(|| panic!("no member {member_id}"))
-    }
-
-    fn rt(&self, member_id: &str) -> &MemberRt {
-        &self.state.roster.members[self.idx(member_id) as usize]
     }
 
     fn ledger(&self, member_id: &str) -> &service::Ledger {
@@ -392,41 +174,9 @@ impl World {
     }
 }
 
-fn kinds(out: &Outcome) -> Vec<&'static str> {
-    out.events.iter().map(|e| e.body.kind()).collect()
-}
-
-fn sent_to(out: &Outcome) -> Vec<String> {
-    out.events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::OfferSent { member_id, .. } => Some(member_id.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn frames_of<'a>(frames: &'a [Frame], stream: &str, kind: &str) -> Vec<&'a Frame> {
-    frames.iter().filter(|f| f.stream == stream && f.kind == kind).collect()
-}
-
-#[track_caller]
-fn assert_err(e: &DomainError, kind: ErrorKind, code: &str) {
-    assert_eq!((e.kind, e.code), (kind, code), "{}", e.detail);
-}
-
 #[track_caller]
 fn assert_close(got: f64, want: f64) {
     assert!((got - want).abs() < 1e-9, "got {got}, want {want}");
-}
-
-fn replay(log: &[Event]) -> (State, Vec<Frame>) {
-    let mut state = State::default();
-    let mut frames = Vec::new();
-    for e in log {
-        frames.extend(apply(&mut state, e));
-    }
-    (state, frames)
 }
 
 fn the_rated(out: &Outcome) -> (f64, u8, f64) {
@@ -442,7 +192,7 @@ fn the_rated(out: &Outcome) -> (f64, u8, f64) {
 
 #[test]
 fn points_are_hours_times_difficulty_times_the_rating_weight_for_an_order() {
-    let mut w = World::new(vec![member("a", "g1"), member("b", "g1"), member("c", "g2")]);
+    let mut w = world(vec![member("a", "g1"), member("b", "g1"), member("c", "g2")]);
     let id = w.post(&staff("c1"), with_difficulty(order("g1", "patrol", 3), 3));
     for m in ["a", "b", "c"] {
         w.at(60).claim(m, &id);
@@ -517,8 +267,8 @@ fn points_are_hours_times_difficulty_times_the_rating_weight_for_an_order() {
 
 #[test]
 fn a_wartime_assignment_is_rated_once_after_resolve_from_accepting_to_resolving() {
-    let mut w = World::new(vec![member("a", "g1"), member("b", "g1"), member("far", "g7")]);
-    let (inc, out) = w.raise(rescue("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", "g1"), member("b", "g1"), member("far", "g7")]);
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["a", "b"]);
     let (off_a, off_b) = (w.offer_id(&inc, "a"), w.offer_id(&inc, "b"));
     w.at(30).accept("a", &inc); // filled: b's offer is revoked
@@ -585,7 +335,7 @@ fn a_wartime_assignment_is_rated_once_after_resolve_from_accepting_to_resolving(
 
 #[test]
 fn an_order_rating_needs_a_counted_record_and_is_given_once() {
-    let mut w = World::new(vec![member("a", "g1"), member("b", "g1"), member("idle", "g1"), member("x", "g4")]);
+    let mut w = world(vec![member("a", "g1"), member("b", "g1"), member("idle", "g1"), member("x", "g4")]);
     let id = w.post(&staff("c1"), with_difficulty(order("g1", "patrol", 3), 3));
     w.claim("a", &id);
     w.claim("b", &id);
@@ -614,7 +364,7 @@ fn an_order_rating_needs_a_counted_record_and_is_given_once() {
 
 #[test]
 fn a_fourth_easy_order_in_seven_days_is_refused_and_allowed_again_after_seven_days_while_hard_orders_are_not_capped() {
-    let mut w = World::new(vec![member("a", "g1"), member("b", "g2")]);
+    let mut w = world(vec![member("a", "g1"), member("b", "g2")]);
     let easy: Vec<String> = (0..7).map(|_| w.post(&staff("c1"), order("g1", "patrol", 2))).collect();
     w.at(0).claim("a", &easy[0]);
     w.at(H).claim("a", &easy[1]);
@@ -659,7 +409,7 @@ fn a_fourth_easy_order_in_seven_days_is_refused_and_allowed_again_after_seven_da
 #[test]
 fn stamps_outside_the_geofence_are_recorded_and_flagged_and_earn_nothing_inside_they_count() {
     let names = ["in", "away", "late", "edge", "over"];
-    let mut w = World::new(names.iter().map(|m| member(m, "g1")).collect());
+    let mut w = world(names.iter().map(|m| member(m, "g1")).collect());
     let id = w.post(&staff("c1"), with_difficulty(order("g1", "patrol", 5), 3));
     for m in names {
         w.claim(m, &id);
@@ -724,7 +474,7 @@ fn stamps_outside_the_geofence_are_recorded_and_flagged_and_earn_nothing_inside_
 
 #[test]
 fn stamps_are_refused_out_of_order_or_by_someone_who_did_not_take_the_order() {
-    let mut w = World::new(vec![member("a", "g1"), member("idle", "g1"), member("x", "g4")]);
+    let mut w = world(vec![member("a", "g1"), member("idle", "g1"), member("x", "g4")]);
     let id = w.post(&staff("c1"), with_difficulty(order("g1", "patrol", 2), 3));
     w.claim("a", &id);
     let here = w.place(&id);
@@ -752,7 +502,7 @@ fn stamps_are_refused_out_of_order_or_by_someone_who_did_not_take_the_order() {
 
 #[test]
 fn a_full_or_cancelled_order_cannot_be_claimed_and_a_cancelled_one_takes_no_stamps() {
-    let mut w = World::new(vec![member("a", "g1"), member("b", "g1"), member("c", "g2"), member("x", "g4")]);
+    let mut w = world(vec![member("a", "g1"), member("b", "g1"), member("c", "g2"), member("x", "g4")]);
     let id = w.post(&staff("c1"), with_difficulty(order("g1", "patrol", 2), 3));
     w.claim("a", &id);
     // claiming again is answered with the order, and changes nothing
@@ -808,7 +558,7 @@ fn a_full_or_cancelled_order_cannot_be_claimed_and_a_cancelled_one_takes_no_stam
 
 /// `a` has worked 4 h on a difficulty-3 order rated good: 12 points, 4 hours.
 fn earner() -> (World, String) {
-    let mut w = World::new(vec![member("a", "g1"), member("b", "g1")]);
+    let mut w = world(vec![member("a", "g1"), member("b", "g1")]);
     let id = w.post(&staff("c1"), with_difficulty(order("g1", "patrol", 1), 3));
     w.claim("a", &id);
     w.work("a", &id, 4 * H);
@@ -882,7 +632,7 @@ fn an_exchange_never_creates_or_destroys_value_through_rounding() {
 /// c1: h2 (hard load 10), l1, h1 (hard load 5), l2 (medical), p (team t1, lives in c2),
 /// h3 (hard load 10, medical); x lives in c2 and is in no team paired with c1.
 fn reservation_world() -> World {
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("h2", "g1").at("g7"),
         member("l1", "g1"),
         member("h1", "g1").at("g7"),
@@ -892,13 +642,13 @@ fn reservation_world() -> World {
         member("x", "g4"),
     ]);
     // hard work in c4, where only h1, h2 and h3 stand
-    let (inc, out) = w.raise(rescue("g7", Level::IV, 3));
+    let (inc, out) = w.raise(&city_command(), rescue("g7", Level::IV, 3));
     assert_eq!(sent_to(&out).into_iter().collect::<BTreeSet<_>>(), ["h1", "h2", "h3"].map(String::from).into());
     for m in ["h1", "h2", "h3"] {
         w.at(10).accept(m, &inc);
     }
     w.at(20).ok(&city_command(), resolve(&inc));
-    let (inc, _) = w.at(30).raise(rescue("g7", Level::IV, 2));
+    let (inc, _) = w.at(30).raise(&city_command(), rescue("g7", Level::IV, 2));
     w.at(40).accept("h2", &inc);
     w.at(40).accept("h3", &inc);
     w.at(50).ok(&city_command(), resolve(&inc));
@@ -1001,7 +751,7 @@ fn unit_rate(w: &World, unit: &str) -> f64 {
 
 #[test]
 fn a_new_member_joins_a_known_one_reports_at_a_new_residence_and_the_rates_follow() {
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("a", "g1"),
         member("b", "g1").unregistered(),
         member("c", "g1").unregistered(),
@@ -1047,7 +797,7 @@ fn a_new_member_joins_a_known_one_reports_at_a_new_residence_and_the_rates_follo
 
 #[test]
 fn registration_is_refused_outside_the_registrars_scope_or_when_it_does_not_fit_and_changes_nothing() {
-    let mut w = World::new(vec![member("a", "g1"), member("d", "g4").unit("u2")]);
+    let mut w = world(vec![member("a", "g1"), member("d", "g4").unit("u2")]);
     let cases: Vec<(Actor, Vec<Member>, ErrorKind, &str)> = vec![
         // a unit admin registers only their own unit's members, new or known
         (unit_admin("u1"), vec![member("d", "g4").unit("u2")], ErrorKind::Forbidden, "outside_scope"),
@@ -1088,7 +838,7 @@ fn registration_is_refused_outside_the_registrars_scope_or_when_it_does_not_fit_
 
 #[test]
 fn a_unit_reports_once_to_a_community_its_teams_are_paired_with() {
-    let mut w = World::new(vec![member("a", "g1")]);
+    let mut w = world(vec![member("a", "g1")]);
     let reg =
         |unit: &str, community: &str| Command::RegisterUnit { unit_id: unit.into(), community_id: community.into() };
     let out = w.ok(&unit_admin("u1"), reg("u1", "c1"));
@@ -1115,7 +865,7 @@ fn a_unit_reports_once_to_a_community_its_teams_are_paired_with() {
 
 #[test]
 fn a_community_reports_on_its_residents_and_the_members_of_the_teams_it_hosts() {
-    let w = World::new(vec![
+    let w = world(vec![
         member("a", "g1"),
         member("b", "g3").team("t3"),
         member("p", "g4").team("t1"),
@@ -1143,13 +893,13 @@ fn a_community_reports_on_its_residents_and_the_members_of_the_teams_it_hosts() 
 #[test]
 fn reliability_is_arrived_over_offered() {
     // r stands alone in c4 (g7), so every call there is offered to r only
-    let mut w = World::new(vec![member("r", "g7"), member("other", "g1")]);
+    let mut w = world(vec![member("r", "g7"), member("other", "g1")]);
     assert_eq!(w.ledger("r").reliability(), None);
     assert_eq!(w.figures("r").reliability, None);
     let mut t = 0;
     let mut call = |w: &mut World, answer: &str| {
         t += 2 * H;
-        let (inc, out) = w.at(t).raise(rescue("g7", Level::IV, 1));
+        let (inc, out) = w.at(t).raise(&city_command(), rescue("g7", Level::IV, 1));
         assert_eq!(sent_to(&out), ["r"]);
         let offer = w.offer_id(&inc, "r");
         match answer {
@@ -1195,8 +945,8 @@ fn reliability_is_arrived_over_offered() {
 #[test]
 fn in_wartime_reliability_breaks_a_tie_between_equally_placed_members() {
     // twins in the same cell: u (the lower index) declined once, r arrived once
-    let mut w = World::new(vec![member("u", "g1"), member("r", "g1")]);
-    let (inc, out) = w.raise(rescue("g1", Level::IV, 1));
+    let mut w = world(vec![member("u", "g1"), member("r", "g1")]);
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["u", "r"]);
     let off_u = w.offer_id(&inc, "u");
     w.at(10).ok(&as_member("u"), Command::Decline { offer_id: off_u, reason: None });
@@ -1210,7 +960,7 @@ fn in_wartime_reliability_breaks_a_tie_between_equally_placed_members() {
     }
 
     let ranking = |w: &mut World, at: i64| {
-        let (inc, out) = w.at(at).raise(rescue("g1", Level::IV, 1));
+        let (inc, out) = w.at(at).raise(&city_command(), rescue("g1", Level::IV, 1));
         w.ok(&city_command(), Command::Cancel { incident_id: inc, reason: None });
         sent_to(&out)
     };
@@ -1232,7 +982,7 @@ fn in_wartime_reliability_breaks_a_tie_between_equally_placed_members() {
 // ---------------------------------------------------------------------------------------
 
 fn service_scenario() -> World {
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("a", "g1"),
         member("b", "g1"),
         member("c", "g2").unregistered(),
@@ -1242,7 +992,7 @@ fn service_scenario() -> World {
     w.at(1).ok(&unit_admin("u1"), register(vec![member("n", "g3").team("w1")]));
     w.at(2).ok(&unit_admin("u1"), register(vec![member("c", "g2")]));
     w.at(3).ok(&unit_admin("u1"), Command::RegisterUnit { unit_id: "u1".into(), community_id: "c1".into() });
-    let (inc, _) = w.at(4).raise(rescue("g7", Level::IV, 1));
+    let (inc, _) = w.at(4).raise(&city_command(), rescue("g7", Level::IV, 1));
     w.at(5).accept("h", &inc);
     let off = w.offer_id(&inc, "h");
     w.at(6).arrive("h", &inc);
@@ -1271,8 +1021,7 @@ fn service_scenario() -> World {
 #[test]
 fn replaying_a_service_scenario_rebuilds_the_same_ledgers_orders_and_frames() {
     let w = service_scenario();
-    let kinds: BTreeSet<&str> = w.log.iter().map(|e| e.body.kind()).collect();
-    for k in [
+    w.assert_covers(&[
         "members_registered",
         "unit_registered",
         "order_posted",
@@ -1282,15 +1031,12 @@ fn replaying_a_service_scenario_rebuilds_the_same_ledgers_orders_and_frames() {
         "checked_out",
         "rated",
         "exchanged",
-    ] {
-        assert!(kinds.contains(k), "the scenario covers {k}: {kinds:?}");
-    }
+    ]);
     assert!(w.ledger("b").points_balance > 0.0 && w.ledger("h").credits.len() == 1);
     assert!(w.frames.iter().any(|f| f.kind == "order.offer"), "the hard order was reserved");
     super::snapshot::assert_restores_at_every_cut(&w.log, &w.rules);
     let (state, frames) = replay(&w.log);
     // Deadlines aside (the replay also holds those already fired, and retries are soft)
-    let durable = |s: &State| Snapshot { deadlines: BTreeSet::new(), retrying: HashSet::new(), ..snapshot(s) };
     assert_eq!(durable(&state), durable(&w.state));
     assert_eq!(frames, w.frames);
     for m in ["a", "b", "c", "h", "p", "n"] {
@@ -1298,17 +1044,11 @@ fn replaying_a_service_scenario_rebuilds_the_same_ledgers_orders_and_frames() {
     }
 
     // every stream counts from 1 without gaps
-    let mut by: HashMap<&str, Vec<u64>> = HashMap::new();
-    for f in &w.frames {
-        by.entry(&f.stream).or_default().push(f.seq);
-    }
-    for (s, seqs) in by {
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{s}");
-    }
+    w.assert_streams_count_from_one();
 
     // the replayed state decides the next step as the live one does
     let mut live = w;
-    let mut again = World { state, rules: live.rules.clone(), now: live.now, log: Vec::new(), frames: Vec::new() };
+    let mut again = live.beside(state);
     let steps: Vec<(Actor, Command)> = vec![
         (staff("c1"), Command::PostOrder(order("g1", "rescue", 1))),
         (as_member("a"), claim("ord-4")),
@@ -1327,7 +1067,6 @@ fn replaying_a_service_scenario_rebuilds_the_same_ledgers_orders_and_frames() {
             (a, b) => panic!("live {a:?}, replayed {b:?}"),
         }
     }
-    let durable = |s: &State| Snapshot { deadlines: BTreeSet::new(), retrying: HashSet::new(), ..snapshot(s) };
     assert_eq!(durable(&live.state), durable(&again.state));
 }
 
@@ -1337,7 +1076,7 @@ fn replaying_a_service_scenario_rebuilds_the_same_ledgers_orders_and_frames() {
 
 #[test]
 fn a_reimport_that_renumbers_members_keeps_each_order_claim_with_its_member() {
-    let mut w = World::new(vec![member("a", "g1"), member("b", "g1")]);
+    let mut w = world(vec![member("a", "g1"), member("b", "g1")]);
     let id = w.post(&staff("c1"), with_difficulty(order("g1", "patrol", 2), 3));
     w.claim("a", &id);
     // the same people, listed the other way round
@@ -1357,7 +1096,7 @@ fn a_reimport_that_renumbers_members_keeps_each_order_claim_with_its_member() {
 
 #[test]
 fn a_hard_order_worked_counts_as_hard_work_for_the_next_reservation() {
-    let mut w = World::new(vec![member("l1", "g1"), member("l2", "g1"), member("l3", "g1")]);
+    let mut w = world(vec![member("l1", "g1"), member("l2", "g1"), member("l3", "g1")]);
     let first = w.post(&staff("c1"), order("g1", "rescue", 1));
     assert_eq!(w.state.orders[&first].priority, HashSet::from([w.idx("l1"), w.idx("l2")]));
     w.claim("l1", &first);

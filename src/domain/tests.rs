@@ -10,25 +10,21 @@
 //! levels IV (grid, escalate after 120 s), III (community, 180 s), II (street then
 //! district, 300 s), I (city).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
-use super::dispatcher::{
-    Actor, Command, Deadline, DomainError, ErrorKind, Outcome, RaiseIncident, Reply, State, apply, execute,
-};
-use super::event::{EscalationReason, Event, EventBody, Frame, RevokeReason, Ts};
+use super::dispatcher::{Actor, Command, Deadline, ErrorKind, RaiseIncident, Reply, State, execute};
+use super::event::{EscalationReason, EventBody, Frame, RevokeReason, Ts};
 use super::geo::{Cell, Position};
-use super::incident::{Incident, Offer, OfferState, Status};
-use super::matching::{self, MemberRt, Target};
+use super::incident::{OfferState, Status};
+use super::matching::{self, Target};
 use super::org::tests::tiny_city;
 use super::org::{City, CityIndex, Grid, Member};
 use super::response::{Level, Reach, Rules};
+use super::testkit::*;
 
 // ---------------------------------------------------------------------------------------
 // Fixture: places
 // ---------------------------------------------------------------------------------------
-
-/// An arbitrary, fixed "now" for the start of every scenario (2023-11-14T22:13:20Z).
-const T0: Ts = 1_700_000_000_000;
 
 /// `tiny_city` plus grid g5 in community c1: one cell three cells west of g1, touching no
 /// other grid.
@@ -76,11 +72,6 @@ fn offset(p: Position, east_m: f64, north_m: f64) -> Position {
     Position::new(p.lat + north_m / M_PER_DEG, p.lng + east_m / (M_PER_DEG * p.lat.to_radians().cos())).unwrap()
 }
 
-/// About 11 km north of the row of grids: in no grid at all.
-fn nowhere() -> Position {
-    Position::new(30.69, 114.30).unwrap()
-}
-
 // ---------------------------------------------------------------------------------------
 // Fixture: members
 // ---------------------------------------------------------------------------------------
@@ -101,63 +92,9 @@ fn member(id: &str, position: Position) -> Member {
     }
 }
 
-trait MemberExt {
-    fn skills(self, skills: &[&str]) -> Self;
-    /// Joins assault team t1, paired with community c1.
-    fn in_team(self) -> Self;
-    fn living_in(self, grid: &str) -> Self;
-    fn off_call(self) -> Self;
-}
-
-impl MemberExt for Member {
-    fn skills(mut self, skills: &[&str]) -> Self {
-        self.skills = skills.iter().map(|s| s.to_string()).collect();
-        self
-    }
-    fn in_team(mut self) -> Self {
-        self.team_id = Some("t1".into());
-        self
-    }
-    fn living_in(mut self, grid: &str) -> Self {
-        self.residence_grid_id = grid.into();
-        self
-    }
-    fn off_call(mut self) -> Self {
-        self.on_call = false;
-        self
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Fixture: actors and commands
 // ---------------------------------------------------------------------------------------
-
-fn city_command() -> Actor {
-    Actor::Command { district: None }
-}
-
-fn staff(community: &str) -> Actor {
-    Actor::Staff { community: community.into() }
-}
-
-fn as_member(id: &str) -> Actor {
-    Actor::Member { member: id.into() }
-}
-
-/// A rescue call by grid id, needing no skill.
-fn call(grid: &str, level: Level, headcount: u32) -> RaiseIncident {
-    RaiseIncident {
-        grid_id: Some(grid.into()),
-        location: None,
-        category: "rescue".into(),
-        level,
-        headcount,
-        skills: Vec::new(),
-        note: None,
-        idempotency_key: None,
-        difficulty: None,
-    }
-}
 
 fn accept(offer_id: &str) -> Command {
     Command::Accept { offer_id: offer_id.into() }
@@ -171,206 +108,33 @@ fn arrive(offer_id: &str, position: Position) -> Command {
     Command::Arrive { offer_id: offer_id.into(), position }
 }
 
-fn resolve(incident_id: &str) -> Command {
-    Command::Resolve { incident_id: incident_id.into(), note: None }
-}
-
-fn cancel(incident_id: &str) -> Command {
-    Command::Cancel { incident_id: incident_id.into(), reason: None }
-}
-
 fn escalate(incident_id: &str) -> Command {
     Command::Escalate { incident_id: incident_id.into() }
 }
 
 // ---------------------------------------------------------------------------------------
-// Fixture: the world
+// Fixture: the world (the driver is `testkit::World`)
 // ---------------------------------------------------------------------------------------
 
-/// Everything observable about a state, to check that a refused command changed nothing.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    last_seq: u64,
-    incidents: BTreeMap<String, Incident>,
-    roster: Vec<MemberRt>,
-    streams: HashMap<String, u64>,
-    deadlines: BTreeSet<(Ts, Deadline)>,
-    offer_index: HashMap<String, String>,
-    idempotency: HashMap<String, String>,
-    incidents_raised: u64,
-    offers_sent: u64,
+/// `tiny_city` with these members, imported by the system at `T0`.
+fn world(members: Vec<Member>) -> World {
+    World::with_city(tiny_city(members))
 }
 
-fn snapshot(s: &State) -> Snapshot {
-    Snapshot {
-        last_seq: s.last_seq,
-        incidents: s.incidents.clone(),
-        roster: s.roster.members.clone(),
-        streams: s.streams.clone(),
-        deadlines: s.deadlines.clone(),
-        offer_index: s.offer_index.clone(),
-        idempotency: s.idempotency.clone(),
-        incidents_raised: s.incidents_raised,
-        offers_sent: s.offers_sent,
-    }
-}
-
-/// A state with a city imported, a clock, and the log of every event and frame so far.
-struct World {
-    state: State,
-    rules: Rules,
-    now: Ts,
-    log: Vec<Event>,
-    frames: Vec<Frame>,
+/// `outpost_city` (with grid g5 in c1) with these members.
+fn outpost_world(members: Vec<Member>) -> World {
+    World::with_city(outpost_city(members))
 }
 
 impl World {
-    /// `tiny_city` with these members, imported by the system at `T0`.
-    fn new(members: Vec<Member>) -> World {
-        World::with_city(tiny_city(members))
-    }
-
-    /// `outpost_city` (with grid g5 in c1) with these members.
-    fn with_outpost(members: Vec<Member>) -> World {
-        World::with_city(outpost_city(members))
-    }
-
-    fn with_city(city: City) -> World {
-        let mut w =
-            World { state: State::default(), rules: Rules::for_tests(), now: T0, log: Vec::new(), frames: Vec::new() };
-        let out = w.ok(&Actor::System, Command::ImportCity(Box::new(city)));
-        assert_eq!(kinds(&out), ["city_imported"]);
-        w
-    }
-
-    /// Sets the clock to `secs` seconds after `T0`.
-    fn at(&mut self, secs: i64) -> &mut Self {
-        self.at_ms(secs * 1000)
-    }
-
-    /// Sets the clock to `ms` milliseconds after `T0`.
-    fn at_ms(&mut self, ms: i64) -> &mut Self {
-        assert!(T0 + ms >= self.now, "time does not go backwards in a scenario");
-        self.now = T0 + ms;
-        self
-    }
-
-    fn exec(&mut self, actor: &Actor, cmd: Command) -> Result<Outcome, DomainError> {
-        let out = execute(&mut self.state, &self.rules, actor, cmd, self.now)?;
-        self.log.extend(out.events.iter().cloned());
-        self.frames.extend(out.frames.iter().cloned());
-        Ok(out)
-    }
-
-    #[track_caller]
-    fn ok(&mut self, actor: &Actor, cmd: Command) -> Outcome {
-        let what = format!("{cmd:?} by {actor:?}");
-        self.exec(actor, cmd).unwrap_or_else(|e| panic!("{what} was refused: {} ({})", e.code, e.detail))
-    }
-
-    /// Runs a command that must be refused, and checks it changed nothing.
-    #[track_caller]
-    fn refuse(&mut self, actor: &Actor, cmd: Command) -> DomainError {
-        let before = snapshot(&self.state);
-        let what = format!("{cmd:?} by {actor:?}");
-        let e = match self.exec(actor, cmd) {
-            Ok(out) => panic!("{what} was accepted with events {:?}", kinds(&out)),
-            Err(e) => e,
-        };
-        assert_eq!(snapshot(&self.state), before, "refused {what} ({}) changed the state", e.code);
-        e
-    }
-
-    /// Raises an incident and returns its id with the outcome.
-    #[track_caller]
-    fn raise(&mut self, actor: &Actor, r: RaiseIncident) -> (String, Outcome) {
-        let out = self.ok(actor, Command::Raise(r));
-        (incident_of(&out), out)
-    }
-
-    #[track_caller]
-    fn tick(&mut self) -> Outcome {
-        self.ok(&Actor::System, Command::Tick)
-    }
-
-    #[track_caller]
-    fn accept(&mut self, member_id: &str, incident_id: &str) -> Outcome {
-        let offer = self.offer_id(incident_id, member_id);
-        self.ok(&as_member(member_id), accept(&offer))
-    }
-
-    fn incident(&self, id: &str) -> &Incident {
-        &self.state.incidents[id]
-    }
-
-    /// The member's (only) offer for this incident.
-    #[track_caller]
-    fn offer(&self, incident_id: &str, member_id: &str) -> &Offer {
-        let inc = self.incident(incident_id);
-        let mine: Vec<&Offer> = inc.offers.iter().filter(|o| o.member_id == member_id).collect();
-        assert_eq!(mine.len(), 1, "{member_id} should have exactly one offer for {incident_id}");
-        mine[0]
-    }
-
-    #[track_caller]
-    fn offer_id(&self, incident_id: &str, member_id: &str) -> String {
-        self.offer(incident_id, member_id).id.clone()
-    }
-
     fn engaged(&self, member_id: &str) -> Option<String> {
-        let idx = self.state.member_index(member_id).expect("known member");
-        self.state.roster.members[idx as usize].engaged.clone()
+        self.rt(member_id).engaged.clone()
     }
 
     /// Every member ever offered this incident, in order of offering.
     fn offered(&self, incident_id: &str) -> Vec<String> {
         self.incident(incident_id).offers.iter().map(|o| o.member_id.clone()).collect()
     }
-}
-
-fn kinds(out: &Outcome) -> Vec<&'static str> {
-    out.events.iter().map(|e| e.body.kind()).collect()
-}
-
-#[track_caller]
-fn incident_of(out: &Outcome) -> String {
-    match &out.reply {
-        Some(Reply::Incident(id)) => id.clone(),
-        other => panic!("expected an incident reply, got {other:?}"),
-    }
-}
-
-/// The members offered in this outcome, in the order the offers were sent.
-fn sent_to(out: &Outcome) -> Vec<String> {
-    out.events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::OfferSent { member_id, .. } => Some(member_id.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn set(ids: &[&str]) -> BTreeSet<String> {
-    ids.iter().map(|s| s.to_string()).collect()
-}
-
-fn as_set(ids: Vec<String>) -> BTreeSet<String> {
-    ids.into_iter().collect()
-}
-
-fn replay(log: &[Event]) -> (State, Vec<Frame>) {
-    let mut state = State::default();
-    let mut frames = Vec::new();
-    for e in log {
-        frames.extend(apply(&mut state, e));
-    }
-    (state, frames)
-}
-
-#[track_caller]
-fn assert_err(e: &DomainError, kind: ErrorKind, code: &str) {
-    assert_eq!((e.kind, e.code), (kind, code), "{}", e.detail);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -411,12 +175,12 @@ fn fixture_geography_is_as_the_tests_assume() {
 fn the_nearest_member_is_offered_first() {
     let c = grid_center("g1");
     // declared far to near, so the member index cannot explain the order
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("far", offset(c, 900.0, 0.0)),
         member("mid", offset(c, 0.0, 400.0)),
         member("near", offset(c, -100.0, 0.0)),
     ]);
-    let (inc, out) = w.raise(&city_command(), call("g1", Level::I, 2));
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::I, 2));
     assert_eq!(sent_to(&out), ["near", "mid", "far"]);
     let distances: Vec<f64> = w.incident(&inc).offers.iter().map(|o| o.distance_m).collect();
     for (got, want) in distances.iter().zip([100.0, 400.0, 900.0]) {
@@ -431,12 +195,12 @@ fn the_nearest_member_is_offered_first() {
 #[test]
 fn a_member_lacking_a_required_skill_ranks_after_a_farther_member_who_has_it() {
     let c = grid_center("g1");
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("near_unskilled", offset(c, 100.0, 0.0)).skills(&["driving"]),
         member("skilled_1500", offset(c, 1500.0, 0.0)).skills(&["medical"]),
         member("skilled_2500", offset(c, 2500.0, 0.0)).skills(&["medical", "driving"]),
     ]);
-    let r = RaiseIncident { skills: vec!["medical".into()], ..call("g1", Level::I, 2) };
+    let r = RaiseIncident { skills: vec!["medical".into()], ..rescue("g1", Level::I, 2) };
     let (_, out) = w.raise(&city_command(), r);
     // scores: 1500; 100 + 2000 = 2100; 2500. A missing skill costs exactly 2000 m.
     assert_eq!(sent_to(&out), ["skilled_1500", "near_unskilled", "skilled_2500"]);
@@ -445,12 +209,12 @@ fn a_member_lacking_a_required_skill_ranks_after_a_farther_member_who_has_it() {
 #[test]
 fn each_missing_skill_adds_to_the_handicap() {
     let c = grid_center("g1");
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("none", offset(c, 100.0, 0.0)),
         member("one", offset(c, 2200.0, 0.0)).skills(&["medical"]),
         member("both", offset(c, 3900.0, 0.0)).skills(&["driving", "medical"]),
     ]);
-    let r = RaiseIncident { skills: vec!["medical".into(), "driving".into()], ..call("g1", Level::I, 2) };
+    let r = RaiseIncident { skills: vec!["medical".into(), "driving".into()], ..rescue("g1", Level::I, 2) };
     let (_, out) = w.raise(&city_command(), r);
     // scores: 3900; 2200 + 2000 = 4200; 100 + 4000 = 4100
     assert_eq!(sent_to(&out), ["both", "none", "one"]);
@@ -459,21 +223,21 @@ fn each_missing_skill_adds_to_the_handicap() {
 #[test]
 fn the_residence_grid_bonus_breaks_a_near_tie() {
     let c = grid_center("g1");
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("stranger", offset(c, 100.0, 0.0)),
         member("resident_near", offset(c, 200.0, 0.0)).living_in("g1"),
         member("resident_far", offset(c, 300.0, 0.0)).living_in("g1"),
     ]);
-    let (_, out) = w.raise(&city_command(), call("g1", Level::I, 2));
+    let (_, out) = w.raise(&city_command(), rescue("g1", Level::I, 2));
     // scores: 100; 200 - 150 = 50; 300 - 150 = 150
     assert_eq!(sent_to(&out), ["resident_near", "stranger", "resident_far"]);
 
     // living in the community but not in the incident's grid earns nothing
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("stranger", offset(c, 100.0, 0.0)),
         member("neighbour", offset(c, 200.0, 0.0)).living_in("g2"),
     ]);
-    let (_, out) = w.raise(&city_command(), call("g1", Level::I, 2));
+    let (_, out) = w.raise(&city_command(), rescue("g1", Level::I, 2));
     assert_eq!(sent_to(&out), ["stranger", "neighbour"]);
 }
 
@@ -483,19 +247,19 @@ fn the_paired_team_bonus_breaks_a_near_tie_in_the_paired_community_only() {
     let members = |c: Position| {
         vec![
             member("stranger", offset(c, 100.0, 0.0)),
-            member("teammate_near", offset(c, 350.0, 0.0)).in_team(),
-            member("teammate_far", offset(c, 450.0, 0.0)).in_team(),
+            member("teammate_near", offset(c, 350.0, 0.0)).team("t1"),
+            member("teammate_far", offset(c, 450.0, 0.0)).team("t1"),
         ]
     };
-    let mut w = World::new(members(c1));
-    let (_, out) = w.raise(&city_command(), call("g1", Level::I, 2));
+    let mut w = world(members(c1));
+    let (_, out) = w.raise(&city_command(), rescue("g1", Level::I, 2));
     // t1 is paired with c1: scores 100; 350 - 300 = 50; 450 - 300 = 150
     assert_eq!(sent_to(&out), ["teammate_near", "stranger", "teammate_far"]);
 
     // in g3 (community c2) the team has no pairing: plain distance
     let c3 = grid_center("g3");
-    let mut w = World::new(members(c3));
-    let (_, out) = w.raise(&city_command(), call("g3", Level::I, 2));
+    let mut w = world(members(c3));
+    let (_, out) = w.raise(&city_command(), rescue("g3", Level::I, 2));
     assert_eq!(sent_to(&out), ["stranger", "teammate_near", "teammate_far"]);
 }
 
@@ -503,9 +267,9 @@ fn the_paired_team_bonus_breaks_a_near_tie_in_the_paired_community_only() {
 fn a_recent_duty_ranks_a_member_after_an_equally_placed_one_and_the_penalty_fades() {
     let spot = offset(grid_center("g1"), 200.0, 0.0);
     // "busy" has the lower index, so wins every exact tie
-    let mut w = World::new(vec![member("busy", spot), member("fresh", spot)]);
+    let mut w = world(vec![member("busy", spot), member("fresh", spot)]);
 
-    let (a, out) = w.raise(&city_command(), call("g1", Level::I, 1));
+    let (a, out) = w.raise(&city_command(), rescue("g1", Level::I, 1));
     assert_eq!(sent_to(&out), ["busy", "fresh"], "an exact tie goes to the lower member index");
     w.at(5).accept("busy", &a);
     w.at(10).ok(&city_command(), resolve(&a));
@@ -514,7 +278,7 @@ fn a_recent_duty_ranks_a_member_after_an_equally_placed_one_and_the_penalty_fade
     assert_eq!(w.state.roster.members[busy].duties, 1);
 
     // 15 s after the duty the penalty is almost the whole 1000 m
-    let (b, out) = w.at(20).raise(&city_command(), call("g1", Level::I, 1));
+    let (b, out) = w.at(20).raise(&city_command(), rescue("g1", Level::I, 1));
     assert_eq!(sent_to(&out), ["fresh", "busy"]);
     w.ok(&city_command(), cancel(&b));
 
@@ -543,7 +307,7 @@ fn a_recent_duty_ranks_a_member_after_an_equally_placed_one_and_the_penalty_fade
     assert!(score_gap(&w, duty + 7_200_000).abs() < 1e-6, "no bonus for a duty long ago");
 
     // an hour after the duty, the two are equal again and the index decides
-    let (_, out) = w.at(5 + 3600).raise(&city_command(), call("g1", Level::I, 1));
+    let (_, out) = w.at(5 + 3600).raise(&city_command(), rescue("g1", Level::I, 1));
     assert_eq!(sent_to(&out), ["busy", "fresh"]);
 }
 
@@ -553,8 +317,8 @@ fn ties_are_broken_by_member_index_deterministically() {
     let members = || vec![member("zulu", spot), member("yankee", spot), member("xray", spot), member("whiskey", spot)];
     let mut orders = Vec::new();
     for _ in 0..3 {
-        let mut w = World::new(members());
-        let (_, out) = w.raise(&city_command(), call("g1", Level::IV, 2));
+        let mut w = world(members());
+        let (_, out) = w.raise(&city_command(), rescue("g1", Level::IV, 2));
         orders.push(sent_to(&out));
     }
     assert_eq!(orders[0], ["zulu", "yankee", "xray"], "declaration order, not id order");
@@ -568,7 +332,7 @@ fn ties_are_broken_by_member_index_deterministically() {
 /// One member in each grid (g1..g5) and one outside every grid; who is offered a call of
 /// this level in this grid, with plenty of offers to go round?
 fn reached(level: Level, grid: &str) -> BTreeSet<String> {
-    let mut w = World::with_outpost(vec![
+    let mut w = outpost_world(vec![
         member("in_g1", in_cell("g1", 0)),
         member("in_g2", in_cell("g2", 1)),
         member("in_g3", in_cell("g3", 0)),
@@ -576,7 +340,7 @@ fn reached(level: Level, grid: &str) -> BTreeSet<String> {
         member("in_g5", in_cell("g5", 0)),
         member("nowhere", nowhere()),
     ]);
-    let (inc, _) = w.raise(&city_command(), call(grid, level, 10));
+    let (inc, _) = w.raise(&city_command(), rescue(grid, level, 10));
     as_set(w.offered(&inc))
 }
 
@@ -611,12 +375,12 @@ fn level_i_reaches_anyone_even_outside_every_grid() {
 
 #[test]
 fn reach_follows_the_last_known_position_not_the_residence() {
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("lives_in_g1_now_in_g4", in_cell("g4", 0)).living_in("g1"),
         member("lives_in_g4_now_in_g1", in_cell("g4", 1)),
     ]);
     w.ok(&as_member("lives_in_g4_now_in_g1"), Command::Location { position: in_cell("g1", 0) });
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::IV, 1));
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(w.offered(&inc), ["lives_in_g4_now_in_g1"]);
 }
 
@@ -628,15 +392,15 @@ fn reach_follows_the_last_known_position_not_the_residence() {
 fn offers_sent_are_the_headcount_times_the_overbook_rounded_up() {
     let crowd = || (0..12).map(|i| member(&format!("m{i:02}"), in_cell("g1", i % 2))).collect::<Vec<_>>();
     for (headcount, offers) in [(1, 2), (2, 3), (3, 5), (4, 6), (8, 12)] {
-        let mut w = World::new(crowd());
-        let (inc, out) = w.raise(&city_command(), call("g1", Level::IV, headcount));
+        let mut w = world(crowd());
+        let (inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, headcount));
         assert_eq!(sent_to(&out).len(), offers, "headcount {headcount}");
         assert_eq!(w.incident(&inc).open_offers(), offers as u32);
         assert_eq!(w.incident(&inc).offers_wanted(w.rules.overbook), 0);
     }
     // short of candidates: everyone available is offered and a retry is scheduled
-    let mut w = World::new(crowd());
-    let (inc, out) = w.raise(&city_command(), call("g1", Level::IV, 9));
+    let mut w = world(crowd());
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, 9));
     assert_eq!(sent_to(&out).len(), 12);
     assert_eq!(w.incident(&inc).offers_wanted(w.rules.overbook), 2);
     assert_eq!(w.state.next_deadline(), Some(T0 + 10_000), "retry after retry_s");
@@ -644,8 +408,8 @@ fn offers_sent_are_the_headcount_times_the_overbook_rounded_up() {
 
 #[test]
 fn members_off_call_are_never_offered() {
-    let mut w = World::new(vec![member("resting", in_cell("g1", 0)).off_call(), member("ready", in_cell("g2", 0))]);
-    let (inc, out) = w.raise(&city_command(), call("g1", Level::I, 1));
+    let mut w = world(vec![member("resting", in_cell("g1", 0)).off_call(), member("ready", in_cell("g2", 0))]);
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::I, 1));
     assert_eq!(sent_to(&out), ["ready"], "only the on-call member, though the resting one is nearer");
 
     // still not offered when looking again
@@ -666,12 +430,12 @@ fn members_off_call_are_never_offered() {
 
 #[test]
 fn members_engaged_with_another_open_offer_are_never_offered() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
-    let (first, out) = w.raise(&city_command(), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
+    let (first, out) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(as_set(sent_to(&out)), set(&["a", "b"]));
     assert_eq!(w.engaged("a"), Some(w.offer_id(&first, "a")));
 
-    let (second, out) = w.at(1).raise(&city_command(), call("g1", Level::IV, 1));
+    let (second, out) = w.at(1).raise(&city_command(), rescue("g1", Level::IV, 1));
     assert!(sent_to(&out).is_empty(), "both members hold an open offer");
     assert!(w.incident(&second).offers.is_empty());
 
@@ -688,8 +452,8 @@ fn members_engaged_with_another_open_offer_are_never_offered() {
 
 #[test]
 fn a_member_is_never_offered_the_same_incident_twice() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     let b_offer = w.offer_id(&inc, "b");
     // b declines, a lets the offer expire; both are free and on call afterwards
     let out = w.at(1).ok(&as_member("b"), decline(&b_offer));
@@ -712,13 +476,13 @@ fn a_member_is_never_offered_the_same_incident_twice() {
 #[test]
 fn an_offer_expires_at_its_deadline_and_the_next_candidate_is_offered() {
     let c = grid_center("g1");
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("a", offset(c, 10.0, 0.0)),
         member("b", offset(c, 100.0, 0.0)),
         member("c", offset(c, 400.0, 0.0)),
         member("d", offset(c, 700.0, 0.0)),
     ]);
-    let (inc, out) = w.raise(&city_command(), call("g1", Level::IV, 1));
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["a", "b"]);
     let a_offer = w.offer(&inc, "a").clone();
     assert_eq!(a_offer.expires_at, T0 + 60_000);
@@ -751,8 +515,8 @@ fn an_offer_expires_at_its_deadline_and_the_next_candidate_is_offered() {
 
 #[test]
 fn a_late_tick_still_expires_the_offer() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::I, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::I, 1));
     let out = w.at(3600).tick();
     assert_eq!(kinds(&out), ["offer_expired"]);
     assert_eq!(w.offer(&inc, "a").answered_at, Some(T0 + 3_600_000), "answered when the tick saw it");
@@ -760,8 +524,8 @@ fn a_late_tick_still_expires_the_offer() {
 
 #[test]
 fn accepting_at_or_after_the_deadline_is_refused_even_before_the_tick() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     let offer = w.offer_id(&inc, "a");
     let e = w.at(60).refuse(&as_member("a"), accept(&offer));
     assert_err(&e, ErrorKind::Conflict, "offer_expired");
@@ -773,8 +537,8 @@ fn accepting_at_or_after_the_deadline_is_refused_even_before_the_tick() {
 
 #[test]
 fn accepting_one_millisecond_before_the_deadline_counts() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     let offer = w.offer_id(&inc, "a");
     let out = w.at_ms(59_999).ok(&as_member("a"), accept(&offer));
     assert_eq!(kinds(&out), ["offer_accepted", "incident_filled"]);
@@ -786,18 +550,18 @@ fn accepting_one_millisecond_before_the_deadline_counts() {
 
 #[test]
 fn next_deadline_reports_the_earliest_deadline() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
     assert_eq!(w.state.next_deadline(), None, "nothing pending after an import");
 
     // a level-I call: an offer expiry, no escalation
-    w.raise(&city_command(), call("g1", Level::I, 1));
+    w.raise(&city_command(), rescue("g1", Level::I, 1));
     // one offer out of two wanted: a retry in 10 s comes first
     assert_eq!(w.state.next_deadline(), Some(T0 + 10_000));
     w.at(10).tick();
     assert_eq!(w.state.next_deadline(), Some(T0 + 20_000), "still short: the next retry");
 
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
-    w.at(5).raise(&city_command(), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
+    w.at(5).raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(w.state.next_deadline(), Some(T0 + 65_000), "the offers' expiry, before the escalation at 125 s");
     let pending: Vec<Ts> = w.state.deadlines.iter().map(|(t, _)| *t).collect();
     assert_eq!(pending, [T0 + 65_000, T0 + 65_000, T0 + 125_000]);
@@ -806,8 +570,8 @@ fn next_deadline_reports_the_earliest_deadline() {
 
 #[test]
 fn an_incident_short_of_candidates_looks_again_after_retry_s() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)), member("late", in_cell("g2", 0)).off_call()]);
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::I, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("late", in_cell("g2", 0)).off_call()]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::I, 1));
     assert_eq!(w.state.next_deadline(), Some(T0 + 10_000), "one offer out of two wanted: look again in 10 s");
     w.at(3).ok(&as_member("late"), Command::Duty { on_call: true });
     assert_eq!(w.offered(&inc), ["a"], "coming on call does not by itself trigger a refill");
@@ -830,8 +594,8 @@ fn retries(w: &World, incident_id: &str) -> Vec<Ts> {
 
 #[test]
 fn an_incident_short_of_candidates_keeps_a_single_retry_pending() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::IV, 2)); // 3 wanted, 2 found
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 2)); // 3 wanted, 2 found
     assert_eq!(retries(&w, &inc), [T0 + 10_000]);
     let b_offer = w.offer_id(&inc, "b");
     w.at(5).ok(&as_member("b"), decline(&b_offer)); // refill, still short
@@ -852,12 +616,12 @@ fn an_incident_short_of_candidates_keeps_a_single_retry_pending() {
 #[test]
 fn accepts_up_to_the_headcount_fill_the_incident_and_revoke_the_surplus() {
     let c = grid_center("g1");
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("a", offset(c, 10.0, 0.0)),
         member("b", offset(c, 100.0, 0.0)),
         member("c", offset(c, 200.0, 0.0)),
     ]);
-    let (inc, out) = w.raise(&staff("c1"), call("g1", Level::IV, 2));
+    let (inc, out) = w.raise(&staff("c1"), rescue("g1", Level::IV, 2));
     assert_eq!(sent_to(&out), ["a", "b", "c"]);
 
     let out = w.at(3).accept("a", &inc);
@@ -905,12 +669,12 @@ fn accepts_up_to_the_headcount_fill_the_incident_and_revoke_the_surplus() {
 #[test]
 fn a_decline_of_an_open_offer_sends_a_replacement() {
     let c = grid_center("g1");
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("a", offset(c, 10.0, 0.0)),
         member("b", offset(c, 100.0, 0.0)),
         member("c", offset(c, 200.0, 0.0)),
     ]);
-    let (inc, out) = w.raise(&city_command(), call("g1", Level::IV, 1));
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["a", "b"]);
     let a_offer = w.offer_id(&inc, "a");
 
@@ -931,8 +695,8 @@ fn a_decline_of_an_open_offer_sends_a_replacement() {
 
 #[test]
 fn an_accepted_offer_cannot_be_declined() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::IV, 2));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 2));
     w.accept("a", &inc);
     let offer = w.offer_id(&inc, "a");
     let e = w.refuse(&as_member("a"), decline(&offer));
@@ -946,13 +710,13 @@ fn an_accepted_offer_cannot_be_declined() {
 /// A level-IV call in g1 that nobody there answers: `a` in g1 ignores it; `e` waits in the
 /// outpost g5 (community c1, out of the grid reach); `f` in g3 (c2); `x` outside every grid.
 fn unanswered_call() -> (World, String) {
-    let mut w = World::with_outpost(vec![
+    let mut w = outpost_world(vec![
         member("a", in_cell("g1", 0)),
         member("e", in_cell("g5", 0)),
         member("f", in_cell("g3", 0)),
         member("x", nowhere()),
     ]);
-    let (inc, out) = w.raise(&staff("c1"), call("g1", Level::IV, 1));
+    let (inc, out) = w.raise(&staff("c1"), rescue("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["a"]);
     assert_eq!(w.incident(&inc).escalate_at, Some(T0 + 120_000));
     (w, inc)
@@ -1035,8 +799,8 @@ fn unanswered_timeouts_climb_the_ladder_to_level_i_and_stop_there() {
 
 #[test]
 fn a_filled_incident_never_escalates() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&staff("c1"), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&staff("c1"), rescue("g1", Level::IV, 1));
     w.at(30).accept("a", &inc);
     for t in [120, 300, 3600, 86_400] {
         let out = w.at(t).tick();
@@ -1049,8 +813,8 @@ fn a_filled_incident_never_escalates() {
 
 #[test]
 fn a_closed_incident_never_escalates() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&staff("c1"), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&staff("c1"), rescue("g1", Level::IV, 1));
     w.at(30).ok(&staff("c1"), cancel(&inc));
     let out = w.at(120).tick();
     assert!(out.events.is_empty(), "{:?}", kinds(&out));
@@ -1110,8 +874,8 @@ fn city_and_district_command_may_escalate_too() {
 
 #[test]
 fn escalating_at_level_i_is_refused() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&staff("c1"), call("g1", Level::I, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&staff("c1"), rescue("g1", Level::I, 1));
     assert_eq!(w.incident(&inc).escalate_at, None, "level I has no deadline");
     let e = w.refuse(&staff("c1"), escalate(&inc));
     assert_err(&e, ErrorKind::Conflict, "top_level");
@@ -1123,8 +887,8 @@ fn escalating_at_level_i_is_refused() {
 
 /// `a` has accepted a call in g1 (located at g1's centre).
 fn accepted_call() -> (World, String, String) {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
-    let (inc, _) = w.raise(&staff("c1"), call("g1", Level::IV, 2));
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
+    let (inc, _) = w.raise(&staff("c1"), rescue("g1", Level::IV, 2));
     w.at(10).accept("a", &inc);
     let offer = w.offer_id(&inc, "a");
     (w, inc, offer)
@@ -1216,52 +980,52 @@ fn a_member_cannot_answer_another_members_offer() {
 
 #[test]
 fn staff_may_raise_only_in_their_own_community() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let e = w.refuse(&staff("c2"), Command::Raise(call("g1", Level::IV, 1)));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let e = w.refuse(&staff("c2"), Command::Raise(rescue("g1", Level::IV, 1)));
     assert_err(&e, ErrorKind::Forbidden, "outside_scope");
     // by location too
-    let r = RaiseIncident { grid_id: None, location: Some(in_cell("g2", 0)), ..call("g1", Level::IV, 1) };
+    let r = RaiseIncident { grid_id: None, location: Some(in_cell("g2", 0)), ..rescue("g1", Level::IV, 1) };
     let e = w.refuse(&staff("c2"), Command::Raise(r));
     assert_err(&e, ErrorKind::Forbidden, "outside_scope");
     // a scoped actor naming an unknown grid is told it is outside their area
-    let e = w.refuse(&staff("c1"), Command::Raise(call("g99", Level::IV, 1)));
+    let e = w.refuse(&staff("c1"), Command::Raise(rescue("g99", Level::IV, 1)));
     assert_err(&e, ErrorKind::Forbidden, "outside_scope");
     // a district command outside its district
-    let e = w.refuse(&Actor::Command { district: Some("d9".into()) }, Command::Raise(call("g1", Level::IV, 1)));
+    let e = w.refuse(&Actor::Command { district: Some("d9".into()) }, Command::Raise(rescue("g1", Level::IV, 1)));
     assert_err(&e, ErrorKind::Forbidden, "outside_scope");
 
-    let (_, out) = w.raise(&staff("c2"), call("g3", Level::IV, 1));
+    let (_, out) = w.raise(&staff("c2"), rescue("g3", Level::IV, 1));
     assert_eq!(out.events[0].actor, "staff:c2");
-    w.raise(&Actor::Command { district: Some("d1".into()) }, call("g4", Level::IV, 1));
-    let (inc, _) = w.raise(&staff("c1"), call("g1", Level::IV, 1));
+    w.raise(&Actor::Command { district: Some("d1".into()) }, rescue("g4", Level::IV, 1));
+    let (inc, _) = w.raise(&staff("c1"), rescue("g1", Level::IV, 1));
     assert_eq!(w.incident(&inc).raised_by, "staff:c1");
 }
 
 #[test]
 fn members_and_unit_admins_cannot_raise() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
     for actor in [as_member("a"), Actor::UnitAdmin { unit: "u1".into() }] {
-        let e = w.refuse(&actor, Command::Raise(call("g1", Level::IV, 1)));
+        let e = w.refuse(&actor, Command::Raise(rescue("g1", Level::IV, 1)));
         assert_err(&e, ErrorKind::Forbidden, "staff_or_command_only");
     }
 }
 
 #[test]
 fn an_unknown_grid_or_a_location_outside_every_grid_is_invalid_for_city_command() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let e = w.refuse(&city_command(), Command::Raise(call("g99", Level::IV, 1)));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let e = w.refuse(&city_command(), Command::Raise(rescue("g99", Level::IV, 1)));
     assert_err(&e, ErrorKind::Invalid, "unknown_grid");
     assert!(e.detail.contains("g99"), "{}", e.detail);
-    let r = RaiseIncident { grid_id: None, location: Some(nowhere()), ..call("g1", Level::IV, 1) };
+    let r = RaiseIncident { grid_id: None, location: Some(nowhere()), ..rescue("g1", Level::IV, 1) };
     let e = w.refuse(&city_command(), Command::Raise(r));
     assert_err(&e, ErrorKind::Invalid, "unknown_grid");
 }
 
 #[test]
 fn a_location_inside_a_grid_raises_there_at_that_exact_spot() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
     let spot = offset(in_cell("g2", 1), 20.0, 20.0);
-    let r = RaiseIncident { grid_id: None, location: Some(spot), ..call("g1", Level::IV, 1) };
+    let r = RaiseIncident { grid_id: None, location: Some(spot), ..rescue("g1", Level::IV, 1) };
     let (inc, out) = w.raise(&staff("c1"), r);
     assert!(
         matches!(&out.events[0].body, EventBody::IncidentRaised { grid_id, community_id, .. } if grid_id == "g2" && community_id == "c1")
@@ -1271,9 +1035,9 @@ fn a_location_inside_a_grid_raises_there_at_that_exact_spot() {
 
 #[test]
 fn give_exactly_one_of_grid_or_location() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let both = RaiseIncident { location: Some(in_cell("g1", 0)), ..call("g1", Level::IV, 1) };
-    let neither = RaiseIncident { grid_id: None, ..call("g1", Level::IV, 1) };
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let both = RaiseIncident { location: Some(in_cell("g1", 0)), ..rescue("g1", Level::IV, 1) };
+    let neither = RaiseIncident { grid_id: None, ..rescue("g1", Level::IV, 1) };
     for r in [both, neither] {
         let e = w.refuse(&city_command(), Command::Raise(r));
         assert_err(&e, ErrorKind::Invalid, "grid_or_location");
@@ -1282,28 +1046,28 @@ fn give_exactly_one_of_grid_or_location() {
 
 #[test]
 fn headcount_must_be_between_one_and_the_maximum() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
     for headcount in [0, 51, u32::MAX] {
-        let e = w.refuse(&city_command(), Command::Raise(call("g1", Level::IV, headcount)));
+        let e = w.refuse(&city_command(), Command::Raise(rescue("g1", Level::IV, headcount)));
         assert_err(&e, ErrorKind::Invalid, "headcount_out_of_range");
     }
-    w.raise(&city_command(), call("g1", Level::IV, 50));
+    w.raise(&city_command(), rescue("g1", Level::IV, 50));
 }
 
 #[test]
 fn unknown_skills_and_categories_are_refused() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let r = RaiseIncident { skills: vec!["medical".into(), "flying".into()], ..call("g1", Level::IV, 1) };
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let r = RaiseIncident { skills: vec!["medical".into(), "flying".into()], ..rescue("g1", Level::IV, 1) };
     let e = w.refuse(&city_command(), Command::Raise(r));
     assert_err(&e, ErrorKind::Invalid, "unknown_skill");
     assert!(e.detail.contains("flying"), "{}", e.detail);
 
-    let r = RaiseIncident { category: "party".into(), ..call("g1", Level::IV, 1) };
+    let r = RaiseIncident { category: "party".into(), ..rescue("g1", Level::IV, 1) };
     let e = w.refuse(&city_command(), Command::Raise(r));
     assert_err(&e, ErrorKind::Invalid, "unknown_category");
     assert!(e.detail.contains("patrol") && e.detail.contains("rescue"), "lists the known ones: {}", e.detail);
 
-    let r = RaiseIncident { skills: vec!["driving".into(); 17], ..call("g1", Level::IV, 1) };
+    let r = RaiseIncident { skills: vec!["driving".into(); 17], ..rescue("g1", Level::IV, 1) };
     let e = w.refuse(&city_command(), Command::Raise(r));
     assert_err(&e, ErrorKind::Invalid, "too_many_skills");
 
@@ -1311,7 +1075,7 @@ fn unknown_skills_and_categories_are_refused() {
     let r = RaiseIncident {
         category: "patrol".into(),
         skills: vec!["driving".into(), "driving".into()],
-        ..call("g1", Level::IV, 1)
+        ..rescue("g1", Level::IV, 1)
     };
     let (inc, _) = w.raise(&city_command(), r);
     assert_eq!(w.incident(&inc).skills, ["driving"]);
@@ -1319,11 +1083,11 @@ fn unknown_skills_and_categories_are_refused() {
 
 #[test]
 fn notes_are_at_most_1000_characters() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let r = RaiseIncident { note: Some("水".repeat(1001)), ..call("g1", Level::IV, 1) };
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let r = RaiseIncident { note: Some("水".repeat(1001)), ..rescue("g1", Level::IV, 1) };
     let e = w.refuse(&city_command(), Command::Raise(r));
     assert_err(&e, ErrorKind::Invalid, "text_too_long");
-    let r = RaiseIncident { note: Some("水".repeat(1000)), ..call("g1", Level::IV, 1) };
+    let r = RaiseIncident { note: Some("水".repeat(1000)), ..rescue("g1", Level::IV, 1) };
     let (inc, _) = w.raise(&city_command(), r);
     let e = w.refuse(&city_command(), Command::Resolve { incident_id: inc, note: Some("x".repeat(1001)) });
     assert_err(&e, ErrorKind::Invalid, "text_too_long");
@@ -1332,7 +1096,7 @@ fn notes_are_at_most_1000_characters() {
 #[test]
 fn raising_before_any_city_is_imported_is_refused() {
     let mut state = State::default();
-    let e = execute(&mut state, &Rules::for_tests(), &city_command(), Command::Raise(call("g1", Level::IV, 1)), T0)
+    let e = execute(&mut state, &Rules::for_tests(), &city_command(), Command::Raise(rescue("g1", Level::IV, 1)), T0)
         .unwrap_err();
     assert_err(&e, ErrorKind::Conflict, "no_city");
     assert_eq!(state.last_seq, 0);
@@ -1340,7 +1104,7 @@ fn raising_before_any_city_is_imported_is_refused() {
 
 #[test]
 fn only_city_command_or_the_system_imports_a_city() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
     for actor in [staff("c1"), Actor::Command { district: Some("d1".into()) }, as_member("a")] {
         let e = w.refuse(&actor, Command::ImportCity(Box::new(tiny_city(vec![]))));
         assert_err(&e, ErrorKind::Forbidden, "city_command_only");
@@ -1352,8 +1116,8 @@ fn only_city_command_or_the_system_imports_a_city() {
 
 #[test]
 fn an_import_is_refused_while_an_incident_is_open_or_the_city_is_invalid() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     let e = w.refuse(&city_command(), Command::ImportCity(Box::new(tiny_city(vec![]))));
     assert_err(&e, ErrorKind::Conflict, "open_incidents");
     w.ok(&city_command(), cancel(&inc));
@@ -1372,8 +1136,8 @@ fn an_import_is_refused_while_an_incident_is_open_or_the_city_is_invalid() {
 
 #[test]
 fn a_reimport_keeps_the_fairness_history_of_members_still_there() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&city_command(), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     w.at(5).accept("a", &inc);
     w.at(6).ok(&city_command(), resolve(&inc));
     // a moves to the end of the roster; a newcomer takes index 0
@@ -1389,8 +1153,8 @@ fn a_reimport_keeps_the_fairness_history_of_members_still_there() {
 
 /// A resolved incident of c1 (g1), then a re-import of `city`.
 fn reimported(city: City) -> (World, String) {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)).living_in("g1")]);
-    let (inc, _) = w.raise(&staff("c1"), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0)).living_in("g1")]);
+    let (inc, _) = w.raise(&staff("c1"), rescue("g1", Level::IV, 1));
     w.at(10).ok(&staff("c1"), resolve(&inc));
     w.at(20).ok(&city_command(), Command::ImportCity(Box::new(city)));
     (w, inc)
@@ -1410,8 +1174,8 @@ fn after_a_reimport_that_reorders_communities_old_incidents_stay_in_their_commun
 
 #[test]
 fn after_a_reimport_that_drops_a_community_scope_checks_do_not_panic() {
-    let mut w = World::new(vec![member("a", in_cell("g3", 0)).living_in("g3")]);
-    let (inc, _) = w.raise(&staff("c2"), call("g3", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g3", 0)).living_in("g3")]);
+    let (inc, _) = w.raise(&staff("c2"), rescue("g3", Level::IV, 1));
     w.at(10).ok(&staff("c2"), cancel(&inc));
     let mut city = tiny_city(vec![member("a", in_cell("g1", 0)).living_in("g1")]);
     city.communities.truncate(1); // c2 is gone
@@ -1429,8 +1193,9 @@ fn after_a_reimport_that_drops_a_community_scope_checks_do_not_panic() {
 
 #[test]
 fn the_same_idempotency_key_from_the_same_actor_returns_the_same_incident() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g3", 0))]);
-    let keyed = |grid: &str, key: &str| RaiseIncident { idempotency_key: Some(key.into()), ..call(grid, Level::IV, 1) };
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g3", 0))]);
+    let keyed =
+        |grid: &str, key: &str| RaiseIncident { idempotency_key: Some(key.into()), ..rescue(grid, Level::IV, 1) };
 
     let (first, out) = w.raise(&staff("c1"), keyed("g1", "k-1"));
     assert!(!out.events.is_empty());
@@ -1471,12 +1236,12 @@ fn the_same_idempotency_key_from_the_same_actor_returns_the_same_incident() {
 /// `a` accepted a call for two in g1; `b` and `c` still hold open offers.
 fn half_staffed_call() -> (World, String) {
     let c = grid_center("g1");
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("a", offset(c, 10.0, 0.0)),
         member("b", offset(c, 100.0, 0.0)),
         member("c", offset(c, 200.0, 0.0)),
     ]);
-    let (inc, out) = w.raise(&staff("c1"), call("g1", Level::IV, 2));
+    let (inc, out) = w.raise(&staff("c1"), rescue("g1", Level::IV, 2));
     assert_eq!(sent_to(&out), ["a", "b", "c"]);
     w.at(5).accept("a", &inc);
     (w, inc)
@@ -1529,7 +1294,7 @@ fn resolving_revokes_open_offers_and_releases_accepted_members() {
 
     // the released members can be called again at once; a, who has just done a duty,
     // ranks last (penalty ~724 m, 995 s after accepting)
-    let (next, out) = w.raise(&staff("c1"), call("g1", Level::IV, 2));
+    let (next, out) = w.raise(&staff("c1"), rescue("g1", Level::IV, 2));
     assert_eq!(sent_to(&out), ["b", "c", "a"]);
     assert_eq!(w.offered(&next).len(), 3);
 }
@@ -1562,8 +1327,8 @@ fn cancelling_revokes_open_offers_with_reason_cancelled() {
 
 #[test]
 fn a_filled_incident_can_still_be_resolved() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, _) = w.raise(&staff("c1"), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, _) = w.raise(&staff("c1"), rescue("g1", Level::IV, 1));
     w.accept("a", &inc);
     assert_eq!(w.incident(&inc).status, Status::Filled);
     let out = w.at(10).ok(&staff("c1"), resolve(&inc));
@@ -1596,8 +1361,8 @@ fn only_those_who_see_the_incident_may_close_it() {
 /// A long day: raises, offers, accepts, a decline, a duty change, expiries, an escalation,
 /// an arrival, an idempotent retry, a resolve, a cancel, and one incident left open.
 fn long_scenario() -> World {
-    let mut w = World::with_outpost(vec![
-        member("a", in_cell("g1", 0)).skills(&["medical"]).in_team(),
+    let mut w = outpost_world(vec![
+        member("a", in_cell("g1", 0)).skills(&["medical"]).team("t1"),
         member("b", in_cell("g1", 1)).living_in("g1"),
         member("c", in_cell("g2", 0)).skills(&["driving"]),
         member("d", in_cell("g2", 1)).off_call(),
@@ -1609,7 +1374,7 @@ fn long_scenario() -> World {
     let keyed = RaiseIncident {
         idempotency_key: Some("k1".into()),
         skills: vec!["medical".into()],
-        ..call("g1", Level::IV, 2)
+        ..rescue("g1", Level::IV, 2)
     };
     let (inc1, out) = w.raise(&staff("c1"), keyed.clone());
     assert_eq!(as_set(sent_to(&out)), set(&["a", "b", "c"]));
@@ -1621,7 +1386,7 @@ fn long_scenario() -> World {
     assert_eq!(sent_to(&out), ["d"]);
     let out = w.at(30).ok(&staff("c1"), Command::Raise(keyed));
     assert_eq!(out.reply, Some(Reply::Incident(inc1.clone())));
-    let (inc2, out) = w.at(40).raise(&city_command(), call("g4", Level::I, 1));
+    let (inc2, out) = w.at(40).raise(&city_command(), rescue("g4", Level::I, 1));
     assert_eq!(sent_to(&out), ["g", "f"]);
     let out = w.at(60).tick(); // c's offer expires
     assert_eq!(kinds(&out), ["offer_expired"]);
@@ -1636,7 +1401,7 @@ fn long_scenario() -> World {
     w.at(140).ok(&as_member("a"), arrive(&a1, offset(grid_center("g1"), 30.0, 30.0)));
     w.at(150).ok(&staff("c1"), resolve(&inc1));
     w.at(160).ok(&city_command(), cancel(&inc2));
-    let (inc3, out) = w.at(170).raise(&staff("c2"), call("g3", Level::III, 1));
+    let (inc3, out) = w.at(170).raise(&staff("c2"), rescue("g3", Level::III, 1));
     assert_eq!(sent_to(&out), ["f", "g"]);
     w.at(175).ok(&as_member("f"), Command::Duty { on_call: false });
     assert_eq!(w.incident(&inc3).status, Status::Open);
@@ -1693,7 +1458,7 @@ fn a_replayed_state_decides_the_next_steps_as_the_live_one_does() {
 fn replay_restores_idempotency_keys() {
     let w = long_scenario();
     let (mut r, _) = replay(&w.log);
-    let again = RaiseIncident { idempotency_key: Some("k1".into()), ..call("g1", Level::IV, 1) };
+    let again = RaiseIncident { idempotency_key: Some("k1".into()), ..rescue("g1", Level::IV, 1) };
     let out = execute(&mut r, &w.rules, &staff("c1"), Command::Raise(again), w.now).unwrap();
     assert_eq!(out.reply, Some(Reply::Incident("inc-000001".into())));
     assert!(out.events.is_empty());
@@ -1718,8 +1483,8 @@ const SCOPE_C1: [&str; 3] = ["community:c1", "district:d1", "city"];
 
 #[test]
 fn an_offer_frame_goes_only_to_the_members_stream() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
-    let (inc, out) = w.raise(&staff("c1"), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
+    let (inc, out) = w.raise(&staff("c1"), rescue("g1", Level::IV, 1));
     let offers: Vec<&Frame> = out.frames.iter().filter(|f| f.kind == "offer").collect();
     assert_eq!(offers.len(), 2);
     for f in offers {
@@ -1750,8 +1515,8 @@ fn an_offer_frame_goes_only_to_the_members_stream() {
 
 #[test]
 fn incident_frames_go_to_the_community_the_district_and_the_city() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0)), member("f", in_cell("g3", 0))]);
-    let (inc, out) = w.raise(&staff("c1"), call("g1", Level::IV, 1));
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("f", in_cell("g3", 0))]);
+    let (inc, out) = w.raise(&staff("c1"), rescue("g1", Level::IV, 1));
     // each incident event: one frame for each scope stream, in that order
     let raised: Vec<&str> =
         out.frames.iter().filter(|f| f.kind == "incident.raised").map(|f| f.stream.as_str()).collect();
@@ -1778,7 +1543,7 @@ fn incident_frames_go_to_the_community_the_district_and_the_city() {
     );
 
     // c2's incident goes to c2's stream, not c1's
-    let (_, out) = w.raise(&staff("c2"), call("g3", Level::IV, 1));
+    let (_, out) = w.raise(&staff("c2"), rescue("g3", Level::IV, 1));
     let streams: BTreeSet<&str> =
         out.frames.iter().filter(|f| f.kind.starts_with("incident.")).map(|f| f.stream.as_str()).collect();
     assert_eq!(streams, ["city", "community:c2", "district:d1"].into_iter().collect());
@@ -1786,8 +1551,8 @@ fn incident_frames_go_to_the_community_the_district_and_the_city() {
 
 #[test]
 fn a_fresh_connection_is_resent_the_current_assignment() {
-    let mut w = World::new(vec![member("a", in_cell("g1", 0))]);
-    let (inc, out) = w.raise(&staff("c1"), call("g1", Level::IV, 2));
+    let mut w = world(vec![member("a", in_cell("g1", 0))]);
+    let (inc, out) = w.raise(&staff("c1"), rescue("g1", Level::IV, 2));
     assert_eq!(sent_to(&out), ["a"]);
     let out = w.at(5).accept("a", &inc);
     let assignment = out.frames.iter().find(|f| f.stream == "member:a" && f.kind == "assignment").unwrap();
@@ -1799,16 +1564,8 @@ fn a_fresh_connection_is_resent_the_current_assignment() {
 #[test]
 fn every_stream_counts_its_seqs_from_one_without_gaps() {
     let w = long_scenario();
-    let mut by_stream: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for f in &w.frames {
-        by_stream.entry(f.stream.as_str()).or_default().push(f.seq);
-    }
+    let by_stream = w.assert_streams_count_from_one();
     assert!(by_stream.len() >= 10, "{:?}", by_stream.keys());
-    for (stream, seqs) in &by_stream {
-        assert!(seqs.iter().copied().eq(1..=seqs.len() as u64), "{stream}: {seqs:?}");
-        assert_eq!(w.state.stream_seq(stream), seqs.len() as u64, "{stream}");
-    }
-    assert_eq!(w.state.streams.len(), by_stream.len());
     // the city stream starts with the import
     assert_eq!(w.frames[0].stream, "city");
     assert_eq!((w.frames[0].kind, w.frames[0].seq), ("city.imported", 1));

@@ -16,29 +16,23 @@
 //! are paired with c1, t3 (u3) with c2, t4 (u4) with c4 (district d2); work team w1 (u1) is
 //! paired with c1.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use super::balance;
-use super::dispatcher::{
-    Actor, Command, Deadline, DomainError, ErrorKind, Outcome, RaiseIncident, Reply, State, apply, execute,
-};
-use super::event::{Event, EventBody, Frame, Mode, Ts};
-use super::fixtures::{GRIDS, in_cell};
+use super::dispatcher::{Actor, Command, Deadline, ErrorKind, RaiseIncident, Reply};
+use super::event::{EventBody, Mode};
+use super::fixtures::{GRIDS, in_cell, member};
 use super::geo::Position;
-use super::incident::{Incident, Status};
-use super::matching::MemberRt;
+use super::incident::Status;
 use super::mobilization::{Mobilization, OrderState, Progress, Site};
 use super::org::{City, CityIndex, Member};
 use super::response::{Level, Rules};
+use super::testkit::*;
 use super::wartime::{MobilizeOrder, WhistleTarget};
 
 // ---------------------------------------------------------------------------------------
 // Fixture: places
 // ---------------------------------------------------------------------------------------
-
-/// 2023-11-14T22:13:20Z (06:13 on the 15th in UTC+8, where the easy-task day begins).
-const T0: Ts = 1_700_000_000_000;
-const H: i64 = 3_600;
 
 fn war_city(members: Vec<Member>) -> City {
     super::fixtures::two_districts("war", members)
@@ -53,103 +47,9 @@ fn community_center(id: &str) -> Position {
     idx.community_centers[idx.community_by_id[id] as usize]
 }
 
-/// About 11 km north of the row: in no grid at all.
-fn nowhere() -> Position {
-    Position::new(30.69, 114.30).unwrap()
-}
-
-// ---------------------------------------------------------------------------------------
-// Fixture: members
-// ---------------------------------------------------------------------------------------
-
-/// An on-call member of unit u1 in no team, living in `home` and standing in its first cell.
-fn member(id: &str, home: &str) -> Member {
-    Member {
-        id: id.into(),
-        name: id.to_uppercase(),
-        unit_id: "u1".into(),
-        team_id: None,
-        residence_grid_id: home.into(),
-        skills: Vec::new(),
-        position: in_cell(home, 0),
-        on_call: true,
-        registered: true,
-    }
-}
-
-trait MemberExt {
-    /// Joins a team (and its unit).
-    fn team(self, team: &str) -> Self;
-    /// Stands in the first cell of this grid instead.
-    fn at(self, grid: &str) -> Self;
-    fn off_call(self) -> Self;
-    fn unit(self, unit: &str) -> Self;
-}
-
-impl MemberExt for Member {
-    fn team(mut self, team: &str) -> Self {
-        self.unit_id = match team {
-            "t1" | "w1" => "u1",
-            "t2" => "u2",
-            "t3" => "u3",
-            "t4" => "u4",
-            other => panic!("no team {other}"),
-        }
-        .into();
-        self.team_id = Some(team.into());
-        self
-    }
-    fn at(mut self, grid: &str) -> Self {
-        self.position = in_cell(grid, 0);
-        self
-    }
-    fn off_call(mut self) -> Self {
-        self.on_call = false;
-        self
-    }
-    fn unit(mut self, unit: &str) -> Self {
-        self.unit_id = unit.into();
-        self
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Fixture: actors and commands
 // ---------------------------------------------------------------------------------------
-
-fn city_command() -> Actor {
-    Actor::Command { district: None }
-}
-
-fn district_command(d: &str) -> Actor {
-    Actor::Command { district: Some(d.into()) }
-}
-
-fn staff(community: &str) -> Actor {
-    Actor::Staff { community: community.into() }
-}
-
-fn as_member(id: &str) -> Actor {
-    Actor::Member { member: id.into() }
-}
-
-fn call(grid: &str, category: &str, level: Level, headcount: u32) -> RaiseIncident {
-    RaiseIncident {
-        grid_id: Some(grid.into()),
-        location: None,
-        category: category.into(),
-        level,
-        headcount,
-        skills: Vec::new(),
-        note: None,
-        idempotency_key: None,
-        difficulty: None,
-    }
-}
-
-fn rescue(grid: &str, level: Level, headcount: u32) -> RaiseIncident {
-    call(grid, "rescue", level, headcount)
-}
 
 fn patrol(grid: &str, level: Level, headcount: u32) -> RaiseIncident {
     call(grid, "patrol", level, headcount)
@@ -179,151 +79,26 @@ fn report(id: &str, position: Position) -> Command {
     Command::ReportArrival { mobilization_id: id.into(), position }
 }
 
-fn cancel(incident_id: &str) -> Command {
-    Command::Cancel { incident_id: incident_id.into(), reason: None }
-}
-
-fn resolve(incident_id: &str) -> Command {
-    Command::Resolve { incident_id: incident_id.into(), note: None }
-}
-
 fn transfer(from: &str, to: &str, members: &[String]) -> Command {
     Command::Transfer { from: from.into(), to: to.into(), members: members.to_vec() }
 }
 
 // ---------------------------------------------------------------------------------------
-// Fixture: the world
+// Fixture: the world (the driver is `testkit::World`)
 // ---------------------------------------------------------------------------------------
 
-/// Everything observable about a state, to check that a refused command changed nothing.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    last_seq: u64,
-    incidents: BTreeMap<String, Incident>,
-    roster: Vec<MemberRt>,
-    streams: HashMap<String, u64>,
-    deadlines: BTreeSet<(Ts, Deadline)>,
-    offer_index: HashMap<String, String>,
-    incidents_raised: u64,
-    offers_sent: u64,
-    retrying: HashSet<String>,
-    city_mode: Mode,
-    wartime_districts: BTreeSet<String>,
-    mobilizations: BTreeMap<String, Mobilization>,
-    mobilizations_ordered: u64,
-    whistles_blown: u64,
-}
-
-fn snapshot(s: &State) -> Snapshot {
-    Snapshot {
-        last_seq: s.last_seq,
-        incidents: s.incidents.clone(),
-        roster: s.roster.members.clone(),
-        streams: s.streams.clone(),
-        deadlines: s.deadlines.clone(),
-        offer_index: s.offer_index.clone(),
-        incidents_raised: s.incidents_raised,
-        offers_sent: s.offers_sent,
-        retrying: s.retrying.clone(),
-        city_mode: s.city_mode,
-        wartime_districts: s.wartime_districts.clone(),
-        mobilizations: s.mobilizations.clone(),
-        mobilizations_ordered: s.mobilizations_ordered,
-        whistles_blown: s.whistles_blown,
-    }
-}
-
-struct World {
-    state: State,
-    rules: Rules,
-    now: Ts,
-    log: Vec<Event>,
-    frames: Vec<Frame>,
+/// `war_city` with these members, imported by the system at `T0`.
+fn world(members: Vec<Member>) -> World {
+    World::with_city(war_city(members))
 }
 
 impl World {
-    fn new(members: Vec<Member>) -> World {
-        World::with_rules(members, Rules::for_tests())
-    }
-
-    fn with_rules(members: Vec<Member>, rules: Rules) -> World {
-        let mut w = World { state: State::default(), rules, now: T0, log: Vec::new(), frames: Vec::new() };
-        let out = w.ok(&Actor::System, Command::ImportCity(Box::new(war_city(members))));
-        assert_eq!(kinds(&out), ["city_imported"]);
-        w
-    }
-
-    /// Sets the clock to `secs` seconds after `T0`.
-    fn at(&mut self, secs: i64) -> &mut Self {
-        assert!(T0 + secs * 1000 >= self.now, "time does not go backwards in a scenario");
-        self.now = T0 + secs * 1000;
-        self
-    }
-
-    fn exec(&mut self, actor: &Actor, cmd: Command) -> Result<Outcome, DomainError> {
-        let out = execute(&mut self.state, &self.rules, actor, cmd, self.now)?;
-        self.log.extend(out.events.iter().cloned());
-        self.frames.extend(out.frames.iter().cloned());
-        Ok(out)
-    }
-
-    #[track_caller]
-    fn ok(&mut self, actor: &Actor, cmd: Command) -> Outcome {
-        let what = format!("{cmd:?} by {actor:?}");
-        self.exec(actor, cmd).unwrap_or_else(|e| panic!("{what} was refused: {} ({})", e.code, e.detail))
-    }
-
-    /// Runs a command that must be refused, and checks it changed nothing.
-    #[track_caller]
-    fn refuse(&mut self, actor: &Actor, cmd: Command) -> DomainError {
-        let before = snapshot(&self.state);
-        let what = format!("{cmd:?} by {actor:?}");
-        let e = match self.exec(actor, cmd) {
-            Ok(out) => panic!("{what} was accepted with events {:?}", kinds(&out)),
-            Err(e) => e,
-        };
-        assert_eq!(snapshot(&self.state), before, "refused {what} ({}) changed the state", e.code);
-        e
-    }
-
-    #[track_caller]
-    fn raise(&mut self, r: RaiseIncident) -> (String, Outcome) {
-        let out = self.ok(&city_command(), Command::Raise(r));
-        match &out.reply {
-            Some(Reply::Incident(id)) => (id.clone(), out),
-            other => panic!("expected an incident reply, got {other:?}"),
-        }
-    }
-
     #[track_caller]
     fn mobilize(&mut self, actor: &Actor, cmd: Command) -> String {
         match self.ok(actor, cmd).reply {
             Some(Reply::Mobilization(id)) => id,
             other => panic!("expected a mobilization reply, got {other:?}"),
         }
-    }
-
-    #[track_caller]
-    fn tick(&mut self) -> Outcome {
-        self.ok(&Actor::System, Command::Tick)
-    }
-
-    #[track_caller]
-    fn accept(&mut self, member_id: &str, incident_id: &str) -> Outcome {
-        let offer = self.offer_id(incident_id, member_id);
-        self.ok(&as_member(member_id), Command::Accept { offer_id: offer })
-    }
-
-    #[track_caller]
-    fn offer_id(&self, incident_id: &str, member_id: &str) -> String {
-        let inc = &self.state.incidents[incident_id];
-        let mine: Vec<_> = inc.offers.iter().filter(|o| o.member_id == member_id).collect();
-        assert_eq!(mine.len(), 1, "{member_id} should have exactly one offer for {incident_id}");
-        mine[0].id.clone()
-    }
-
-    fn rt(&self, member_id: &str) -> &MemberRt {
-        &self.state.roster.members[self.state.member_index(member_id).expect("known member") as usize]
     }
 
     fn mob(&self, id: &str) -> &Mobilization {
@@ -338,48 +113,6 @@ impl World {
             .unwrap()
             .balance
     }
-}
-
-fn kinds(out: &Outcome) -> Vec<&'static str> {
-    out.events.iter().map(|e| e.body.kind()).collect()
-}
-
-/// The members offered in this outcome, in the order the offers were sent (best first).
-fn sent_to(out: &Outcome) -> Vec<String> {
-    out.events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::OfferSent { member_id, .. } => Some(member_id.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn set(ids: &[&str]) -> BTreeSet<String> {
-    ids.iter().map(|s| s.to_string()).collect()
-}
-
-fn as_set(ids: Vec<String>) -> BTreeSet<String> {
-    ids.into_iter().collect()
-}
-
-/// Frames of this kind on this stream, in order.
-fn frames_of<'a>(frames: &'a [Frame], stream: &str, kind: &str) -> Vec<&'a Frame> {
-    frames.iter().filter(|f| f.stream == stream && f.kind == kind).collect()
-}
-
-#[track_caller]
-fn assert_err(e: &DomainError, kind: ErrorKind, code: &str) {
-    assert_eq!((e.kind, e.code), (kind, code), "{}", e.detail);
-}
-
-fn replay(log: &[Event]) -> (State, Vec<Frame>) {
-    let mut state = State::default();
-    let mut frames = Vec::new();
-    for e in log {
-        frames.extend(apply(&mut state, e));
-    }
-    (state, frames)
 }
 
 fn progress(ordered: u32, acknowledged: u32, reported: u32, missing: u32) -> Progress {
@@ -411,12 +144,9 @@ fn fixture_geography_is_as_the_tests_assume() {
 
 #[test]
 fn switching_to_wartime_refills_an_open_call_with_the_wider_reach_and_the_wartime_ttl() {
-    let mut w = World::new(vec![
-        member("near", "g1").at("g2"),
-        member("far", "g1").at("g3"),
-        member("next_door", "g4").at("g4"),
-    ]);
-    let (inc, out) = w.raise(rescue("g1", Level::IV, 5));
+    let mut w =
+        world(vec![member("near", "g1").at("g2"), member("far", "g1").at("g3"), member("next_door", "g4").at("g4")]);
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, 5));
     assert_eq!(sent_to(&out), ["near"], "peacetime IV reaches the grid and its neighbours");
     assert_eq!(w.state.incidents[&inc].offers[0].expires_at, T0 + 60_000, "the peacetime TTL");
 
@@ -438,7 +168,7 @@ fn switching_to_wartime_refills_an_open_call_with_the_wider_reach_and_the_wartim
 
 /// Every member offered a fresh call of this level in g1, in the current mode.
 fn reached(w: &mut World, level: Level) -> BTreeSet<String> {
-    let (inc, out) = w.raise(rescue("g1", level, 20));
+    let (inc, out) = w.raise(&city_command(), rescue("g1", level, 20));
     let now = w.now;
     w.at((now - T0) / 1000 + 1).ok(&city_command(), cancel(&inc));
     as_set(sent_to(&out))
@@ -446,12 +176,8 @@ fn reached(w: &mut World, level: Level) -> BTreeSet<String> {
 
 #[test]
 fn the_same_level_reaches_farther_in_wartime() {
-    let mut w = World::new(vec![
-        member("c1", "g1").at("g3"),
-        member("c2", "g4").at("g5"),
-        member("c3", "g6"),
-        member("c4", "g7"),
-    ]);
+    let mut w =
+        world(vec![member("c1", "g1").at("g3"), member("c2", "g4").at("g5"), member("c3", "g6"), member("c4", "g7")]);
     let peace: Vec<_> = [Level::IV, Level::III, Level::II, Level::I].iter().map(|&l| reached(&mut w, l)).collect();
     let t = (w.now - T0) / 1000;
     w.at(t + 1).ok(&city_command(), wartime("d1"));
@@ -467,10 +193,10 @@ fn the_same_level_reaches_farther_in_wartime() {
 
 #[test]
 fn a_district_in_peacetime_keeps_the_peacetime_reach_when_another_goes_to_war() {
-    let mut w = World::new(vec![member("c4", "g7")]);
+    let mut w = world(vec![member("c4", "g7")]);
     w.ok(&city_command(), wartime("d1"));
     // an incident in d2 (g7): peacetime TTL and reach
-    let (inc, out) = w.raise(rescue("g7", Level::IV, 1));
+    let (inc, out) = w.raise(&city_command(), rescue("g7", Level::IV, 1));
     assert_eq!(sent_to(&out), ["c4"]);
     assert_eq!(w.state.incidents[&inc].offers[0].expires_at, T0 + 60_000);
 }
@@ -478,13 +204,13 @@ fn a_district_in_peacetime_keeps_the_peacetime_reach_when_another_goes_to_war() 
 fn own_community_world() -> World {
     let mut rules = Rules::for_tests();
     rules.peacetime_own_community = true;
-    World::with_rules(
-        vec![
+    World::with_city_and_rules(
+        war_city(vec![
             member("resident", "g1").at("g2"),
             member("visitor", "g4").at("g2"),
             member("paired", "g4").team("w1").at("g2"),
             member("moved", "g4").at("g4"),
-        ],
+        ]),
         rules,
     )
 }
@@ -495,7 +221,7 @@ fn in_peacetime_a_call_below_level_ii_goes_only_to_the_communitys_own_members() 
     // Wartime in d1: the rule does not hold; every member standing in c1 is offered, and
     // c1's deficit is balanced from c2's surplus ("moved" is re-pointed to c1).
     w.ok(&city_command(), wartime("d1"));
-    let (inc, out) = w.raise(rescue("g3", Level::IV, 3));
+    let (inc, out) = w.raise(&city_command(), rescue("g3", Level::IV, 3));
     assert_eq!(as_set(sent_to(&out)), set(&["resident", "visitor", "paired"]));
     let proposals = balance::proposals(&w.state, &w.rules, w.now);
     assert_eq!(proposals.len(), 1, "{proposals:?}");
@@ -514,12 +240,12 @@ fn in_peacetime_a_call_below_level_ii_goes_only_to_the_communitys_own_members() 
 
     // Peacetime, level III (the community): the resident, the paired team's member and the
     // transferred member; not the visitor who merely stands there.
-    let (inc, out) = w.at(5).raise(rescue("g1", Level::III, 10));
+    let (inc, out) = w.at(5).raise(&city_command(), rescue("g1", Level::III, 10));
     assert_eq!(as_set(sent_to(&out)), set(&["resident", "paired", "moved"]));
     w.at(6).ok(&city_command(), cancel(&inc));
 
     // Level IV, then escalated to III: the escalation lifts the rule.
-    let (inc, out) = w.at(7).raise(rescue("g1", Level::IV, 10));
+    let (inc, out) = w.at(7).raise(&city_command(), rescue("g1", Level::IV, 10));
     assert_eq!(as_set(sent_to(&out)), set(&["resident", "paired"]), "IV reaches g1 and g2; moved stands in g3");
     let out = w.at(8).ok(&staff("c1"), Command::Escalate { incident_id: inc.clone() });
     assert_eq!(w.state.incidents[&inc].level, Level::III);
@@ -530,13 +256,13 @@ fn in_peacetime_a_call_below_level_ii_goes_only_to_the_communitys_own_members() 
 fn without_the_own_community_rule_a_peacetime_call_reaches_visitors_too() {
     let mut w = own_community_world();
     w.rules.peacetime_own_community = false;
-    let (_, out) = w.raise(rescue("g1", Level::III, 10));
+    let (_, out) = w.raise(&city_command(), rescue("g1", Level::III, 10));
     assert_eq!(as_set(sent_to(&out)), set(&["resident", "visitor", "paired"]));
 }
 
 #[test]
 fn switching_to_the_mode_already_in_is_a_conflict() {
-    let mut w = World::new(vec![member("a", "g1")]);
+    let mut w = world(vec![member("a", "g1")]);
     let e = w.refuse(&city_command(), switch(None, Mode::Peacetime));
     assert_err(&e, ErrorKind::Conflict, "already_in_mode");
     let e = w.refuse(&city_command(), peacetime("d1"));
@@ -555,7 +281,7 @@ fn switching_to_the_mode_already_in_is_a_conflict() {
 
 #[test]
 fn district_command_switches_only_its_own_district_and_only_city_command_switches_the_city() {
-    let mut w = World::new(vec![member("a", "g1")]);
+    let mut w = world(vec![member("a", "g1")]);
     let e = w.refuse(&district_command("d1"), wartime("d2"));
     assert_err(&e, ErrorKind::NotFound, "unknown_district");
     let e = w.refuse(&city_command(), wartime("d9"));
@@ -577,7 +303,7 @@ fn district_command_switches_only_its_own_district_and_only_city_command_switche
 
 #[test]
 fn wartime_forces_the_assault_members_paired_in_the_district_on_call_and_standing_down_releases_them() {
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("assault_d1", "g1").team("t1").at("g3").off_call(),
         member("assault_d2", "g7").team("t4").off_call(),
         member("work_d1", "g1").team("w1").at("g3").off_call(),
@@ -594,7 +320,7 @@ fn wartime_forces_the_assault_members_paired_in_the_district_on_call_and_standin
     w.ok(&city_command(), wartime("d1"));
     assert_eq!(forced(&w), set(&["assault_d1"]));
     assert!(!w.rt("assault_d1").on_call, "forced is not the member's own choice");
-    let (inc, out) = w.raise(rescue("g1", Level::IV, 5));
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, 5));
     assert_eq!(sent_to(&out), ["assault_d1"], "forced members are available; the others stay off call");
     w.ok(&city_command(), cancel(&inc));
 
@@ -604,7 +330,7 @@ fn wartime_forces_the_assault_members_paired_in_the_district_on_call_and_standin
     assert_eq!(forced(&w), set(&["assault_d1"]), "d1 is still at war on its own switch");
     w.ok(&city_command(), peacetime("d1"));
     assert_eq!(forced(&w), set(&[]));
-    let (_, out) = w.raise(rescue("g1", Level::I, 5));
+    let (_, out) = w.raise(&city_command(), rescue("g1", Level::I, 5));
     assert_eq!(sent_to(&out), Vec::<String>::new(), "released: off call again");
 }
 
@@ -613,7 +339,7 @@ fn wartime_forces_the_assault_members_paired_in_the_district_on_call_and_standin
 // ---------------------------------------------------------------------------------------
 
 fn mobilization_world() -> World {
-    World::new(vec![
+    world(vec![
         member("a", "g1").team("t1").at("g7"),
         member("b", "g1").team("t1").at("g7"),
         member("c", "g6").team("t1").at("g7").off_call(),
@@ -649,10 +375,10 @@ fn mobilization_progress_counts_are_exact_through_acknowledgements_and_geofenced
     let out = w.at(10).ok(&as_member("a"), ack(&id));
     assert_eq!(kinds(&out), ["mobilization_acknowledged"]);
     assert_eq!(w.mob(&id).counts, progress(4, 1, 0, 4));
-    let before = snapshot(&w.state);
+    let before = everything(&w.state);
     let out = w.at(11).ok(&as_member("a"), ack(&id));
     assert!(out.events.is_empty() && out.frames.is_empty());
-    assert_eq!(snapshot(&w.state), before);
+    assert_eq!(everything(&w.state), before);
 
     // b reports without acknowledging first, at the community's centre
     let out = w.at(20).ok(&as_member("b"), report(&id, community_center("c1")));
@@ -662,10 +388,10 @@ fn mobilization_progress_counts_are_exact_through_acknowledgements_and_geofenced
     assert_eq!(w.rt("b").work.duty_since, Some(T0 + 20_000), "a report starts duty");
     assert!(w.state.open_frames("member:b").is_empty(), "a reported order is no longer resent");
     // again: a no-op
-    let before = snapshot(&w.state);
+    let before = everything(&w.state);
     let out = w.at(21).ok(&as_member("b"), report(&id, community_center("c1")));
     assert!(out.events.is_empty());
-    assert_eq!(snapshot(&w.state), before);
+    assert_eq!(everything(&w.state), before);
 
     // c reports from far away: refused, nothing changes
     let e = w.at(30).refuse(&as_member("c"), report(&id, nowhere()));
@@ -853,7 +579,7 @@ fn a_mobilization_names_known_teams_by_exactly_one_selector() {
 
 fn whistle_world() -> World {
     // Everyone stands in d2, out of reach of a level III call in c1.
-    World::new(vec![
+    world(vec![
         member("u1a", "g7").team("t1"),
         member("u1b", "g7").team("w1"),
         member("u1off", "g7").team("t1").off_call(),
@@ -870,7 +596,7 @@ fn whistle(incident_id: &str, to: WhistleTarget) -> Command {
 #[test]
 fn a_whistle_offers_the_incident_to_every_available_member_of_the_paired_units() {
     let mut w = whistle_world();
-    let (inc, out) = w.raise(rescue("g1", Level::III, 2));
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::III, 2));
     assert!(sent_to(&out).is_empty());
     let out = w.at(5).ok(&staff("c1"), whistle(&inc, WhistleTarget::PairedUnits));
     assert_eq!(
@@ -923,7 +649,7 @@ fn a_whistle_offers_the_incident_to_every_available_member_of_the_paired_units()
 #[test]
 fn at_the_whistle_deadline_the_units_that_have_not_reported_are_overdue() {
     let mut w = whistle_world();
-    let (inc, _) = w.raise(rescue("g1", Level::III, 3));
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::III, 3));
     w.at(5).ok(&staff("c1"), whistle(&inc, WhistleTarget::PairedUnits));
     w.at(10).accept("u1a", &inc);
     let out = w.at(604).tick();
@@ -946,7 +672,7 @@ fn at_the_whistle_deadline_the_units_that_have_not_reported_are_overdue() {
 #[test]
 fn no_unit_is_overdue_when_every_whistled_unit_reported() {
     let mut w = whistle_world();
-    let (inc, _) = w.raise(rescue("g1", Level::III, 2));
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::III, 2));
     w.at(5).ok(&staff("c1"), whistle(&inc, WhistleTarget::PairedUnits));
     w.at(10).accept("u1a", &inc);
     w.at(11).accept("u2a", &inc);
@@ -959,11 +685,11 @@ fn no_unit_is_overdue_when_every_whistled_unit_reported() {
 #[test]
 fn whistling_a_closed_or_filled_incident_is_a_conflict() {
     let mut w = whistle_world();
-    let (inc, _) = w.raise(rescue("g1", Level::III, 1));
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::III, 1));
     w.at(5).ok(&city_command(), resolve(&inc));
     let e = w.refuse(&staff("c1"), whistle(&inc, WhistleTarget::PairedUnits));
     assert_err(&e, ErrorKind::Conflict, "incident_closed");
-    let (inc, _) = w.raise(rescue("g1", Level::III, 1));
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::III, 1));
     w.at(6).ok(&staff("c1"), whistle(&inc, WhistleTarget::PairedUnits));
     w.at(7).accept("u1a", &inc);
     let e = w.refuse(&staff("c1"), whistle(&inc, WhistleTarget::PairedUnits));
@@ -983,11 +709,11 @@ fn balance_world(surplus: usize) -> (World, String, String) {
     let mut members: Vec<Member> = (0..surplus).map(|i| member(&format!("s{i}"), "g6")).collect();
     members.push(member("p1", "g7"));
     members.push(member("busy", "g6").off_call());
-    let mut w = World::new(members);
+    let mut w = world(members);
     w.ok(&city_command(), wartime("d1"));
-    let (c1_inc, out) = w.raise(rescue("g1", Level::IV, 3));
+    let (c1_inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, 3));
     assert!(sent_to(&out).is_empty());
-    let (c2_inc, out) = w.raise(rescue("g4", Level::IV, 2));
+    let (c2_inc, out) = w.raise(&city_command(), rescue("g4", Level::IV, 2));
     assert!(sent_to(&out).is_empty());
     (w, c1_inc, c2_inc)
 }
@@ -1067,18 +793,18 @@ fn applying_a_proposal_whose_deficit_is_gone_is_stale_and_changes_nothing() {
 
 #[test]
 fn a_member_with_three_easy_tasks_today_is_offered_no_fourth_easy_task_but_a_hard_one_and_again_tomorrow() {
-    let mut w = World::new(vec![member("eager", "g1")]);
+    let mut w = world(vec![member("eager", "g1")]);
     for i in 0..3 {
         let t = i * 600;
-        let (inc, out) = w.at(t).raise(patrol("g1", Level::IV, 1));
+        let (inc, out) = w.at(t).raise(&city_command(), patrol("g1", Level::IV, 1));
         assert_eq!(sent_to(&out), ["eager"], "easy task {}", i + 1);
         w.at(t + 10).accept("eager", &inc);
         w.at(t + 60).ok(&city_command(), resolve(&inc));
     }
     assert_eq!(w.rt("eager").work.easy_accepts.len(), 3);
-    let (easy, out) = w.at(2_000).raise(patrol("g1", Level::IV, 1));
+    let (easy, out) = w.at(2_000).raise(&city_command(), patrol("g1", Level::IV, 1));
     assert!(sent_to(&out).is_empty(), "capped for easy tasks today");
-    let (hard, out) = w.at(2_001).raise(rescue("g1", Level::IV, 1));
+    let (hard, out) = w.at(2_001).raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["eager"], "a hard task is not capped");
     w.ok(&city_command(), cancel(&hard));
     // staff may raise the difficulty of an easy category: then it is no longer easy
@@ -1090,13 +816,13 @@ fn a_member_with_three_easy_tasks_today_is_offered_no_fourth_easy_task_but_a_har
     w.ok(&city_command(), cancel(&normal));
     w.ok(&city_command(), cancel(&easy));
     // the next day
-    let (_, out) = w.at(24 * H).raise(patrol("g1", Level::IV, 1));
+    let (_, out) = w.at(24 * H).raise(&city_command(), patrol("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["eager"], "the cap resets the next day");
 }
 
 #[test]
 fn difficulty_may_be_raised_but_not_below_the_categorys() {
-    let mut w = World::new(vec![member("a", "g1")]);
+    let mut w = world(vec![member("a", "g1")]);
     for (category, difficulty, ok) in [
         ("patrol", 1, true),
         ("patrol", 5, true),
@@ -1121,12 +847,12 @@ fn difficulty_may_be_raised_but_not_below_the_categorys() {
 
 /// Two members standing in the same cell: without fairness, `a` (the lower index) ranks first.
 fn twins() -> World {
-    World::new(vec![member("a", "g1"), member("b", "g1")])
+    world(vec![member("a", "g1"), member("b", "g1")])
 }
 
 /// The order of offers for a fresh call, then cancelled.
 fn ranking(w: &mut World, at: i64, r: RaiseIncident) -> Vec<String> {
-    let (inc, out) = w.at(at).raise(r);
+    let (inc, out) = w.at(at).raise(&city_command(), r);
     w.ok(&city_command(), cancel(&inc));
     sent_to(&out)
 }
@@ -1134,7 +860,7 @@ fn ranking(w: &mut World, at: i64, r: RaiseIncident) -> Vec<String> {
 #[test]
 fn with_load_m_a_member_carrying_more_load_ranks_after_an_equally_placed_one() {
     let mut w = twins();
-    let (inc, out) = w.raise(rescue("g1", Level::IV, 1));
+    let (inc, out) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["a", "b"]);
     w.at(10).accept("a", &inc);
     w.at(20).ok(&city_command(), resolve(&inc));
@@ -1148,10 +874,10 @@ fn with_load_m_a_member_carrying_more_load_ranks_after_an_equally_placed_one() {
 #[test]
 fn with_hard_first_m_a_member_whose_load_was_all_easy_ranks_first_for_a_hard_task() {
     let mut w = twins();
-    let (inc, _) = w.raise(rescue("g1", Level::IV, 1));
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     w.at(10).accept("a", &inc);
     w.at(20).ok(&city_command(), resolve(&inc));
-    let (inc, out) = w.at(30).raise(patrol("g1", Level::IV, 1));
+    let (inc, out) = w.at(30).raise(&city_command(), patrol("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["b", "a"], "a's recent duty");
     w.at(40).accept("b", &inc);
     w.at(50).ok(&city_command(), resolve(&inc));
@@ -1167,8 +893,8 @@ fn with_hard_first_m_a_member_whose_load_was_all_easy_ranks_first_for_a_hard_tas
 
 #[test]
 fn a_member_on_duty_12_hours_in_24_is_offered_nothing_until_rested_8_hours() {
-    let mut w = World::new(vec![member("tired", "g1")]);
-    let (inc, _) = w.raise(rescue("g1", Level::IV, 1));
+    let mut w = world(vec![member("tired", "g1")]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     w.at(10).accept("tired", &inc);
     assert_eq!(w.rt("tired").work.duty_since, Some(T0 + 10_000), "an accepted task starts duty");
     w.at(10 + 12 * H).ok(&city_command(), resolve(&inc));
@@ -1182,7 +908,7 @@ fn a_member_on_duty_12_hours_in_24_is_offered_nothing_until_rested_8_hours() {
     assert!(!offered(&mut w, 9 + 20 * H), "just short of 8 h of rest");
     assert!(offered(&mut w, 10 + 20 * H), "8 h of rest");
     // fatigued members are not available for a transfer either (balance counts them out)
-    let (inc, _) = w.at(11 + 20 * H).raise(rescue("g1", Level::IV, 1));
+    let (inc, _) = w.at(11 + 20 * H).raise(&city_command(), rescue("g1", Level::IV, 1));
     w.at(12 + 20 * H).accept("tired", &inc);
     w.at(12 + 32 * H).ok(&city_command(), resolve(&inc));
     assert_eq!(w.balance("c1"), 0, "{:?}", w.rt("tired").work);
@@ -1191,11 +917,11 @@ fn a_member_on_duty_12_hours_in_24_is_offered_nothing_until_rested_8_hours() {
 #[test]
 fn an_offer_out_when_the_member_reaches_the_cap_is_not_followed_by_another() {
     // 11.5 h on duty, then a short task of 30 min: at the cap, nothing more until rested.
-    let mut w = World::new(vec![member("m", "g1"), member("fresh", "g7")]);
-    let (inc, _) = w.raise(rescue("g1", Level::IV, 1));
+    let mut w = world(vec![member("m", "g1"), member("fresh", "g7")]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));
     w.at(1).accept("m", &inc);
     w.at(1 + 11 * H + H / 2).ok(&city_command(), resolve(&inc));
-    let (inc, out) = w.at(2 + 11 * H + H / 2).raise(rescue("g1", Level::IV, 1));
+    let (inc, out) = w.at(2 + 11 * H + H / 2).raise(&city_command(), rescue("g1", Level::IV, 1));
     assert_eq!(sent_to(&out), ["m"], "11.5 h: not yet at the cap");
     w.at(3 + 11 * H + H / 2).accept("m", &inc);
     w.at(3 + 12 * H).ok(&city_command(), resolve(&inc));
@@ -1208,7 +934,7 @@ fn an_offer_out_when_the_member_reaches_the_cap_is_not_followed_by_another() {
 // ---------------------------------------------------------------------------------------
 
 fn wartime_scenario() -> World {
-    let mut w = World::new(vec![
+    let mut w = world(vec![
         member("a", "g1").team("t1").at("g2"),
         member("b", "g1").team("t1").at("g3").off_call(),
         member("c", "g4").team("t3"),
@@ -1217,13 +943,13 @@ fn wartime_scenario() -> World {
         member("f", "g7").team("t4"),
     ]);
     w.at(1).ok(&city_command(), wartime("d1"));
-    let (inc, _) = w.at(2).raise(rescue("g1", Level::IV, 4));
+    let (inc, _) = w.at(2).raise(&city_command(), rescue("g1", Level::IV, 4));
     w.at(3).ok(&staff("c1"), whistle(&inc, WhistleTarget::StreetUnits));
     w.at(4).accept("a", &inc);
     let mob = w.at(5).mobilize(&city_command(), mobilize_teams(&["t3", "t4"]));
     w.at(6).ok(&as_member("c"), ack(&mob));
     w.at(7).ok(&as_member("f"), report(&mob, community_center("c4")));
-    let (inc2, _) = w.at(8).raise(rescue("g4", Level::IV, 3));
+    let (inc2, _) = w.at(8).raise(&city_command(), rescue("g4", Level::IV, 3));
     let p = balance::proposals(&w.state, &w.rules, w.now).remove(0);
     w.at(9).ok(&city_command(), transfer(&p.from, &p.to, &p.members));
     w.at(700).tick();
@@ -1238,8 +964,7 @@ fn wartime_scenario() -> World {
 #[test]
 fn replaying_a_wartime_scenario_rebuilds_the_same_state_and_frames() {
     let w = wartime_scenario();
-    let kinds: BTreeSet<&str> = w.log.iter().map(|e| e.body.kind()).collect();
-    for k in [
+    w.assert_covers(&[
         "mode_switched",
         "units_whistled",
         "whistle_overdue",
@@ -1248,15 +973,12 @@ fn replaying_a_wartime_scenario_rebuilds_the_same_state_and_frames() {
         "mobilization_reported",
         "mobilization_deadline_passed",
         "members_transferred",
-    ] {
-        assert!(kinds.contains(k), "the scenario covers {k}: {kinds:?}");
-    }
+    ]);
     assert!(w.state.roster.members.iter().any(|m| m.home.is_some()), "a transfer happened");
     super::snapshot::assert_restores_at_every_cut(&w.log, &w.rules);
     let (state, frames) = replay(&w.log);
     // Deadlines aside (the replay also holds those already fired, which fire harmlessly, and
     // retries are soft), the replayed state is the live one.
-    let durable = |s: &State| Snapshot { deadlines: BTreeSet::new(), retrying: HashSet::new(), ..snapshot(s) };
     assert_eq!(durable(&state), durable(&w.state));
     for d in w.state.deadlines.iter().filter(|(_, d)| !matches!(d, Deadline::Retry(_))) {
         assert!(state.deadlines.contains(d), "{d:?} lost in the replay");
@@ -1266,7 +988,7 @@ fn replaying_a_wartime_scenario_rebuilds_the_same_state_and_frames() {
     assert_eq!(state.wartime_districts, w.state.wartime_districts);
     // the replayed state decides the next step as the live one does
     let mut live = w;
-    let mut again = World { state, rules: live.rules.clone(), now: live.now, log: Vec::new(), frames: Vec::new() };
+    let mut again = live.beside(state);
     again.state.schedule_retries(live.now); // as the engine does after a restart
     for t in [3_800, 7_400] {
         let a = live.at(t).tick();
@@ -1279,20 +1001,13 @@ fn replaying_a_wartime_scenario_rebuilds_the_same_state_and_frames() {
     assert!(!sent_to(&a).is_empty());
     assert_eq!(a.events, b.events);
     assert_eq!(a.frames, b.frames);
-    assert_eq!(snapshot(&live.state).mobilizations, snapshot(&again.state).mobilizations);
+    assert_eq!(live.state.mobilizations, again.state.mobilizations);
 }
 
 #[test]
 fn every_stream_counts_its_seqs_from_one_without_gaps_in_a_wartime_scenario() {
     let w = wartime_scenario();
-    let mut by: HashMap<&str, Vec<u64>> = HashMap::new();
-    for f in &w.frames {
-        by.entry(&f.stream).or_default().push(f.seq);
-    }
-    for (s, seqs) in by {
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{s}");
-        assert_eq!(w.state.stream_seq(s), seqs.len() as u64, "{s}");
-    }
+    w.assert_streams_count_from_one();
 }
 
 #[test]
@@ -1313,7 +1028,7 @@ fn mobilization_order_frames_stay_open_until_reported_and_status_counts_match_or
 #[test]
 fn a_member_stays_on_duty_while_a_reported_mobilization_holds_them_after_their_incident_closes() {
     let mut w = mobilization_world();
-    let (inc, _) = w.raise(rescue("g7", Level::IV, 1));
+    let (inc, _) = w.raise(&city_command(), rescue("g7", Level::IV, 1));
     w.at(10).accept("e", &inc);
     let id = w.at(20).mobilize(&city_command(), mobilize_teams(&["t4"]));
     w.at(30).ok(&as_member("e"), report(&id, community_center("c4")));
@@ -1327,14 +1042,14 @@ fn a_member_stays_on_duty_while_a_reported_mobilization_holds_them_after_their_i
 
 #[test]
 fn a_whistle_does_not_offer_an_easy_task_to_a_member_at_the_easy_cap() {
-    let mut w = World::new(vec![member("eager", "g1").team("t1"), member("fresh", "g7").team("t2")]);
+    let mut w = world(vec![member("eager", "g1").team("t1"), member("fresh", "g7").team("t2")]);
     for i in 0..3 {
         let t = i * 600;
-        let (inc, _) = w.at(t).raise(patrol("g1", Level::IV, 1));
+        let (inc, _) = w.at(t).raise(&city_command(), patrol("g1", Level::IV, 1));
         w.at(t + 10).accept("eager", &inc);
         w.at(t + 60).ok(&city_command(), resolve(&inc));
     }
-    let (inc, out) = w.at(2_000).raise(patrol("g1", Level::IV, 1));
+    let (inc, out) = w.at(2_000).raise(&city_command(), patrol("g1", Level::IV, 1));
     assert!(sent_to(&out).is_empty());
     let out = w.at(2_001).ok(&staff("c1"), whistle(&inc, WhistleTarget::PairedUnits));
     assert_eq!(sent_to(&out), ["fresh"], "eager has had three easy tasks today");

@@ -1,0 +1,394 @@
+//! The driver the domain tests share (`tests`, `wartime_tests`, `service_tests`): a `World`
+//! that runs commands through `execute` at a clock the test sets, keeps the log of events
+//! and frames, and checks that a refused command changed nothing; and the actors, commands,
+//! members and outcome readers all of them use. Each test module brings its own city and
+//! adds its own helpers (further `impl World` blocks and free functions).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use super::dispatcher::{
+    Actor, Command, Deadline, DomainError, ErrorKind, Outcome, RaiseIncident, Reply, State, apply, execute,
+};
+use super::event::{Event, EventBody, Frame, Ts};
+use super::geo::Position;
+use super::incident::{Incident, Offer};
+use super::matching::MemberRt;
+use super::org::{City, Member};
+use super::response::{Level, Rules};
+use super::snapshot;
+
+/// An arbitrary, fixed "now" for the start of every scenario: 2023-11-14T22:13:20Z (06:13
+/// on the 15th in UTC+8, where the easy-task day begins).
+pub(super) const T0: Ts = 1_700_000_000_000;
+/// An hour, a day and a week, in seconds (as `World::at` takes them).
+pub(super) const H: i64 = 3_600;
+pub(super) const DAY: i64 = 24 * H;
+pub(super) const WEEK: i64 = 7 * DAY;
+
+// ---------------------------------------------------------------------------------------
+// The world
+// ---------------------------------------------------------------------------------------
+
+/// A state with a city imported, a clock, and the log of every event and frame so far.
+pub(super) struct World {
+    pub(super) state: State,
+    pub(super) rules: Rules,
+    pub(super) now: Ts,
+    pub(super) log: Vec<Event>,
+    pub(super) frames: Vec<Frame>,
+}
+
+impl World {
+    /// This city imported by the system at `T0`, under `Rules::for_tests()`.
+    pub(super) fn with_city(city: City) -> World {
+        World::with_city_and_rules(city, Rules::for_tests())
+    }
+
+    pub(super) fn with_city_and_rules(city: City, rules: Rules) -> World {
+        let mut w = World { state: State::default(), rules, now: T0, log: Vec::new(), frames: Vec::new() };
+        let out = w.ok(&Actor::System, Command::ImportCity(Box::new(city)));
+        assert_eq!(kinds(&out), ["city_imported"]);
+        w
+    }
+
+    /// Another state (a replayed one, say) under this world's rules and clock, with an empty log.
+    pub(super) fn beside(&self, state: State) -> World {
+        World { state, rules: self.rules.clone(), now: self.now, log: Vec::new(), frames: Vec::new() }
+    }
+
+    /// Sets the clock to `secs` seconds after `T0`.
+    pub(super) fn at(&mut self, secs: i64) -> &mut Self {
+        self.at_ms(secs * 1000)
+    }
+
+    /// Sets the clock to `ms` milliseconds after `T0`.
+    pub(super) fn at_ms(&mut self, ms: i64) -> &mut Self {
+        assert!(T0 + ms >= self.now, "time does not go backwards in a scenario");
+        self.now = T0 + ms;
+        self
+    }
+
+    pub(super) fn exec(&mut self, actor: &Actor, cmd: Command) -> Result<Outcome, DomainError> {
+        let out = execute(&mut self.state, &self.rules, actor, cmd, self.now)?;
+        self.log.extend(out.events.iter().cloned());
+        self.frames.extend(out.frames.iter().cloned());
+        Ok(out)
+    }
+
+    #[track_caller]
+    pub(super) fn ok(&mut self, actor: &Actor, cmd: Command) -> Outcome {
+        let what = format!("{cmd:?} by {actor:?}");
+        self.exec(actor, cmd).unwrap_or_else(|e| panic!("{what} was refused: {} ({})", e.code, e.detail))
+    }
+
+    /// Runs a command that must be refused, and checks it changed nothing.
+    #[track_caller]
+    pub(super) fn refuse(&mut self, actor: &Actor, cmd: Command) -> DomainError {
+        let before = everything(&self.state);
+        let what = format!("{cmd:?} by {actor:?}");
+        let e = match self.exec(actor, cmd) {
+            Ok(out) => panic!("{what} was accepted with events {:?}", kinds(&out)),
+            Err(e) => e,
+        };
+        assert_eq!(everything(&self.state), before, "refused {what} ({}) changed the state", e.code);
+        e
+    }
+
+    /// Raises an incident and returns its id with the outcome.
+    #[track_caller]
+    pub(super) fn raise(&mut self, actor: &Actor, r: RaiseIncident) -> (String, Outcome) {
+        let out = self.ok(actor, Command::Raise(r));
+        (incident_of(&out), out)
+    }
+
+    #[track_caller]
+    pub(super) fn tick(&mut self) -> Outcome {
+        self.ok(&Actor::System, Command::Tick)
+    }
+
+    /// The member accepts their offer for this incident.
+    #[track_caller]
+    pub(super) fn accept(&mut self, member_id: &str, incident_id: &str) -> Outcome {
+        let offer = self.offer_id(incident_id, member_id);
+        self.ok(&as_member(member_id), Command::Accept { offer_id: offer })
+    }
+
+    pub(super) fn incident(&self, id: &str) -> &Incident {
+        &self.state.incidents[id]
+    }
+
+    /// The member's (only) offer for this incident.
+    #[track_caller]
+    pub(super) fn offer(&self, incident_id: &str, member_id: &str) -> &Offer {
+        let inc = self.incident(incident_id);
+        let mine: Vec<&Offer> = inc.offers.iter().filter(|o| o.member_id == member_id).collect();
+        assert_eq!(mine.len(), 1, "{member_id} should have exactly one offer for {incident_id}");
+        mine[0]
+    }
+
+    #[track_caller]
+    pub(super) fn offer_id(&self, incident_id: &str, member_id: &str) -> String {
+        self.offer(incident_id, member_id).id.clone()
+    }
+
+    #[track_caller]
+    pub(super) fn idx(&self, member_id: &str) -> u32 {
+        self.state.member_index(member_id).unwrap_or_else(|| panic!("no member {member_id}"))
+    }
+
+    #[track_caller]
+    pub(super) fn rt(&self, member_id: &str) -> &MemberRt {
+        &self.state.roster.members[self.idx(member_id) as usize]
+    }
+
+    /// The log holds an event of each of these kinds: the scenario covers them.
+    #[track_caller]
+    pub(super) fn assert_covers(&self, kinds: &[&str]) {
+        let seen: BTreeSet<&str> = self.log.iter().map(|e| e.body.kind()).collect();
+        for k in kinds {
+            assert!(seen.contains(k), "the scenario covers {k}: {seen:?}");
+        }
+    }
+
+    /// Checks that every stream counts its frames' seqs from 1 without gaps, up to the seq
+    /// the state holds for it, and that the state holds no other stream; returns the seqs.
+    #[track_caller]
+    pub(super) fn assert_streams_count_from_one(&self) -> BTreeMap<&str, Vec<u64>> {
+        let mut by_stream: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for f in &self.frames {
+            by_stream.entry(f.stream.as_str()).or_default().push(f.seq);
+        }
+        for (stream, seqs) in &by_stream {
+            assert!(seqs.iter().copied().eq(1..=seqs.len() as u64), "{stream}: {seqs:?}");
+            assert_eq!(self.state.stream_seq(stream), seqs.len() as u64, "{stream}");
+        }
+        assert_eq!(self.state.streams.len(), by_stream.len());
+        by_stream
+    }
+}
+
+pub(super) fn replay(log: &[Event]) -> (State, Vec<Frame>) {
+    let mut state = State::default();
+    let mut frames = Vec::new();
+    for e in log {
+        frames.extend(apply(&mut state, e));
+    }
+    (state, frames)
+}
+
+// ---------------------------------------------------------------------------------------
+// Comparing states
+// ---------------------------------------------------------------------------------------
+
+/// What the live state keeps in step beside its durable part, which a snapshot leaves out
+/// and rebuilds: the offer index, each incident's members offered, each mobilization's
+/// orders by member, each member's residence grid.
+#[derive(Debug, PartialEq)]
+pub(super) struct Derived {
+    offer_index: HashMap<String, String>,
+    offered: Vec<(String, HashSet<u32>)>,
+    by_member: Vec<(String, HashMap<u32, usize>)>,
+    member_residence: Vec<u32>,
+}
+
+fn derived(s: &State) -> Derived {
+    Derived {
+        offer_index: s.offer_index.clone(),
+        offered: s.incidents.values().map(|i| (i.id.clone(), i.offered.clone())).collect(),
+        by_member: s.mobilizations.values().map(|m| (m.id.clone(), m.by_member.clone())).collect(),
+        member_residence: s.city.member_residence.clone(),
+    }
+}
+
+/// Everything a test can observe of a state, to check that a step changed nothing: the
+/// durable state (`snapshot::encode`), what is derived from it, and the soft retries
+/// (`Deadline::Retry` and `retrying`, which a snapshot leaves out).
+#[derive(Debug, PartialEq)]
+pub(super) struct Everything {
+    durable: String,
+    derived: Derived,
+    retries: BTreeSet<(Ts, Deadline)>,
+    retrying: HashSet<String>,
+}
+
+pub(super) fn everything(s: &State) -> Everything {
+    Everything {
+        durable: String::from_utf8(snapshot::encode(s)).unwrap(),
+        derived: derived(s),
+        retries: s.deadlines.iter().filter(|(_, d)| matches!(d, Deadline::Retry(_))).cloned().collect(),
+        retrying: s.retrying.clone(),
+    }
+}
+
+/// The durable state and what is derived from it, deadlines aside: a replay also holds the
+/// deadlines already fired (they fire harmlessly) and retries are soft. Two states equal
+/// here decide alike.
+#[derive(Debug, PartialEq)]
+pub(super) struct Durable {
+    durable: serde_json::Value,
+    derived: Derived,
+}
+
+pub(super) fn durable(s: &State) -> Durable {
+    let mut v: serde_json::Value = serde_json::from_slice(&snapshot::encode(s)).unwrap();
+    v.as_object_mut().unwrap().remove("deadlines");
+    Durable { durable: v, derived: derived(s) }
+}
+
+// ---------------------------------------------------------------------------------------
+// Actors and commands
+// ---------------------------------------------------------------------------------------
+
+pub(super) fn city_command() -> Actor {
+    Actor::Command { district: None }
+}
+
+pub(super) fn district_command(d: &str) -> Actor {
+    Actor::Command { district: Some(d.into()) }
+}
+
+pub(super) fn staff(community: &str) -> Actor {
+    Actor::Staff { community: community.into() }
+}
+
+pub(super) fn unit_admin(unit: &str) -> Actor {
+    Actor::UnitAdmin { unit: unit.into() }
+}
+
+pub(super) fn as_member(id: &str) -> Actor {
+    Actor::Member { member: id.into() }
+}
+
+/// A call of this category by grid id, needing no skill.
+pub(super) fn call(grid: &str, category: &str, level: Level, headcount: u32) -> RaiseIncident {
+    RaiseIncident {
+        grid_id: Some(grid.into()),
+        location: None,
+        category: category.into(),
+        level,
+        headcount,
+        skills: Vec::new(),
+        note: None,
+        idempotency_key: None,
+        difficulty: None,
+    }
+}
+
+/// A rescue call (hard) by grid id, needing no skill.
+pub(super) fn rescue(grid: &str, level: Level, headcount: u32) -> RaiseIncident {
+    call(grid, "rescue", level, headcount)
+}
+
+pub(super) fn resolve(incident_id: &str) -> Command {
+    Command::Resolve { incident_id: incident_id.into(), note: None }
+}
+
+pub(super) fn cancel(incident_id: &str) -> Command {
+    Command::Cancel { incident_id: incident_id.into(), reason: None }
+}
+
+/// About 11 km north of the cities' rows of grids: in no grid at all.
+pub(super) fn nowhere() -> Position {
+    Position::new(30.69, 114.30).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Members
+// ---------------------------------------------------------------------------------------
+
+pub(super) trait MemberExt {
+    /// Joins a team, and its unit (as in `tiny_city` and `fixtures::two_districts`: t1 and
+    /// w1 in u1, t2..t4 in u2..u4).
+    fn team(self, team: &str) -> Self;
+    /// Stands in the first cell of this grid of `fixtures::two_districts` instead.
+    fn at(self, grid: &str) -> Self;
+    fn unit(self, unit: &str) -> Self;
+    fn skills(self, skills: &[&str]) -> Self;
+    fn living_in(self, grid: &str) -> Self;
+    fn off_call(self) -> Self;
+    fn unregistered(self) -> Self;
+}
+
+impl MemberExt for Member {
+    fn team(mut self, team: &str) -> Self {
+        self.unit_id = match team {
+            "t1" | "w1" => "u1",
+            "t2" => "u2",
+            "t3" => "u3",
+            "t4" => "u4",
+            other => panic!("no team {other}"),
+        }
+        .into();
+        self.team_id = Some(team.into());
+        self
+    }
+    fn at(mut self, grid: &str) -> Self {
+        self.position = super::fixtures::in_cell(grid, 0);
+        self
+    }
+    fn unit(mut self, unit: &str) -> Self {
+        self.unit_id = unit.into();
+        self
+    }
+    fn skills(mut self, skills: &[&str]) -> Self {
+        self.skills = skills.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    fn living_in(mut self, grid: &str) -> Self {
+        self.residence_grid_id = grid.into();
+        self
+    }
+    fn off_call(mut self) -> Self {
+        self.on_call = false;
+        self
+    }
+    fn unregistered(mut self) -> Self {
+        self.registered = false;
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading outcomes
+// ---------------------------------------------------------------------------------------
+
+pub(super) fn kinds(out: &Outcome) -> Vec<&'static str> {
+    out.events.iter().map(|e| e.body.kind()).collect()
+}
+
+#[track_caller]
+pub(super) fn incident_of(out: &Outcome) -> String {
+    match &out.reply {
+        Some(Reply::Incident(id)) => id.clone(),
+        other => panic!("expected an incident reply, got {other:?}"),
+    }
+}
+
+/// The members offered in this outcome, in the order the offers were sent (best first).
+pub(super) fn sent_to(out: &Outcome) -> Vec<String> {
+    out.events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::OfferSent { member_id, .. } => Some(member_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Frames of this kind on this stream, in order.
+pub(super) fn frames_of<'a>(frames: &'a [Frame], stream: &str, kind: &str) -> Vec<&'a Frame> {
+    frames.iter().filter(|f| f.stream == stream && f.kind == kind).collect()
+}
+
+pub(super) fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+pub(super) fn as_set(ids: Vec<String>) -> BTreeSet<String> {
+    ids.into_iter().collect()
+}
+
+#[track_caller]
+pub(super) fn assert_err(e: &DomainError, kind: ErrorKind, code: &str) {
+    assert_eq!((e.kind, e.code), (kind, code), "{}", e.detail);
+}
