@@ -16,9 +16,9 @@ use crate::domain::dispatcher::{Actor, Command};
 use crate::engine::{self, EngineConfig, EngineHandle};
 use crate::gateway::{self, AppState, auth::Keys, hub::Hub, limits::Limits};
 use crate::settings::Settings;
-use crate::store::redis::{RedisLog, RedisReader};
-use crate::store::sqlite::{SqliteLog, SqliteReader};
-use crate::store::{EventLog, LogReader};
+use crate::store::redis::{RedisLog, RedisReader, RedisSnapshots};
+use crate::store::sqlite::{SqliteLog, SqliteReader, SqliteSnapshots};
+use crate::store::{EventLog, LogReader, SnapshotStore};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -34,6 +34,7 @@ pub struct App {
     pub shutdown: CancellationToken,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     engine_thread: std::thread::JoinHandle<()>,
+    snapshot_thread: Option<std::thread::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -45,17 +46,25 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 
 pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> {
     survive_file_size_limit();
-    let (log, reader, node) = open_store(&settings)?;
+    let (log, reader, node, snapshots) = open_store(&settings)?;
     let hub = Arc::new(Hub::default());
     let shutdown = CancellationToken::new();
     let cfg = EngineConfig {
         mailbox: settings.engine.mailbox,
         batch_max: settings.engine.batch_max,
         position_flush: Duration::from_secs(settings.engine.position_flush_s),
-        snapshot_every: settings.engine.snapshot_every,
     };
     let (engine, engine_thread) =
         engine::start(log, settings.dispatch.clone(), hub.clone(), cfg, shutdown.child_token(), node);
+    let snapshot_thread = (settings.engine.snapshot_every > 0).then(|| {
+        let e = engine.clone();
+        crate::snapshots::start(
+            snapshots,
+            settings.engine.snapshot_every,
+            Arc::new(move || e.is_leader()),
+            shutdown.child_token(),
+        )
+    });
 
     let listeners = bind(settings.server.listen, settings.server.listen_backlog, settings.server.listeners)
         .with_context(|| format!("binding {}", settings.server.listen))?;
@@ -100,7 +109,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         Ok(())
     });
 
-    let app = App { addr, engine, shutdown, server, engine_thread, grace };
+    let app = App { addr, engine, shutdown, server, engine_thread, snapshot_thread, grace };
     app.wait_ready(Duration::from_secs(120)).await?;
     if options.demo {
         app.load_demo(options.demo_members.unwrap_or(crate::demo::DEFAULT_MEMBERS)).await?;
@@ -108,7 +117,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
     Ok(app)
 }
 
-type Store = (Box<dyn EventLog>, Arc<dyn LogReader>, Option<Node>);
+type Store = (Box<dyn EventLog>, Arc<dyn LogReader>, Option<Node>, Box<dyn SnapshotStore>);
 
 /// The embedded SQLite store, or Redis when `redis_url` is set (then this is one node of
 /// several, see `crate::cluster`).
@@ -117,13 +126,15 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         let dir = &settings.server.data_dir;
         let log = SqliteLog::open(dir).with_context(|| format!("opening the store in {}", dir.display()))?;
         let reader = SqliteReader::open(dir, 4).context("opening read connections")?;
-        return Ok((Box::new(log), Arc::new(reader), None));
+        let snapshots = SqliteSnapshots::open(dir).context("opening the snapshotter's connection")?;
+        return Ok((Box::new(log), Arc::new(reader), None, Box::new(snapshots)));
     }
     let node = Node::new(settings).context("redis_url")?;
     tracing::info!(node = %node.id, prefix = %settings.redis.prefix, "several nodes on Redis");
     let log = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), node.require_persistence);
     let reader = RedisReader::new(node.client.clone(), node.keys.clone());
-    Ok((Box::new(log), Arc::new(reader), Some(node)))
+    let snapshots = RedisSnapshots::new(node.client.clone(), node.keys.clone(), node.require_persistence);
+    Ok((Box::new(log), Arc::new(reader), Some(node), Box::new(snapshots)))
 }
 
 impl App {
@@ -169,6 +180,9 @@ impl App {
         }
         let thread = self.engine_thread;
         tokio::task::spawn_blocking(move || thread.join()).await?.ok();
+        if let Some(thread) = self.snapshot_thread {
+            tokio::task::spawn_blocking(move || thread.join()).await?.ok();
+        }
         Ok(())
     }
 }

@@ -41,9 +41,6 @@ use crate::store::{EventLog, StoreError};
 /// again. A failed append costs a full replay of the log, so it is not tried per request.
 pub const WRITE_RETRY: Duration = Duration::from_secs(1);
 
-/// Under load that never pauses, a snapshot is taken anyway after this many intervals.
-const SNAPSHOT_OVERDUE: u64 = 4;
-
 /// Wall-clock milliseconds since the epoch: the only clock the dispatcher sees.
 pub fn now_ms() -> Ts {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -85,8 +82,6 @@ pub struct EngineConfig {
     pub mailbox: usize,
     pub batch_max: usize,
     pub position_flush: Duration,
-    /// Events between snapshots (`domain::snapshot`); 0: none.
-    pub snapshot_every: u64,
 }
 
 /// The gateway's handle: submit commands, read the state.
@@ -187,7 +182,6 @@ pub fn start(
         applied,
         fenced: false,
         stale: false,
-        snapshot_seq: 0,
     };
     let thread = std::thread::Builder::new()
         .name("muster-engine".into())
@@ -215,8 +209,6 @@ struct Engine {
     fenced: bool,
     /// The state could not be rebuilt after a failed append: rebuild before anything else.
     stale: bool,
-    /// The seq of the latest snapshot this engine read or saved.
-    snapshot_seq: u64,
 }
 
 impl Engine {
@@ -264,21 +256,17 @@ impl Engine {
                 self.flush_positions();
                 last_flush = Instant::now();
             }
-            let idle = nothing_waiting(&rx, &mut batch);
-            self.snapshot_if_due(idle);
         }
         self.flush_positions();
     }
 
-    /// Waits up to `wait` for a command (unless `batch` holds one already), then takes what
-    /// else is queued, up to a batch (group commit). False when every sender is gone.
+    /// Waits up to `wait` for a command, then takes what else is queued, up to a batch
+    /// (group commit). False when every sender is gone.
     fn collect(&self, rx: &Receiver<Request>, wait: Duration, batch: &mut Vec<Request>) -> bool {
-        if batch.is_empty() {
-            match rx.recv_timeout(wait) {
-                Ok(req) => batch.push(req),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return false,
-            }
+        match rx.recv_timeout(wait) {
+            Ok(req) => batch.push(req),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return false,
         }
         while batch.len() < self.cfg.batch_max {
             match rx.try_recv() {
@@ -309,7 +297,7 @@ impl Engine {
             }
             if !node.is_leading() {
                 // Commands that reached this mailbox while the node was the engine.
-                for req in batch.drain(..).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                while let Ok(req) = rx.try_recv() {
                     let _ =
                         req.reply.send(Err(EngineError::Unavailable("this node is not the engine now; retry".into())));
                 }
@@ -417,10 +405,6 @@ impl Engine {
             if node.is_leading() && last_flush.elapsed() >= self.cfg.position_flush {
                 self.flush_positions();
                 last_flush = Instant::now();
-            }
-            if node.is_leading() {
-                let idle = nothing_waiting(&rx, &mut batch);
-                self.snapshot_if_due(idle);
             }
         }
         if node.is_leading() {
@@ -589,7 +573,6 @@ impl Engine {
                 format!("the log goes on at {got}: no snapshot covers the events before"),
             ));
         }
-        self.snapshot_seq = from;
         lay_positions(&mut fresh, self.log.load_positions()?);
         fresh.schedule_retries(now_ms());
         self.dirty_positions.clear();
@@ -600,34 +583,6 @@ impl Engine {
             "state rebuilt from the log"
         );
         Ok(fresh)
-    }
-
-    /// Saves a snapshot once `snapshot_every` events were logged since the last one, at the
-    /// first moment no command is waiting (`idle`), or
-    /// regardless once `SNAPSHOT_OVERDUE` times as many went by under unbroken load. It runs
-    /// on this thread (commands wait meanwhile: `muster_snapshot_seconds` says how long); a
-    /// failure is logged and tried again after as many events.
-    fn snapshot_if_due(&mut self, idle: bool) {
-        let every = self.cfg.snapshot_every;
-        let last = self.read_state().last_seq;
-        let since = last.saturating_sub(self.snapshot_seq);
-        if every == 0 || since < every || (!idle && since < every * SNAPSHOT_OVERDUE) {
-            return;
-        }
-        if self.stale || self.write_retry_at.is_some() {
-            return;
-        }
-        let started = Instant::now();
-        let body = snapshot::encode(&self.read_state());
-        match self.log.save_snapshot(last, &body) {
-            Ok(()) => {
-                let secs = started.elapsed().as_secs_f64();
-                metrics::histogram!("muster_snapshot_seconds").record(secs);
-                tracing::info!(seq = last, bytes = body.len(), ms = (secs * 1000.0) as u64, "snapshot saved");
-            }
-            Err(e) => tracing::warn!(seq = last, error = %e, "saving a snapshot failed; trying again later"),
-        }
-        self.snapshot_seq = last;
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
@@ -783,17 +738,6 @@ impl Engine {
     }
 }
 
-/// True when no command is waiting; else the first waiting one goes into `batch`.
-fn nothing_waiting(rx: &Receiver<Request>, batch: &mut Vec<Request>) -> bool {
-    match rx.try_recv() {
-        Ok(req) => {
-            batch.push(req);
-            false
-        }
-        Err(_) => true,
-    }
-}
-
 /// Moves members to their stored last known positions.
 fn lay_positions(state: &mut State, positions: Vec<(String, crate::domain::geo::Position)>) {
     for (id, p) in positions {
@@ -832,9 +776,6 @@ mod tests {
             self.events.lock().unwrap().extend_from_slice(events);
             Ok(())
         }
-        fn save_snapshot(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
-            self.probe()
-        }
         fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
             Ok(None)
         }
@@ -861,8 +802,7 @@ mod tests {
     async fn a_store_that_cannot_write_makes_the_engine_unready_until_it_can() {
         let disk = Disk::default();
         let rules = crate::settings::Settings::load_with_env(None, Vec::new()).unwrap().dispatch;
-        let cfg =
-            EngineConfig { mailbox: 16, batch_max: 16, position_flush: Duration::from_secs(60), snapshot_every: 0 };
+        let cfg = EngineConfig { mailbox: 16, batch_max: 16, position_flush: Duration::from_secs(60) };
         let cancel = CancellationToken::new();
         let (engine, thread) = start(Box::new(disk.clone()), rules, Arc::new(Nobody), cfg, cancel.clone(), None);
         while !engine.is_ready() {

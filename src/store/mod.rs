@@ -77,6 +77,19 @@ pub struct StoredFrame {
     pub text: String,
 }
 
+/// The snapshotter's side of a store (`crate::snapshots`): it follows the log on its own
+/// connection and writes the one snapshot slot, never in the engine's way.
+pub trait SnapshotStore: Send + 'static {
+    /// The latest snapshot, as `EventLog::load_snapshot`.
+    fn load(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    /// Logged events with seq > `after`, in order; about `limit` at most.
+    fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// Saves the snapshot at `seq` durably, unless one at a later seq is there. Log entries
+    /// wholly before the snapshot it replaces may then go: Redis trims its log stream
+    /// there; SQLite keeps its events, which the incident timelines read.
+    fn save(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError>;
+}
+
 pub trait EventLog: Send + 'static {
     /// Feeds every logged event, in order, to `apply`.
     fn replay(&mut self, apply: &mut dyn FnMut(Event)) -> Result<(), StoreError>;
@@ -90,12 +103,7 @@ pub trait EventLog: Send + 'static {
     }
     /// Appends events and their frames atomically and durably.
     fn append(&mut self, events: &[Event], frames: &[(Frame, String)]) -> Result<(), StoreError>;
-    /// Saves a snapshot of the state at `seq` (`domain::snapshot`), durably, unless the
-    /// store holds one at a later seq. Log entries wholly before the snapshot it replaces
-    /// may then go: Redis trims its log stream there; SQLite keeps its events, which the
-    /// incident timelines read.
-    fn save_snapshot(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError>;
-    /// The latest snapshot: its seq and its bytes.
+    /// The latest snapshot (`crate::snapshots` saves them): its seq and its bytes.
     fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
     /// Saves members' last known positions (soft state: not synced per write).
     fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError>;

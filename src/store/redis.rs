@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, ConnectionLike, RedisResult, Script};
 
-use super::{EventLog, LogReader, StoreError, StoredFrame, TimelineEntry};
+use super::{EventLog, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry};
 use crate::domain::event::{Event, EventBody, Frame};
 use crate::domain::geo::Position;
 
@@ -143,21 +143,86 @@ end
 return misplaced
 "#;
 
-const SAVE_SNAPSHOT: &str = r#"
--- KEYS[1] snapshot hash, KEYS[2] log; ARGV: seq, body
+/// A snapshot's bytes go to `{p}:snap:<seq>` as a list of chunks of this size, one
+/// command each, so Redis serves the engine's appends between them instead of stalling
+/// for one write of tens of megabytes.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+const COMMIT_SNAPSHOT: &str = r#"
+-- KEYS[1] {p}:snap (field seq; the chunks are in {p}:snap:<seq>), KEYS[2] log; ARGV: seq
 -- Keeps the later snapshot, then trims log entries wholly before the one it replaced: a
 -- replica a little behind still finds its next entries; one further behind sees a gap in
 -- the seqs and restores the snapshot.
 local previous = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 if tonumber(ARGV[1]) <= previous then
+  redis.call('UNLINK', KEYS[1] .. ':' .. ARGV[1])
   return 0
 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'body', ARGV[2])
+redis.call('HSET', KEYS[1], 'seq', ARGV[1])
 if previous > 0 then
+  redis.call('UNLINK', KEYS[1] .. ':' .. previous)
   redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (previous + 1))
 end
 return 1
 "#;
+
+const LOAD_SNAPSHOT: &str = r#"
+-- KEYS[1] {p}:snap: its seq and its chunks, read together
+local seq = redis.call('HGET', KEYS[1], 'seq')
+if not seq then
+  return false
+end
+return {seq, redis.call('LRANGE', KEYS[1] .. ':' .. seq, 0, -1)}
+"#;
+
+fn load_snapshot(conn: &mut Conn, keys: &Keys) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    let script = Script::new(LOAD_SNAPSHOT);
+    let mut inv = script.prepare_invoke();
+    inv.key(keys.snapshot());
+    let found: Option<(u64, Vec<Vec<u8>>)> = conn.run(|c| inv.invoke(c))?;
+    Ok(found.map(|(seq, chunks)| (seq, chunks.concat())))
+}
+
+/// The snapshotter's connection to Redis (`crate::snapshots`).
+pub struct RedisSnapshots {
+    conn: Conn,
+    keys: Keys,
+    require_persistence: bool,
+}
+
+impl RedisSnapshots {
+    pub fn new(client: Client, keys: Keys, require_persistence: bool) -> Self {
+        RedisSnapshots { conn: Conn::new(client, Duration::from_secs(10)), keys, require_persistence }
+    }
+}
+
+impl SnapshotStore for RedisSnapshots {
+    fn load(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        load_snapshot(&mut self.conn, &self.keys)
+    }
+
+    fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let keys = &self.keys;
+        // Log entries are batches of events: ask for about `limit` events' worth.
+        self.conn.run(|c| Ok(read_log(c, keys, after, limit.div_ceil(64).max(1))))?
+    }
+
+    fn save(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError> {
+        if self.require_persistence {
+            self.conn.run(|c| Ok(check_persistence(c)))??;
+        }
+        let chunks = format!("{}:{seq}", self.keys.snapshot());
+        self.conn.run(|c| redis::cmd("DEL").arg(&chunks).exec(c))?;
+        for chunk in body.chunks(SNAPSHOT_CHUNK) {
+            self.conn.run(|c| redis::cmd("RPUSH").arg(&chunks).arg(chunk).exec(c))?;
+        }
+        let script = Script::new(COMMIT_SNAPSHOT);
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.snapshot()).key(self.keys.log()).arg(seq);
+        let _: i64 = self.conn.run(|c| inv.invoke(c))?;
+        Ok(())
+    }
+}
 
 /// A batch of events as the log entry's `e` field.
 pub fn encode_events(events: &[Event]) -> String {
@@ -304,20 +369,8 @@ impl EventLog for RedisLog {
         Ok(())
     }
 
-    fn save_snapshot(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError> {
-        self.ensure_durable()?;
-        let script = Script::new(SAVE_SNAPSHOT);
-        let mut inv = script.prepare_invoke();
-        inv.key(self.keys.snapshot()).key(self.keys.log()).arg(seq).arg(body);
-        let _: i64 = self.conn.run(|c| inv.invoke(c))?;
-        Ok(())
-    }
-
     fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let key = self.keys.snapshot();
-        let (seq, body): (Option<u64>, Option<Vec<u8>>) =
-            self.conn.run(|c| redis::cmd("HMGET").arg(key).arg("seq").arg("body").query(c))?;
-        Ok(seq.zip(body))
+        load_snapshot(&mut self.conn, &self.keys)
     }
 
     fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{EventLog, LogReader, StoreError, StoredFrame, TimelineEntry};
+use super::{EventLog, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry};
 use crate::domain::event::{Event, EventBody, Frame};
 use crate::domain::geo::Position;
 
@@ -27,11 +27,6 @@ CREATE TABLE IF NOT EXISTS positions (
     lat       REAL NOT NULL,
     lng       REAL NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS snapshot (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    seq  INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
 CREATE TABLE IF NOT EXISTS probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     at INTEGER NOT NULL
@@ -87,6 +82,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 pub struct SqliteLog {
     conn: Connection,
+    dir: PathBuf,
     _checkpointer: Checkpointer,
     /// Held while this process owns the directory: a second muster on the same data
     /// directory (by mistake, or sharing the port through SO_REUSEPORT) refuses to start.
@@ -160,7 +156,7 @@ impl SqliteLog {
         migrate(&mut conn)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = Checkpointer::start(&dir.join(DB_FILE))?;
-        Ok(Self { conn, _checkpointer: checkpointer, _lock: lock })
+        Ok(Self { conn, dir: dir.to_path_buf(), _checkpointer: checkpointer, _lock: lock })
     }
 }
 
@@ -202,20 +198,8 @@ impl EventLog for SqliteLog {
         Ok(())
     }
 
-    fn save_snapshot(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO snapshot (id, seq, body) VALUES (1, ?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, body = excluded.body WHERE excluded.seq > snapshot.seq",
-            params![seq, body],
-        )?;
-        Ok(())
-    }
-
     fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT seq, body FROM snapshot WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+        load_snapshot_file(&self.dir)
     }
 
     fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError> {
@@ -248,6 +232,101 @@ impl EventLog for SqliteLog {
             }
         }
         Ok(out)
+    }
+}
+
+/// Snapshots are files beside the database, `snapshot-<seq>.json`, not rows in it: writing
+/// tens of megabytes in a transaction would hold SQLite's one write lock, and the engine's
+/// next commit would wait behind it.
+const SNAPSHOT_PREFIX: &str = "snapshot-";
+const SNAPSHOT_SUFFIX: &str = ".json";
+
+/// Saved snapshots in `dir`, by seq.
+fn snapshot_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(seq) = name.strip_prefix(SNAPSHOT_PREFIX).and_then(|n| n.strip_suffix(SNAPSHOT_SUFFIX))
+            && let Ok(seq) = seq.parse()
+        {
+            found.push((seq, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn load_snapshot_file(dir: &Path) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    match snapshot_files(dir)?.pop() {
+        Some((seq, path)) => Ok(Some((seq, std::fs::read(path)?))),
+        None => Ok(None),
+    }
+}
+
+/// The snapshotter's store: a read-only connection to follow the log, and the directory.
+pub struct SqliteSnapshots {
+    conn: Connection,
+    dir: PathBuf,
+}
+
+impl SqliteSnapshots {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            dir.join(DB_FILE),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Self { conn, dir: dir.to_path_buf() })
+    }
+}
+
+impl SnapshotStore for SqliteSnapshots {
+    fn load(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        load_snapshot_file(&self.dir)
+    }
+
+    fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT seq, at, actor, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let mut rows = stmt.query(params![after, limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let seq: u64 = row.get(0)?;
+            let body: String = row.get(3)?;
+            let body: EventBody = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(seq, e.to_string()))?;
+            out.push(Event { seq, at: row.get(1)?, actor: row.get(2)?, body });
+        }
+        Ok(out)
+    }
+
+    /// Written to a temporary file, synced, renamed into place and the directory synced:
+    /// a crash leaves the old snapshot or the new one, whole. Older ones are then removed.
+    fn save(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError> {
+        use std::io::Write as _;
+        let existing = snapshot_files(&self.dir)?;
+        if existing.last().is_some_and(|(s, _)| *s >= seq) {
+            return Ok(());
+        }
+        let tmp = self.dir.join(format!("{SNAPSHOT_PREFIX}{seq}{SNAPSHOT_SUFFIX}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, self.dir.join(format!("{SNAPSHOT_PREFIX}{seq}{SNAPSHOT_SUFFIX}")))?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        for (_, old) in existing {
+            let _ = std::fs::remove_file(old);
+        }
+        // What a crash mid-write left behind.
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(SNAPSHOT_PREFIX) && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -413,6 +492,24 @@ mod tests {
         assert_eq!(texts("member:m1"), [(1, "a".into()), (2, "b".into()), (3, "d".into())]);
         assert_eq!(texts("city"), [(1, "c".into())]);
         drop(log);
+    }
+
+    #[test]
+    fn snapshots_are_files_the_latest_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SqliteLog::open(dir.path()).unwrap();
+        let mut snaps = SqliteSnapshots::open(dir.path()).unwrap();
+        assert_eq!(log.load_snapshot().unwrap(), None);
+        std::fs::write(dir.path().join("snapshot-3.json.tmp"), b"half").unwrap(); // a crash mid-write
+        snaps.save(7, b"seven").unwrap();
+        snaps.save(5, b"five").unwrap(); // older than the one there: ignored
+        assert_eq!(log.load_snapshot().unwrap(), Some((7, b"seven".to_vec())));
+        snaps.save(9, b"nine").unwrap();
+        assert_eq!(snaps.load().unwrap(), Some((9, b"nine".to_vec())));
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.retain(|n| n.starts_with("snapshot"));
+        assert_eq!(names, ["snapshot-9.json"], "only the latest is kept, no leftovers");
     }
 
     #[test]

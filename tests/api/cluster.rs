@@ -438,9 +438,10 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
             assert!(members.insert(o["member_id"].as_str().unwrap().to_string()), "two offers to one member: {inc}");
         }
     }
-    // Node B, the engine now, saves a snapshot once no command waits, and the log is trimmed
-    // below the one before: a new node starting cold restores the latest snapshot, replays
-    // the rest, and has the same state.
+    // Snapshots are saved every 25 events (by the engine's node), and the log is trimmed
+    // below the one before the latest; more writes until that has happened. A new node
+    // starting cold then restores the latest snapshot, replays the rest, and has the same
+    // state.
     let mut r = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
     let (snap_key, log_key) = (format!("{{{}}}:snap", prefix.name), format!("{{{}}}:log", prefix.name));
     let mut trimmed = (0, 0);
@@ -454,7 +455,10 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
         if first_seq > 25 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let resp = b.post(&staff, "/v1/incidents", body.clone()).await;
+        assert_eq!(resp.status(), 201);
+        confirmed.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (snap, first_seq) = trimmed;
     assert!(snap > 25 && first_seq > 25 && first_seq <= snap, "snapshot at {snap}, the log starts at {first_seq}");

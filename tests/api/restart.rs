@@ -61,12 +61,21 @@ fn client(addr: &str) -> TestApp {
     }
 }
 
-/// The seq of the saved snapshot and of the last logged event, read from the database.
-fn snapshot_and_last_seq(dir: &Path) -> (u64, u64) {
+/// The seq of the saved snapshot (`snapshot-<seq>.json` in the data directory), if any.
+fn snapshot_seq(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("snapshot-")?.strip_suffix(".json")?.parse().ok()
+        })
+        .max()
+}
+
+/// The seq of the last logged event, read from the database.
+fn last_seq(dir: &Path) -> u64 {
     let db = rusqlite::Connection::open(dir.join(muster::store::sqlite::DB_FILE)).unwrap();
-    let snap = db.query_row("SELECT seq FROM snapshot", [], |r| r.get(0)).unwrap();
-    let last = db.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).unwrap();
-    (snap, last)
+    db.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).unwrap()
 }
 
 fn kill9(mut p: Proc) {
@@ -111,10 +120,17 @@ async fn offers_answers_and_deadlines_survive_kill_9() {
     let b_id = b["id"].as_str().unwrap().to_string();
     let before_a = app.incident(&a_id).await;
     drop((ws1, ws2));
+    // The snapshotter follows the log beside the engine: wait for its snapshot.
+    for _ in 0..100 {
+        if snapshot_seq(dir.path()).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     kill9(p);
-    let (snap_seq, last_seq) = snapshot_and_last_seq(dir.path());
-    assert!(snap_seq >= 4 && snap_seq <= last_seq, "a snapshot at {snap_seq}, the log at {last_seq}");
+    let (snap, last) = (snapshot_seq(dir.path()).expect("a snapshot was saved"), last_seq(dir.path()));
+    assert!(snap >= 4 && snap <= last, "a snapshot at {snap}, the log at {last}");
     let p = start(dir.path(), &env);
     let app = client(&p.addr);
 
