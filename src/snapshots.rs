@@ -2,16 +2,17 @@
 //!
 //! Encoding a city's state takes tens to hundreds of milliseconds and grows with every
 //! incident kept (`docs/PERFORMANCE.md`, "Snapshots"); done on the engine's thread, every
-//! command would wait that long once per snapshot. Instead this thread keeps a replica of
-//! its own, as a follower node does: it restores the latest snapshot, follows the log on
-//! its own connection (`SnapshotStore::events_after`), applies each event with a frame
-//! filter that builds no frames, and every `engine.snapshot_every` events encodes the
-//! replica and saves it (`SnapshotStore::save`: a file beside SQLite's database, chunks in
-//! Redis). The engine only reads the latest snapshot when it rebuilds its state.
+//! command would wait that long once per snapshot. Instead this thread watches how far the
+//! log has gone (`SnapshotStore::progress`, once a second) and, once `engine.snapshot_every`
+//! events were logged since the latest snapshot, builds a replica of its own, as a
+//! follower node does: it restores that snapshot, applies the events after it (with a
+//! frame filter that builds no frames), encodes the replica, saves it
+//! (`SnapshotStore::save`: a file beside SQLite's database, chunks in Redis) and drops it.
+//! The engine only reads the latest snapshot when it rebuilds its state.
 //!
-//! The replica costs a second copy of the state in memory and the CPU of applying each
-//! event twice (without frames), on another core. With several nodes every node keeps one
-//! (so a node that takes the lease carries on) but only the engine's node saves.
+//! The price is paid on another core and only per snapshot: one restore, the interval's
+//! events applied a second time, one encoding, and a second copy of the state in memory
+//! while that lasts. With several nodes only the engine's node takes snapshots.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +23,8 @@ use crate::domain::dispatcher::{self, FrameFilter, State};
 use crate::domain::snapshot;
 use crate::store::{SnapshotStore, StoreError};
 
-/// How often the snapshotter looks for new events when it has caught up.
-const POLL: Duration = Duration::from_millis(200);
+/// How often the snapshotter looks at how far the log has gone.
+const POLL: Duration = Duration::from_secs(1);
 /// Events read from the log at a time.
 const READ_AT_ONCE: usize = 10_000;
 
@@ -51,31 +52,20 @@ struct Snapshotter {
 impl Snapshotter {
     fn run(mut self) {
         let mut failing = false;
-        let mut replica: Option<(State, u64)> = None;
         while !self.cancel.is_cancelled() {
-            let result = match replica.as_mut() {
-                None => self.restore().map(|r| {
-                    replica = Some(r);
-                    true
-                }),
-                Some((state, saved)) => self.catch_up(state, saved),
-            };
-            match result {
-                Ok(busy) => {
-                    failing = false;
-                    if !busy {
-                        self.pause(POLL);
-                    }
-                }
+            self.pause(POLL);
+            if !(self.saves)() {
+                continue;
+            }
+            match self.snapshot_if_due() {
+                Ok(()) => failing = false,
                 Err(e) => {
+                    // Logged once per failing spell (Redis away, a full disk); tried again
+                    // at the next poll.
                     if !failing {
-                        tracing::warn!(error = %e, "the snapshotter cannot follow the log; retrying");
+                        tracing::warn!(error = %e, "taking a snapshot failed; retrying");
                     }
                     failing = true;
-                    // A gap (the log trimmed past this replica) or a broken store: start over
-                    // from the latest snapshot.
-                    replica = None;
-                    self.pause(Duration::from_secs(1));
                 }
             }
         }
@@ -88,8 +78,32 @@ impl Snapshotter {
         }
     }
 
-    /// The latest snapshot, or the empty state; and the seq it was saved at.
-    fn restore(&mut self) -> Result<(State, u64), StoreError> {
+    fn snapshot_if_due(&mut self) -> Result<(), StoreError> {
+        let (snapshot_seq, log_seq) = self.store.progress()?;
+        if log_seq < snapshot_seq + self.every {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let state = self.replica()?;
+        let built = started.elapsed();
+        let body = snapshot::encode(&state);
+        let seq = state.last_seq;
+        drop(state);
+        self.store.save(seq, &body)?;
+        metrics::histogram!("muster_snapshot_seconds").record(started.elapsed().as_secs_f64());
+        tracing::info!(
+            seq,
+            from = snapshot_seq,
+            bytes = body.len(),
+            replica_ms = built.as_millis() as u64,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot saved"
+        );
+        Ok(())
+    }
+
+    /// The latest snapshot restored (or the empty state), then the log after it.
+    fn replica(&mut self) -> Result<State, StoreError> {
         let mut state = match self.store.load()? {
             Some((seq, body)) => snapshot::decode(&body).unwrap_or_else(|e| {
                 tracing::warn!(seq, error = %e, "the snapshot cannot be read; the snapshotter replays the log");
@@ -98,45 +112,21 @@ impl Snapshotter {
             None => State::default(),
         };
         state.frame_filter = FrameFilter::only(|_| false);
-        let seq = state.last_seq;
-        Ok((state, seq))
-    }
-
-    /// Applies the events logged since; saves a snapshot when one is due. True when there
-    /// may be more to read at once.
-    fn catch_up(&mut self, state: &mut State, saved: &mut u64) -> Result<bool, StoreError> {
-        let events = self.store.events_after(state.last_seq, READ_AT_ONCE)?;
-        let busy = !events.is_empty();
-        for e in &events {
-            if e.seq <= state.last_seq {
-                continue;
+        loop {
+            let events = self.store.events_after(state.last_seq, READ_AT_ONCE)?;
+            if events.is_empty() {
+                state.frame_filter = FrameFilter::default();
+                return Ok(state);
             }
-            if e.seq != state.last_seq + 1 {
-                return Err(StoreError::Corrupt(state.last_seq + 1, format!("the log goes on at {}", e.seq)));
-            }
-            dispatcher::apply(state, e);
-        }
-        if self.every > 0 && state.last_seq >= *saved + self.every && (self.saves)() {
-            let started = Instant::now();
-            let body = snapshot::encode(state);
-            let encoded = started.elapsed();
-            // Tried again only after as many events: a store that refuses it (Redis away, a
-            // full disk) is not asked again every poll.
-            *saved = state.last_seq;
-            match self.store.save(state.last_seq, &body) {
-                Ok(()) => {
-                    metrics::histogram!("muster_snapshot_seconds").record(started.elapsed().as_secs_f64());
-                    tracing::info!(
-                        seq = state.last_seq,
-                        bytes = body.len(),
-                        encode_ms = encoded.as_millis() as u64,
-                        ms = started.elapsed().as_millis() as u64,
-                        "snapshot saved"
-                    );
+            for e in &events {
+                if e.seq <= state.last_seq {
+                    continue;
                 }
-                Err(e) => tracing::warn!(seq = state.last_seq, error = %e, "saving a snapshot failed"),
+                if e.seq != state.last_seq + 1 {
+                    return Err(StoreError::Corrupt(state.last_seq + 1, format!("the log goes on at {}", e.seq)));
+                }
+                dispatcher::apply(&mut state, e);
             }
         }
-        Ok(busy)
     }
 }

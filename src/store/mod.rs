@@ -82,6 +82,8 @@ pub struct StoredFrame {
 pub trait SnapshotStore: Send + 'static {
     /// The latest snapshot, as `EventLog::load_snapshot`.
     fn load(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    /// The seq of the latest snapshot (0: none) and of the last logged event, cheaply.
+    fn progress(&mut self) -> Result<(u64, u64), StoreError>;
     /// Logged events with seq > `after`, in order; about `limit` at most.
     fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// Saves the snapshot at `seq` durably, unless one at a later seq is there. Log entries

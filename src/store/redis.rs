@@ -201,6 +201,15 @@ impl SnapshotStore for RedisSnapshots {
         load_snapshot(&mut self.conn, &self.keys)
     }
 
+    fn progress(&mut self) -> Result<(u64, u64), StoreError> {
+        let (snap, log) = (self.keys.snapshot(), self.keys.log());
+        let snapshot: Option<u64> = self.conn.run(|c| redis::cmd("HGET").arg(&snap).arg("seq").query(c))?;
+        let last: Entries =
+            self.conn.run(|c| redis::cmd("XREVRANGE").arg(&log).arg("+").arg("-").arg("COUNT").arg(1).query(c))?;
+        let last = last.first().and_then(|(id, _)| id.strip_prefix("0-")?.parse().ok()).unwrap_or(0);
+        Ok((snapshot.unwrap_or(0), last))
+    }
+
     fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let keys = &self.keys;
         // Log entries are batches of events: ask for about `limit` events' worth.

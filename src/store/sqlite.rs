@@ -286,6 +286,12 @@ impl SnapshotStore for SqliteSnapshots {
         load_snapshot_file(&self.dir)
     }
 
+    fn progress(&mut self) -> Result<(u64, u64), StoreError> {
+        let snapshot = snapshot_files(&self.dir)?.pop().map_or(0, |(seq, _)| seq);
+        let last: Option<u64> = self.conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
+        Ok((snapshot, last.unwrap_or(0)))
+    }
+
     fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let mut stmt =
             self.conn.prepare_cached("SELECT seq, at, actor, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
