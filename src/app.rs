@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt as _;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +98,14 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         let mut serving = tokio::task::JoinSet::new();
         for listener in listeners {
             let (router, stop) = (router.clone(), stop.clone());
+            // TCP_NODELAY on every accepted socket: a push that follows another before the
+            // client acknowledged it (progress frames to a dashboard, an offer after a
+            // revocation) must not wait for the client's delayed ACK (40 ms) under Nagle.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY could not be set");
+                }
+            });
             serving.spawn(async move {
                 axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                     .with_graceful_shutdown(async move { stop.cancelled().await })
