@@ -84,7 +84,8 @@ pub trait SnapshotStore: Send + 'static {
     fn load(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
     /// The seq of the latest snapshot (0: none) and of the last logged event, cheaply.
     fn progress(&mut self) -> Result<(u64, u64), StoreError>;
-    /// Logged events with seq > `after`, in order; about `limit` at most.
+    /// Logged events with seq > `after`, in order, a piece at a time (about `limit`; Redis
+    /// counts whole log entries): call again until none come.
     fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// Saves the snapshot at `seq` durably, unless one at a later seq is there. Log entries
     /// wholly before the snapshot it replaces may then go: Redis trims its log stream

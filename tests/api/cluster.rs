@@ -517,3 +517,54 @@ fn a_deposed_engine_cannot_append_and_its_successor_can() {
     log_b.replay(&mut |e| seen.push((e.seq, e.actor))).unwrap();
     assert_eq!(seen, vec![(1, "a".to_string()), (2, "b".to_string())]);
 }
+
+#[test]
+fn redis_snapshots_go_in_chunks_keep_the_latest_and_trim_the_log_below_the_one_before() {
+    use muster::cluster::{Lease, Node};
+    use muster::domain::event::{Event, EventBody};
+    use muster::store::redis::{RedisLog, RedisSnapshots};
+    use muster::store::{EventLog, SnapshotStore};
+
+    let prefix = Prefix::new(SHARED_REDIS);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path(), &node_env(SHARED_REDIS, &prefix.name, false));
+    let mut node = Node::new(&settings).unwrap();
+    assert!(matches!(node.try_lead().unwrap(), Lease::Took(_)));
+    let mut log = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), false);
+    let mut snaps = RedisSnapshots::new(node.client.clone(), node.keys.clone(), false);
+    for seq in 1..=30 {
+        let e = Event {
+            seq,
+            at: 1_700_000_000_000,
+            actor: "system".into(),
+            body: EventBody::DutyChanged { member_id: "m1".into(), on_call: seq % 2 == 0 },
+        };
+        log.append(&[e], &[]).unwrap();
+    }
+    assert_eq!(snaps.progress().unwrap(), (0, 30));
+    assert_eq!(log.load_snapshot().unwrap(), None);
+
+    // Bigger than one chunk (1 MiB), with every byte value.
+    let big: Vec<u8> = (0..(2 << 20) + 12_345).map(|i| (i % 251) as u8).collect();
+    snaps.save(10, &big).unwrap();
+    assert_eq!(log.load_snapshot().unwrap(), Some((10, big.clone())));
+    let first = |snaps: &mut RedisSnapshots| snaps.events_after(0, 100).unwrap().first().map(|e| e.seq);
+    assert_eq!(first(&mut snaps), Some(1), "the first snapshot trims nothing");
+
+    // An older one is ignored and leaves no chunks behind.
+    snaps.save(5, b"older").unwrap();
+    assert_eq!(snaps.load().unwrap(), Some((10, big)));
+    // A newer one replaces it, and the log goes below the one it replaced.
+    snaps.save(20, b"twenty").unwrap();
+    assert_eq!(snaps.load().unwrap(), Some((20, b"twenty".to_vec())));
+    assert_eq!(snaps.progress().unwrap(), (20, 30));
+    assert_eq!(first(&mut snaps), Some(11), "entries up to the previous snapshot (10) are trimmed");
+    assert_eq!(
+        snaps.events_after(20, 100).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (21..=30).collect::<Vec<_>>()
+    );
+
+    let mut c = redis::Client::open(SHARED_REDIS).unwrap().get_connection().unwrap();
+    let chunk_lists: Vec<String> = redis::cmd("KEYS").arg(format!("{{{}}}:snap:*", prefix.name)).query(&mut c).unwrap();
+    assert_eq!(chunk_lists, [format!("{{{}}}:snap:20", prefix.name)], "only the latest snapshot's chunks remain");
+}
