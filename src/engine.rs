@@ -425,20 +425,10 @@ impl Engine {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             // Build only the frames this node's sockets listen to (the engine builds all).
             state.frame_filter = FrameFilter::only(move |s| publisher.wants(s));
-            let mut gap = false;
-            for e in &events {
-                if e.seq <= state.last_seq {
-                    continue;
-                }
-                if e.seq != state.last_seq + 1 {
-                    tracing::error!(expected = state.last_seq + 1, got = e.seq, "a gap in the log; rebuilding");
-                    gap = true;
-                    break;
-                }
-                frames.extend(dispatcher::apply(&mut state, e));
-            }
+            let applied = dispatcher::apply_in_order(&mut state, &events, &mut frames);
             state.frame_filter = FrameFilter::default();
-            if gap {
+            if let Err(gap) = applied {
+                tracing::error!(error = %gap, "rebuilding");
                 return false;
             }
             state.last_seq
@@ -554,25 +544,18 @@ impl Engine {
             None => State::default(),
         };
         let from = fresh.last_seq;
-        let mut n = 0u64;
-        let mut gap = None;
+        let mut applied = Ok(());
+        let mut frames = Vec::new();
         self.log.replay_after(from, &mut |e: Event| {
-            if gap.is_some() || e.seq <= fresh.last_seq {
-                return;
+            if applied.is_ok() {
+                applied = dispatcher::apply_in_order(&mut fresh, [&e], &mut frames);
+                frames.clear();
             }
-            if e.seq != fresh.last_seq + 1 {
-                gap = Some((fresh.last_seq + 1, e.seq));
-                return;
-            }
-            dispatcher::apply(&mut fresh, &e);
-            n += 1;
         })?;
-        if let Some((want, got)) = gap {
-            return Err(StoreError::Corrupt(
-                want,
-                format!("the log goes on at {got}: no snapshot covers the events before"),
-            ));
+        if let Err(gap) = applied {
+            return Err(StoreError::Corrupt(gap.expected, format!("{gap}: no snapshot covers the events before")));
         }
+        let n = fresh.last_seq - from;
         lay_positions(&mut fresh, self.log.load_positions()?);
         fresh.schedule_retries(now_ms());
         self.dirty_positions.clear();

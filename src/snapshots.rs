@@ -112,21 +112,16 @@ impl Snapshotter {
             None => State::default(),
         };
         state.frame_filter = FrameFilter::only(|_| false);
+        let mut frames = Vec::new();
         loop {
             let events = self.store.events_after(state.last_seq, READ_AT_ONCE)?;
             if events.is_empty() {
                 state.frame_filter = FrameFilter::default();
                 return Ok(state);
             }
-            for e in &events {
-                if e.seq <= state.last_seq {
-                    continue;
-                }
-                if e.seq != state.last_seq + 1 {
-                    return Err(StoreError::Corrupt(state.last_seq + 1, format!("the log goes on at {}", e.seq)));
-                }
-                dispatcher::apply(&mut state, e);
-            }
+            dispatcher::apply_in_order(&mut state, &events, &mut frames)
+                .map_err(|gap| StoreError::Corrupt(gap.expected, gap.to_string()))?;
+            frames.clear();
         }
     }
 }

@@ -1131,6 +1131,33 @@ fn tick(tx: &mut Tx<'_>) {
     }
 }
 
+/// A log read from elsewhere (a replay, a follower's tail) jumps past the state's seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a gap in the log: expected event {expected}, got {got}")]
+pub struct Gap {
+    pub expected: u64,
+    pub got: u64,
+}
+
+/// Applies the events of a log read from elsewhere, in order: those the state already has
+/// are skipped, a gap stops it. The frames of the events applied go to `frames`.
+pub fn apply_in_order<'a>(
+    state: &mut State,
+    events: impl IntoIterator<Item = &'a Event>,
+    frames: &mut Vec<Frame>,
+) -> Result<(), Gap> {
+    for e in events {
+        if e.seq <= state.last_seq {
+            continue;
+        }
+        if e.seq != state.last_seq + 1 {
+            return Err(Gap { expected: state.last_seq + 1, got: e.seq });
+        }
+        frames.extend(apply(state, e));
+    }
+    Ok(())
+}
+
 /// Applies one event: the only way the state changes from the log. Returns the frames the
 /// event produces for recipient streams, with their seqs.
 pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
