@@ -199,7 +199,7 @@ impl EventLog for SqliteLog {
     }
 
     fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        load_snapshot_file(&self.dir)
+        load_snapshot_file(&self.dir, &self.conn)
     }
 
     fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError> {
@@ -257,11 +257,25 @@ fn snapshot_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(found)
 }
 
-fn load_snapshot_file(dir: &Path) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-    match snapshot_files(dir)?.pop() {
-        Some((seq, path)) => Ok(Some((seq, std::fs::read(path)?))),
-        None => Ok(None),
+/// The latest snapshot file, unless it is ahead of the log: a database restored from an
+/// older backup beside a newer snapshot. The log is the truth: such a snapshot is set
+/// aside (renamed `….json.ahead-of-log`, so it cannot pass for valid once the log grows
+/// past its seq) and the log is replayed.
+fn load_snapshot_file(dir: &Path, conn: &Connection) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    let last = last_logged(conn)?;
+    while let Some((seq, path)) = snapshot_files(dir)?.pop() {
+        if seq <= last {
+            return Ok(Some((seq, std::fs::read(path)?)));
+        }
+        tracing::warn!(snapshot = seq, log = last, "a snapshot ahead of the log; setting it aside");
+        std::fs::rename(&path, path.with_extension("json.ahead-of-log"))?;
     }
+    Ok(None)
+}
+
+fn last_logged(conn: &Connection) -> Result<u64, StoreError> {
+    let last: Option<u64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
+    Ok(last.unwrap_or(0))
 }
 
 /// The snapshotter's store: a read-only connection to follow the log, and the directory.
@@ -283,13 +297,14 @@ impl SqliteSnapshots {
 
 impl SnapshotStore for SqliteSnapshots {
     fn load(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        load_snapshot_file(&self.dir)
+        load_snapshot_file(&self.dir, &self.conn)
     }
 
     fn progress(&mut self) -> Result<(u64, u64), StoreError> {
+        let last = last_logged(&self.conn)?;
         let snapshot = snapshot_files(&self.dir)?.pop().map_or(0, |(seq, _)| seq);
-        let last: Option<u64> = self.conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
-        Ok((snapshot, last.unwrap_or(0)))
+        // One ahead of the log is set aside when it is loaded (see `load_snapshot_file`).
+        Ok((snapshot.min(last), last))
     }
 
     fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
@@ -504,6 +519,15 @@ mod tests {
     fn snapshots_are_files_the_latest_kept_whole() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = SqliteLog::open(dir.path()).unwrap();
+        let events: Vec<Event> = (1..=9)
+            .map(|seq| Event {
+                seq,
+                at: 0,
+                actor: "system".into(),
+                body: EventBody::DutyChanged { member_id: "m".into(), on_call: true },
+            })
+            .collect();
+        log.append(&events, &[]).unwrap();
         let mut snaps = SqliteSnapshots::open(dir.path()).unwrap();
         assert_eq!(log.load_snapshot().unwrap(), None);
         std::fs::write(dir.path().join("snapshot-3.json.tmp"), b"half").unwrap(); // a crash mid-write
@@ -516,6 +540,29 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.retain(|n| n.starts_with("snapshot"));
         assert_eq!(names, ["snapshot-9.json"], "only the latest is kept, no leftovers");
+    }
+
+    #[test]
+    fn a_snapshot_ahead_of_the_log_is_set_aside_for_good() {
+        // A database restored from an older backup, beside a newer snapshot.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SqliteLog::open(dir.path()).unwrap();
+        let e = |seq| Event {
+            seq,
+            at: 0,
+            actor: "system".into(),
+            body: EventBody::DutyChanged { member_id: "m".into(), on_call: true },
+        };
+        log.append(&[e(1), e(2)], &[]).unwrap();
+        std::fs::write(dir.path().join("snapshot-5.json"), b"another history").unwrap();
+        let mut snaps = SqliteSnapshots::open(dir.path()).unwrap();
+        assert_eq!(snaps.progress().unwrap(), (2, 2));
+        assert_eq!(log.load_snapshot().unwrap(), None, "the log is the truth");
+        assert!(dir.path().join("snapshot-5.json.ahead-of-log").exists());
+        // Once the log is longer than its seq, it still does not come back.
+        log.append(&[e(3), e(4), e(5), e(6)], &[]).unwrap();
+        assert_eq!(log.load_snapshot().unwrap(), None);
+        assert_eq!(snaps.progress().unwrap(), (0, 6));
     }
 
     #[test]
