@@ -568,3 +568,60 @@ fn redis_snapshots_go_in_chunks_keep_the_latest_and_trim_the_log_below_the_one_b
     let chunk_lists: Vec<String> = redis::cmd("KEYS").arg(format!("{{{}}}:snap:*", prefix.name)).query(&mut c).unwrap();
     assert_eq!(chunk_lists, [format!("{{{}}}:snap:20", prefix.name)], "only the latest snapshot's chunks remain");
 }
+
+/// The seq of the last and of the first entry still in the log (0 when empty).
+fn log_ends(url: &str, prefix: &Prefix) -> (u64, u64) {
+    let mut r = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let key = format!("{{{}}}:log", prefix.name);
+    let seq = |cmd: &str, from: &str, to: &str, r: &mut redis::Connection| -> u64 {
+        let e: Vec<(String, Vec<Vec<u8>>)> =
+            redis::cmd(cmd).arg(&key).arg(from).arg(to).arg("COUNT").arg(1).query(r).unwrap();
+        e.first().map_or(0, |(id, _)| id.strip_prefix("0-").unwrap().parse().unwrap())
+    };
+    (seq("XREVRANGE", "+", "-", &mut r), seq("XRANGE", "-", "+", &mut r))
+}
+
+#[tokio::test]
+async fn a_node_that_fell_behind_the_trimmed_log_restores_the_snapshot_and_catches_up() {
+    let redis = OwnRedis::start();
+    let url = redis.url();
+    let Nodes { prefix, dir: _dir, a_proc: _a_proc, a, b_proc, b } = two_nodes(&redis).await;
+    assert_eq!(a.put_city(&a.command(), &a.city).await.status(), 200);
+    let staff = a.staff("c001");
+    let body = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1});
+    let first_on_a = a.raise(&staff, body.clone()).await["id"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(5), "B has the first incident", || async {
+        b.get(&b.command(), &format!("/v1/incidents/{first_on_a}")).await.status() == 200
+    })
+    .await;
+
+    // B stops reading (SIGSTOP) where the log ends now; A goes on until the log is trimmed
+    // past that point (snapshots every 25 events, the log kept from the one before).
+    let (stopped_at, _) = log_ends(&url, &prefix);
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").arg(sig).arg(b_proc.pid().to_string()).status().unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let mut raised = Vec::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    while log_ends(&url, &prefix).1 <= stopped_at + 1 {
+        assert!(Instant::now() < until, "the log was not trimmed past {stopped_at}");
+        raised.push(a.raise(&staff, body.clone()).await["id"].as_str().unwrap().to_string());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal("-CONT");
+
+    // What B needs next is gone from the log: it restores the latest snapshot, reads the
+    // rest, and serves everything A confirmed.
+    let last = raised.last().unwrap().clone();
+    eventually(Duration::from_secs(15), "B caught up through the snapshot", || async {
+        b.get(&b.command(), &format!("/v1/incidents/{last}")).await.status() == 200
+    })
+    .await;
+    for id in raised.iter().chain([&first_on_a]) {
+        assert_eq!(b.get(&b.command(), &format!("/v1/incidents/{id}")).await.status(), 200, "{id} on B");
+    }
+    eventually(Duration::from_secs(5), "B ready again", || ready(&b)).await;
+    drop(b_proc);
+}
