@@ -443,6 +443,16 @@ mod tests {
     use super::*;
     use crate::domain::event::EventBody;
 
+    /// A small event with this seq.
+    fn duty(seq: u64) -> Event {
+        Event {
+            seq,
+            at: 0,
+            actor: "system".into(),
+            body: EventBody::DutyChanged { member_id: "m".into(), on_call: true },
+        }
+    }
+
     #[test]
     fn appends_replays_and_reads_frames_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -519,14 +529,7 @@ mod tests {
     fn snapshots_are_files_the_latest_kept_whole() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = SqliteLog::open(dir.path()).unwrap();
-        let events: Vec<Event> = (1..=9)
-            .map(|seq| Event {
-                seq,
-                at: 0,
-                actor: "system".into(),
-                body: EventBody::DutyChanged { member_id: "m".into(), on_call: true },
-            })
-            .collect();
+        let events: Vec<Event> = (1..=9).map(duty).collect();
         log.append(&events, &[]).unwrap();
         let mut snaps = SqliteSnapshots::open(dir.path()).unwrap();
         assert_eq!(log.load_snapshot().unwrap(), None);
@@ -547,20 +550,14 @@ mod tests {
         // A database restored from an older backup, beside a newer snapshot.
         let dir = tempfile::tempdir().unwrap();
         let mut log = SqliteLog::open(dir.path()).unwrap();
-        let e = |seq| Event {
-            seq,
-            at: 0,
-            actor: "system".into(),
-            body: EventBody::DutyChanged { member_id: "m".into(), on_call: true },
-        };
-        log.append(&[e(1), e(2)], &[]).unwrap();
+        log.append(&[duty(1), duty(2)], &[]).unwrap();
         std::fs::write(dir.path().join("snapshot-5.json"), b"another history").unwrap();
         let mut snaps = SqliteSnapshots::open(dir.path()).unwrap();
         assert_eq!(snaps.progress().unwrap(), (2, 2));
         assert_eq!(log.load_snapshot().unwrap(), None, "the log is the truth");
         assert!(dir.path().join("snapshot-5.json.ahead-of-log").exists());
         // Once the log is longer than its seq, it still does not come back.
-        log.append(&[e(3), e(4), e(5), e(6)], &[]).unwrap();
+        log.append(&[duty(3), duty(4), duty(5), duty(6)], &[]).unwrap();
         assert_eq!(log.load_snapshot().unwrap(), None);
         assert_eq!(snaps.progress().unwrap(), (0, 6));
     }
@@ -579,15 +576,9 @@ mod tests {
     fn a_failed_batch_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = SqliteLog::open(dir.path()).unwrap();
-        let e = |seq| Event {
-            seq,
-            at: 0,
-            actor: "system".into(),
-            body: EventBody::DutyChanged { member_id: "m".into(), on_call: true },
-        };
-        log.append(&[e(1)], &[]).unwrap();
+        log.append(&[duty(1)], &[]).unwrap();
         // seq 2 is fine, seq 1 again violates the primary key: the whole batch must roll back.
-        assert!(log.append(&[e(2), e(1)], &[]).is_err());
+        assert!(log.append(&[duty(2), duty(1)], &[]).is_err());
         let mut n = 0;
         log.replay(&mut |_| n += 1).unwrap();
         assert_eq!(n, 1);
