@@ -5,9 +5,10 @@
 //! directory (on the same disk as the system's temp dir), logs the order as the engine
 //! does (one event and 16,000 `mobilization.order` frames of about 330 bytes, one per
 //! member stream), then appends the 16,000 acknowledgements in batches of 1,024 (the
-//! default `engine.batch_max`): per answer one event, the member's `mobilization.state`
-//! frame and two `mobilization.progress` frames (city, district), with real seqs and
-//! texts of real size. It prints, per round, the time of the order's append and, over
+//! default `engine.batch_max`): per answer one event and the member's `mobilization.state`
+//! frame, per batch the tally (one event, a `mobilization.progress` frame for the city and
+//! one for each district answered in, listing its answers), with real seqs and texts of
+//! real size. It prints, per round, the time of the order's append and, over
 //! the answer batches, mean, p50, max and total, then the mean over the rounds. fsync is
 //! included (`synchronous = FULL`), as in production. Under `cargo test --benches` it
 //! runs one small round.
@@ -78,19 +79,24 @@ fn round(members: usize, batch: usize) -> (Duration, Vec<Duration>) {
     let order_took = started.elapsed();
 
     let mut seq = 1u64;
-    let mut city_seq = 0u64;
     let mut district_seq = vec![0u64; districts];
     let mut took = Vec::new();
-    for chunk in (0..members).collect::<Vec<_>>().chunks(batch) {
-        let mut events = Vec::with_capacity(chunk.len());
-        let mut frames = Vec::with_capacity(chunk.len() * 3);
+    for (city_seq, chunk) in (1u64..).zip((0..members).collect::<Vec<_>>().chunks(batch)) {
+        let mut events = Vec::with_capacity(chunk.len() + 1);
+        let mut frames = Vec::with_capacity(chunk.len() + 1 + districts);
+        // district -> the changes of its members in this batch
+        let mut changes: Vec<Vec<serde_json::Value>> = vec![Vec::new(); districts];
         for &i in chunk {
             seq += 1;
             events.push(Event {
                 seq,
                 at: AT + 1_000,
                 actor: format!("member:{}", member(i)),
-                body: EventBody::MobilizationAcknowledged { mobilization_id: "mob-1".into(), member_id: member(i) },
+                body: EventBody::MobilizationAcknowledged {
+                    mobilization_id: "mob-1".into(),
+                    member_id: member(i),
+                    batched: true,
+                },
             });
             let own = json!({"mobilization_id": "mob-1", "state": "acknowledged"});
             frames.push(Frame {
@@ -99,28 +105,36 @@ fn round(members: usize, batch: usize) -> (Duration, Vec<Duration>) {
                 kind: "mobilization.state",
                 data: Arc::new(own),
             });
-            let progress = Arc::new(json!({
-                "mobilization_id": "mob-1",
+            changes[i % districts].push(json!({
                 "member_id": member(i),
                 "team_id": format!("t{:03}", i % 312),
                 "community_id": format!("c{:03}", i % 188),
                 "state": "acknowledged",
-                "progress": {"ordered": members, "acknowledged": seq - 1, "reported": 0, "missing": 0},
             }));
-            city_seq += 1;
-            frames.push(Frame {
-                stream: "city".into(),
-                seq: city_seq,
-                kind: "mobilization.progress",
-                data: progress.clone(),
-            });
-            let d = i % districts;
+        }
+        // The batch's tally: one progress frame for the city, one per district answered in.
+        seq += 1;
+        events.push(Event {
+            seq,
+            at: AT + 1_000,
+            actor: "system".into(),
+            body: EventBody::MobilizationTallied { mobilization_id: "mob-1".into() },
+        });
+        let progress = json!({"ordered": members, "acknowledged": seq - 2, "reported": 0, "missing": members});
+        let all: Vec<serde_json::Value> = changes.iter().flatten().cloned().collect();
+        frames.push(Frame {
+            stream: "city".into(),
+            seq: city_seq,
+            kind: "mobilization.progress",
+            data: Arc::new(json!({"mobilization_id": "mob-1", "progress": progress, "changes": all})),
+        });
+        for (d, changes) in changes.into_iter().enumerate().filter(|(_, c)| !c.is_empty()) {
             district_seq[d] += 1;
             frames.push(Frame {
                 stream: format!("district:d{d:02}"),
                 seq: district_seq[d],
                 kind: "mobilization.progress",
-                data: progress,
+                data: Arc::new(json!({"mobilization_id": "mob-1", "progress": progress, "changes": changes})),
             });
         }
         let frames = encode(frames);

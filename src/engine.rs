@@ -595,14 +595,19 @@ impl Engine {
         let shared = self.state.clone();
         let mut state = shared.write().unwrap_or_else(|p| p.into_inner());
 
-        if state.next_deadline().is_some_and(|at| at <= now) {
-            match dispatcher::execute(&mut state, &self.rules, &Actor::System, Command::Tick, now) {
+        // The engine's own commands: deadlines due before the batch, progress after it.
+        let system = |state: &mut State, cmd: Command, events: &mut Vec<_>, frames: &mut Vec<_>| {
+            let name = cmd.name();
+            match dispatcher::execute(state, &self.rules, &Actor::System, cmd, now) {
                 Ok(out) => {
                     events.extend(out.events);
                     frames.extend(out.frames);
                 }
-                Err(e) => tracing::error!(error = %e, "deadline tick refused"),
+                Err(e) => tracing::error!(error = %e, command = name, "the engine's own command was refused"),
             }
+        };
+        if state.next_deadline().is_some_and(|at| at <= now) {
+            system(&mut state, Command::Tick, &mut events, &mut frames);
         }
         for req in batch {
             let name = req.cmd.name();
@@ -625,6 +630,10 @@ impl Engine {
                     let _ = req.reply.send(Err(EngineError::Domain(e)));
                 }
             }
+        }
+        // One progress frame per stream for the whole batch's acknowledgements and reports.
+        if !state.untallied.is_empty() {
+            system(&mut state, Command::Tally, &mut events, &mut frames);
         }
         if events.is_empty() {
             drop(state);

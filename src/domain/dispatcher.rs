@@ -187,6 +187,9 @@ pub enum Command {
     },
     /// Fire every deadline due at `now`.
     Tick,
+    /// Publish the progress of the mobilizations acknowledged or reported to since the
+    /// last tally (the engine's, once per batch).
+    Tally,
 }
 
 impl Command {
@@ -220,6 +223,7 @@ impl Command {
             Command::Exchange { .. } => "exchange",
             Command::RevokeTokens { .. } => "revoke_tokens",
             Command::Tick => "tick",
+            Command::Tally => "tally",
         }
     }
 }
@@ -441,6 +445,9 @@ pub struct State {
     pub wartime_districts: BTreeSet<String>,
     /// By id (`mob-1`…).
     pub mobilizations: BTreeMap<String, Mobilization>,
+    /// Mobilizations with acknowledgements or reports not yet in a progress frame
+    /// (derived: those whose `untallied` is not empty).
+    pub untallied: BTreeSet<String>,
     pub mobilizations_ordered: u64,
     pub whistles_blown: u64,
     /// Service orders by id (`ord-1`…).
@@ -802,6 +809,7 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
             tick(&mut tx);
             Reply::Done
         }
+        Command::Tally => wartime::tally(&mut tx),
     };
     tx.out.reply = Some(reply);
     debug_assert!(tx.state.roster.hot_in_step(), "Roster::hot drifted from MemberRt");
@@ -1399,6 +1407,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::MobilizationOrdered { .. }
         | EventBody::MobilizationAcknowledged { .. }
         | EventBody::MobilizationReported { .. }
+        | EventBody::MobilizationTallied { .. }
         | EventBody::MobilizationDeadlinePassed { .. }
         | EventBody::MobilizationClosed { .. }
         | EventBody::UnitsWhistled { .. }
@@ -1539,6 +1548,7 @@ mod wire_tests {
             Command::Exchange { .. } => 25,
             Command::RevokeTokens { .. } => 26,
             Command::Tick => 27,
+            Command::Tally => 28,
         }
     }
 
@@ -1604,13 +1614,14 @@ mod wire_tests {
             Command::Exchange { member_id: "m1".into(), from: Currency::Hours, amount: 0.1 + 0.2 },
             Command::RevokeTokens { subject: "member:m00001".into() },
             Command::Tick,
+            Command::Tally,
         ]
     }
 
     #[test]
     fn every_command_round_trips_tagged_by_its_name() {
         let all = commands();
-        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=27).collect::<Vec<_>>());
+        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=28).collect::<Vec<_>>());
         for cmd in &all {
             let json = round_trip(cmd);
             let v: Value = serde_json::from_str(&json).unwrap();

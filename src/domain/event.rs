@@ -190,12 +190,24 @@ pub enum EventBody {
     MobilizationAcknowledged {
         mobilization_id: String,
         member_id: String,
+        /// Its progress frames wait for the batch's `MobilizationTallied`. False in logs
+        /// written before progress was batched: those events publish their own.
+        #[serde(default)]
+        batched: bool,
     },
     MobilizationReported {
         mobilization_id: String,
         member_id: String,
         position: Position,
         distance_m: f64,
+        /// As for `MobilizationAcknowledged`.
+        #[serde(default)]
+        batched: bool,
+    },
+    /// Closes a batch of acknowledgements and reports: one `mobilization.progress` frame
+    /// per stream that follows the mobilization, listing what changed since the last one.
+    MobilizationTallied {
+        mobilization_id: String,
     },
     MobilizationDeadlinePassed {
         mobilization_id: String,
@@ -324,6 +336,7 @@ impl EventBody {
             EventBody::MobilizationOrdered { .. } => "mobilization_ordered",
             EventBody::MobilizationAcknowledged { .. } => "mobilization_acknowledged",
             EventBody::MobilizationReported { .. } => "mobilization_reported",
+            EventBody::MobilizationTallied { .. } => "mobilization_tallied",
             EventBody::MobilizationDeadlinePassed { .. } => "mobilization_deadline_passed",
             EventBody::MobilizationClosed { .. } => "mobilization_closed",
             EventBody::UnitsWhistled { .. } => "units_whistled",

@@ -62,6 +62,9 @@ pub struct Mobilization {
     pub districts: Vec<String>,
     /// Kept as orders change, so a progress frame costs nothing per member.
     pub counts: Progress,
+    /// (member index, new state) since the last tally, for the next progress frame.
+    #[serde(default)]
+    pub untallied: Vec<(u32, OrderState)>,
 }
 
 /// Counts of one slice of a mobilization.

@@ -5,7 +5,7 @@
 //! members' duty, workload and ledgers, stream seqs, deadlines, 平战 mode) and the city as
 //! last imported or registered into. What is derived is not in it and is rebuilt on
 //! restore: the city's lookup tables (`CityIndex::build`), the spatial index and the hot
-//! entries of the roster, `offer_index`, `Incident::offered`, `Mobilization::by_member`.
+//! entries of the roster, `offer_index`, `Incident::offered`, `Mobilization::by_member`, `State::untallied`.
 //! Soft state is left out as after any restart: retries (`Deadline::Retry`) are
 //! re-armed by the engine. Positions are in it as the snapshotting node knew them; the
 //! engine then lays the stored positions over them, as after a replay.
@@ -25,7 +25,9 @@ use super::mobilization::Mobilization;
 use super::org::{City, CityIndex};
 use super::service::ServiceOrder;
 
-/// Bumped whenever the shape below (or of any type in it) changes.
+/// Bumped whenever the shape below (or of any type in it) changes so that an older snapshot
+/// would be read wrong. A field added with its empty default (`Mobilization::untallied`:
+/// a snapshot before it had nothing untallied) reads older snapshots right and keeps it.
 pub const FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +138,9 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     }
     for mut m in body.mobilizations {
         m.by_member = m.orders.iter().enumerate().map(|(i, o)| (o.member, i)).collect();
+        if !m.untallied.is_empty() {
+            state.untallied.insert(m.id.clone());
+        }
         state.mobilizations.insert(m.id.clone(), m);
     }
     state.orders = body.orders.into_iter().map(|o| (o.id.clone(), o)).collect();

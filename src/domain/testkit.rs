@@ -68,8 +68,17 @@ impl World {
         self
     }
 
+    /// One command as a batch of its own: as the engine does after every batch, a
+    /// `Tally` follows when it answered a mobilization, and its events and frames are part
+    /// of the outcome.
     pub(super) fn exec(&mut self, actor: &Actor, cmd: Command) -> Result<Outcome, DomainError> {
-        let out = execute(&mut self.state, &self.rules, actor, cmd, self.now)?;
+        let mut out = execute(&mut self.state, &self.rules, actor, cmd, self.now)?;
+        if !self.state.untallied.is_empty() {
+            let tally = execute(&mut self.state, &self.rules, &Actor::System, Command::Tally, self.now)
+                .expect("the engine's tally is never refused");
+            out.events.extend(tally.events);
+            out.frames.extend(tally.frames);
+        }
         self.log.extend(out.events.iter().cloned());
         self.frames.extend(out.frames.iter().cloned());
         Ok(out)
@@ -188,6 +197,7 @@ pub(super) struct Derived {
     offer_index: HashMap<String, String>,
     offered: Vec<(String, HashSet<u32>)>,
     by_member: Vec<(String, HashMap<u32, usize>)>,
+    untallied: BTreeSet<String>,
     member_residence: Vec<u32>,
 }
 
@@ -196,6 +206,7 @@ fn derived(s: &State) -> Derived {
         offer_index: s.offer_index.clone(),
         offered: s.incidents.values().map(|i| (i.id.clone(), i.offered.clone())).collect(),
         by_member: s.mobilizations.values().map(|m| (m.id.clone(), m.by_member.clone())).collect(),
+        untallied: s.untallied.clone(),
         member_residence: s.city.member_residence.clone(),
     }
 }

@@ -4,7 +4,7 @@
 //! The handlers validate, then emit through the dispatcher's `Tx`; `apply` folds their
 //! events into the state and derives the frames, as the dispatcher does for incidents.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -255,9 +255,19 @@ pub(super) fn acknowledge(tx: &mut Tx<'_>, actor: &Actor, id: &str) -> Result<Re
     let (idx, at) = member_order(tx.state, actor, id)?;
     if tx.state.mobilizations[id].orders[at].state == OrderState::Ordered {
         let member_id = tx.state.city.members()[idx as usize].id.clone();
-        tx.emit(EventBody::MobilizationAcknowledged { mobilization_id: id.into(), member_id });
+        tx.emit(EventBody::MobilizationAcknowledged { mobilization_id: id.into(), member_id, batched: true });
     }
     Ok(Reply::Done)
+}
+
+/// Closes the engine's batch: a `MobilizationTallied` for each mobilization answered in it,
+/// so its progress frames go out once per batch, not once per answer.
+/// Harmless from anyone (it only publishes what is pending), like `Tick`.
+pub(super) fn tally(tx: &mut Tx<'_>) -> Reply {
+    for mobilization_id in tx.state.untallied.clone() {
+        tx.emit(EventBody::MobilizationTallied { mobilization_id });
+    }
+    Reply::Done
 }
 
 pub(super) fn report(tx: &mut Tx<'_>, actor: &Actor, id: &str, position: Position) -> Result<Reply, DomainError> {
@@ -292,7 +302,13 @@ pub(super) fn report(tx: &mut Tx<'_>, actor: &Actor, id: &str, position: Positio
     }
     let member_id = tx.state.city.members()[idx as usize].id.clone();
     let distance_m = (distance_m * 10.0).round() / 10.0;
-    tx.emit(EventBody::MobilizationReported { mobilization_id: id.into(), member_id, position, distance_m });
+    tx.emit(EventBody::MobilizationReported {
+        mobilization_id: id.into(),
+        member_id,
+        position,
+        distance_m,
+        batched: true,
+    });
     Ok(Reply::Done)
 }
 
@@ -518,6 +534,52 @@ fn progress_json(p: Progress) -> serde_json::Value {
     json!({"ordered": p.ordered, "acknowledged": p.acknowledged, "reported": p.reported, "missing": p.missing})
 }
 
+/// The `mobilization.progress` frames of what changed since the last tally: the city's
+/// with every change, a district's with those of members who report to a place in it (a
+/// city-wide order would otherwise send every answer to every district).
+fn tally_frames(state: &mut State, mobilization_id: &str, frames: &mut Vec<Frame>) {
+    state.untallied.remove(mobilization_id);
+    let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
+    let changes = std::mem::take(&mut m.untallied);
+    if changes.is_empty() {
+        return;
+    }
+    let m = &state.mobilizations[mobilization_id];
+    let city = state.city.city().expect("a mobilization implies a city");
+    let progress = progress_json(m.counts);
+    // district -> its changes; None: the city stream.
+    let mut by_stream: BTreeMap<Option<&str>, Vec<serde_json::Value>> = BTreeMap::new();
+    for (idx, to) in changes {
+        let o = &m.orders[m.by_member[&idx]];
+        let change = json!({
+            "member_id": o.member_id,
+            "team_id": city.teams[o.team as usize].id,
+            "community_id": o.community.map(|c| state.city.community(c).id.clone()),
+            "state": to,
+        });
+        match o.community {
+            Some(c) => by_stream.entry(Some(state.city.district_id_of_community(c))).or_default().push(change.clone()),
+            None => {
+                for d in &m.districts {
+                    by_stream.entry(Some(d.as_str())).or_default().push(change.clone());
+                }
+            }
+        }
+        by_stream.entry(None).or_default().push(change);
+    }
+    let out: Vec<(String, serde_json::Value)> = by_stream
+        .into_iter()
+        .map(|(district, changes)| {
+            let stream = district.map_or_else(|| stream::CITY.to_string(), stream::district);
+            let data = json!({"mobilization_id": mobilization_id, "progress": progress, "changes": changes});
+            (stream, data)
+        })
+        .collect();
+    for (stream, data) in out {
+        state.push_frame(frames, stream, "mobilization.progress", data);
+    }
+}
+
 /// Folds a wartime event into the state and derives its frames.
 pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
     let at = event.at;
@@ -567,6 +629,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                 deadline_passed: false,
                 districts: Vec::new(),
                 counts: Progress::default(),
+                untallied: Vec::new(),
             };
             let mut districts = BTreeSet::new();
             if let Some(s) = site
@@ -639,8 +702,8 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             state.mobilizations_ordered += 1;
             state.mobilizations.insert(mobilization_id.clone(), m);
         }
-        EventBody::MobilizationAcknowledged { mobilization_id, member_id }
-        | EventBody::MobilizationReported { mobilization_id, member_id, .. } => {
+        EventBody::MobilizationAcknowledged { mobilization_id, member_id, batched }
+        | EventBody::MobilizationReported { mobilization_id, member_id, batched, .. } => {
             let idx = state.city.member_by_id[member_id];
             let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
             let o = &mut m.orders[m.by_member[&idx]];
@@ -654,36 +717,25 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             if to == OrderState::Reported {
                 o.reported_at = Some(at);
             }
-            let (team, community) = (o.team, o.community);
             m.counts.advance(from, to);
+            m.untallied.push((idx, to));
             let own = json!({"mobilization_id": mobilization_id, "state": to});
             let seq = state.push_frame(frames, stream::member(member_id), "mobilization.state", own);
             let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
             let o = &mut m.orders[m.by_member[&idx]];
             o.state_seq = Some(seq);
-            let data = json!({
-                "mobilization_id": mobilization_id,
-                "member_id": member_id,
-                "team_id": state.city.city().expect("city").teams[team as usize].id,
-                "community_id": community.map(|c| state.city.community(c).id.clone()),
-                "state": to,
-                "progress": progress_json(m.counts),
-            });
-            // The city's dashboard, and the district of the place this member reports to
-            // (a city-wide order would otherwise write every answer to every district).
-            let districts: Vec<String> = match community {
-                Some(c) => vec![state.city.district_id_of_community(c).to_string()],
-                None => m.districts.clone(),
-            };
             if let EventBody::MobilizationReported { position, .. } = &event.body {
                 state.roster.move_to(idx, *position);
                 state.roster.edit(idx, |m| m.work.start_duty(at));
             }
-            let data = Arc::new(data);
-            for s in command_streams(&districts) {
-                state.push_frame(frames, s, "mobilization.progress", data.clone());
+            if *batched {
+                state.untallied.insert(mobilization_id.clone());
+            } else {
+                // Logged before progress was batched: this event's frames are its own.
+                tally_frames(state, mobilization_id, frames);
             }
         }
+        EventBody::MobilizationTallied { mobilization_id } => tally_frames(state, mobilization_id, frames),
         EventBody::MobilizationDeadlinePassed { mobilization_id } => {
             let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
             m.deadline_passed = true;

@@ -19,8 +19,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::balance;
-use super::dispatcher::{Actor, Command, Deadline, ErrorKind, RaiseIncident, Reply};
-use super::event::{EventBody, Mode};
+use super::dispatcher::{Actor, Command, Deadline, ErrorKind, RaiseIncident, Reply, execute};
+use super::event::{Event, EventBody, Mode};
 use super::fixtures::{GRIDS, in_cell, member};
 use super::geo::Position;
 use super::incident::Status;
@@ -373,7 +373,7 @@ fn mobilization_progress_counts_are_exact_through_acknowledgements_and_geofenced
 
     // a acknowledges; again is a no-op
     let out = w.at(10).ok(&as_member("a"), ack(&id));
-    assert_eq!(kinds(&out), ["mobilization_acknowledged"]);
+    assert_eq!(kinds(&out), ["mobilization_acknowledged", "mobilization_tallied"], "a batch of one");
     assert_eq!(w.mob(&id).counts, progress(4, 1, 0, 4));
     let before = everything(&w.state);
     let out = w.at(11).ok(&as_member("a"), ack(&id));
@@ -382,7 +382,7 @@ fn mobilization_progress_counts_are_exact_through_acknowledgements_and_geofenced
 
     // b reports without acknowledging first, at the community's centre
     let out = w.at(20).ok(&as_member("b"), report(&id, community_center("c1")));
-    assert_eq!(kinds(&out), ["mobilization_reported"]);
+    assert_eq!(kinds(&out), ["mobilization_reported", "mobilization_tallied"]);
     assert_eq!(w.mob(&id).counts, progress(4, 2, 1, 3));
     assert_eq!(w.rt("b").position, community_center("c1"), "the report moves the member");
     assert_eq!(w.rt("b").work.duty_since, Some(T0 + 20_000), "a report starts duty");
@@ -420,10 +420,82 @@ fn mobilization_progress_counts_are_exact_through_acknowledgements_and_geofenced
     assert_eq!(by_team, [(t1, progress(3, 3, 3, 0), vec![]), (t3, progress(1, 1, 0, 1), vec!["d".to_string()])]);
     // every progress frame carries the counts; the last one is exact
     let progress_frames = frames_of(&w.frames, "city", "mobilization.progress");
-    assert_eq!(progress_frames.len(), 5, "one per acknowledgement or report");
+    assert_eq!(progress_frames.len(), 5, "one per batch, and each answer was a batch of its own");
     let last = &progress_frames.last().unwrap().data["progress"];
     assert_eq!(*last, serde_json::json!({"ordered": 4, "acknowledged": 4, "reported": 3, "missing": 1}));
     assert_eq!(frames_of(&w.frames, "district:d1", "mobilization.progress").len(), 5);
+}
+
+#[test]
+fn a_batch_of_answers_makes_one_progress_frame_per_stream_listing_them_all() {
+    let mut w = mobilization_world();
+    let id = w.mobilize(&city_command(), mobilize_teams(&["t1", "t3", "t4"]));
+    assert_eq!(w.mob(&id).districts, ["d1", "d2"]);
+    // One engine batch: a (c1) and d (c2) report to places in d1, e (c4) to one in d2.
+    for (who, cmd) in [("a", ack(&id)), ("d", ack(&id)), ("e", report(&id, community_center("c4")))] {
+        let out = execute(&mut w.state, &w.rules, &as_member(who), cmd, w.now).unwrap();
+        assert_eq!(frames_of(&out.frames, &format!("member:{who}"), "mobilization.state").len(), 1);
+        assert!(out.frames.iter().all(|f| f.kind != "mobilization.progress"), "progress waits for the tally");
+    }
+    assert_eq!(w.state.untallied, set(&["mob-1"]));
+    let out = execute(&mut w.state, &w.rules, &Actor::System, Command::Tally, w.now).unwrap();
+    assert_eq!(kinds(&out), ["mobilization_tallied"]);
+    assert!(w.state.untallied.is_empty() && w.mob(&id).untallied.is_empty());
+    let changes = |stream: &str| -> Vec<(String, String)> {
+        let f = frames_of(&out.frames, stream, "mobilization.progress");
+        assert_eq!(f.len(), 1, "one frame for {stream}");
+        assert_eq!(
+            f[0].data["progress"],
+            serde_json::json!({"ordered": 5, "acknowledged": 3, "reported": 1, "missing": 4})
+        );
+        f[0].data["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["member_id"].as_str().unwrap().to_string(), c["state"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let pair = |m: &str, s: &str| (m.to_string(), s.to_string());
+    assert_eq!(changes("city"), [pair("a", "acknowledged"), pair("d", "acknowledged"), pair("e", "reported")]);
+    assert_eq!(changes("district:d1"), [pair("a", "acknowledged"), pair("d", "acknowledged")]);
+    assert_eq!(changes("district:d2"), [pair("e", "reported")]);
+    // Nothing answered since: a tally logs nothing.
+    let out = execute(&mut w.state, &w.rules, &Actor::System, Command::Tally, w.now).unwrap();
+    assert!(out.events.is_empty() && out.frames.is_empty());
+}
+
+#[test]
+fn answers_logged_before_progress_was_batched_still_publish_their_own_progress() {
+    let mut w = mobilization_world();
+    let id = w.mobilize(&city_command(), mobilize_teams(&["t1"]));
+    w.at(10).ok(&as_member("a"), ack(&id));
+    w.at(20).ok(&as_member("b"), report(&id, community_center("c1")));
+    // The same log as an older build wrote it: unbatched answers, no tallies.
+    let mut old: Vec<Event> = w.log.iter().filter(|e| e.body.kind() != "mobilization_tallied").cloned().collect();
+    for (i, e) in old.iter_mut().enumerate() {
+        e.seq = i as u64 + 1;
+        let json = serde_json::to_string(&*e).unwrap();
+        if let EventBody::MobilizationAcknowledged { batched, .. } | EventBody::MobilizationReported { batched, .. } =
+            &mut e.body
+        {
+            assert!(json.contains("\"batched\":true"), "{json}");
+            *batched = false;
+        }
+    }
+    // An older event has no `batched` field at all: it reads as false.
+    let text = serde_json::to_string(&old[old.len() - 1]).unwrap().replace(",\"batched\":false", "");
+    assert!(!text.contains("batched"), "{text}");
+    assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), old[old.len() - 1]);
+
+    let (state, frames) = replay(&old);
+    let progress = frames_of(&frames, "city", "mobilization.progress");
+    assert_eq!(progress.len(), 2, "one per answer, as that build published them");
+    assert_eq!(
+        progress[1].data["progress"],
+        serde_json::json!({"ordered": 3, "acknowledged": 2, "reported": 1, "missing": 2})
+    );
+    assert!(state.untallied.is_empty());
+    assert_eq!(state.stream_seq("city"), w.state.stream_seq("city"), "the same seqs as the batched log");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! during a mobilization, and the refusals of the wartime endpoints (each a clear 4xx
 //! problem+json that changes nothing).
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -180,15 +181,20 @@ async fn a_mobilization_of_two_thousand_members_over_websockets_counts_exactly()
     let mut command_ws = app.ws(&app.command(), None).await;
     let reader = tokio::spawn(async move {
         let mut ordered_frame = Value::Null;
-        let mut progress_frames = 0usize;
+        // (frames, (member, state) changes they listed)
+        let mut progress = (0usize, HashSet::new());
         loop {
             let f = command_ws.next_frame().await;
             match f["type"].as_str() {
                 Some("mobilization.ordered") => ordered_frame = f,
                 Some("mobilization.progress") => {
-                    progress_frames += 1;
+                    progress.0 += 1;
+                    for c in f["data"]["changes"].as_array().expect("changes") {
+                        let change = (c["member_id"].to_string(), c["state"].to_string());
+                        assert!(progress.1.insert(change), "a change listed twice: {c}");
+                    }
                     if f["data"]["progress"]["reported"] == f["data"]["progress"]["ordered"] {
-                        return (ordered_frame, f, progress_frames, command_ws);
+                        return (ordered_frame, f, progress, command_ws);
                     }
                 }
                 _ => {}
@@ -240,11 +246,13 @@ async fn a_mobilization_of_two_thousand_members_over_websockets_counts_exactly()
         view["communities"].as_array().unwrap().iter().map(|c| c["reported"].as_u64().unwrap()).sum();
     assert_eq!((by_team, by_community), (n as u64, n as u64));
 
-    let (ordered_frame, last, progress_frames, mut command_ws) = tokio::time::timeout(Duration::from_secs(20), reader)
-        .await
-        .expect("the command stream heard every report")
-        .expect("reader");
-    assert_eq!(progress_frames, 2 * n, "one progress frame per acknowledgement and per report");
+    let (ordered_frame, last, (progress_frames, changes), mut command_ws) =
+        tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .expect("the command stream heard every report")
+            .expect("reader");
+    assert_eq!(changes.len(), 2 * n, "every acknowledgement and every report is listed once");
+    assert!(progress_frames <= 2 * n, "at most one progress frame per engine batch: {progress_frames}");
     assert!(command_ws.quiet_for(QUIET).await, "the last progress frame was the last frame");
     assert_eq!(ordered_frame["data"]["mobilization_id"], id.as_str());
     assert_eq!(ordered_frame["data"]["progress"]["ordered"], n);
@@ -362,7 +370,10 @@ async fn a_repeated_acknowledgement_or_report_over_the_websocket_changes_nothing
         assert_eq!(r["type"], "ok", "{r}");
     }
     let f = city_ws.expect("mobilization.progress").await;
-    assert_eq!(f["data"]["state"], "reported");
+    let changes = f["data"]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{f}");
+    assert_eq!((&changes[0]["member_id"], &changes[0]["team_id"]), (&json!(m), &json!(team)), "{f}");
+    assert_eq!(changes[0]["state"], "reported", "{f}");
     assert!(city_ws.quiet_for(QUIET).await, "a repeated report is not progress");
     let view = json_of(app.get(&app.command(), &format!("/v1/mobilizations/{id}")).await, 200).await;
     assert_eq!((view["acknowledged"].clone(), view["reported"].clone()), (json!(1), json!(1)), "{view}");
