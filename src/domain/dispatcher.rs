@@ -573,9 +573,17 @@ impl State {
         kind: &'static str,
         data: impl Into<Arc<Value>>,
     ) -> u64 {
-        let seq = self.streams.entry(stream.clone()).or_insert(0);
-        *seq += 1;
-        let seq = *seq;
+        // Most streams have had a frame before: find without copying the name.
+        let seq = match self.streams.get_mut(stream.as_str()) {
+            Some(seq) => {
+                *seq += 1;
+                *seq
+            }
+            None => {
+                self.streams.insert(stream.clone(), 1);
+                1
+            }
+        };
         frames.push(Frame { stream, seq, kind, data: data.into() });
         seq
     }

@@ -3,6 +3,7 @@
 //! ordered to acknowledged to reported (geofenced).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -65,6 +66,10 @@ pub struct Mobilization {
     /// (member index, new state) since the last tally, for the next progress frame.
     #[serde(default)]
     pub untallied: Vec<(u32, OrderState)>,
+    /// The data of the `mobilization.state` frames (acknowledged, reported), the same for
+    /// every member: built once and shared, so a batch's frames encode it once.
+    #[serde(skip)]
+    state_data: [Option<Arc<serde_json::Value>>; 2],
 }
 
 /// Counts of one slice of a mobilization.
@@ -105,6 +110,39 @@ impl Progress {
 }
 
 impl Mobilization {
+    pub fn new(
+        id: String,
+        ordered_at: Ts,
+        ordered_by: String,
+        deadline: Ts,
+        note: Option<String>,
+        site: Option<Site>,
+    ) -> Mobilization {
+        Mobilization {
+            id,
+            ordered_at,
+            ordered_by,
+            deadline,
+            note,
+            site,
+            teams: Vec::new(),
+            orders: Vec::new(),
+            by_member: HashMap::new(),
+            closed: None,
+            deadline_passed: false,
+            districts: Vec::new(),
+            counts: Progress::default(),
+            untallied: Vec::new(),
+            state_data: [None, None],
+        }
+    }
+
+    /// `{mobilization_id, state}`, the data of a member's `mobilization.state` frame.
+    pub fn state_data(&mut self, state: OrderState) -> Arc<serde_json::Value> {
+        let slot = &mut self.state_data[usize::from(state == OrderState::Reported)];
+        slot.get_or_insert_with(|| Arc::new(serde_json::json!({"mobilization_id": self.id, "state": state}))).clone()
+    }
+
     pub fn is_open(&self) -> bool {
         self.closed.is_none()
     }

@@ -615,22 +615,14 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
         }
         EventBody::MobilizationOrdered { mobilization_id, teams, site, deadline, note } => {
             let city = state.city.city().expect("a mobilization implies a city").clone();
-            let mut m = Mobilization {
-                id: mobilization_id.clone(),
-                ordered_at: at,
-                ordered_by: event.actor.clone(),
-                deadline: *deadline,
-                note: note.clone(),
-                site: site.clone(),
-                teams: Vec::new(),
-                orders: Vec::new(),
-                by_member: Default::default(),
-                closed: None,
-                deadline_passed: false,
-                districts: Vec::new(),
-                counts: Progress::default(),
-                untallied: Vec::new(),
-            };
+            let mut m = Mobilization::new(
+                mobilization_id.clone(),
+                at,
+                event.actor.clone(),
+                *deadline,
+                note.clone(),
+                site.clone(),
+            );
             let mut districts = BTreeSet::new();
             if let Some(s) = site
                 && let Some(g) = state.city.grid_at(s.location)
@@ -719,7 +711,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             }
             m.counts.advance(from, to);
             m.untallied.push((idx, to));
-            let own = json!({"mobilization_id": mobilization_id, "state": to});
+            let own = m.state_data(to);
             let seq = state.push_frame(frames, stream::member(member_id), "mobilization.state", own);
             let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
             let o = &mut m.orders[m.by_member[&idx]];
