@@ -416,23 +416,39 @@ impl FrameEncoder {
             let text = serde_json::to_string(&*f.data).expect("frames serialize");
             self.last = Some((f.data.clone(), text));
         }
-        let data = &self.last.as_ref().expect("set above").1;
-        let mut out = String::with_capacity(data.len() + f.kind.len() + 40);
-        out.push_str("{\"type\":");
-        if f.kind.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            out.push('"');
-            out.push_str(f.kind);
-            out.push('"');
-        } else {
-            out.push_str(&serde_json::to_string(f.kind).expect("a str serializes"));
-        }
-        out.push_str(",\"seq\":");
-        let _ = write!(out, "{}", f.seq);
-        out.push_str(",\"data\":");
-        out.push_str(data);
-        out.push('}');
-        out
+        frame_text(f.kind, f.seq, &self.last.as_ref().expect("set above").1)
     }
+}
+
+/// `{"type":<kind>,"seq":<seq>,"data":`, what precedes a frame's data in its wire text.
+fn frame_head(kind: &str, seq: u64, capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity + kind.len() + 40);
+    out.push_str("{\"type\":");
+    if kind.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(kind);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(kind).expect("a str serializes"));
+    }
+    out.push_str(",\"seq\":");
+    let _ = write!(out, "{seq}");
+    out.push_str(",\"data\":");
+    out
+}
+
+/// A frame's wire text from its parts, `data` being its data's JSON: what
+/// `FrameEncoder::encode` gives, byte for byte.
+pub fn frame_text(kind: &str, seq: u64, data: &str) -> String {
+    let mut out = frame_head(kind, seq, data.len());
+    out.push_str(data);
+    out.push('}');
+    out
+}
+
+/// The data's JSON inside a frame's wire text (the inverse of `frame_text`).
+pub fn frame_data<'a>(text: &'a str, kind: &str, seq: u64) -> Option<&'a str> {
+    text.strip_prefix(frame_head(kind, seq, 0).as_str())?.strip_suffix('}')
 }
 
 /// Stream names.

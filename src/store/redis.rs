@@ -9,7 +9,10 @@
 //! - `{p}:s:<stream>`: a list per recipient of the frames' wire texts. A stream's seqs
 //!   run 1, 2, 3… without gaps, so frame seq n is at index n - 1: resume (`after_seq`) is
 //!   one LRANGE. (A list entry costs about 100 bytes besides the text; a Redis stream per
-//!   recipient cost 4 KiB, and 50,000 new streams twice the time to write.)
+//!   recipient cost 4 KiB, and 50,000 new streams twice the time to write.) A frame whose
+//!   data it shares with other frames of its append (a mobilization order, the same for a
+//!   team's members) is an entry `&<kind> <field>` instead, its data stored once in
+//!   `{p}:d` under that field; a read splices it back into the same text.
 //! - `{p}:i:<incident>`: the incident's events, for its timeline.
 //! - `{p}:lease`, `{p}:epoch`: the engine lease and its fencing epoch (crate::cluster).
 //! - `{p}:positions`: members' last known positions (soft state, a hash).
@@ -19,13 +22,13 @@
 //! last: nothing is written twice), then the frames and the incident entries. Scripts run
 //! atomically; with `appendfsync always` Redis syncs them to its AOF before it answers.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, ConnectionLike, RedisResult, Script};
 
 use super::{EventLog, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry};
-use crate::domain::event::{Event, EventBody, Frame};
+use crate::domain::event::{Event, EventBody, Frame, frame_data, frame_text};
 use crate::domain::geo::Position;
 
 /// Key names of one deployment.
@@ -68,6 +71,9 @@ impl Keys {
     }
     pub fn incident(&self, id: &str) -> String {
         format!("{}i:{id}", self.base)
+    }
+    pub fn payloads(&self) -> String {
+        format!("{}d", self.base)
     }
 }
 
@@ -119,7 +125,8 @@ pub fn check_persistence(c: &mut Connection) -> Result<(), StoreError> {
 }
 
 const APPEND: &str = r#"
--- KEYS[1] lease; ARGV: token, base, log id, events, nframes, (stream, seq, text)*, nincident, (id, seq, kind, actor, at, body)*
+-- KEYS[1] lease; ARGV: token, base, log id, events, nframes, (stream, seq, entry)*, npayloads, (field, data)*,
+-- nincident, (id, seq, kind, actor, at, body)*
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED this node no longer holds the engine lease')
 end
@@ -135,6 +142,12 @@ for _ = 1, tonumber(ARGV[5]) do
   i = i + 3
 end
 local n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  redis.call('HSET', base .. 'd', ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
   redis.call('XADD', base .. 'i:' .. ARGV[i], '0-' .. ARGV[i + 1], 'k', ARGV[i + 2], 'a', ARGV[i + 3], 't', ARGV[i + 4], 'b', ARGV[i + 5])
@@ -361,8 +374,13 @@ impl EventLog for RedisLog {
             .arg(format!("0-{}", last.seq))
             .arg(encode_events(events))
             .arg(frames.len());
-        for (f, text) in frames {
-            inv.arg(&f.stream).arg(f.seq).arg(text);
+        let (entries, payloads) = list_entries(last.seq, frames);
+        for ((f, _), entry) in frames.iter().zip(&entries) {
+            inv.arg(&f.stream).arg(f.seq).arg(entry.as_ref());
+        }
+        inv.arg(payloads.len());
+        for (field, data) in payloads {
+            inv.arg(field).arg(data);
         }
         let of_incidents: Vec<_> = events.iter().filter_map(|e| e.body.incident_id().map(|id| (id, e))).collect();
         inv.arg(of_incidents.len());
@@ -444,6 +462,75 @@ impl RedisReader {
     }
 }
 
+/// Each frame's list entry: its text, or `&<kind> <field>` when its data is shared with
+/// other frames of the append, with those data (field, JSON) to store once in `{p}:d`.
+/// Fields are `<the append's last seq>.<n>`, unique across appends.
+fn list_entries<'a>(
+    last_seq: u64,
+    frames: &'a [(Frame, String)],
+) -> (Vec<std::borrow::Cow<'a, str>>, Vec<(String, &'a str)>) {
+    use std::borrow::Cow;
+    use std::collections::HashMap;
+    let mut uses: HashMap<*const serde_json::Value, usize> = HashMap::new();
+    for (f, _) in frames {
+        *uses.entry(Arc::as_ptr(&f.data)).or_default() += 1;
+    }
+    let mut fields: HashMap<*const serde_json::Value, usize> = HashMap::new();
+    let mut payloads: Vec<(String, &str)> = Vec::new();
+    let entries = frames
+        .iter()
+        .map(|(f, text)| {
+            let ptr = Arc::as_ptr(&f.data);
+            let shared = uses[&ptr] > 1 && !f.kind.contains(' ');
+            match frame_data(text, f.kind, f.seq).filter(|_| shared) {
+                Some(data) => {
+                    let n = *fields.entry(ptr).or_insert_with(|| {
+                        payloads.push((format!("{last_seq}.{}", payloads.len()), data));
+                        payloads.len() - 1
+                    });
+                    Cow::Owned(format!("&{} {}", f.kind, payloads[n].0))
+                }
+                None => Cow::Borrowed(text.as_str()),
+            }
+        })
+        .collect();
+    (entries, payloads)
+}
+
+impl RedisReader {
+    /// Frames from their (seq, list entry), shared data spliced back in (one HMGET for
+    /// all of them).
+    fn texts(&self, c: &mut Connection, entries: Vec<(u64, String)>) -> RedisResult<Vec<StoredFrame>> {
+        let refs: Vec<(&str, &str)> =
+            entries.iter().filter_map(|(_, e)| e.strip_prefix('&')).filter_map(|r| r.split_once(' ')).collect();
+        let data: std::collections::HashMap<String, String> = if refs.is_empty() {
+            Default::default()
+        } else {
+            let fields: Vec<String> = refs.iter().map(|(_, field)| field.to_string()).collect();
+            let found: Vec<Option<String>> = redis::cmd("HMGET").arg(self.keys.payloads()).arg(&fields).query(c)?;
+            fields.into_iter().zip(found).filter_map(|(f, d)| d.map(|d| (f, d))).collect()
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for (seq, entry) in entries {
+            let text = match entry.strip_prefix('&').and_then(|r| r.split_once(' ')) {
+                Some((kind, field)) => match data.get(field) {
+                    Some(d) => frame_text(kind, seq, d),
+                    None => {
+                        return Err(redis::RedisError::from((
+                            redis::ErrorKind::Client,
+                            "a frame's shared data is missing",
+                            format!("field {field} of {}", self.keys.payloads()),
+                        )));
+                    }
+                },
+                None => entry,
+            };
+            out.push(StoredFrame { seq, text });
+        }
+        Ok(out)
+    }
+}
+
 impl LogReader for RedisReader {
     fn frames_after(&self, stream: &str, after: u64, limit: usize) -> Result<Vec<StoredFrame>, StoreError> {
         if limit == 0 {
@@ -451,9 +538,11 @@ impl LogReader for RedisReader {
         }
         let key = self.keys.stream(stream);
         // Seq n is at index n - 1: the frames after `after` start at index `after`.
-        let texts: Vec<String> =
-            self.with(|c| redis::cmd("LRANGE").arg(key).arg(after).arg(after + limit as u64 - 1).query(c))?;
-        Ok(texts.into_iter().zip(after + 1..).map(|(text, seq)| StoredFrame { seq, text }).collect())
+        self.with(|c| {
+            let entries: Vec<String> =
+                redis::cmd("LRANGE").arg(key).arg(after).arg(after + limit as u64 - 1).query(c)?;
+            self.texts(c, (after + 1..).zip(entries).collect())
+        })
     }
 
     fn frames_at(&self, stream: &str, seqs: &[u64]) -> Result<Vec<StoredFrame>, StoreError> {
@@ -467,8 +556,10 @@ impl LogReader for RedisReader {
         for s in &seqs {
             pipe.cmd("LINDEX").arg(&key).arg(s - 1);
         }
-        let found: Vec<Option<String>> = self.with(|c| pipe.query(c))?;
-        Ok(seqs.into_iter().zip(found).filter_map(|(seq, t)| t.map(|text| StoredFrame { seq, text })).collect())
+        self.with(|c| {
+            let found: Vec<Option<String>> = pipe.query(c)?;
+            self.texts(c, seqs.into_iter().zip(found).filter_map(|(seq, t)| Some((seq, t?))).collect())
+        })
     }
 
     fn timeline(&self, incident_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {

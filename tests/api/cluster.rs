@@ -519,6 +519,63 @@ fn a_deposed_engine_cannot_append_and_its_successor_can() {
 }
 
 #[test]
+fn frames_that_share_their_data_store_it_once_and_read_back_as_sent() {
+    use std::sync::Arc;
+
+    use muster::cluster::{Lease, Node};
+    use muster::domain::event::{Event, EventBody, Frame, FrameEncoder};
+    use muster::store::redis::{RedisLog, RedisReader};
+    use muster::store::{EventLog, LogReader};
+
+    let prefix = Prefix::new(SHARED_REDIS);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path(), &node_env(SHARED_REDIS, &prefix.name, false));
+    let mut node = Node::new(&settings).unwrap();
+    assert!(matches!(node.try_lead().unwrap(), Lease::Took(_)));
+    let mut log = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), false);
+    let reader = RedisReader::new(node.client.clone(), node.keys.clone());
+
+    // An order to three members (one data, shared), and a frame of its own to one of them.
+    let order = Arc::new(json!({"mobilization_id": "mob-1", "note": "全员集结 \"now\"", "deadline": 7}));
+    let frames = vec![
+        Frame { stream: "member:a".into(), seq: 1, kind: "mobilization.order", data: order.clone() },
+        Frame { stream: "member:b".into(), seq: 1, kind: "mobilization.order", data: order.clone() },
+        Frame { stream: "member:c".into(), seq: 1, kind: "mobilization.order", data: order },
+        Frame { stream: "member:a".into(), seq: 2, kind: "duty", data: Arc::new(json!({"on_call": true})) },
+    ];
+    let mut encoder = FrameEncoder::default();
+    let encoded: Vec<(Frame, String)> = frames.into_iter().map(|f| (f.clone(), encoder.encode(&f))).collect();
+    let event = Event {
+        seq: 1,
+        at: 1_700_000_000_000,
+        actor: "system".into(),
+        body: EventBody::DutyChanged { member_id: "a".into(), on_call: true },
+    };
+    log.append(&[event], &encoded).unwrap();
+
+    let texts = |stream: &str| -> Vec<(u64, String)> {
+        reader.frames_after(stream, 0, 10).unwrap().into_iter().map(|f| (f.seq, f.text)).collect()
+    };
+    assert_eq!(texts("member:a"), [(1, encoded[0].1.clone()), (2, encoded[3].1.clone())]);
+    assert_eq!(texts("member:b"), [(1, encoded[1].1.clone())]);
+    assert_eq!(texts("member:c"), [(1, encoded[2].1.clone())]);
+    let at: Vec<(u64, String)> =
+        reader.frames_at("member:a", &[2, 1]).unwrap().into_iter().map(|f| (f.seq, f.text)).collect();
+    assert_eq!(at, [(1, encoded[0].1.clone()), (2, encoded[3].1.clone())]);
+    assert!(reader.frames_after("member:a", 2, 10).unwrap().is_empty());
+
+    // Stored: the shared data once, the order's entries refer to it; the lone frame whole.
+    let mut c = redis::Client::open(SHARED_REDIS).unwrap().get_connection().unwrap();
+    let payloads: Vec<(String, String)> =
+        redis::cmd("HGETALL").arg(format!("{{{}}}:d", prefix.name)).query(&mut c).unwrap();
+    assert_eq!(payloads.len(), 1, "{payloads:?}");
+    assert_eq!(serde_json::from_str::<Value>(&payloads[0].1).unwrap(), *encoded[0].0.data);
+    let entries: Vec<String> =
+        redis::cmd("LRANGE").arg(format!("{{{}}}:s:member:a", prefix.name)).arg(0).arg(-1).query(&mut c).unwrap();
+    assert_eq!(entries, [format!("&mobilization.order {}", payloads[0].0), encoded[3].1.clone()]);
+}
+
+#[test]
 fn redis_snapshots_go_in_chunks_keep_the_latest_and_trim_the_log_below_the_one_before() {
     use muster::cluster::{Lease, Node};
     use muster::domain::event::{Event, EventBody};
