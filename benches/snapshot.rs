@@ -52,7 +52,12 @@ fn surge(members: usize) -> (State, Vec<Event>) {
     for (i, (mob, member)) in ordered.iter().enumerate().step_by(2) {
         let ack = Command::AcknowledgeOrder { mobilization_id: mob.clone() };
         run(&mut state, &Actor::Member { member: member.clone() }, ack, NOW + 2_000 + i as Ts);
+        // The engine tallies progress after every batch: here every 512 answers.
+        if i % 1_024 == 1_022 {
+            run(&mut state, &Actor::System, Command::Tally, NOW + 2_000 + i as Ts);
+        }
     }
+    run(&mut state, &Actor::System, Command::Tally, NOW + 3_000);
     for (i, (community, grid)) in communities.iter().cycle().take(187).enumerate() {
         let raise = RaiseIncident {
             grid_id: Some(grid.clone()),
