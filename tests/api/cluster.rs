@@ -518,21 +518,28 @@ fn a_deposed_engine_cannot_append_and_its_successor_can() {
     assert_eq!(seen, vec![(1, "a".to_string()), (2, "b".to_string())]);
 }
 
-#[test]
-fn frames_that_share_their_data_store_it_once_and_read_back_as_sent() {
-    use std::sync::Arc;
-
+/// A node on the shared Redis under a prefix of its own (cleaned up when it is dropped),
+/// holding the engine lease, and its log.
+fn leading_node() -> (Prefix, tempfile::TempDir, muster::cluster::Node, muster::store::redis::RedisLog) {
     use muster::cluster::{Lease, Node};
-    use muster::domain::event::{Event, EventBody, Frame, FrameEncoder};
-    use muster::store::redis::{RedisLog, RedisReader};
-    use muster::store::{EventLog, LogReader};
-
     let prefix = Prefix::new(SHARED_REDIS);
     let dir = tempfile::tempdir().unwrap();
     let settings = test_settings(dir.path(), &node_env(SHARED_REDIS, &prefix.name, false));
     let mut node = Node::new(&settings).unwrap();
     assert!(matches!(node.try_lead().unwrap(), Lease::Took(_)));
-    let mut log = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), false);
+    let log = muster::store::redis::RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), false);
+    (prefix, dir, node, log)
+}
+
+#[test]
+fn frames_that_share_their_data_store_it_once_and_read_back_as_sent() {
+    use std::sync::Arc;
+
+    use muster::domain::event::{Event, EventBody, Frame, FrameEncoder};
+    use muster::store::redis::RedisReader;
+    use muster::store::{EventLog, LogReader};
+
+    let (prefix, _dir, node, mut log) = leading_node();
     let reader = RedisReader::new(node.client.clone(), node.keys.clone());
 
     // An order to three members (one data, shared), and a frame of its own to one of them.
@@ -577,17 +584,11 @@ fn frames_that_share_their_data_store_it_once_and_read_back_as_sent() {
 
 #[test]
 fn redis_snapshots_go_in_chunks_keep_the_latest_and_trim_the_log_below_the_one_before() {
-    use muster::cluster::{Lease, Node};
     use muster::domain::event::{Event, EventBody};
-    use muster::store::redis::{RedisLog, RedisSnapshots};
+    use muster::store::redis::RedisSnapshots;
     use muster::store::{EventLog, SnapshotStore};
 
-    let prefix = Prefix::new(SHARED_REDIS);
-    let dir = tempfile::tempdir().unwrap();
-    let settings = test_settings(dir.path(), &node_env(SHARED_REDIS, &prefix.name, false));
-    let mut node = Node::new(&settings).unwrap();
-    assert!(matches!(node.try_lead().unwrap(), Lease::Took(_)));
-    let mut log = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), false);
+    let (prefix, _dir, node, mut log) = leading_node();
     let mut snaps = RedisSnapshots::new(node.client.clone(), node.keys.clone(), false);
     for seq in 1..=30 {
         let e = Event {
