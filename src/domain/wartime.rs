@@ -536,7 +536,8 @@ fn progress_json(p: Progress) -> serde_json::Value {
 
 /// The `mobilization.progress` frames of what changed since the last tally: the city's
 /// with every change, a district's with those of members who report to a place in it (a
-/// city-wide order would otherwise send every answer to every district).
+/// city-wide order would otherwise send every answer to every district). A follower builds
+/// only the frames its sockets want (`frame_filter`); the others just take their seq.
 fn tally_frames(state: &mut State, mobilization_id: &str, frames: &mut Vec<Frame>) {
     state.untallied.remove(mobilization_id);
     let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");
@@ -545,38 +546,54 @@ fn tally_frames(state: &mut State, mobilization_id: &str, frames: &mut Vec<Frame
         return;
     }
     let m = &state.mobilizations[mobilization_id];
-    let city = state.city.city().expect("a mobilization implies a city");
-    let progress = progress_json(m.counts);
-    // district -> its changes; None: the city stream.
-    let mut by_stream: BTreeMap<Option<&str>, Vec<serde_json::Value>> = BTreeMap::new();
-    for (idx, to) in changes {
-        let o = &m.orders[m.by_member[&idx]];
-        let change = json!({
-            "member_id": o.member_id,
-            "team_id": city.teams[o.team as usize].id,
-            "community_id": o.community.map(|c| state.city.community(c).id.clone()),
-            "state": to,
-        });
+    // stream -> its changes (indices into `changes`); the city's has them all.
+    let mut by_stream: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, (idx, _)) in changes.iter().enumerate() {
+        let o = &m.orders[m.by_member[idx]];
         match o.community {
-            Some(c) => by_stream.entry(Some(state.city.district_id_of_community(c))).or_default().push(change.clone()),
+            Some(c) => by_stream.entry(stream::district(state.city.district_id_of_community(c))).or_default().push(i),
             None => {
                 for d in &m.districts {
-                    by_stream.entry(Some(d.as_str())).or_default().push(change.clone());
+                    by_stream.entry(stream::district(d)).or_default().push(i);
                 }
             }
         }
-        by_stream.entry(None).or_default().push(change);
     }
-    let out: Vec<(String, serde_json::Value)> = by_stream
-        .into_iter()
-        .map(|(district, changes)| {
-            let stream = district.map_or_else(|| stream::CITY.to_string(), stream::district);
-            let data = json!({"mobilization_id": mobilization_id, "progress": progress, "changes": changes});
-            (stream, data)
-        })
-        .collect();
+    by_stream.insert(stream::CITY.to_string(), (0..changes.len()).collect());
+    let mut built: Vec<Option<serde_json::Value>> = vec![None; changes.len()];
+    let mut out: Vec<(String, Option<serde_json::Value>)> = Vec::with_capacity(by_stream.len());
+    // The city first, then the districts in order, as the frames' seqs were always given.
+    let city_first = by_stream.remove_entry(stream::CITY).into_iter().chain(by_stream);
+    for (stream, mine) in city_first {
+        if !state.frame_filter.wants(&stream) {
+            out.push((stream, None));
+            continue;
+        }
+        let list: Vec<serde_json::Value> = mine
+            .into_iter()
+            .map(|i| {
+                built[i]
+                    .get_or_insert_with(|| {
+                        let (idx, to) = changes[i];
+                        let o = &m.orders[m.by_member[&idx]];
+                        json!({
+                            "member_id": o.member_id,
+                            "team_id": state.city.city().expect("a mobilization implies a city").teams[o.team as usize].id,
+                            "community_id": o.community.map(|c| state.city.community(c).id.clone()),
+                            "state": to,
+                        })
+                    })
+                    .clone()
+            })
+            .collect();
+        let data = json!({"mobilization_id": mobilization_id, "progress": progress_json(m.counts), "changes": list});
+        out.push((stream, Some(data)));
+    }
     for (stream, data) in out {
-        state.push_frame(frames, stream, "mobilization.progress", data);
+        match data {
+            Some(data) => state.push_frame(frames, stream, "mobilization.progress", data),
+            None => state.skip_frame(stream),
+        };
     }
 }
 

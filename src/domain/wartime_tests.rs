@@ -19,8 +19,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::balance;
-use super::dispatcher::{Actor, Command, Deadline, ErrorKind, RaiseIncident, Reply, execute};
-use super::event::{Event, EventBody, Mode};
+use super::dispatcher::{self, Actor, Command, Deadline, ErrorKind, FrameFilter, RaiseIncident, Reply, State, execute};
+use super::event::{Event, EventBody, Frame, Mode};
 use super::fixtures::{GRIDS, in_cell, member};
 use super::geo::Position;
 use super::incident::Status;
@@ -496,6 +496,34 @@ fn answers_logged_before_progress_was_batched_still_publish_their_own_progress()
     );
     assert!(state.untallied.is_empty());
     assert_eq!(state.stream_seq("city"), w.state.stream_seq("city"), "the same seqs as the batched log");
+}
+
+#[test]
+fn a_follower_builds_only_the_progress_frames_it_wants_and_keeps_every_seq() {
+    let mut w = mobilization_world();
+    let id = w.mobilize(&city_command(), mobilize_teams(&["t1", "t3", "t4"]));
+    // One engine batch of three answers and its tally.
+    let mut log = w.log.clone();
+    for (who, cmd) in [("a", ack(&id)), ("d", ack(&id)), ("e", report(&id, community_center("c4")))] {
+        log.extend(execute(&mut w.state, &w.rules, &as_member(who), cmd, w.now).unwrap().events);
+    }
+    log.extend(execute(&mut w.state, &w.rules, &Actor::System, Command::Tally, w.now).unwrap().events);
+    let (all, all_frames) = replay(&log);
+    let mut follower =
+        State { frame_filter: FrameFilter::only(|s| s == "district:d2" || s == "member:e"), ..Default::default() };
+    let mut frames = Vec::new();
+    for e in &log {
+        frames.extend(dispatcher::apply(&mut follower, e));
+    }
+    assert_eq!(follower.streams, all.streams, "the same seqs, built or not");
+    let wanted = |f: &&Frame| f.stream == "district:d2" || f.stream == "member:e";
+    let expected: Vec<&Frame> = all_frames.iter().filter(wanted).collect();
+    let progress: Vec<&Frame> =
+        frames.iter().filter(|f| f.kind == "mobilization.progress" && f.stream != "district:d2").collect();
+    assert!(progress.is_empty(), "no progress frame for streams it does not want: {progress:?}");
+    let built: Vec<&Frame> = frames.iter().filter(wanted).collect();
+    assert_eq!(built, expected);
+    assert_eq!(frames_of(&frames, "district:d2", "mobilization.progress").len(), 1);
 }
 
 #[test]
