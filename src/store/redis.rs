@@ -481,17 +481,20 @@ fn list_entries<'a>(
         .iter()
         .map(|(f, text)| {
             let ptr = Arc::as_ptr(&f.data);
-            let shared = uses[&ptr] > 1 && !f.kind.contains(' ');
-            match frame_data(text, f.kind, f.seq).filter(|_| shared) {
-                Some(data) => {
-                    let n = *fields.entry(ptr).or_insert_with(|| {
-                        payloads.push((format!("{last_seq}.{}", payloads.len()), data));
-                        payloads.len() - 1
-                    });
-                    Cow::Owned(format!("&{} {}", f.kind, payloads[n].0))
-                }
-                None => Cow::Borrowed(text.as_str()),
+            if uses[&ptr] < 2 || f.kind.contains(' ') {
+                return Cow::Borrowed(text.as_str());
             }
+            // The data's text is taken from the first frame that carries it.
+            let n = match fields.get(&ptr) {
+                Some(&n) => n,
+                None => {
+                    let Some(data) = frame_data(text, f.kind, f.seq) else { return Cow::Borrowed(text.as_str()) };
+                    payloads.push((format!("{last_seq}.{}", payloads.len()), data));
+                    fields.insert(ptr, payloads.len() - 1);
+                    payloads.len() - 1
+                }
+            };
+            Cow::Owned(format!("&{} {}", f.kind, payloads[n].0))
         })
         .collect();
     (entries, payloads)

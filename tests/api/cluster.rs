@@ -648,7 +648,7 @@ async fn a_node_that_fell_behind_the_trimmed_log_restores_the_snapshot_and_catch
     let staff = a.staff("c001");
     let body = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1});
     let first_on_a = a.raise(&staff, body.clone()).await["id"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(5), "B has the first incident", || async {
+    eventually(Duration::from_secs(15), "B has the first incident", || async {
         b.get(&b.command(), &format!("/v1/incidents/{first_on_a}")).await.status() == 200
     })
     .await;
@@ -680,6 +680,6 @@ async fn a_node_that_fell_behind_the_trimmed_log_restores_the_snapshot_and_catch
     for id in raised.iter().chain([&first_on_a]) {
         assert_eq!(b.get(&b.command(), &format!("/v1/incidents/{id}")).await.status(), 200, "{id} on B");
     }
-    eventually(Duration::from_secs(5), "B ready again", || ready(&b)).await;
+    eventually(Duration::from_secs(15), "B ready again", || ready(&b)).await;
     drop(b_proc);
 }
