@@ -498,22 +498,10 @@ mod tests {
         let version: i64 = log.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         let f = Frame { stream: "member:m1".into(), seq: 3, kind: "duty", data: serde_json::json!({}).into() };
-        let e = Event {
-            seq: 4,
-            at: 0,
-            actor: "system".into(),
-            body: EventBody::DutyChanged { member_id: "m1".into(), on_call: true },
-        };
-        log.append(&[e], &[(f, "d".into())]).unwrap();
+        log.append(&[duty(4)], &[(f, "d".into())]).unwrap();
         // a frame's seq stays unique in its stream
         let again = Frame { stream: "city".into(), seq: 1, kind: "duty", data: serde_json::json!({}).into() };
-        let e5 = Event {
-            seq: 5,
-            at: 0,
-            actor: "system".into(),
-            body: EventBody::DutyChanged { member_id: "m1".into(), on_call: false },
-        };
-        assert!(log.append(&[e5], &[(again, "x".into())]).is_err());
+        assert!(log.append(&[duty(5)], &[(again, "x".into())]).is_err());
         drop(log);
         let log = SqliteLog::open(dir.path()).unwrap(); // a second open migrates nothing
         let reader = SqliteReader::open(dir.path(), 1).unwrap();
