@@ -419,6 +419,8 @@ impl Engine {
         if events.is_empty() {
             return true;
         }
+        let started = Instant::now();
+        let cpu0 = thread_cpu_us();
         let mut frames = Vec::new();
         let publisher = self.publisher.clone();
         let last = {
@@ -434,6 +436,7 @@ impl Engine {
             state.last_seq
         };
         self.applied.send_replace(last);
+        let applied_us = started.elapsed().as_micros() as u64;
         // Encode only what this node's sockets listen to: a mobilization derives a frame per
         // member, and most of them are connected to other nodes.
         let mut encoder = FrameEncoder::default();
@@ -445,9 +448,19 @@ impl Engine {
                 (f, text)
             })
             .collect();
+        let pushed = encoded.len();
         if !encoded.is_empty() {
             self.publisher.publish(encoded);
         }
+        tracing::debug!(
+            events = events.len(),
+            last,
+            frames = pushed,
+            applied_us,
+            took_us = started.elapsed().as_micros() as u64,
+            cpu_us = thread_cpu_us() - cpu0,
+            "followed"
+        );
         true
     }
 
@@ -587,6 +600,7 @@ impl Engine {
             }
         }
         let now = now_ms();
+        let began = Instant::now();
         let mut events = Vec::new();
         let mut frames = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
@@ -679,7 +693,17 @@ impl Engine {
                 self.applied.send_replace(events.last().map_or(0, |e| e.seq));
                 metrics::counter!("muster_events_total").increment(events.len() as u64);
                 metrics::histogram!("muster_batch_events").record(events.len() as f64);
+                let frames = encoded.len();
+                let published = Instant::now();
                 self.publisher.publish(encoded);
+                tracing::debug!(
+                    events = events.len(),
+                    frames,
+                    decide_us = (started - began).as_micros() as u64,
+                    append_us = (published - started).as_micros() as u64,
+                    publish_us = published.elapsed().as_micros() as u64,
+                    "stepped"
+                );
                 let last = events.last().map_or(0, |e| e.seq);
                 for (reply, r, logged_at) in replies {
                     if let Some(at) = logged_at {
@@ -731,6 +755,13 @@ impl Engine {
 }
 
 /// Moves members to their stored last known positions.
+fn thread_cpu_us() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
+}
+
 fn lay_positions(state: &mut State, positions: Vec<(String, crate::domain::geo::Position)>) {
     for (id, p) in positions {
         if let Some(idx) = state.member_index(&id)

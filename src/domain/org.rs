@@ -122,7 +122,7 @@ pub struct GridPlace {
 /// A validated city with its lookup tables. Indexes are positions in `city`'s vectors.
 #[derive(Debug, Clone, Default)]
 pub struct CityIndex {
-    pub city: Option<City>,
+    pub city: Option<std::sync::Arc<City>>,
     pub district_by_id: HashMap<String, u32>,
     pub street_by_id: HashMap<String, u32>,
     pub community_by_id: HashMap<String, u32>,
@@ -286,7 +286,7 @@ impl CityIndex {
         let members = std::mem::take(&mut city.members);
         let team_count = city.teams.len();
         let mut index = Self {
-            city: Some(city),
+            city: Some(std::sync::Arc::new(city)),
             district_by_id,
             street_by_id,
             community_by_id,
@@ -360,12 +360,12 @@ impl CityIndex {
         self.member_team.push(team);
         self.member_residence.push(residence);
         self.member_by_id.insert(m.id.clone(), idx);
-        self.city.as_mut().expect("index built from a city").members.push(m);
+        std::sync::Arc::make_mut(self.city.as_mut().expect("index built from a city")).members.push(m);
         Ok(idx)
     }
 
     pub fn city(&self) -> Option<&City> {
-        self.city.as_ref()
+        self.city.as_deref()
     }
 
     pub fn members(&self) -> &[Member] {

@@ -683,7 +683,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                     Some(idx) => {
                         let grid = state.city.grid_flat[&m.residence_grid_id];
                         state.city.member_residence[idx as usize] = grid;
-                        let c = state.city.city.as_mut().expect("a city");
+                        let c = std::sync::Arc::make_mut(state.city.city.as_mut().expect("a city"));
                         c.members[idx as usize].residence_grid_id = m.residence_grid_id.clone();
                         c.members[idx as usize].registered = true;
                         state.roster.hot[idx as usize].residence = state.city.grid_places[grid as usize].community;

@@ -42,7 +42,7 @@ pub enum SnapshotError {
 struct Body {
     format: u32,
     seq: u64,
-    city: Option<City>,
+    city: Option<std::sync::Arc<City>>,
     /// In the city's member order.
     members: Vec<MemberRt>,
     incidents: Vec<Incident>,
@@ -118,7 +118,8 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     let bad = |what: String| SnapshotError::Decode(what);
     let mut state = State::default();
     if let Some(city) = body.city {
-        state.city = CityIndex::build(city).map_err(|e| bad(format!("its city: {e}")))?;
+        state.city =
+            CityIndex::build(std::sync::Arc::unwrap_or_clone(city)).map_err(|e| bad(format!("its city: {e}")))?;
     }
     if body.members.len() != state.city.members().len() {
         return Err(bad(format!("{} members for a city of {}", body.members.len(), state.city.members().len())));

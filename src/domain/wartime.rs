@@ -631,7 +631,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             }
         }
         EventBody::MobilizationOrdered { mobilization_id, teams, site, deadline, note } => {
-            let city = state.city.city().expect("a mobilization implies a city").clone();
+            let city = state.city.city.clone().expect("a mobilization implies a city");
             let mut m = Mobilization::new(
                 mobilization_id.clone(),
                 at,

@@ -408,6 +408,21 @@ pub async fn run(
     }
     report.latency("order → delivered (from the request)", summarize(times.delivered.clone()));
     report.latency("order → delivered (from the 201)", summarize(from_201));
+    if target.nodes.len() > 1 {
+        // Which node's members wait longest: the 201 comes from node 0, after it has queued
+        // its own third; the others apply the order from the log first.
+        let node_of = nodes_by_idx(&sim, target.nodes.len());
+        let t201 = ms_between(order.sent, order.got);
+        for n in 0..target.nodes.len() as u16 {
+            let d: Vec<f64> = results
+                .iter()
+                .filter(|r| node_of.get(&r.idx) == Some(&n))
+                .flat_map(|r| r.orders.iter().filter(|o| o.mobilization_id == mob_id))
+                .map(|o| ms_between(order.sent, o.delivered) - t201)
+                .collect();
+            report.latency(&format!("order → delivered (from the 201), node {n}"), summarize(d));
+        }
+    }
     report.latency("order → ack durable", summarize(times.acked.clone()));
     report.latency("ack round trip (sent → ok)", summarize(times.ack_rtt.clone()));
     report.latency("report round trip (sent → ok)", summarize(times.report_rtt.clone()));
