@@ -430,7 +430,8 @@ pub struct State {
     /// "<actor label>\n<key>" -> incident id
     pub idempotency: HashMap<String, String>,
     /// The last seq of every recipient stream.
-    pub streams: HashMap<String, u64>,
+    /// Each stream's last frame seq (a fast hash: every frame looks its stream up here).
+    pub streams: HashMap<String, u64, foldhash::fast::RandomState>,
     /// While a node follows the log: the streams whose frames it needs (its own sockets');
     /// hot paths skip building the rest (their seqs still advance). Empty: all of them.
     pub frame_filter: FrameFilter,

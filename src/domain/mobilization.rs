@@ -56,7 +56,7 @@ pub struct Mobilization {
     pub orders: Vec<MemberOrder>,
     /// member index -> position in `orders` (not in snapshots: derived from `orders`)
     #[serde(skip)]
-    pub by_member: HashMap<u32, usize>,
+    pub by_member: HashMap<u32, usize, foldhash::fast::RandomState>,
     pub closed: Option<(Ts, String)>,
     pub deadline_passed: bool,
     /// Districts whose command streams follow it (those of the places reported to).
@@ -127,7 +127,7 @@ impl Mobilization {
             site,
             teams: Vec::new(),
             orders: Vec::new(),
-            by_member: HashMap::new(),
+            by_member: HashMap::default(),
             closed: None,
             deadline_passed: false,
             districts: Vec::new(),

@@ -205,7 +205,11 @@ fn derived(s: &State) -> Derived {
     Derived {
         offer_index: s.offer_index.clone(),
         offered: s.incidents.values().map(|i| (i.id.clone(), i.offered.clone())).collect(),
-        by_member: s.mobilizations.values().map(|m| (m.id.clone(), m.by_member.clone())).collect(),
+        by_member: s
+            .mobilizations
+            .values()
+            .map(|m| (m.id.clone(), m.by_member.iter().map(|(k, v)| (*k, *v)).collect()))
+            .collect(),
         untallied: s.untallied.clone(),
         member_residence: s.city.member_residence.clone(),
     }

@@ -640,6 +640,14 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                 note.clone(),
                 site.clone(),
             );
+            let ordered: usize = teams
+                .iter()
+                .map(|t| {
+                    state.city.team_by_id.get(&t.team_id).map_or(0, |&i| state.city.team_members[i as usize].len())
+                })
+                .sum();
+            m.orders.reserve(ordered);
+            m.by_member.reserve(ordered);
             let mut districts = BTreeSet::new();
             if let Some(s) = site
                 && let Some(g) = state.city.grid_at(s.location)
@@ -669,9 +677,10 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                 });
                 let data = Arc::new(data);
                 for &member in &state.city.team_members[team as usize].clone() {
-                    if m.by_member.contains_key(&member) {
+                    let std::collections::hash_map::Entry::Vacant(slot) = m.by_member.entry(member) else {
                         continue;
-                    }
+                    };
+                    slot.insert(m.orders.len());
                     let member_id = city.members[member as usize].id.clone();
                     let stream = stream::member(&member_id);
                     let frame_seq = if state.frame_filter.wants(&stream) {
@@ -679,7 +688,6 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
                     } else {
                         state.skip_frame(stream)
                     };
-                    m.by_member.insert(member, m.orders.len());
                     m.orders.push(MemberOrder {
                         member,
                         member_id,
