@@ -65,6 +65,7 @@ async fn round(members: usize) -> Round {
         mailbox: 4 * members,
         batch_max: settings.engine.batch_max,
         position_flush: Duration::from_secs(settings.engine.position_flush_s),
+        replica_nice: 0,
     };
     let (engine, thread) = engine::start(Box::new(log), settings.dispatch, hub.clone(), cfg, cancel.clone(), None);
     while !engine.is_ready() {

@@ -54,6 +54,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         mailbox: settings.engine.mailbox,
         batch_max: settings.engine.batch_max,
         position_flush: Duration::from_secs(settings.engine.position_flush_s),
+        replica_nice: settings.engine.replica_nice,
     };
     let (engine, engine_thread) =
         engine::start(log, settings.dispatch.clone(), hub.clone(), cfg, shutdown.child_token(), node);

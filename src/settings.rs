@@ -84,6 +84,7 @@ pub struct Engine {
     pub batch_max: usize,
     pub position_flush_s: u64,
     pub snapshot_every: u64,
+    pub replica_nice: i32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
