@@ -172,6 +172,9 @@ impl Settings {
         if self.ws.max_message_bytes < 256 || self.server.max_body_bytes < 256 {
             return bad("ws.max_message_bytes and server.max_body_bytes must be at least 256");
         }
+        if !(-20..=19).contains(&self.engine.replica_nice) {
+            return bad("engine.replica_nice must be a nice value, -20 to 19");
+        }
         if !self.redis_url.is_empty() {
             if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("redis+unix://")) {
                 return bad("redis_url must be empty or a redis:// address");
@@ -256,6 +259,10 @@ mod tests {
         assert!(Settings::load_with_env(None, env).is_err());
         let env = vec![("MUSTER_DISPATCH__OVERBOOK".to_string(), "0.2".to_string())];
         assert!(Settings::load_with_env(None, env).is_err());
+        let env = vec![("MUSTER_ENGINE__REPLICA_NICE".to_string(), "-21".to_string())];
+        assert!(Settings::load_with_env(None, env).is_err());
+        let env = vec![("MUSTER_ENGINE__REPLICA_NICE".to_string(), "0".to_string())];
+        assert_eq!(Settings::load_with_env(None, env).expect("0 leaves the priority alone").engine.replica_nice, 0);
     }
 
     #[test]
