@@ -70,7 +70,7 @@ fn round(members: usize, batch: usize) -> (Duration, Vec<Duration>) {
             stream: format!("member:{}", member(i)),
             seq: 1,
             kind: "mobilization.order",
-            data: data.clone(),
+            data: data.clone().into(),
         })
         .collect();
     let frames = encode(frames);
@@ -103,7 +103,7 @@ fn round(members: usize, batch: usize) -> (Duration, Vec<Duration>) {
                 stream: format!("member:{}", member(i)),
                 seq: 2,
                 kind: "mobilization.state",
-                data: Arc::new(own),
+                data: Arc::new(own).into(),
             });
             changes[i % districts].push(json!({
                 "member_id": member(i),
@@ -126,7 +126,7 @@ fn round(members: usize, batch: usize) -> (Duration, Vec<Duration>) {
             stream: "city".into(),
             seq: city_seq,
             kind: "mobilization.progress",
-            data: Arc::new(json!({"mobilization_id": "mob-1", "progress": progress, "changes": all})),
+            data: Arc::new(json!({"mobilization_id": "mob-1", "progress": progress, "changes": all})).into(),
         });
         for (d, changes) in changes.into_iter().enumerate().filter(|(_, c)| !c.is_empty()) {
             district_seq[d] += 1;
@@ -134,7 +134,7 @@ fn round(members: usize, batch: usize) -> (Duration, Vec<Duration>) {
                 stream: format!("district:d{d:02}"),
                 seq: district_seq[d],
                 kind: "mobilization.progress",
-                data: Arc::new(json!({"mobilization_id": "mob-1", "progress": progress, "changes": changes})),
+                data: Arc::new(json!({"mobilization_id": "mob-1", "progress": progress, "changes": changes})).into(),
             });
         }
         let frames = encode(frames);

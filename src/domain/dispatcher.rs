@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 
-use super::event::{EscalationReason, Event, EventBody, Frame, Mode, RevokeReason, Ts, stream};
+use super::event::{EscalationReason, Event, EventBody, Frame, FrameData, Mode, RevokeReason, Ts, stream};
 use super::geo::Position;
 use super::incident::{Incident, Offer, OfferState, Status};
 use super::matching::{self, Roster, Target};
@@ -572,7 +572,7 @@ impl State {
         frames: &mut Vec<Frame>,
         stream: String,
         kind: &'static str,
-        data: impl Into<Arc<Value>>,
+        data: impl Into<FrameData>,
     ) -> u64 {
         // Most streams have had a frame before: find without copying the name.
         let seq = match self.streams.get_mut(stream.as_str()) {

@@ -388,7 +388,79 @@ pub struct Frame {
     /// Shared: one event's frames to several streams (a mobilization order to each of a
     /// team's members, a progress frame to the city and a district) hold the same data,
     /// built once, not a deep copy per stream.
-    pub data: Arc<serde_json::Value>,
+    pub data: FrameData,
+}
+
+/// A frame's data: a JSON value, or its JSON text written directly (the progress frames,
+/// built per batch with a change per answer, skip the value: building, cloning and
+/// dropping it was most of the tally's cost). Either reads as a `serde_json::Value`
+/// (`Deref`: the text is parsed on first read, which only tests and diagnostics do); the
+/// encoder uses the text as it is.
+#[derive(Debug, Clone)]
+pub enum FrameData {
+    Value(Arc<serde_json::Value>),
+    Json(Arc<JsonText>),
+}
+
+/// JSON text, and its value once someone reads it as one.
+#[derive(Debug)]
+pub struct JsonText {
+    text: String,
+    parsed: std::sync::OnceLock<serde_json::Value>,
+}
+
+impl FrameData {
+    /// Data written as JSON by the caller, who makes sure it is valid JSON.
+    pub fn json(text: String) -> FrameData {
+        debug_assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "frame data is JSON: {text}");
+        FrameData::Json(Arc::new(JsonText { text, parsed: std::sync::OnceLock::new() }))
+    }
+
+    /// The same for frames that share their data (clones of one `FrameData`).
+    pub fn ptr(&self) -> *const () {
+        match self {
+            FrameData::Value(v) => Arc::as_ptr(v).cast(),
+            FrameData::Json(j) => Arc::as_ptr(j).cast(),
+        }
+    }
+
+    /// Its JSON text, if it was written as text.
+    fn text(&self) -> Option<&str> {
+        match self {
+            FrameData::Value(_) => None,
+            FrameData::Json(j) => Some(&j.text),
+        }
+    }
+}
+
+impl std::ops::Deref for FrameData {
+    type Target = serde_json::Value;
+    fn deref(&self) -> &serde_json::Value {
+        match self {
+            FrameData::Value(v) => v,
+            FrameData::Json(j) => {
+                j.parsed.get_or_init(|| serde_json::from_str(&j.text).expect("frame data written as JSON"))
+            }
+        }
+    }
+}
+
+impl PartialEq for FrameData {
+    fn eq(&self, other: &FrameData) -> bool {
+        **self == **other
+    }
+}
+
+impl From<Arc<serde_json::Value>> for FrameData {
+    fn from(v: Arc<serde_json::Value>) -> FrameData {
+        FrameData::Value(v)
+    }
+}
+
+impl From<serde_json::Value> for FrameData {
+    fn from(v: serde_json::Value) -> FrameData {
+        FrameData::Value(Arc::new(v))
+    }
 }
 
 impl Frame {
@@ -404,14 +476,17 @@ impl Frame {
 #[derive(Default)]
 pub struct FrameEncoder {
     /// The data last encoded, kept alive so its address cannot be reused meanwhile.
-    last: Option<(Arc<serde_json::Value>, String)>,
+    last: Option<(FrameData, String)>,
 }
 
 impl FrameEncoder {
     /// `{"type":<kind>,"seq":<seq>,"data":<data>}`, byte for byte what serializing a
     /// struct with those fields in that order gives.
     pub fn encode(&mut self, f: &Frame) -> String {
-        let fresh = !self.last.as_ref().is_some_and(|(d, _)| Arc::ptr_eq(d, &f.data));
+        if let Some(text) = f.data.text() {
+            return frame_text(f.kind, f.seq, text);
+        }
+        let fresh = self.last.as_ref().is_none_or(|(d, _)| d.ptr() != f.data.ptr());
         if fresh {
             let text = serde_json::to_string(&*f.data).expect("frames serialize");
             self.last = Some((f.data.clone(), text));
@@ -489,15 +564,21 @@ mod tests {
             Arc::new(json!({"mobilization_id": "mob-1", "note": "é \"quoted\"\n", "progress": {"ordered": 3}}));
         let other = Arc::new(json!({"mobilization_id": "mob-1", "note": null}));
         let frames = [
-            Frame { stream: "member:a".into(), seq: 1, kind: "mobilization.order", data: shared.clone() },
+            Frame { stream: "member:a".into(), seq: 1, kind: "mobilization.order", data: shared.clone().into() },
             Frame {
                 stream: "member:b".into(),
                 seq: 18_446_744_073_709_551_615,
                 kind: "mobilization.order",
-                data: shared,
+                data: shared.into(),
             },
-            Frame { stream: "city".into(), seq: 7, kind: "mobilization.progress", data: other },
-            Frame { stream: "city".into(), seq: 8, kind: "odd\"kind", data: Arc::new(json!([1, 2.5, "x"])) },
+            Frame { stream: "city".into(), seq: 7, kind: "mobilization.progress", data: other.into() },
+            Frame { stream: "city".into(), seq: 8, kind: "odd\"kind", data: json!([1, 2.5, "x"]).into() },
+            Frame {
+                stream: "city".into(),
+                seq: 9,
+                kind: "mobilization.progress",
+                data: FrameData::json(r#"{"changes":[{"member_id":"m\"1"}],"note":null}"#.into()),
+            },
         ];
         let mut enc = FrameEncoder::default();
         for f in &frames {

@@ -15,7 +15,7 @@ use super::dispatcher::{
     Actor, Deadline, DomainError, ErrorKind, Reply, State, Tx, acting_member, check_note, closed, err, rfc3339,
     scope_frames,
 };
-use super::event::{Event, EventBody, Frame, Mode, TeamOrder, Ts, stream};
+use super::event::{Event, EventBody, Frame, FrameData, Mode, TeamOrder, Ts, stream};
 use super::geo::Position;
 use super::incident::{OfferState, Status, Whistle};
 use super::mobilization::{MemberOrder, Mobilization, OrderState, Progress, Site};
@@ -530,6 +530,11 @@ fn command_streams(districts: &[String]) -> Vec<String> {
     std::iter::once(stream::CITY.to_string()).chain(districts.iter().map(|d| stream::district(d))).collect()
 }
 
+/// Appends a value's JSON to `out`.
+fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    serde_json::to_writer(out, v).expect("plain data serializes");
+}
+
 fn progress_json(p: Progress) -> serde_json::Value {
     json!({"ordered": p.ordered, "acknowledged": p.acknowledged, "reported": p.reported, "missing": p.missing})
 }
@@ -560,8 +565,21 @@ fn tally_frames(state: &mut State, mobilization_id: &str, frames: &mut Vec<Frame
         }
     }
     by_stream.insert(stream::CITY.to_string(), (0..changes.len()).collect());
-    let mut built: Vec<Option<serde_json::Value>> = vec![None; changes.len()];
-    let mut out: Vec<(String, Option<serde_json::Value>)> = Vec::with_capacity(by_stream.len());
+    // Each change's JSON is written once, then copied into each stream's list; the frame's
+    // data is that text (`FrameData::json`), with its keys in the order serde_json's map
+    // gives (sorted), as when it was built as a value.
+    let mut built: Vec<Option<std::ops::Range<usize>>> = vec![None; changes.len()];
+    let mut texts: Vec<u8> = Vec::new();
+    let tail = {
+        let mut t = Vec::new();
+        t.extend_from_slice(b"],\"mobilization_id\":");
+        json(&mut t, &mobilization_id);
+        t.extend_from_slice(b",\"progress\":");
+        json(&mut t, &progress_json(m.counts));
+        t.push(b'}');
+        t
+    };
+    let mut out: Vec<(String, Option<FrameData>)> = Vec::with_capacity(by_stream.len());
     // The city first, then the districts in order, as the frames' seqs were always given.
     let city_first = by_stream.remove_entry(stream::CITY).into_iter().chain(by_stream);
     for (stream, mine) in city_first {
@@ -569,25 +587,32 @@ fn tally_frames(state: &mut State, mobilization_id: &str, frames: &mut Vec<Frame
             out.push((stream, None));
             continue;
         }
-        let list: Vec<serde_json::Value> = mine
-            .into_iter()
-            .map(|i| {
-                built[i]
-                    .get_or_insert_with(|| {
-                        let (idx, to) = changes[i];
-                        let o = &m.orders[m.by_member[&idx]];
-                        json!({
-                            "member_id": o.member_id,
-                            "team_id": state.city.city().expect("a mobilization implies a city").teams[o.team as usize].id,
-                            "community_id": o.community.map(|c| state.city.community(c).id.clone()),
-                            "state": to,
-                        })
-                    })
-                    .clone()
-            })
-            .collect();
-        let data = json!({"mobilization_id": mobilization_id, "progress": progress_json(m.counts), "changes": list});
-        out.push((stream, Some(data)));
+        let mut data: Vec<u8> = Vec::with_capacity(mine.len() * 96 + tail.len() + 16);
+        data.extend_from_slice(b"{\"changes\":[");
+        for (n, i) in mine.into_iter().enumerate() {
+            let range = built[i].get_or_insert_with(|| {
+                let (idx, to) = changes[i];
+                let o = &m.orders[m.by_member[&idx]];
+                let start = texts.len();
+                texts.extend_from_slice(b"{\"community_id\":");
+                json(&mut texts, &o.community.map(|c| state.city.community(c).id.as_str()));
+                texts.extend_from_slice(b",\"member_id\":");
+                json(&mut texts, &o.member_id);
+                texts.extend_from_slice(b",\"state\":");
+                json(&mut texts, &to);
+                texts.extend_from_slice(b",\"team_id\":");
+                json(&mut texts, &state.city.city().expect("a mobilization implies a city").teams[o.team as usize].id);
+                texts.push(b'}');
+                start..texts.len()
+            });
+            if n > 0 {
+                data.push(b',');
+            }
+            data.extend_from_slice(&texts[range.clone()]);
+        }
+        data.extend_from_slice(&tail);
+        let data = String::from_utf8(data).expect("serde_json writes UTF-8");
+        out.push((stream, Some(FrameData::json(data))));
     }
     for (stream, data) in out {
         match data {

@@ -20,7 +20,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use super::balance;
 use super::dispatcher::{self, Actor, Command, Deadline, ErrorKind, FrameFilter, RaiseIncident, Reply, State, execute};
-use super::event::{Event, EventBody, Frame, Mode};
+use super::event::{Event, EventBody, Frame, FrameData, Mode};
 use super::fixtures::{GRIDS, in_cell, member};
 use super::geo::Position;
 use super::incident::Status;
@@ -1194,4 +1194,31 @@ fn a_mobilization_to_a_site_outside_every_district_is_not_closed_by_another_dist
     let out = w.at(10).ok(&city_command(), peacetime("d2"));
     assert_eq!(kinds(&out), ["mode_switched"], "d2 standing down does not close a mobilization outside d2");
     assert!(w.mob(&id).is_open());
+}
+
+/// Progress frames are written as JSON text, not built as values: the text is what the
+/// value would encode to, byte for byte (keys sorted, as serde_json's map writes them),
+/// in the city's frame and a district's, with and without a community to report to.
+#[test]
+fn a_progress_frame_is_written_as_the_json_its_value_encodes_to() {
+    let mut w = mobilization_world();
+    let to_site = Command::Mobilize(MobilizeOrder {
+        teams: vec!["t1".into()],
+        site: Some(Site { name: "a \"site\"".into(), location: community_center("c1") }),
+        ..Default::default()
+    });
+    let site = w.mobilize(&city_command(), to_site);
+    let id = w.mobilize(&city_command(), mobilize_teams(&["t3", "t4"]));
+    let mut frames = Vec::new();
+    for (who, cmd) in [("a", ack(&site)), ("d", ack(&id)), ("e", report(&id, community_center("c4")))] {
+        frames.extend(execute(&mut w.state, &w.rules, &as_member(who), cmd, w.now).unwrap().frames);
+    }
+    frames.extend(execute(&mut w.state, &w.rules, &Actor::System, Command::Tally, w.now).unwrap().frames);
+    let progress: Vec<&Frame> = frames.iter().filter(|f| f.kind == "mobilization.progress").collect();
+    assert!(progress.len() >= 4, "the city's and a district's for each mobilization: {progress:?}");
+    for f in progress {
+        let as_value = Frame { data: FrameData::from((*f.data).clone()), ..f.clone() };
+        assert_eq!(f.to_text(), as_value.to_text());
+        assert!(f.data["changes"].as_array().is_some_and(|c| !c.is_empty()), "{f:?}");
+    }
 }

@@ -22,7 +22,7 @@
 //! last: nothing is written twice), then the frames and the incident entries. Scripts run
 //! atomically; with `appendfsync always` Redis syncs them to its AOF before it answers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, ConnectionLike, RedisResult, Script};
@@ -471,16 +471,16 @@ fn list_entries<'a>(
 ) -> (Vec<std::borrow::Cow<'a, str>>, Vec<(String, &'a str)>) {
     use std::borrow::Cow;
     use std::collections::HashMap;
-    let mut uses: HashMap<*const serde_json::Value, usize> = HashMap::new();
+    let mut uses: HashMap<*const (), usize> = HashMap::new();
     for (f, _) in frames {
-        *uses.entry(Arc::as_ptr(&f.data)).or_default() += 1;
+        *uses.entry(f.data.ptr()).or_default() += 1;
     }
-    let mut fields: HashMap<*const serde_json::Value, usize> = HashMap::new();
+    let mut fields: HashMap<*const (), usize> = HashMap::new();
     let mut payloads: Vec<(String, &str)> = Vec::new();
     let entries = frames
         .iter()
         .map(|(f, text)| {
-            let ptr = Arc::as_ptr(&f.data);
+            let ptr = f.data.ptr();
             if uses[&ptr] < 2 || f.kind.contains(' ') {
                 return Cow::Borrowed(text.as_str());
             }

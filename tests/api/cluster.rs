@@ -545,10 +545,10 @@ fn frames_that_share_their_data_store_it_once_and_read_back_as_sent() {
     // An order to three members (one data, shared), and a frame of its own to one of them.
     let order = Arc::new(json!({"mobilization_id": "mob-1", "note": "全员集结 \"now\"", "deadline": 7}));
     let frames = vec![
-        Frame { stream: "member:a".into(), seq: 1, kind: "mobilization.order", data: order.clone() },
-        Frame { stream: "member:b".into(), seq: 1, kind: "mobilization.order", data: order.clone() },
-        Frame { stream: "member:c".into(), seq: 1, kind: "mobilization.order", data: order },
-        Frame { stream: "member:a".into(), seq: 2, kind: "duty", data: Arc::new(json!({"on_call": true})) },
+        Frame { stream: "member:a".into(), seq: 1, kind: "mobilization.order", data: order.clone().into() },
+        Frame { stream: "member:b".into(), seq: 1, kind: "mobilization.order", data: order.clone().into() },
+        Frame { stream: "member:c".into(), seq: 1, kind: "mobilization.order", data: order.into() },
+        Frame { stream: "member:a".into(), seq: 2, kind: "duty", data: json!({"on_call": true}).into() },
     ];
     let mut encoder = FrameEncoder::default();
     let encoded: Vec<(Frame, String)> = frames.into_iter().map(|f| (f.clone(), encoder.encode(&f))).collect();
