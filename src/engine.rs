@@ -19,7 +19,8 @@
 //!
 //! Readers (the HTTP gateway) take the `RwLock` for reading. The engine holds the write
 //! lock from the first decision of a batch until its append returns, so no reader ever
-//! sees a decision that is not yet durable.
+//! sees a decision that is not yet durable; a reader that has to wait for it gives its
+//! runtime worker to the other tasks meanwhile (`EngineHandle::read`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,8 +125,26 @@ impl EngineHandle {
     }
 
     /// A read view of the committed state. Hold it briefly: the engine waits for it.
+    ///
+    /// The engine holds the write lock through each batch's append (tens of ms on Redis
+    /// under a surge, batch after batch). A request that waits for it on a runtime worker
+    /// would stall every session on that worker: in a 3-node surge the engine node's own
+    /// members got their orders seconds after the followers' while the API calls that
+    /// check a token (`is_revoked`) waited here. So a read that has to wait hands the
+    /// worker's other tasks to another thread first (`block_in_place`).
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        match self.state.try_read() {
+            Ok(guard) => return guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        let wait = || self.state.read().unwrap_or_else(|p| p.into_inner());
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
     }
 
     /// True once the log has been replayed and while the store takes writes.
@@ -899,6 +918,48 @@ mod tests {
         })
         .join()
         .expect("the checks pass");
+    }
+
+    /// While the engine holds the state (an append in flight), a request waiting to read it
+    /// must not stall the other tasks of its runtime worker (the sessions pushing frames).
+    /// One worker: the other task runs only if the waiting read handed the worker over.
+    #[test]
+    fn a_read_waiting_for_the_engine_leaves_its_worker_to_the_other_tasks() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rules = crate::settings::Settings::load_with_env(None, Vec::new()).unwrap().dispatch;
+        let cfg = EngineConfig { mailbox: 16, batch_max: 16, position_flush: Duration::from_secs(60), replica_nice: 0 };
+        let cancel = CancellationToken::new();
+        let (engine, thread) = {
+            let _in_rt = rt.enter();
+            start(Box::new(Disk::default()), rules, Arc::new(Nobody), cfg, cancel.clone(), None)
+        };
+        // "The engine": holds the write lock until the other task has run, or 10 s.
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+        let state = engine.state.clone();
+        let holder = std::thread::spawn(move || {
+            let guard = state.write().unwrap();
+            held_tx.send(()).unwrap();
+            let ran = ran_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+            drop(guard);
+            ran
+        });
+        held_rx.recv().unwrap();
+        let (reading_tx, reading_rx) = std::sync::mpsc::channel();
+        let reader = engine.clone();
+        let read = rt.spawn(async move {
+            reading_tx.send(()).unwrap();
+            reader.read().last_seq
+        });
+        reading_rx.recv().unwrap();
+        let other = rt.spawn(async move { ran_tx.send(()).unwrap() });
+        assert!(holder.join().unwrap(), "the other task ran while the read waited");
+        rt.block_on(async {
+            other.await.unwrap();
+            read.await.unwrap();
+        });
+        cancel.cancel();
+        thread.join().unwrap();
     }
 
     #[tokio::test]
