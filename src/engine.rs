@@ -22,10 +22,10 @@
 //! sees a decision that is not yet durable; a reader that has to wait for it gives its
 //! runtime worker to the other tasks meanwhile (`EngineHandle::read`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{oneshot, watch};
@@ -93,6 +93,7 @@ pub struct EngineConfig {
 pub struct EngineHandle {
     tx: SyncSender<Request>,
     state: Arc<RwLock<State>>,
+    revoked: Revoked,
     ready: Arc<AtomicBool>,
     writable: Arc<AtomicBool>,
     pub rules: Arc<Rules>,
@@ -122,6 +123,14 @@ impl EngineHandle {
             Err(TrySendError::Disconnected(_)) => return Err(EngineError::NotReady),
         }
         rx.await.unwrap_or(Err(EngineError::NotReady))
+    }
+
+    /// Was a token of this subject, issued at `iat` (seconds), revoked? Every request and
+    /// every session's ping asks, so this reads the engine's last durable copy of the
+    /// revocations, not the state (whose lock the engine holds through each append).
+    pub fn is_revoked(&self, subject: &str, iat: u64) -> bool {
+        let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        revoked.get(subject).is_some_and(|&before| iat <= before)
     }
 
     /// A read view of the committed state. Hold it briefly: the engine waits for it.
@@ -182,9 +191,11 @@ pub fn start(
     let rules = Arc::new(rules);
     let (applied, applied_rx) = watch::channel(0u64);
     let remote = node.as_ref().map(|n| Arc::new(cluster::start_routes(n, tx.clone(), applied_rx, cancel.clone())));
+    let revoked = Revoked::default();
     let handle = EngineHandle {
         tx,
         state: state.clone(),
+        revoked: revoked.clone(),
         ready: ready.clone(),
         writable: writable.clone(),
         rules: rules.clone(),
@@ -196,6 +207,7 @@ pub fn start(
         publisher,
         cfg,
         state,
+        revoked,
         ready,
         writable,
         write_retry_at: None,
@@ -217,6 +229,7 @@ struct Engine {
     rules: Arc<Rules>,
     publisher: Arc<dyn Publisher>,
     cfg: EngineConfig,
+    revoked: Revoked,
     state: Arc<RwLock<State>>,
     ready: Arc<AtomicBool>,
     writable: Arc<AtomicBool>,
@@ -457,6 +470,7 @@ impl Engine {
                 tracing::error!(error = %gap, "rebuilding");
                 return false;
             }
+            share_revoked(&self.revoked, &state);
             state.last_seq
         };
         self.applied.send_replace(last);
@@ -559,6 +573,7 @@ impl Engine {
     fn recover(&mut self) -> Result<(), StoreError> {
         let fresh = self.rebuild()?;
         let last = fresh.last_seq;
+        share_revoked(&self.revoked, &fresh);
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         self.applied.send_replace(last);
         Ok(())
@@ -708,6 +723,8 @@ impl Engine {
                 }
             }
         }
+        // Durable now, or rebuilt from what is.
+        share_revoked(&self.revoked, &state);
         drop(state);
         match appended {
             Ok(()) => {
@@ -779,6 +796,17 @@ impl Engine {
 }
 
 /// Moves members to their stored last known positions.
+/// The revocations as of the last durable batch, shared with the gateway.
+type Revoked = Arc<Mutex<Arc<HashMap<String, u64>>>>;
+
+/// Hands the gateway the state's revocations if they changed (a pointer swap).
+fn share_revoked(shared: &Revoked, state: &State) {
+    let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
+    if !Arc::ptr_eq(&r, &state.revoked) {
+        *r = state.revoked.clone();
+    }
+}
+
 /// The engine thread's scheduling priority on a node that is not the engine. A replica
 /// applies each event before its node pushes the event's frames, so on a busy machine a
 /// starved replica delays every one of its members: in a 3-node surge the followers spent

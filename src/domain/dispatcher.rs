@@ -457,7 +457,9 @@ pub struct State {
     /// (unit id, community id) of every 单位报到.
     pub unit_registrations: BTreeSet<(String, String)>,
     /// Token subject -> tokens issued at or before this second are revoked.
-    pub revoked: HashMap<String, u64>,
+    /// Shared with `EngineHandle::is_revoked` (copy on write), which checks every request
+    /// without the state's lock.
+    pub revoked: std::sync::Arc<HashMap<String, u64>>,
 }
 
 impl State {
@@ -1432,7 +1434,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::Rated { .. }
         | EventBody::Exchanged { .. } => service::apply(state, event, &mut frames),
         EventBody::TokensRevoked { subject, before_s } => {
-            state.revoked.insert(subject.clone(), *before_s);
+            std::sync::Arc::make_mut(&mut state.revoked).insert(subject.clone(), *before_s);
         }
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];

@@ -147,7 +147,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.orders = body.orders.into_iter().map(|o| (o.id.clone(), o)).collect();
     state.idempotency = body.idempotency.into_iter().collect();
     state.streams = body.streams.into_iter().collect();
-    state.revoked = body.revoked.into_iter().collect();
+    state.revoked = std::sync::Arc::new(body.revoked.into_iter().collect());
     state.deadlines = body.deadlines.into_iter().collect();
     state.last_seq = body.seq;
     state.incidents_raised = body.incidents_raised;

@@ -165,7 +165,7 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <JWT>'"))?;
         let (claims, actor) = state.keys.verify(token).map_err(ApiError::unauthorized)?;
-        if state.engine.read().is_revoked(&claims.sub, claims.iat) {
+        if state.engine.is_revoked(&claims.sub, claims.iat) {
             return Err(ApiError::unauthorized("the token has been revoked; ask for a new one"));
         }
         state.limits.check_subject(&claims.sub)?;

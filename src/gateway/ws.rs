@@ -98,7 +98,7 @@ pub async fn upgrade(
         .or(from_protocol)
         .ok_or_else(|| ApiError::unauthorized("send a token: ?access_token=<JWT> or subprotocol bearer.<JWT>"))?;
     let (claims, actor) = app.keys.verify(&token).map_err(ApiError::unauthorized)?;
-    if app.engine.read().is_revoked(&claims.sub, claims.iat) {
+    if app.engine.is_revoked(&claims.sub, claims.iat) {
         return Err(ApiError::unauthorized("the token has been revoked; ask for a new one"));
     }
     app.limits.check_subject(&claims.sub)?;
@@ -380,7 +380,7 @@ impl Session {
                         if now.saturating_duration_since(conn.last_heard) > ping_timeout {
                             return End::Close(close::PING_TIMEOUT, "no answer to pings");
                         }
-                        if self.engine.read().is_revoked(&self.subject, self.issued_at) {
+                        if self.engine.is_revoked(&self.subject, self.issued_at) {
                             return End::Close(close::POLICY, "token revoked");
                         }
                         if let Err(end) = conn.send(Message::Ping(Default::default())).await {
