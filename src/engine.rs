@@ -138,9 +138,9 @@ impl EngineHandle {
     /// The engine holds the write lock through each batch's append (tens of ms on Redis
     /// under a surge, batch after batch). A request that waits for it on a runtime worker
     /// would stall every session on that worker: in a 3-node surge the engine node's own
-    /// members got their orders seconds after the followers' while the API calls that
-    /// check a token (`is_revoked`) waited here. So a read that has to wait hands the
-    /// worker's other tasks to another thread first (`block_in_place`).
+    /// members got their orders seconds after the followers' while API calls waited here.
+    /// So a read that has to wait hands the worker's other tasks to another thread first
+    /// (`block_in_place`). Token checks do not come here at all (`is_revoked`).
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
         match self.state.try_read() {
             Ok(guard) => return guard,
