@@ -40,6 +40,9 @@ impl Drop for Prefix {
     }
 }
 
+/// One entry of a Redis stream as XRANGE gives it: its id and its fields and values.
+type LogEntry = (String, Vec<Vec<u8>>);
+
 fn node_env<'a>(url: &'a str, prefix: &'a str, durable: bool) -> Vec<(&'a str, &'a str)> {
     vec![
         ("MUSTER_REDIS_URL", url),
@@ -447,9 +450,22 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
     let mut trimmed = (0, 0);
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
-        let snap: u64 = redis::cmd("HGET").arg(&snap_key).arg("seq").query(&mut r).unwrap_or(0);
-        let first: Vec<(String, Vec<Vec<u8>>)> =
-            redis::cmd("XRANGE").arg(&log_key).arg("-").arg("+").arg("COUNT").arg(1).query(&mut r).unwrap();
+        // Both in one transaction: a snapshot committed between two reads would trim the
+        // log past the snapshot read before it.
+        let (snap, first): (Option<u64>, Vec<LogEntry>) = redis::pipe()
+            .atomic()
+            .cmd("HGET")
+            .arg(&snap_key)
+            .arg("seq")
+            .cmd("XRANGE")
+            .arg(&log_key)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut r)
+            .unwrap();
+        let snap = snap.unwrap_or(0);
         let first_seq: u64 = first[0].0.strip_prefix("0-").unwrap().parse().unwrap();
         trimmed = (snap, first_seq);
         if first_seq > 25 {
