@@ -462,12 +462,13 @@ pub struct State {
     pub revoked: std::sync::Arc<HashMap<String, u64>>,
 }
 
-impl State {
-    /// Was a token of this subject, issued at `iat` (seconds), revoked?
-    pub fn is_revoked(&self, subject: &str, iat: u64) -> bool {
-        self.revoked.get(subject).is_some_and(|&before| iat <= before)
-    }
+/// Was a token of this subject, issued at `iat` (seconds), revoked? (`State::revoked`, or
+/// the engine's shared copy of it.)
+pub fn is_revoked(revoked: &HashMap<String, u64>, subject: &str, iat: u64) -> bool {
+    revoked.get(subject).is_some_and(|&before| iat <= before)
+}
 
+impl State {
     /// Is wartime in force in this district (its own switch, or the city's)?
     pub fn wartime(&self, district_id: &str) -> bool {
         self.city_mode == Mode::Wartime || self.wartime_districts.contains(district_id)
