@@ -5,13 +5,14 @@
 //! directory (on the same disk as the system's temp dir), logs the order as the engine
 //! does (one event and 16,000 `mobilization.order` frames of about 330 bytes, one per
 //! member stream), then appends the 16,000 acknowledgements in batches of 1,024 (the
-//! default `engine.batch_max`): per answer one event and the member's `mobilization.state`
-//! frame, per batch the tally (one event, a `mobilization.progress` frame for the city and
-//! one for each district answered in, listing its answers), with real seqs and texts of
-//! real size. It prints, per round, the time of the order's append and, over
-//! the answer batches, mean, p50, max and total, then the mean over the rounds. fsync is
-//! included (`synchronous = FULL`), as in production. Under `cargo test --benches` it
-//! runs one small round.
+//! default `engine.batch_max`; `-- --batch N` for another size: a live surge's batches
+//! are smaller, ~160 on average, as the engine takes what has arrived): per answer one
+//! event and the member's `mobilization.state` frame, per batch the tally (one event, a
+//! `mobilization.progress` frame for the city and one for each district answered in,
+//! listing its answers), with real seqs and texts of real size. It prints, per round, the
+//! time of the order's append and, over the answer batches, mean, p50, max and total, then
+//! the mean over the rounds. fsync is included (`synchronous = FULL`), as in production.
+//! Under `cargo test --benches` it runs one small round.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,7 +152,11 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let (members, rounds) = if full_mode() { (16_000, 5) } else { (500, 1) };
-    let batch = 1_024;
+    let args: Vec<String> = std::env::args().collect();
+    let batch = match args.iter().position(|a| a == "--batch") {
+        Some(i) => args.get(i + 1).and_then(|n| n.parse().ok()).filter(|&n| n > 0).expect("--batch takes a size > 0"),
+        None => 1_024,
+    };
     println!("append: {members} members, answers in batches of {batch}, {rounds} rounds (ms)");
     println!(
         "{:>6} {:>8} {:>10} {:>10} {:>10} {:>10}",
