@@ -398,10 +398,11 @@ impl Engine {
                     }
                 }
                 // Members' positions reach only the engine, which saves them every
-                // `position_flush`: take them from there as often.
+                // `position_flush`: take what changed from there as often.
                 if last_flush.elapsed() >= self.cfg.position_flush {
                     last_flush = Instant::now();
-                    match self.log.load_positions() {
+                    match self.log.positions_changed() {
+                        Ok(positions) if positions.is_empty() => {}
                         Ok(positions) => {
                             lay_positions(&mut self.state.write().unwrap_or_else(|p| p.into_inner()), positions)
                         }

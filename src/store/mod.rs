@@ -111,6 +111,13 @@ pub trait EventLog: Send + 'static {
     /// Saves members' last known positions (soft state: not synced per write).
     fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StoreError>;
     fn load_positions(&mut self) -> Result<Vec<(String, Position)>, StoreError>;
+    /// The positions saved since this log's last call, in the order saved (a member's
+    /// later position after its earlier one): a replica's way to keep up without reading
+    /// every member's each time. All of them on the first call, or whenever the store
+    /// cannot tell what changed since (the default: `load_positions`).
+    fn positions_changed(&mut self) -> Result<Vec<(String, Position)>, StoreError> {
+        self.load_positions()
+    }
     /// A small durable write, to learn whether the store takes writes again after a
     /// failed append (a disk that filled up). Changes nothing the log says.
     fn probe(&mut self) -> Result<(), StoreError> {

@@ -15,7 +15,9 @@
 //!   `{p}:d` under that field; a read splices it back into the same text.
 //! - `{p}:i:<incident>`: the incident's events, for its timeline.
 //! - `{p}:lease`, `{p}:epoch`: the engine lease and its fencing epoch (crate::cluster).
-//! - `{p}:positions`: members' last known positions (soft state, a hash).
+//! - `{p}:positions`: members' last known positions (soft state, a hash), and
+//!   `{p}:positions:changes`, a stream with one entry per flush of the positions that
+//!   changed, from which replicas take only what is new (`positions_changed`).
 //!
 //! An append is one Lua script: it checks the lease token first, so an engine that lost its
 //! lease (a deposed engine) cannot write, then adds the log entry (whose id must be above the
@@ -59,6 +61,9 @@ impl Keys {
     }
     pub fn positions(&self) -> String {
         format!("{}positions", self.base)
+    }
+    pub fn position_changes(&self) -> String {
+        format!("{}positions:changes", self.base)
     }
     pub fn commands(&self) -> String {
         format!("{}cmd", self.base)
@@ -323,6 +328,28 @@ pub struct RedisLog {
     /// When persistence was last seen on, so it is not asked on every append.
     durable_until: Option<Instant>,
     script: Script,
+    /// The last `{p}:positions:changes` entry `positions_changed` has read.
+    positions_read: Option<String>,
+}
+
+/// Flushes of positions kept in `{p}:positions:changes` (one entry per
+/// `engine.position_flush_s`: at 5 s about 80 minutes). A replica further behind than that
+/// reads the whole hash again.
+const POSITION_FLUSHES_KEPT: usize = 1_000;
+
+/// A stream entry id, `<ms>-<seq>`, as a pair that orders as Redis does.
+fn entry_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+fn position_text(p: &Position) -> String {
+    format!("{},{}", p.lat, p.lng)
+}
+
+fn parse_position(v: &[u8]) -> Option<Position> {
+    let (lat, lng) = std::str::from_utf8(v).ok()?.split_once(',')?;
+    Position::new(lat.parse().ok()?, lng.parse().ok()?).ok()
 }
 
 impl RedisLog {
@@ -334,6 +361,7 @@ impl RedisLog {
             require_persistence,
             durable_until: None,
             script: Script::new(APPEND),
+            positions_read: None,
         }
     }
 
@@ -405,25 +433,77 @@ impl EventLog for RedisLog {
         if positions.is_empty() {
             return Ok(());
         }
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(self.keys.positions());
+        // The hash for whoever needs them all, the changes for replicas; both or neither.
+        let mut hset = redis::cmd("HSET");
+        hset.arg(self.keys.positions());
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(self.keys.position_changes()).arg("MAXLEN").arg("~").arg(POSITION_FLUSHES_KEPT).arg("*");
         for (id, p) in positions {
-            cmd.arg(id).arg(format!("{},{}", p.lat, p.lng));
+            let v = position_text(p);
+            hset.arg(id).arg(&v);
+            xadd.arg(id).arg(v);
         }
-        self.conn.run(|c| cmd.exec(c))?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().add_command(hset).ignore().add_command(xadd).ignore();
+        self.conn.run(|c| pipe.query::<()>(c))?;
         Ok(())
     }
 
     fn load_positions(&mut self) -> Result<Vec<(String, Position)>, StoreError> {
         let key = self.keys.positions();
-        let all: Vec<(String, String)> = self.conn.run(|c| redis::cmd("HGETALL").arg(key).query(c))?;
-        Ok(all
-            .into_iter()
-            .filter_map(|(id, v)| {
-                let (lat, lng) = v.split_once(',')?;
-                Some((id, Position::new(lat.parse().ok()?, lng.parse().ok()?).ok()?))
-            })
-            .collect())
+        let all: Vec<(String, Vec<u8>)> = self.conn.run(|c| redis::cmd("HGETALL").arg(key).query(c))?;
+        Ok(all.into_iter().filter_map(|(id, v)| Some((id, parse_position(&v)?))).collect())
+    }
+
+    /// Reads `{p}:positions:changes` after the last entry read. The first time, or when
+    /// that entry has been trimmed away (so later ones may have been too), it notes the
+    /// newest entry and then reads the whole hash: changes after that entry are read
+    /// again next time, and applied in order they leave each member where the hash has it.
+    fn positions_changed(&mut self) -> Result<Vec<(String, Position)>, StoreError> {
+        let key = self.keys.position_changes();
+        if let Some(after) = self.positions_read.clone() {
+            let (oldest, entries): (Entries, Entries) = self.conn.run(|c| {
+                redis::pipe()
+                    .cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .cmd("XRANGE")
+                    .arg(&key)
+                    .arg(format!("({after}"))
+                    .arg("+")
+                    .query(c)
+            })?;
+            // Nothing unread was trimmed: `after` is still kept, or the stream was empty at
+            // the last read (`0-0`) and has not reached its length since. An empty stream
+            // after entries were read was deleted: read everything again.
+            let kept = match oldest.first() {
+                Some((id, _)) => {
+                    entry_id(id) <= entry_id(&after) || (after == "0-0" && entries.len() < POSITION_FLUSHES_KEPT)
+                }
+                None => after == "0-0",
+            };
+            if kept {
+                if let Some((id, _)) = entries.last() {
+                    self.positions_read = Some(id.clone());
+                }
+                return Ok(entries
+                    .iter()
+                    .flat_map(|(_, fields)| fields.chunks(2))
+                    .filter_map(|f| {
+                        let id = String::from_utf8(f.first()?.clone()).ok()?;
+                        Some((id, parse_position(f.get(1)?)?))
+                    })
+                    .collect());
+            }
+        }
+        let newest: Entries =
+            self.conn.run(|c| redis::cmd("XREVRANGE").arg(&key).arg("+").arg("-").arg("COUNT").arg(1).query(c))?;
+        let all = self.load_positions()?;
+        self.positions_read = Some(newest.first().map_or_else(|| "0-0".to_string(), |(id, _)| id.clone()));
+        Ok(all)
     }
 
     fn probe(&mut self) -> Result<(), StoreError> {

@@ -547,6 +547,49 @@ fn leading_node() -> (Prefix, tempfile::TempDir, muster::cluster::Node, muster::
     (prefix, dir, node, log)
 }
 
+/// A replica takes only the positions saved since its last read (a later one for a member
+/// after its earlier one); all of them the first time, and all again once the entry it
+/// read last has been trimmed away.
+#[test]
+fn a_replica_takes_only_the_positions_saved_since_it_last_read() {
+    use muster::domain::geo::Position;
+    use muster::store::EventLog;
+    use muster::store::redis::RedisLog;
+
+    let (prefix, _dir, node, mut engine) = leading_node();
+    let mut replica = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), false);
+    let at = |member: &str, lat: f64| (member.to_string(), Position::new(lat, 114.3).unwrap());
+    let sorted = |mut v: Vec<(String, Position)>| {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+
+    assert!(replica.positions_changed().unwrap().is_empty(), "nothing saved yet");
+    engine.save_positions(&[at("m1", 30.5), at("m2", 30.6)]).unwrap();
+    assert_eq!(sorted(replica.positions_changed().unwrap()), [at("m1", 30.5), at("m2", 30.6)]);
+    assert!(replica.positions_changed().unwrap().is_empty(), "nothing new");
+
+    engine.save_positions(&[at("m2", 30.7)]).unwrap();
+    engine.save_positions(&[at("m3", 30.8), at("m2", 30.9)]).unwrap();
+    assert_eq!(replica.positions_changed().unwrap(), [at("m2", 30.7), at("m3", 30.8), at("m2", 30.9)]);
+
+    // A replica that starts late reads the hash, then only what follows.
+    let mut late = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), false);
+    assert_eq!(sorted(late.positions_changed().unwrap()), [at("m1", 30.5), at("m2", 30.9), at("m3", 30.8)]);
+
+    // Everything the replica has read trimmed away: it cannot tell what it missed.
+    let mut c = redis::Client::open(SHARED_REDIS).unwrap().get_connection().unwrap();
+    let changes = format!("{{{}}}:positions:changes", prefix.name);
+    let _: () = redis::cmd("XTRIM").arg(&changes).arg("MAXLEN").arg(0).query(&mut c).unwrap();
+    engine.save_positions(&[at("m4", 31.0)]).unwrap();
+    assert_eq!(
+        sorted(replica.positions_changed().unwrap()),
+        [at("m1", 30.5), at("m2", 30.9), at("m3", 30.8), at("m4", 31.0)]
+    );
+    assert_eq!(late.positions_changed().unwrap().len(), 4, "the late one's last entry went too");
+    assert!(replica.positions_changed().unwrap().is_empty());
+}
+
 #[test]
 fn frames_that_share_their_data_store_it_once_and_read_back_as_sent() {
     use std::sync::Arc;
