@@ -333,9 +333,10 @@ pub struct RedisLog {
 }
 
 /// Flushes of positions kept in `{p}:positions:changes` (one entry per
-/// `engine.position_flush_s`: at 5 s about 80 minutes). A replica further behind than that
-/// reads the whole hash again.
-const POSITION_FLUSHES_KEPT: usize = 1_000;
+/// `engine.position_flush_s`: at 5 s ten minutes; replicas read as often as the engine
+/// flushes). A replica further behind than that reads the whole hash again. Each entry
+/// holds the flush's changed positions (~40 bytes each), so this bounds the memory too.
+const POSITION_FLUSHES_KEPT: usize = 120;
 
 /// A stream entry id, `<ms>-<seq>`, as a pair that orders as Redis does.
 fn entry_id(id: &str) -> Option<(u64, u64)> {
