@@ -573,7 +573,7 @@ fn a_replica_takes_only_the_positions_saved_since_it_last_read() {
     engine.save_positions(&[at("m3", 30.8), at("m2", 30.9)]).unwrap();
     assert_eq!(replica.positions_changed().unwrap(), [at("m2", 30.7), at("m3", 30.8), at("m2", 30.9)]);
 
-    // A replica that starts late reads the hash, then only what follows.
+    // A replica that starts late reads the whole hash, each member where it is now.
     let mut late = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), false);
     assert_eq!(sorted(late.positions_changed().unwrap()), [at("m1", 30.5), at("m2", 30.9), at("m3", 30.8)]);
 
