@@ -798,7 +798,6 @@ impl Engine {
     }
 }
 
-/// Moves members to their stored last known positions.
 /// The revocations as of the last durable batch, shared with the gateway.
 type Revoked = Arc<Mutex<Arc<HashMap<String, u64>>>>;
 
@@ -866,6 +865,7 @@ fn thread_cpu_us() -> u64 {
     t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
 }
 
+/// Moves members to their stored last known positions.
 fn lay_positions(state: &mut State, positions: Vec<(String, crate::domain::geo::Position)>) {
     for (id, p) in positions {
         if let Some(idx) = state.member_index(&id)

@@ -429,8 +429,7 @@ pub struct State {
     pub offer_index: HashMap<String, String>,
     /// "<actor label>\n<key>" -> incident id
     pub idempotency: HashMap<String, String>,
-    /// The last seq of every recipient stream.
-    /// Each stream's last frame seq (a fast hash: every frame looks its stream up here).
+    /// Each recipient stream's last frame seq (a fast hash: every frame looks its stream up here).
     pub streams: HashMap<String, u64, foldhash::fast::RandomState>,
     /// While a node follows the log: the streams whose frames it needs (its own sockets');
     /// hot paths skip building the rest (their seqs still advance). Empty: all of them.
