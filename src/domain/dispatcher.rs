@@ -25,6 +25,7 @@ use super::matching::{self, Roster, Target};
 use super::mobilization::{Mobilization, OrderState};
 use super::org::{City, CityIndex};
 use super::response::{Level, Rules};
+use super::scope;
 use super::service::{self, Currency, PostOrder, Rating, ServiceOrder, TaskRef};
 use super::wartime::{self, MobilizeOrder, WhistleTarget};
 use super::workload::TaskClass;
@@ -266,7 +267,6 @@ pub const CODES: &[&str] = &[
     "bad_title",
     "bad_window",
     "city_command_only",
-    "command_only",
     "deadline_out_of_range",
     "did_not_work",
     "difficulty_out_of_range",
@@ -284,7 +284,6 @@ pub const CODES: &[&str] = &[
     "invalid_subject",
     "invalid_transfer",
     "member_exists",
-    "members_claim_staff_assign",
     "members_only",
     "mobilization_closed",
     "no_city",
@@ -312,8 +311,8 @@ pub const CODES: &[&str] = &[
     "outside_scope",
     "priority_window",
     "reason_required",
+    "role_not_allowed",
     "slots_out_of_range",
-    "staff_or_command_only",
     "stale_proposal",
     "task_not_finished",
     "text_too_long",
@@ -501,30 +500,6 @@ impl State {
         }
     }
 
-    /// Does this actor's scope include the incident? Outside it, the incident does not exist.
-    pub fn can_see_incident(&self, actor: &Actor, inc: &Incident) -> bool {
-        match actor {
-            Actor::Command { district: None } | Actor::System => true,
-            Actor::Command { district: Some(d) } => &inc.district_id == d,
-            Actor::Staff { community } => &inc.community_id == community,
-            Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
-        }
-    }
-
-    /// Who may read a member's record: the member, their unit's admin, staff of their
-    /// residence community, command (of their residence district, or city-wide).
-    pub fn can_see_member(&self, actor: &Actor, idx: u32) -> bool {
-        let m = &self.city.members()[idx as usize];
-        let place = self.city.grid_places[self.city.member_residence[idx as usize] as usize];
-        match actor {
-            Actor::Command { district: None } | Actor::System => true,
-            Actor::Command { district: Some(d) } => self.city.district_by_id.get(d) == Some(&place.district),
-            Actor::Staff { community } => self.city.community_by_id.get(community) == Some(&place.community),
-            Actor::UnitAdmin { unit } => &m.unit_id == unit,
-            Actor::Member { member } => &m.id == member,
-        }
-    }
-
     /// Seqs of the frames still open for a stream (a member's open offers and current
     /// assignment), resent with their own seq to a client that connects without `after_seq`.
     pub fn open_frames(&self, stream_name: &str) -> Vec<u64> {
@@ -563,10 +538,6 @@ impl State {
             Some(o) => std::iter::once(o.frame_seq).chain(o.assignment_seq).collect(),
             None => Vec::new(),
         }
-    }
-
-    pub(super) fn scope_streams(&self, inc: &Incident) -> [String; 3] {
-        [stream::community(&inc.community_id), stream::district(&inc.district_id), stream::CITY.to_string()]
     }
 
     pub(super) fn push_frame(
@@ -792,7 +763,7 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
         }
         Command::Whistle { incident_id, to } => {
             let id = visible_incident(tx.state, actor, &incident_id)?;
-            wartime::whistle(&mut tx, &id, to)?
+            wartime::whistle(&mut tx, actor, &id, to)?
         }
         Command::Transfer { from, to, members } => wartime::transfer(&mut tx, actor, &from, &to, members)?,
         Command::Register { members } => service::register(&mut tx, actor, members)?,
@@ -807,9 +778,7 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
         Command::Rate { task, member_id, rating } => service::rate(&mut tx, actor, task, &member_id, rating)?,
         Command::Exchange { member_id, from, amount } => service::exchange(&mut tx, actor, &member_id, from, amount)?,
         Command::RevokeTokens { subject } => {
-            if *actor != (Actor::Command { district: None }) && *actor != Actor::System {
-                return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command revokes tokens"));
-            }
+            scope::require(actor, scope::Action::RevokeTokens)?;
             if subject.is_empty() || subject.len() > 200 {
                 return Err(err(ErrorKind::Invalid, "invalid_subject", "name a token subject, e.g. member:m00001"));
             }
@@ -842,7 +811,7 @@ pub(super) fn check_note(note: Option<&str>) -> Result<(), DomainError> {
 
 pub(super) fn visible_incident(state: &State, actor: &Actor, id: &str) -> Result<String, DomainError> {
     match state.incidents.get(id) {
-        Some(inc) if state.can_see_incident(actor, inc) => Ok(inc.id.clone()),
+        Some(inc) if scope::incident(actor, inc) => Ok(inc.id.clone()),
         _ => Err(err(ErrorKind::NotFound, "unknown_incident", format!("no incident '{id}' in your scope"))),
     }
 }
@@ -857,9 +826,7 @@ pub(super) fn acting_member(state: &State, actor: &Actor) -> Result<u32, DomainE
 }
 
 fn import_city(tx: &mut Tx<'_>, actor: &Actor, city: City) -> Result<Reply, DomainError> {
-    if *actor != (Actor::Command { district: None }) && *actor != Actor::System {
-        return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command may import the city"));
-    }
+    scope::require(actor, scope::Action::ImportCity)?;
     if let Some(open) = tx.state.incidents.values().find(|i| !i.status.is_closed()) {
         return Err(err(
             ErrorKind::Conflict,
@@ -901,18 +868,7 @@ fn import_city(tx: &mut Tx<'_>, actor: &Actor, city: City) -> Result<Reply, Doma
 }
 
 fn raise(tx: &mut Tx<'_>, actor: &Actor, r: RaiseIncident) -> Result<Reply, DomainError> {
-    let (community_scope, district_scope) = match actor {
-        Actor::Staff { community } => (Some(community.as_str()), None),
-        Actor::Command { district } => (None, district.as_deref()),
-        Actor::System => (None, None),
-        _ => {
-            return Err(err(
-                ErrorKind::Forbidden,
-                "staff_or_command_only",
-                "only community staff or command may raise an incident",
-            ));
-        }
-    };
+    scope::require(actor, scope::Action::Incidents)?;
     let state = &*tx.state;
     if state.city.city().is_none() {
         return Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)"));
@@ -925,7 +881,7 @@ fn raise(tx: &mut Tx<'_>, actor: &Actor, r: RaiseIncident) -> Result<Reply, Doma
             return Ok(Reply::Incident(id.clone()));
         }
     }
-    let scoped = community_scope.is_some() || district_scope.is_some();
+    let scoped = !scope::city_wide(actor);
     let outside = |what: String| {
         if scoped {
             err(
@@ -945,9 +901,7 @@ fn raise(tx: &mut Tx<'_>, actor: &Actor, r: RaiseIncident) -> Result<Reply, Doma
         (None, Some(p)) => state.city.grid_at(p).ok_or_else(|| outside(format!("location {},{}", p.lat, p.lng)))?,
     };
     let place = state.city.grid_places[grid as usize];
-    let in_community = community_scope.is_none_or(|c| state.city.community_by_id.get(c) == Some(&place.community));
-    let in_district = district_scope.is_none_or(|d| state.city.district_by_id.get(d) == Some(&place.district));
-    if !(in_community && in_district) {
+    if !scope::community(state, actor, place.community) {
         return Err(outside(format!("grid '{}'", state.city.grid_ids[grid as usize])));
     }
     let Some(category) = tx.rules.category(&r.category).cloned() else {
@@ -1487,7 +1441,7 @@ pub(super) fn scope_frames(
         }
     }
     let data = Arc::new(data);
-    for s in state.scope_streams(inc) {
+    for s in scope::incident_streams(inc) {
         state.push_frame(frames, s, kind, data.clone());
     }
 }
@@ -1703,7 +1657,7 @@ mod wire_tests {
     fn domain_errors_round_trip_and_unknown_codes_become_remote_error() {
         for (kind, code) in [
             (ErrorKind::Invalid, "text_too_long"),
-            (ErrorKind::Forbidden, "command_only"),
+            (ErrorKind::Forbidden, "role_not_allowed"),
             (ErrorKind::NotFound, "unknown_offer"),
             (ErrorKind::Conflict, "offer_expired"),
         ] {

@@ -149,16 +149,25 @@ impl Mobilization {
 
     /// Counts by team or by community, and who is missing, for the progress view.
     pub fn breakdown(&self, key: impl Fn(&MemberOrder) -> u32) -> Vec<(u32, Progress, Vec<&MemberOrder>)> {
-        let mut by: std::collections::BTreeMap<u32, (Progress, Vec<&MemberOrder>)> = Default::default();
-        for o in &self.orders {
-            let e = by.entry(key(o)).or_default();
-            e.0.add(o.state);
-            if o.state != OrderState::Reported {
-                e.1.push(o);
-            }
-        }
-        by.into_iter().map(|(k, (p, missing))| (k, p, missing)).collect()
+        breakdown(self.orders.iter(), key)
     }
+}
+
+/// Counts of some of a mobilization's orders (those a caller may see) by team or by
+/// community, and who is missing.
+pub fn breakdown<'a>(
+    orders: impl IntoIterator<Item = &'a MemberOrder>,
+    key: impl Fn(&MemberOrder) -> u32,
+) -> Vec<(u32, Progress, Vec<&'a MemberOrder>)> {
+    let mut by: std::collections::BTreeMap<u32, (Progress, Vec<&MemberOrder>)> = Default::default();
+    for o in orders {
+        let e = by.entry(key(o)).or_default();
+        e.0.add(o.state);
+        if o.state != OrderState::Reported {
+            e.1.push(o);
+        }
+    }
+    by.into_iter().map(|(k, (p, missing))| (k, p, missing)).collect()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use super::event::{Event, EventBody, Frame, Ts, stream};
 use super::geo::Position;
 use super::incident::{OfferState, Status};
 use super::org::Member;
+use super::scope;
 use super::workload::TaskClass;
 
 const WEEK_MS: i64 = 7 * 24 * 3_600_000;
@@ -168,23 +169,15 @@ fn of_community(state: &State, member: u32, community: u32) -> bool {
     state.roster.home(member) == community || state.city.member_paired_community[member as usize] == Some(community)
 }
 
-fn fits(state: &State, member: u32, order: &ServiceOrder) -> bool {
+pub(super) fn fits(state: &State, member: u32, order: &ServiceOrder) -> bool {
     let have = &state.city.members()[member as usize].skills;
     of_community(state, member, order.community) && order.skills.iter().all(|s| have.contains(s))
-}
-
-fn scope_community(state: &State, actor: &Actor, community: u32) -> bool {
-    match actor {
-        Actor::Command { district: None } | Actor::System => true,
-        Actor::Command { district: Some(d) } => state.city.district_id_of_community(community) == d,
-        Actor::Staff { community: c } => state.city.community_by_id.get(c) == Some(&community),
-        _ => false,
-    }
 }
 
 /// Registers members at their residence community (双报到): new members join the city;
 /// known ones report (their residence grid may change).
 pub(super) fn register(tx: &mut Tx<'_>, actor: &Actor, members: Vec<Member>) -> Result<Reply, DomainError> {
+    scope::require(actor, scope::Action::RegisterMembers)?;
     if tx.state.city.city().is_none() {
         return Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)"));
     }
@@ -212,15 +205,15 @@ pub(super) fn register(tx: &mut Tx<'_>, actor: &Actor, members: Vec<Member>) -> 
             ));
         };
         let community = tx.state.city.grid_places[grid as usize].community;
-        // A known member belongs to the unit they are registered with, whatever the body says.
-        let unit_of = tx.state.city.member_by_id.get(&m.id).map(|&i| &tx.state.city.members()[i as usize].unit_id);
-        let allowed = match actor {
-            Actor::UnitAdmin { unit } => &m.unit_id == unit && unit_of.is_none_or(|u| u == unit),
-            Actor::Staff { .. } | Actor::Command { .. } => scope_community(tx.state, actor, community),
-            Actor::System => true,
-            Actor::Member { .. } => false,
-        };
-        if !allowed {
+        let known = tx.state.city.member_by_id.get(&m.id).copied();
+        // A known member is changed only by those in whose scope the member is now; to anyone
+        // else the id is taken, exactly as when it is taken in their own scope by another
+        // unit or team (ids are chosen by whoever registers, so that much is unavoidable).
+        if known.is_some_and(|i| !scope::manages_member(tx.state, actor, i)) {
+            return Err(taken(&m.id));
+        }
+        // Where the member is to live (or, for a unit, which unit) must be the caller's too.
+        if !scope::places_member(tx.state, actor, &m.unit_id, community) {
             return Err(err(
                 ErrorKind::Forbidden,
                 "outside_scope",
@@ -234,11 +227,7 @@ pub(super) fn register(tx: &mut Tx<'_>, actor: &Actor, members: Vec<Member>) -> 
             Some(&idx) => {
                 let known = &tx.state.city.members()[idx as usize];
                 if known.unit_id != m.unit_id || known.team_id != m.team_id {
-                    return Err(err(
-                        ErrorKind::Conflict,
-                        "member_exists",
-                        format!("member '{}' is registered with another unit or team", m.id),
-                    ));
+                    return Err(taken(&m.id));
                 }
             }
             None => {
@@ -248,6 +237,16 @@ pub(super) fn register(tx: &mut Tx<'_>, actor: &Actor, members: Vec<Member>) -> 
     }
     tx.emit(EventBody::MembersRegistered { members });
     Ok(Reply::Done)
+}
+
+/// The one answer for a member id that cannot be (re)registered as asked, whether the member
+/// is elsewhere in the caller's scope or outside it.
+fn taken(id: &str) -> DomainError {
+    err(
+        ErrorKind::Conflict,
+        "member_exists",
+        format!("member id '{id}' is taken (by another unit or team, or outside your area); choose another id"),
+    )
 }
 
 /// A unit reports (单位报到) to a community one of its teams is paired with.
@@ -260,12 +259,9 @@ pub(super) fn register_unit(
     let Some(city) = tx.state.city.city() else {
         return Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)"));
     };
-    let allowed = match actor {
-        Actor::UnitAdmin { unit } => unit == unit_id,
-        Actor::Command { district: None } | Actor::System => true,
-        _ => false,
-    };
-    if !allowed || !tx.state.city.unit_by_id.contains_key(unit_id) {
+    scope::require(actor, scope::Action::RegisterUnit)?;
+    let visible = tx.state.city.unit_by_id.get(unit_id).is_some_and(|&u| scope::unit(tx.state, actor, u));
+    if !visible {
         return Err(err(ErrorKind::NotFound, "unknown_unit", format!("no unit '{unit_id}' in your scope")));
     }
     let paired = city.teams.iter().any(|t| t.unit_id == unit_id && t.community_id == community_id);
@@ -284,9 +280,7 @@ pub(super) fn register_unit(
 }
 
 pub(super) fn post_order(tx: &mut Tx<'_>, actor: &Actor, o: PostOrder) -> Result<Reply, DomainError> {
-    if !matches!(actor, Actor::Staff { .. } | Actor::Command { .. } | Actor::System) {
-        return Err(err(ErrorKind::Forbidden, "staff_or_command_only", "only community staff or command post orders"));
-    }
+    scope::require(actor, scope::Action::PostOrder)?;
     let state = &*tx.state;
     if state.city.city().is_none() {
         return Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)"));
@@ -297,7 +291,7 @@ pub(super) fn post_order(tx: &mut Tx<'_>, actor: &Actor, o: PostOrder) -> Result
         _ => return Err(err(ErrorKind::Invalid, "grid_or_location", "give exactly one of grid_id or location")),
     };
     let grid = grid
-        .filter(|&g| scope_community(state, actor, state.city.grid_places[g as usize].community))
+        .filter(|&g| scope::community(state, actor, state.city.grid_places[g as usize].community))
         .ok_or_else(|| err(ErrorKind::Forbidden, "outside_scope", "that place is not in a grid of your area"))?;
     let community = state.city.grid_places[grid as usize].community;
     let Some(category) = tx.rules.category(&o.category) else {
@@ -373,22 +367,11 @@ pub(super) fn post_order(tx: &mut Tx<'_>, actor: &Actor, o: PostOrder) -> Result
     Ok(Reply::Order(order_id))
 }
 
-/// Who sees an order: its community's staff, command in scope, the members it fits and
-/// those who took it.
-pub fn sees_order(state: &State, actor: &Actor, o: &ServiceOrder) -> bool {
-    match actor {
-        Actor::Member { member } => {
-            state.member_index(member).is_some_and(|m| fits(state, m, o) || o.claim_of(m).is_some())
-        }
-        _ => scope_community(state, actor, o.community),
-    }
-}
-
 fn order_in_scope<'a>(state: &'a State, actor: &Actor, id: &str) -> Result<&'a ServiceOrder, DomainError> {
     state
         .orders
         .get(id)
-        .filter(|o| sees_order(state, actor, o))
+        .filter(|o| scope::order(state, actor, o))
         .ok_or_else(|| err(ErrorKind::NotFound, "unknown_order", format!("no order '{id}' in your scope")))
 }
 
@@ -399,21 +382,19 @@ pub(super) fn claim(
     order_id: &str,
     assign_to: Option<String>,
 ) -> Result<Reply, DomainError> {
-    let member = match (&assign_to, actor) {
-        (None, Actor::Member { .. }) => acting_member(tx.state, actor)?,
-        (Some(m), Actor::Staff { .. } | Actor::Command { .. }) => tx
-            .state
-            .member_index(m)
-            .ok_or_else(|| err(ErrorKind::Invalid, "unknown_member", format!("no member '{m}'")))?,
-        _ => {
-            return Err(err(
-                ErrorKind::Forbidden,
-                "members_claim_staff_assign",
-                "members claim orders; staff assign them",
-            ));
+    let action = if assign_to.is_some() { scope::Action::AssignOrder } else { scope::Action::ClaimOrder };
+    scope::require(actor, action)?;
+    let o = order_in_scope(tx.state, actor, order_id)?;
+    let member = match &assign_to {
+        None => acting_member(tx.state, actor)?,
+        // Staff assign a member of the order's community (living there, transferred there or
+        // in a team serving it); anyone else is answered as an unknown id.
+        Some(m) => {
+            tx.state.member_index(m).filter(|&i| of_community(tx.state, i, o.community)).ok_or_else(|| {
+                err(ErrorKind::Invalid, "unknown_member", format!("no member '{m}' in this community"))
+            })?
         }
     };
-    let o = order_in_scope(tx.state, actor, order_id)?;
     if o.claim_of(member).is_some() {
         return Ok(Reply::Order(order_id.into()));
     }
@@ -479,9 +460,7 @@ pub(super) fn cancel_order(
     order_id: &str,
     reason: Option<String>,
 ) -> Result<Reply, DomainError> {
-    if matches!(actor, Actor::Member { .. } | Actor::UnitAdmin { .. }) {
-        return Err(err(ErrorKind::Forbidden, "staff_or_command_only", "only staff or command cancel orders"));
-    }
+    scope::require(actor, scope::Action::CancelOrder)?;
     check_note(reason.as_deref())?;
     let o = order_in_scope(tx.state, actor, order_id)?;
     if o.status == OrderStatus::Cancelled {
@@ -549,9 +528,7 @@ pub(super) fn rate(
     member_id: &str,
     rating: Rating,
 ) -> Result<Reply, DomainError> {
-    if !matches!(actor, Actor::Staff { .. } | Actor::Command { .. } | Actor::System) {
-        return Err(err(ErrorKind::Forbidden, "staff_or_command_only", "the community (staff) or command rates work"));
-    }
+    scope::require(actor, scope::Action::Rate)?;
     let did_not = || err(ErrorKind::Invalid, "did_not_work", format!("member '{member_id}' did not work that task"));
     let member = tx.state.member_index(member_id).ok_or_else(did_not)?;
     let weight = match rating {
@@ -625,12 +602,8 @@ pub(super) fn exchange(
     let member = tx
         .state
         .member_index(member_id)
-        .filter(|_| match actor {
-            Actor::Member { member } => member == member_id,
-            Actor::Command { .. } | Actor::System => true,
-            _ => false,
-        })
-        .filter(|&m| tx.state.can_see_member(actor, m))
+        .filter(|_| scope::permits(actor, scope::Action::Exchange))
+        .filter(|&m| scope::member(tx.state, actor, m))
         .ok_or_else(|| err(ErrorKind::NotFound, "unknown_member", format!("no member '{member_id}' in your scope")))?;
     if !(amount.is_finite() && amount > 0.0 && amount <= 1e6) {
         return Err(err(ErrorKind::Invalid, "bad_amount", "amount must be a positive number"));

@@ -295,7 +295,7 @@ fn a_wartime_assignment_is_rated_once_after_resolve_from_accepting_to_resolving(
     // members and unit admins do not rate
     for actor in [as_member("a"), unit_admin("u1")] {
         let e = w.refuse(&actor, rate_offer(&off_a, "a", Rating::Good));
-        assert_err(&e, ErrorKind::Forbidden, "staff_or_command_only");
+        assert_err(&e, ErrorKind::Forbidden, "role_not_allowed");
     }
 
     // hours run from accepting (30 s) to resolving (30 s + 3 h): 3 h × 5 × 1.2 = 18
@@ -350,7 +350,7 @@ fn an_order_rating_needs_a_counted_record_and_is_given_once() {
     let e = w.refuse(&staff("c2"), rate_order(&id, "b", Rating::Good));
     assert_err(&e, ErrorKind::NotFound, "unknown_order");
     let e = w.refuse(&as_member("b"), rate_order(&id, "b", Rating::VeryGood));
-    assert_err(&e, ErrorKind::Forbidden, "staff_or_command_only");
+    assert_err(&e, ErrorKind::Forbidden, "role_not_allowed");
     let out = w.ok(&staff("c1"), rate_order(&id, "b", Rating::Good));
     assert_eq!(the_rated(&out), (1.0, 3, 3.0));
     let e = w.refuse(&city_command(), rate_order(&id, "b", Rating::VeryGood));
@@ -521,15 +521,17 @@ fn a_full_or_cancelled_order_cannot_be_claimed_and_a_cancelled_one_takes_no_stam
     let e = w.refuse(&as_member("x"), claim(&open));
     assert_err(&e, ErrorKind::NotFound, "unknown_order");
     let e = w.refuse(&staff("c1"), assign(&open, "x"));
-    assert_err(&e, ErrorKind::Conflict, "not_eligible");
+    assert_err(&e, ErrorKind::Invalid, "unknown_member");
+    let e = w.refuse(&staff("c1"), assign(&open, "nobody"));
+    assert_err(&e, ErrorKind::Invalid, "unknown_member");
     let e = w.refuse(&staff("c2"), assign(&open, "a"));
     assert_err(&e, ErrorKind::NotFound, "unknown_order");
     let e = w.refuse(&as_member("a"), assign(&open, "b"));
-    assert_err(&e, ErrorKind::Forbidden, "members_claim_staff_assign");
+    assert_err(&e, ErrorKind::Forbidden, "role_not_allowed");
 
     // cancelled: claims and stamps are refused, claimants are told
     let e = w.refuse(&as_member("a"), cancel_order(&id));
-    assert_err(&e, ErrorKind::Forbidden, "staff_or_command_only");
+    assert_err(&e, ErrorKind::Forbidden, "role_not_allowed");
     let out = w.at(60).ok(&staff("c1"), cancel_order(&id));
     assert_eq!(w.state.orders[&id].status, OrderStatus::Cancelled);
     for m in ["a", "b"] {
@@ -799,13 +801,15 @@ fn a_new_member_joins_a_known_one_reports_at_a_new_residence_and_the_rates_follo
 fn registration_is_refused_outside_the_registrars_scope_or_when_it_does_not_fit_and_changes_nothing() {
     let mut w = world(vec![member("a", "g1"), member("d", "g4").unit("u2")]);
     let cases: Vec<(Actor, Vec<Member>, ErrorKind, &str)> = vec![
-        // a unit admin registers only their own unit's members, new or known
-        (unit_admin("u1"), vec![member("d", "g4").unit("u2")], ErrorKind::Forbidden, "outside_scope"),
+        // a unit admin registers only their own unit's members, new or known; a known member
+        // outside the caller's scope is a taken id, like any other
+        (unit_admin("u1"), vec![member("d", "g4").unit("u2")], ErrorKind::Conflict, "member_exists"),
         (unit_admin("u1"), vec![member("new", "g1").unit("u2")], ErrorKind::Forbidden, "outside_scope"),
         // staff register residents of their own community only
         (staff("c1"), vec![member("new", "g4")], ErrorKind::Forbidden, "outside_scope"),
-        (staff("c2"), vec![member("a", "g1")], ErrorKind::Forbidden, "outside_scope"),
-        (as_member("a"), vec![member("a", "g1")], ErrorKind::Forbidden, "outside_scope"),
+        (staff("c2"), vec![member("a", "g1")], ErrorKind::Conflict, "member_exists"),
+        (staff("c2"), vec![member("a", "g4")], ErrorKind::Conflict, "member_exists"),
+        (as_member("a"), vec![member("a", "g1")], ErrorKind::Forbidden, "role_not_allowed"),
         // a known member is not moved to another unit or team
         (city_command(), vec![member("a", "g1").unit("u2")], ErrorKind::Conflict, "member_exists"),
         (city_command(), vec![member("a", "g1").team("t1")], ErrorKind::Conflict, "member_exists"),
@@ -855,7 +859,7 @@ fn a_unit_reports_once_to_a_community_its_teams_are_paired_with() {
     let e = w.refuse(&unit_admin("u2"), reg("u1", "c1"));
     assert_err(&e, ErrorKind::NotFound, "unknown_unit");
     let e = w.refuse(&staff("c1"), reg("u2", "c1"));
-    assert_err(&e, ErrorKind::NotFound, "unknown_unit");
+    assert_err(&e, ErrorKind::Forbidden, "role_not_allowed");
     w.ok(&city_command(), reg("u3", "c2"));
     assert_eq!(
         w.state.unit_registrations,

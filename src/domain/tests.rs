@@ -1006,7 +1006,7 @@ fn members_and_unit_admins_cannot_raise() {
     let mut w = world(vec![member("a", in_cell("g1", 0))]);
     for actor in [as_member("a"), Actor::UnitAdmin { unit: "u1".into() }] {
         let e = w.refuse(&actor, Command::Raise(rescue("g1", Level::IV, 1)));
-        assert_err(&e, ErrorKind::Forbidden, "staff_or_command_only");
+        assert_err(&e, ErrorKind::Forbidden, "role_not_allowed");
     }
 }
 
@@ -1105,9 +1105,12 @@ fn raising_before_any_city_is_imported_is_refused() {
 #[test]
 fn only_city_command_or_the_system_imports_a_city() {
     let mut w = world(vec![member("a", in_cell("g1", 0))]);
-    for actor in [staff("c1"), Actor::Command { district: Some("d1".into()) }, as_member("a")] {
+    // a district's command is told it takes the city's; other roles, that it is not theirs
+    let e = w.refuse(&Actor::Command { district: Some("d1".into()) }, Command::ImportCity(Box::new(tiny_city(vec![]))));
+    assert_err(&e, ErrorKind::Forbidden, "city_command_only");
+    for actor in [staff("c1"), as_member("a")] {
         let e = w.refuse(&actor, Command::ImportCity(Box::new(tiny_city(vec![]))));
-        assert_err(&e, ErrorKind::Forbidden, "city_command_only");
+        assert_err(&e, ErrorKind::Forbidden, "role_not_allowed");
     }
     let out = w.ok(&city_command(), Command::ImportCity(Box::new(tiny_city(vec![]))));
     assert_eq!(kinds(&out), ["city_imported"]);
@@ -1166,8 +1169,8 @@ fn after_a_reimport_that_reorders_communities_old_incidents_stay_in_their_commun
     city.communities.reverse();
     let (mut w, inc) = reimported(city);
     let i = w.incident(&inc).clone();
-    assert!(w.state.can_see_incident(&staff("c1"), &i), "c1 raised it");
-    assert!(!w.state.can_see_incident(&staff("c2"), &i), "c2 never had it");
+    assert!(crate::domain::scope::incident(&staff("c1"), &i), "c1 raised it");
+    assert!(!crate::domain::scope::incident(&staff("c2"), &i), "c2 never had it");
     let e = w.refuse(&staff("c1"), resolve(&inc));
     assert_err(&e, ErrorKind::Conflict, "incident_closed");
 }
@@ -1580,4 +1583,34 @@ fn every_stream_counts_its_seqs_from_one_without_gaps() {
     }
     // a member who was never offered anything has no stream
     assert_eq!(w.state.stream_seq("member:nobody"), 0);
+}
+
+/// The frame router and the read rule are one rule: an incident's frames go to exactly the
+/// streams of the actors who may read it, and to no other actor's stream.
+#[test]
+fn an_incidents_frames_reach_exactly_the_streams_of_those_who_see_it() {
+    use super::scope;
+    let mut w = world(vec![member("a", in_cell("g1", 0)).living_in("g1")]);
+    let (inc, _) = w.raise(&staff("c1"), rescue("g1", Level::IV, 1));
+    let i = w.incident(&inc).clone();
+    let actors = [
+        city_command(),
+        Actor::Command { district: Some("d1".into()) },
+        Actor::Command { district: Some("d2".into()) },
+        staff("c1"),
+        staff("c2"),
+        Actor::UnitAdmin { unit: "u1".into() },
+        as_member("a"),
+    ];
+    let streams = scope::incident_streams(&i);
+    for actor in &actors {
+        assert_eq!(
+            scope::incident(actor, &i),
+            streams.contains(&scope::stream_of(actor)),
+            "{actor:?}: read rule and frame routing disagree"
+        );
+    }
+    // and what the oracle of this fixture says, independently of both
+    let sees: Vec<bool> = actors.iter().map(|a| scope::incident(a, &i)).collect();
+    assert_eq!(sees, [true, true, false, true, false, false, false]);
 }

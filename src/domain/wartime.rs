@@ -20,6 +20,7 @@ use super::geo::Position;
 use super::incident::{OfferState, Status, Whistle};
 use super::mobilization::{MemberOrder, Mobilization, OrderState, Progress, Site};
 use super::org::TeamKind;
+use super::scope::{self, Action};
 use super::workload::TaskClass;
 
 /// `POST /v1/mobilizations`: exactly one way of naming the teams, and where they report.
@@ -49,15 +50,6 @@ pub enum WhistleTarget {
     Units(Vec<String>),
 }
 
-/// The district a command actor is limited to (`None`: city-wide or the system).
-fn command_scope(actor: &Actor) -> Result<Option<&str>, DomainError> {
-    match actor {
-        Actor::Command { district } => Ok(district.as_deref()),
-        Actor::System => Ok(None),
-        _ => Err(err(ErrorKind::Forbidden, "command_only", "only command may do this")),
-    }
-}
-
 fn need_city(state: &State) -> Result<(), DomainError> {
     match state.city.city() {
         Some(_) => Ok(()),
@@ -72,21 +64,21 @@ pub(super) fn switch_mode(
     mode: Mode,
     reason: String,
 ) -> Result<Reply, DomainError> {
-    let scope = command_scope(actor)?;
+    scope::require(actor, Action::SwitchMode)?;
     if reason.trim().is_empty() {
         return Err(err(ErrorKind::Invalid, "reason_required", "a mode switch needs a reason"));
     }
     check_note(Some(&reason))?;
     let current = match &district_id {
         None => {
-            if scope.is_some() {
+            if !scope::city_wide(actor) {
                 return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command switches the city"));
             }
             tx.state.city_mode
         }
         Some(d) => {
             need_city(tx.state)?;
-            if !tx.state.city.district_by_id.contains_key(d) || scope.is_some_and(|s| s != d) {
+            if !tx.state.city.district_by_id.contains_key(d) || !scope::district(actor, d) {
                 return Err(err(ErrorKind::NotFound, "unknown_district", format!("no district '{d}' in your scope")));
             }
             if tx.state.wartime_districts.contains(d) { Mode::Wartime } else { Mode::Peacetime }
@@ -128,9 +120,10 @@ pub(super) fn switch_mode(
 }
 
 pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Result<Reply, DomainError> {
-    let scope = command_scope(actor)?;
+    scope::require(actor, Action::Mobilize)?;
     need_city(tx.state)?;
-    let city = tx.state.city.city().expect("checked");
+    let state = &*tx.state;
+    let city = state.city.city().expect("checked");
     let idx = &tx.state.city;
     let selectors = [!o.teams.is_empty(), o.unit_id.is_some(), o.district_id.is_some(), o.all_assault];
     if selectors.iter().filter(|s| **s).count() != 1 {
@@ -140,28 +133,33 @@ pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Resu
             "name the teams by exactly one of teams, unit_id, district_id or all_assault",
         ));
     }
+    // Teams, units, districts and communities outside the caller's scope are unknown to it:
+    // a district command mobilizes only teams paired in its district.
     let assault = |t: &u32| city.teams[*t as usize].kind == TeamKind::Assault;
+    let commanded = |t: &u32| scope::team(state, actor, *t);
     let mut teams: Vec<u32> = if !o.teams.is_empty() {
-        let unknown: Vec<&str> =
-            o.teams.iter().filter(|t| !idx.team_by_id.contains_key(*t)).map(String::as_str).collect();
+        let known = |t: &String| idx.team_by_id.get(t).is_some_and(&commanded);
+        let unknown: Vec<&str> = o.teams.iter().filter(|t| !known(t)).map(String::as_str).collect();
         if !unknown.is_empty() {
             return Err(err(ErrorKind::Invalid, "unknown_team", format!("unknown teams: {}", unknown.join(", "))));
         }
         o.teams.iter().map(|t| idx.team_by_id[t]).collect()
     } else if let Some(u) = &o.unit_id {
-        if !idx.unit_by_id.contains_key(u) {
+        if !idx.unit_by_id.get(u).is_some_and(|&ui| scope::unit(state, actor, ui)) {
             return Err(err(ErrorKind::Invalid, "unknown_unit", format!("unknown unit '{u}'")));
         }
-        (0..city.teams.len() as u32).filter(|t| &city.teams[*t as usize].unit_id == u && assault(t)).collect()
+        (0..city.teams.len() as u32)
+            .filter(|t| &city.teams[*t as usize].unit_id == u && assault(t) && commanded(t))
+            .collect()
     } else if let Some(d) = &o.district_id {
-        let Some(&di) = idx.district_by_id.get(d) else {
+        let Some(&di) = idx.district_by_id.get(d).filter(|_| scope::district(actor, d)) else {
             return Err(err(ErrorKind::Invalid, "unknown_district", format!("unknown district '{d}'")));
         };
         (0..city.teams.len() as u32)
             .filter(|t| assault(t) && idx.district_of_community(idx.team_community[*t as usize]) == di)
             .collect()
     } else {
-        (0..city.teams.len() as u32).filter(assault).collect()
+        (0..city.teams.len() as u32).filter(|t| assault(t) && commanded(t)).collect()
     };
     teams.sort_unstable();
     teams.dedup();
@@ -175,6 +173,7 @@ pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Resu
         Some(c) => Some(
             *idx.community_by_id
                 .get(c)
+                .filter(|&&ci| scope::community(state, actor, ci))
                 .ok_or_else(|| err(ErrorKind::Invalid, "unknown_community", format!("unknown community '{c}'")))?,
         ),
         None => None,
@@ -204,15 +203,13 @@ pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Resu
             }
         })
         .collect();
-    if let Some(d) = scope {
-        let in_scope = |c: &str| idx.district_id_of_community(idx.community_by_id[c]) == d;
-        let ok = match &o.site {
-            Some(site) => idx.grid_at(site.location).is_some_and(|g| {
-                idx.city.as_ref().expect("city").districts[idx.grid_places[g as usize].district as usize].id == d
-            }),
-            None => orders.iter().all(|t| t.community_id.as_deref().is_some_and(in_scope)),
+    // A site is a place, not an id: outside the caller's area it is refused as such.
+    if let Some(site) = &o.site {
+        let inside = match idx.grid_at(site.location) {
+            Some(g) => scope::community(state, actor, idx.grid_places[g as usize].community),
+            None => scope::city_wide(actor),
         };
-        if !ok {
+        if !inside {
             return Err(err(
                 ErrorKind::Forbidden,
                 "outside_scope",
@@ -318,9 +315,9 @@ pub(super) fn close_mobilization(
     id: &str,
     reason: Option<String>,
 ) -> Result<Reply, DomainError> {
-    let scope = command_scope(actor)?;
+    scope::require(actor, Action::Mobilize)?;
     check_note(reason.as_deref())?;
-    let m = tx.state.mobilizations.get(id).filter(|m| scope.is_none_or(|d| wholly_in(m, d))).ok_or_else(|| {
+    let m = tx.state.mobilizations.get(id).filter(|m| scope::closes_mobilization(actor, m)).ok_or_else(|| {
         err(ErrorKind::NotFound, "unknown_mobilization", format!("no mobilization '{id}' in your scope"))
     })?;
     if !m.is_open() {
@@ -339,7 +336,12 @@ pub(super) fn mobilization_deadline(tx: &mut Tx<'_>, id: &str, at: Ts) {
     }
 }
 
-pub(super) fn whistle(tx: &mut Tx<'_>, incident_id: &str, to: WhistleTarget) -> Result<Reply, DomainError> {
+pub(super) fn whistle(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    incident_id: &str,
+    to: WhistleTarget,
+) -> Result<Reply, DomainError> {
     let inc = &tx.state.incidents[incident_id];
     match inc.status {
         Status::Open => {}
@@ -370,8 +372,9 @@ pub(super) fn whistle(tx: &mut Tx<'_>, incident_id: &str, to: WhistleTarget) -> 
             paired_units(&|c| &city.communities[c as usize].street_id == street_id)
         }
         WhistleTarget::Units(ids) => {
-            let unknown: Vec<&str> =
-                ids.iter().filter(|u| !idx.unit_by_id.contains_key(*u)).map(String::as_str).collect();
+            // Named units: those serving the caller's community or district (city: any).
+            let known = |u: &String| idx.unit_by_id.get(u).is_some_and(|&ui| scope::unit(tx.state, actor, ui));
+            let unknown: Vec<&str> = ids.iter().filter(|u| !known(u)).map(String::as_str).collect();
             if !unknown.is_empty() {
                 return Err(err(ErrorKind::Invalid, "unknown_unit", format!("unknown units: {}", unknown.join(", "))));
             }
@@ -445,16 +448,15 @@ pub(super) fn transfer(
     to: &str,
     members: Vec<String>,
 ) -> Result<Reply, DomainError> {
-    let scope = command_scope(actor)?;
+    scope::require(actor, Action::ApplyTransfer)?;
     need_city(tx.state)?;
     let idx = &tx.state.city;
-    let find = |c: &str| {
-        idx.community_by_id
-            .get(c)
-            .copied()
-            .filter(|&ci| scope.is_none_or(|d| idx.district_id_of_community(ci) == d))
-            .ok_or_else(|| err(ErrorKind::NotFound, "unknown_community", format!("no community '{c}' in your scope")))
-    };
+    let find =
+        |c: &str| {
+            idx.community_by_id.get(c).copied().filter(|&ci| scope::community(tx.state, actor, ci)).ok_or_else(|| {
+                err(ErrorKind::NotFound, "unknown_community", format!("no community '{c}' in your scope"))
+            })
+        };
     let (fi, ti) = (find(from)?, find(to)?);
     if fi == ti || members.is_empty() {
         return Err(err(

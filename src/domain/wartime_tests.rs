@@ -649,9 +649,10 @@ fn a_mobilization_names_known_teams_by_exactly_one_selector() {
     assert_err(&e, ErrorKind::Invalid, "one_selector");
     let e = w.refuse(&staff("c1"), mobilize_teams(&["t1"]));
     assert_eq!(e.kind, ErrorKind::Forbidden);
-    // district command: only to places in its district
+    // district command: only its own district's teams (another's are unknown to it), only
+    // to places in its district
     let e = w.refuse(&district_command("d1"), mobilize_teams(&["t4"]));
-    assert_err(&e, ErrorKind::Forbidden, "outside_scope");
+    assert_err(&e, ErrorKind::Invalid, "unknown_team");
     let e = w.refuse(
         &district_command("d2"),
         Command::Mobilize(MobilizeOrder {

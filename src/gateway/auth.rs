@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::dispatcher::Actor;
+use crate::domain::scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,7 +90,15 @@ impl Claims {
     pub fn actor(&self) -> Result<Actor, &'static str> {
         let need = |v: &Option<String>, what| v.clone().filter(|s| !s.is_empty()).ok_or(what);
         Ok(match self.role {
-            Role::Command => Actor::Command { district: self.district.clone().filter(|s| !s.is_empty()) },
+            // Absent: city-wide. Present, it must name a district: an empty one is refused,
+            // never read as the whole city.
+            Role::Command => Actor::Command {
+                district: match &self.district {
+                    None => None,
+                    Some(d) if d.is_empty() => return Err("a command token's district must not be empty"),
+                    Some(d) => Some(d.clone()),
+                },
+            },
             Role::Staff => Actor::Staff { community: need(&self.community, "a staff token must name a community")? },
             Role::UnitAdmin => Actor::UnitAdmin { unit: need(&self.unit, "a unit_admin token must name a unit")? },
             Role::Member => Actor::Member { member: need(&self.member, "a member token must name a member")? },
@@ -164,13 +173,24 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <JWT>'"))?;
-        let (claims, actor) = state.keys.verify(token).map_err(ApiError::unauthorized)?;
-        if state.engine.is_revoked(&claims.sub, claims.iat) {
-            return Err(ApiError::unauthorized("the token has been revoked; ask for a new one"));
-        }
-        state.limits.check_subject(&claims.sub)?;
+        let (claims, actor) = authenticate(state, token)?;
         Ok(Caller { claims, actor })
     }
+}
+
+/// A bearer token, checked: signature, expiry, revocation, the subject's rate limit, and a
+/// scope the city holds (a token naming a community, unit, member or district that does not
+/// exist is refused, not widened). For HTTP requests and websocket upgrades alike.
+pub fn authenticate(app: &AppState, token: &str) -> Result<(Claims, Actor), ApiError> {
+    let (claims, actor) = app.keys.verify(token).map_err(ApiError::unauthorized)?;
+    if app.engine.is_revoked(&claims.sub, claims.iat) {
+        return Err(ApiError::unauthorized("the token has been revoked; ask for a new one"));
+    }
+    app.limits.check_subject(&claims.sub)?;
+    if !scope::known(&app.engine.read(), &actor) {
+        return Err(ApiError::unauthorized("the token's scope names nothing in this city; ask for a new one"));
+    }
+    Ok((claims, actor))
 }
 
 #[cfg(test)]

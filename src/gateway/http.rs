@@ -1,7 +1,7 @@
-//! HTTP handlers: parse, authorize the role, hand the command to the engine or read the
-//! committed state, answer a view. Scope (which incident, which member) is the domain's
-//! rule (`State::can_see_*`): an object outside the caller's scope answers 404, exactly
-//! like one that does not exist.
+//! HTTP handlers of incidents, members and the city: parse, authorize the role, hand the
+//! command to the engine or read the committed state, answer a view. Who may do and see
+//! what is `domain::scope` (the role table, then one predicate per kind of object): an
+//! object outside the caller's scope answers 404, exactly like one that does not exist.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::views::{Catalog, CityImportedView, CommunityView, IncidentView, MemberView, communities};
 use crate::domain::dispatcher::{Actor, Command, RaiseIncident, Reply};
@@ -21,15 +21,12 @@ use crate::domain::geo::Position;
 use crate::domain::incident::Status;
 use crate::domain::org::City;
 use crate::domain::response::Level;
+use crate::domain::scope::{self, Action};
 use crate::store::TimelineEntry;
 
-pub(super) fn require(caller: &Caller, roles: &[Role], what: &str) -> Result<(), ApiError> {
-    if roles.contains(&caller.claims.role) {
-        Ok(())
-    } else {
-        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        Err(ApiError::forbidden("role_not_allowed", format!("{what} is for the roles {}", names.join(", "))))
-    }
+/// The role table (`scope::permits`): 403 when the caller's role may never do this.
+pub(super) fn require(caller: &Caller, action: Action) -> Result<(), ApiError> {
+    Ok(scope::require(&caller.actor, action)?)
 }
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the process is up")))]
@@ -71,7 +68,7 @@ pub async fn put_city(
     caller: Caller,
     body: Result<Json<City>, JsonRejection>,
 ) -> Result<Json<CityImportedView>, ApiError> {
-    require(&caller, &[Role::Command], "importing the city")?;
+    require(&caller, Action::ImportCity)?;
     let Json(city) = body?;
     let view = CityImportedView {
         districts: city.districts.len(),
@@ -135,7 +132,7 @@ pub async fn get_member(
 ) -> Result<Json<MemberView>, ApiError> {
     let state = app.engine.read();
     match state.member_index(&id) {
-        Some(idx) if state.can_see_member(&caller.actor, idx) => {
+        Some(idx) if scope::member(&state, &caller.actor, idx) => {
             Ok(Json(MemberView::new(&state, &app.engine.rules, idx, crate::engine::now_ms())))
         }
         _ => Err(ApiError::not_found("unknown_member", format!("no member '{id}' in your scope"))),
@@ -174,7 +171,7 @@ pub async fn raise(
     headers: HeaderMap,
     body: Result<Json<RaiseBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "raising an incident")?;
+    require(&caller, Action::Incidents)?;
     let Json(b) = body?;
     let idempotency_key = match headers.get("idempotency-key") {
         Some(v) => Some(
@@ -209,7 +206,7 @@ pub async fn raise(
 pub(super) fn incident_view(app: &AppState, actor: &Actor, id: &str) -> Result<IncidentView, ApiError> {
     let state = app.engine.read();
     match state.incidents.get(id) {
-        Some(inc) if state.can_see_incident(actor, inc) => Ok(IncidentView::new(inc)),
+        Some(inc) if scope::incident(actor, inc) => Ok(IncidentView::new(inc)),
         _ => Err(ApiError::not_found("unknown_incident", format!("no incident '{id}' in your scope"))),
     }
 }
@@ -229,7 +226,7 @@ pub async fn list_incidents(
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Vec<IncidentView>>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "listing incidents")?;
+    require(&caller, Action::Incidents)?;
     let Query(p) = params?;
     let status = match p.status.as_deref() {
         None => None,
@@ -249,7 +246,7 @@ pub async fn list_incidents(
         .incidents
         .values()
         .rev()
-        .filter(|i| status.is_none_or(|s| i.status == s) && state.can_see_incident(&caller.actor, i))
+        .filter(|i| status.is_none_or(|s| i.status == s) && scope::incident(&caller.actor, i))
         .take(app.settings.server.max_list)
         .map(IncidentView::new)
         .collect();
@@ -263,7 +260,7 @@ pub async fn get_incident(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "reading incidents")?;
+    require(&caller, Action::Incidents)?;
     Ok(Json(incident_view(&app, &caller.actor, &id)?))
 }
 
@@ -274,7 +271,7 @@ pub async fn timeline(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<TimelineEntry>>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "reading incidents")?;
+    require(&caller, Action::Incidents)?;
     incident_view(&app, &caller.actor, &id)?;
     let reader = app.reader.clone();
     let entries = tokio::task::spawn_blocking(move || reader.timeline(&id))
@@ -318,7 +315,7 @@ pub async fn escalate(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<IncidentView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "acting on incidents")?;
+    require(&caller, Action::Incidents)?;
     action_body(&body)?;
     act(app, caller, Command::Escalate { incident_id: id.clone() }, &id).await
 }
@@ -332,7 +329,7 @@ pub async fn resolve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<IncidentView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "acting on incidents")?;
+    require(&caller, Action::Incidents)?;
     let b = action_body(&body)?;
     act(app, caller, Command::Resolve { incident_id: id.clone(), note: b.note.or(b.reason) }, &id).await
 }
@@ -346,7 +343,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<IncidentView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "acting on incidents")?;
+    require(&caller, Action::Incidents)?;
     let b = action_body(&body)?;
     act(app, caller, Command::Cancel { incident_id: id.clone(), reason: b.reason.or(b.note) }, &id).await
 }
@@ -367,7 +364,7 @@ pub async fn revoke(
     caller: Caller,
     body: Result<Json<RevokeBody>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    require(&caller, &[Role::Command], "revoking tokens")?;
+    require(&caller, Action::RevokeTokens)?;
     let Json(b) = body?;
     app.engine.submit(caller.actor, Command::RevokeTokens { subject: b.subject }).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -2,8 +2,6 @@
 //! service records (服务纪实), ratings (一事一评), points and hours, and reports (JSON or
 //! CSV). Scope is the domain's: an object outside it answers 404.
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -14,14 +12,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::http::require;
 use super::views::MemberView;
 use crate::domain::dispatcher::{Actor, Command, Reply, State as Dispatch, rfc3339};
 use crate::domain::geo::Position;
 use crate::domain::org::Member;
-use crate::domain::service::{self, Currency, Figures, OrderStatus, PostOrder, Rating, ServiceOrder, Stamp, TaskRef};
+use crate::domain::reports::{self, Period, RegistrationView, Report};
+use crate::domain::scope::{self, Action};
+use crate::domain::service::{Currency, OrderStatus, PostOrder, Rating, ServiceOrder, Stamp, TaskRef};
 use crate::engine::now_ms;
 
 fn parse_time(field: &str, s: &str) -> Result<i64, ApiError> {
@@ -79,7 +79,7 @@ pub async fn register(
     caller: Caller,
     body: Result<Json<RegisterBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &[Role::UnitAdmin, Role::Staff, Role::Command], "registering members")?;
+    require(&caller, Action::RegisterMembers)?;
     let Json(b) = body?;
     let id = b.id.clone();
     let member = member_of(&app.engine.read(), b)?;
@@ -117,7 +117,7 @@ pub async fn list_members(
     let state = app.engine.read();
     let Some(city) = state.city.city() else { return Ok(Json(Vec::new())) };
     let rows = (0..city.members.len() as u32)
-        .filter(|&i| state.can_see_member(&caller.actor, i))
+        .filter(|&i| scope::member(&state, &caller.actor, i))
         .filter(|&i| q.unit_id.as_ref().is_none_or(|u| &city.members[i as usize].unit_id == u))
         .filter(|&i| {
             q.community_id.as_ref().is_none_or(|c| &state.city.community(state.city.residence_community(i)).id == c)
@@ -149,7 +149,7 @@ pub async fn import(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ImportResult>, ApiError> {
-    require(&caller, &[Role::UnitAdmin, Role::Command], "importing members")?;
+    require(&caller, Action::ImportMembers)?;
     let csv_type =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
     if !csv_type {
@@ -177,10 +177,9 @@ pub async fn import(
         #[serde(default)]
         on_call: Option<bool>,
     }
-    let unit = match &caller.actor {
-        Actor::UnitAdmin { unit } => Some(unit.clone()),
-        _ => None,
-    };
+    // A unit admin's file names no unit: every row is theirs (the domain checks it, with
+    // the rest of the scope, on the whole batch).
+    let unit = caller.claims.unit.clone();
     let mut members = Vec::new();
     {
         let state = app.engine.read();
@@ -190,11 +189,7 @@ pub async fn import(
             let r = row.map_err(|e| ApiError::unprocessable("invalid_csv", format!("line {line}: {e}")))?;
             let unit_id = match (&unit, r.unit_id) {
                 (Some(u), None) => u.clone(),
-                (Some(u), Some(x)) if &x == u => x,
-                (Some(_), Some(x)) => {
-                    return Err(ApiError::forbidden("outside_scope", format!("line {line}: unit '{x}' is not yours")));
-                }
-                (None, Some(x)) => x,
+                (_, Some(x)) => x,
                 (None, None) => {
                     return Err(ApiError::unprocessable("invalid_csv", format!("line {line}: unit_id is required")));
                 }
@@ -253,125 +248,18 @@ pub async fn register_unit(
     Path(id): Path<String>,
     body: Result<Json<UnitRegisterBody>, JsonRejection>,
 ) -> Result<Json<RegistrationView>, ApiError> {
-    require(&caller, &[Role::UnitAdmin, Role::Command], "registering a unit")?;
+    require(&caller, Action::RegisterUnit)?;
     let Json(b) = body?;
     app.engine
         .submit(caller.actor.clone(), Command::RegisterUnit { unit_id: id, community_id: b.community_id })
         .await?;
-    Ok(Json(registration(&app.engine.read(), &caller.actor)))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UnitRegistration {
-    pub id: String,
-    pub name: String,
-    pub members: u32,
-    pub registered: u32,
-    /// registered / members.
-    pub rate: f64,
-    pub paired_communities: Vec<String>,
-    pub registered_communities: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CommunityRegistration {
-    pub id: String,
-    pub name: String,
-    pub residents: u32,
-    pub registered: u32,
-    pub rate: f64,
-    pub units_paired: Vec<String>,
-    pub units_registered: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RegistrationView {
-    pub units: Vec<UnitRegistration>,
-    pub communities: Vec<CommunityRegistration>,
-}
-
-fn share(n: u32, of: u32) -> f64 {
-    if of == 0 { 0.0 } else { (n as f64 / of as f64 * 10_000.0).round() / 10_000.0 }
-}
-
-fn registration(state: &Dispatch, actor: &Actor) -> RegistrationView {
-    let Some(city) = state.city.city() else { return RegistrationView { units: Vec::new(), communities: Vec::new() } };
-    let mut unit_counts = vec![(0u32, 0u32); city.units.len()];
-    let mut community_counts = vec![(0u32, 0u32); city.communities.len()];
-    for (i, m) in city.members.iter().enumerate() {
-        let u = state.city.member_unit[i] as usize;
-        let c = state.city.residence_community(i as u32) as usize;
-        unit_counts[u].0 += 1;
-        community_counts[c].0 += 1;
-        if m.registered {
-            unit_counts[u].1 += 1;
-            community_counts[c].1 += 1;
-        }
-    }
-    let mut paired: Vec<BTreeSet<String>> = vec![BTreeSet::new(); city.units.len()];
-    let mut hosted: Vec<BTreeSet<String>> = vec![BTreeSet::new(); city.communities.len()];
-    for t in &city.teams {
-        paired[state.city.unit_by_id[&t.unit_id] as usize].insert(t.community_id.clone());
-        hosted[state.city.community_by_id[&t.community_id] as usize].insert(t.unit_id.clone());
-    }
-    let sees_unit = |id: &str| match actor {
-        Actor::Command { .. } => true,
-        Actor::UnitAdmin { unit } => unit == id,
-        _ => false,
-    };
-    let sees_community = |i: usize, id: &str| match actor {
-        Actor::Command { district: None } => true,
-        Actor::Command { district: Some(d) } => state.city.district_id_of_community(i as u32) == d,
-        Actor::Staff { community } => community == id,
-        _ => false,
-    };
-    let units = city
-        .units
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| sees_unit(&u.id))
-        .map(|(i, u)| UnitRegistration {
-            id: u.id.clone(),
-            name: u.name.clone(),
-            members: unit_counts[i].0,
-            registered: unit_counts[i].1,
-            rate: share(unit_counts[i].1, unit_counts[i].0),
-            paired_communities: paired[i].iter().cloned().collect(),
-            registered_communities: state
-                .unit_registrations
-                .iter()
-                .filter(|(uu, _)| uu == &u.id)
-                .map(|(_, c)| c.clone())
-                .collect(),
-        })
-        .collect();
-    let communities = city
-        .communities
-        .iter()
-        .enumerate()
-        .filter(|(i, c)| sees_community(*i, &c.id))
-        .map(|(i, c)| CommunityRegistration {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            residents: community_counts[i].0,
-            registered: community_counts[i].1,
-            rate: share(community_counts[i].1, community_counts[i].0),
-            units_paired: hosted[i].iter().cloned().collect(),
-            units_registered: state
-                .unit_registrations
-                .iter()
-                .filter(|(_, cc)| cc == &c.id)
-                .map(|(u, _)| u.clone())
-                .collect(),
-        })
-        .collect();
-    RegistrationView { units, communities }
+    Ok(Json(reports::registration(&app.engine.read(), &caller.actor)))
 }
 
 #[utoipa::path(get, path = "/v1/registration", security(("bearer" = [])), responses((status = 200, body = RegistrationView)))]
 pub async fn get_registration(State(app): State<AppState>, caller: Caller) -> Result<Json<RegistrationView>, ApiError> {
-    require(&caller, &[Role::UnitAdmin, Role::Staff, Role::Command], "registration figures")?;
-    Ok(Json(registration(&app.engine.read(), &caller.actor)))
+    require(&caller, Action::ReadRegistration)?;
+    Ok(Json(reports::registration(&app.engine.read(), &caller.actor)))
 }
 
 /// The body of `POST /v1/orders`: a need posted by the community on behalf of residents.
@@ -447,7 +335,8 @@ pub struct OrderView {
 }
 
 impl OrderView {
-    fn new(o: &ServiceOrder) -> Self {
+    /// The order as `actor` may see it: a member sees their own claim only.
+    fn new(o: &ServiceOrder, actor: &Actor) -> Self {
         OrderView {
             id: o.id.clone(),
             status: o.status,
@@ -468,6 +357,7 @@ impl OrderView {
             claims: o
                 .claims
                 .iter()
+                .filter(|c| scope::claim(actor, &c.member_id))
                 .map(|c| ClaimView {
                     member_id: c.member_id.clone(),
                     claimed_at: rfc3339(c.claimed_at),
@@ -488,7 +378,7 @@ impl OrderView {
 fn order_view(app: &AppState, actor: &Actor, id: &str) -> Result<OrderView, ApiError> {
     let state = app.engine.read();
     match state.orders.get(id) {
-        Some(o) if service::sees_order(&state, actor, o) => Ok(OrderView::new(o)),
+        Some(o) if scope::order(&state, actor, o) => Ok(OrderView::new(o, actor)),
         _ => Err(ApiError::not_found("unknown_order", format!("no order '{id}' in your scope"))),
     }
 }
@@ -501,7 +391,7 @@ pub async fn post_order(
     caller: Caller,
     body: Result<Json<OrderBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "posting service orders")?;
+    require(&caller, Action::PostOrder)?;
     let Json(b) = body?;
     let cmd = Command::PostOrder(PostOrder {
         grid_id: b.grid_id,
@@ -534,7 +424,7 @@ pub async fn list_orders(
     caller: Caller,
     q: Result<Query<OrderQuery>, QueryRejection>,
 ) -> Result<Json<Vec<OrderView>>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command, Role::Member], "service orders")?;
+    require(&caller, Action::ReadOrders)?;
     let Query(q) = q?;
     let status = match q.status.as_deref() {
         None => None,
@@ -554,9 +444,9 @@ pub async fn list_orders(
             .orders
             .values()
             .rev()
-            .filter(|o| status.is_none_or(|s| o.status == s) && service::sees_order(&state, &caller.actor, o))
+            .filter(|o| status.is_none_or(|s| o.status == s) && scope::order(&state, &caller.actor, o))
             .take(app.settings.server.max_list)
-            .map(OrderView::new)
+            .map(|o| OrderView::new(o, &caller.actor))
             .collect(),
     ))
 }
@@ -584,7 +474,7 @@ pub async fn claim(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    require(&caller, &[Role::Member], "claiming an order")?;
+    require(&caller, Action::ClaimOrder)?;
     order_action(app, caller, id.clone(), Command::ClaimOrder { order_id: id, assign_to: None }).await
 }
 
@@ -602,7 +492,7 @@ pub async fn assign(
     Path(id): Path<String>,
     body: Result<Json<AssignBody>, JsonRejection>,
 ) -> Result<Json<OrderView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "assigning an order")?;
+    require(&caller, Action::AssignOrder)?;
     let Json(b) = body?;
     order_action(app, caller, id.clone(), Command::ClaimOrder { order_id: id, assign_to: Some(b.member_id) }).await
 }
@@ -622,7 +512,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<OrderView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "cancelling an order")?;
+    require(&caller, Action::CancelOrder)?;
     let b: CancelOrderBody = super::http::optional_body(&body)?;
     order_action(app, caller, id.clone(), Command::CancelOrder { order_id: id, reason: b.reason }).await
 }
@@ -648,7 +538,7 @@ pub async fn checkin(
     Path(id): Path<String>,
     body: Result<Json<StampBody>, JsonRejection>,
 ) -> Result<Json<OrderView>, ApiError> {
-    require(&caller, &[Role::Member], "checking in")?;
+    require(&caller, Action::StampOrder)?;
     let position = stamp_position(body)?;
     order_action(app, caller, id.clone(), Command::CheckIn { order_id: id, position }).await
 }
@@ -662,7 +552,7 @@ pub async fn checkout(
     Path(id): Path<String>,
     body: Result<Json<StampBody>, JsonRejection>,
 ) -> Result<Json<OrderView>, ApiError> {
-    require(&caller, &[Role::Member], "checking out")?;
+    require(&caller, Action::StampOrder)?;
     let position = stamp_position(body)?;
     order_action(app, caller, id.clone(), Command::CheckOut { order_id: id, position }).await
 }
@@ -678,27 +568,66 @@ pub struct RatingBody {
     pub rating: Rating,
 }
 
+/// The answer to a rating: the rating as recorded, not the member's record (the rater may
+/// rate members whose record is not theirs to read: a team serving their community).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RatingView {
+    /// The member's id.
+    pub id: String,
+    pub name: String,
+    pub order_id: Option<String>,
+    pub offer_id: Option<String>,
+    pub rating: Rating,
+    pub hours: f64,
+    pub points: f64,
+}
+
 #[utoipa::path(post, path = "/v1/ratings", security(("bearer" = [])), request_body = RatingBody, responses(
-    (status = 200, body = MemberView), (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 200, body = RatingView), (status = 409, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json", description = "did_not_work")))]
 pub async fn rate(
     State(app): State<AppState>,
     caller: Caller,
     body: Result<Json<RatingBody>, JsonRejection>,
-) -> Result<Json<MemberView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "rating work")?;
+) -> Result<Json<RatingView>, ApiError> {
+    require(&caller, Action::Rate)?;
     let Json(b) = body?;
     let task = match (b.order_id, b.offer_id) {
         (Some(o), None) => TaskRef::Order(o),
         (None, Some(o)) => TaskRef::Offer(o),
         _ => return Err(ApiError::unprocessable("order_or_offer", "give exactly one of order_id or offer_id")),
     };
+    let key = match &task {
+        TaskRef::Order(id) => format!("order:{id}"),
+        TaskRef::Offer(id) => format!("offer:{id}"),
+    };
     app.engine
-        .submit(caller.actor.clone(), Command::Rate { task, member_id: b.member_id.clone(), rating: b.rating })
+        .submit(
+            caller.actor.clone(),
+            Command::Rate { task: task.clone(), member_id: b.member_id.clone(), rating: b.rating },
+        )
         .await?;
     let state = app.engine.read();
     let idx = state.member_index(&b.member_id).ok_or_else(|| ApiError::internal("rate", "member missing"))?;
-    Ok(Json(MemberView::new(&state, &app.engine.rules, idx, now_ms())))
+    let credit = state.roster.members[idx as usize]
+        .ledger
+        .credits
+        .iter()
+        .find(|c| c.task == key)
+        .ok_or_else(|| ApiError::internal("rate", "the credit is missing"))?;
+    let (order_id, offer_id) = match task {
+        TaskRef::Order(id) => (Some(id), None),
+        TaskRef::Offer(id) => (None, Some(id)),
+    };
+    Ok(Json(RatingView {
+        id: b.member_id,
+        name: state.city.members()[idx as usize].name.clone(),
+        order_id,
+        offer_id,
+        rating: b.rating,
+        hours: credit.hours,
+        points: credit.points,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -716,7 +645,7 @@ pub async fn exchange(
     Path(id): Path<String>,
     body: Result<Json<ExchangeBody>, JsonRejection>,
 ) -> Result<Json<MemberView>, ApiError> {
-    require(&caller, &[Role::Member, Role::Command], "exchanging points and hours")?;
+    require(&caller, Action::Exchange)?;
     let Json(b) = body?;
     app.engine
         .submit(caller.actor.clone(), Command::Exchange { member_id: id.clone(), from: b.from, amount: b.amount })
@@ -735,28 +664,6 @@ pub struct ReportQuery {
     pub to: Option<String>,
     /// `json` (default) or `csv` (also chosen by `Accept: text/csv`).
     pub format: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReportRow {
-    /// member, unit or community id.
-    pub id: String,
-    pub name: String,
-    pub members: u32,
-    pub registered: u32,
-    pub registration_rate: f64,
-    #[serde(flatten)]
-    pub figures: Figures,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Report {
-    pub scope: String,
-    pub from: Option<String>,
-    pub to: String,
-    pub total: ReportRow,
-    /// One row per member (for a unit or community report).
-    pub members: Vec<ReportRow>,
 }
 
 fn report_response(r: Report, csv_out: bool) -> Result<Response, ApiError> {
@@ -809,53 +716,11 @@ fn report_response(r: Report, csv_out: bool) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
 }
 
-fn report(
-    state: &Dispatch,
-    scope: String,
-    name: String,
-    members: &[u32],
-    q: &ReportQuery,
-    per_member: bool,
-) -> Result<Report, ApiError> {
+/// The period of `?from=&to=`: the start of time and now by default.
+fn period(q: &ReportQuery) -> Result<Period, ApiError> {
     let from = q.from.as_deref().map(|s| parse_time("from", s)).transpose()?;
     let to = q.to.as_deref().map(|s| parse_time("to", s)).transpose()?.unwrap_or_else(|| now_ms() + 1);
-    let city = state.city.city().expect("members imply a city");
-    let mut total = Figures::default();
-    let mut rows = Vec::new();
-    let mut registered = 0;
-    let figures = service::figures_for(state, members, from.unwrap_or(i64::MIN), to);
-    for (&m, f) in members.iter().zip(figures) {
-        total.add(&f);
-        let member = &city.members[m as usize];
-        registered += member.registered as u32;
-        if per_member {
-            rows.push(ReportRow {
-                id: member.id.clone(),
-                name: member.name.clone(),
-                members: 1,
-                registered: member.registered as u32,
-                registration_rate: member.registered as u32 as f64,
-                figures: f,
-            });
-        }
-    }
-    total.hours = (total.hours * 100.0).round() / 100.0;
-    total.points = (total.points * 100.0).round() / 100.0;
-    let n = members.len() as u32;
-    Ok(Report {
-        scope,
-        from: from.map(rfc3339),
-        to: rfc3339(to),
-        total: ReportRow {
-            id: String::new(),
-            name,
-            members: n,
-            registered,
-            registration_rate: share(registered, n),
-            figures: total,
-        },
-        members: rows,
-    })
+    Ok(Period { from, to })
 }
 
 fn wants_csv(q: &ReportQuery, headers: &HeaderMap) -> Result<bool, ApiError> {
@@ -878,30 +743,10 @@ pub async fn member_report(
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let csv_out = wants_csv(&q, &headers)?;
-    let state = app.engine.read();
-    let idx = state
-        .member_index(&id)
-        .filter(|&m| sees_member_report(&state, &caller.actor, m))
+    let period = period(&q)?;
+    let r = reports::member_report(&app.engine.read(), &caller.actor, &id, period)
         .ok_or_else(|| ApiError::not_found("unknown_member", format!("no member '{id}' in your scope")))?;
-    let name = state.city.members()[idx as usize].name.clone();
-    let mut r = report(&state, format!("member:{id}"), name, &[idx], &q, false)?;
-    r.total.id = id;
     report_response(r, csv_out)
-}
-
-/// Reports: a unit sees its members; a community its residents and the teams it hosts; a
-/// member themself; command everything.
-fn sees_member_report(state: &Dispatch, actor: &Actor, m: u32) -> bool {
-    match actor {
-        Actor::Command { .. } | Actor::System => true,
-        Actor::UnitAdmin { unit } => &state.city.members()[m as usize].unit_id == unit,
-        Actor::Staff { community } => state
-            .city
-            .community_by_id
-            .get(community)
-            .is_some_and(|&c| service::community_members(state, c).contains(&m)),
-        Actor::Member { member } => &state.city.members()[m as usize].id == member,
-    }
 }
 
 #[utoipa::path(get, path = "/v1/reports/units/{id}", security(("bearer" = [])), params(("id" = String, Path), ReportQuery),
@@ -914,22 +759,12 @@ pub async fn unit_report(
     Path(id): Path<String>,
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &[Role::UnitAdmin, Role::Command], "unit reports")?;
+    require(&caller, Action::UnitReport)?;
     let Query(q) = q?;
     let csv_out = wants_csv(&q, &headers)?;
-    let state = app.engine.read();
-    let visible = match &caller.actor {
-        Actor::UnitAdmin { unit } => unit == &id,
-        _ => true,
-    };
-    let Some(&u) = state.city.unit_by_id.get(&id).filter(|_| visible) else {
-        return Err(ApiError::not_found("unknown_unit", format!("no unit '{id}' in your scope")));
-    };
-    let members: Vec<u32> =
-        (0..state.roster.members.len() as u32).filter(|&m| state.city.member_unit[m as usize] == u).collect();
-    let name = state.city.city().expect("city").units[u as usize].name.clone();
-    let mut r = report(&state, format!("unit:{id}"), name, &members, &q, true)?;
-    r.total.id = id;
+    let period = period(&q)?;
+    let r = reports::unit_report(&app.engine.read(), &caller.actor, &id, period)
+        .ok_or_else(|| ApiError::not_found("unknown_unit", format!("no unit '{id}' in your scope")))?;
     report_response(r, csv_out)
 }
 
@@ -943,21 +778,11 @@ pub async fn community_report(
     Path(id): Path<String>,
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "community reports")?;
+    require(&caller, Action::CommunityReport)?;
     let Query(q) = q?;
     let csv_out = wants_csv(&q, &headers)?;
-    let state = app.engine.read();
-    let visible = |c: u32| match &caller.actor {
-        Actor::Staff { community } => community == &id,
-        Actor::Command { district: Some(d) } => state.city.district_id_of_community(c) == d,
-        _ => true,
-    };
-    let Some(&c) = state.city.community_by_id.get(&id).filter(|&&c| visible(c)) else {
-        return Err(ApiError::not_found("unknown_community", format!("no community '{id}' in your scope")));
-    };
-    let members: Vec<u32> = service::community_members(&state, c).into_iter().collect();
-    let name = state.city.community(c).name.clone();
-    let mut r = report(&state, format!("community:{id}"), name, &members, &q, true)?;
-    r.total.id = id;
+    let period = period(&q)?;
+    let r = reports::community_report(&app.engine.read(), &caller.actor, &id, period)
+        .ok_or_else(|| ApiError::not_found("unknown_community", format!("no community '{id}' in your scope")))?;
     report_response(r, csv_out)
 }

@@ -10,16 +10,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::http::require;
 use super::views::IncidentView;
 use crate::domain::balance::{self, CommunityBalance, Proposal};
 use crate::domain::dispatcher::{Actor, Command, Reply, State as Dispatch, rfc3339};
 use crate::domain::event::Mode;
-use crate::domain::mobilization::{Mobilization, OrderState, Progress, Site};
+use crate::domain::mobilization::{MemberOrder, Mobilization, OrderState, Progress, Site, breakdown};
+use crate::domain::reports::{self, FairnessView};
+use crate::domain::scope::{self, Action};
 use crate::domain::wartime::{MobilizeOrder, WhistleTarget};
-use crate::domain::workload::LoadStats;
 use crate::engine::now_ms;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -75,7 +76,7 @@ async fn switch(
     district_id: Option<String>,
     body: Result<Json<ModeBody>, JsonRejection>,
 ) -> Result<Json<ModesView>, ApiError> {
-    require(&caller, &[Role::Command], "switching modes")?;
+    require(&caller, Action::SwitchMode)?;
     let Json(b) = body?;
     app.engine.submit(caller.actor, Command::SwitchMode { district_id, mode: b.mode, reason: b.reason }).await?;
     Ok(Json(modes(&app.engine.read())))
@@ -158,9 +159,20 @@ pub struct MobilizationView {
 }
 
 impl MobilizationView {
-    fn new(state: &Dispatch, m: &Mobilization, detail: bool) -> Self {
+    /// The mobilization as `actor` sees it: a district's command, the orders that report
+    /// into its district (counts, rows and missing members alike).
+    fn new(state: &Dispatch, m: &Mobilization, actor: &Actor, detail: bool) -> Self {
         let city = state.city.city().expect("a mobilization implies a city");
-        let missing = |orders: Vec<&crate::domain::mobilization::MemberOrder>| {
+        let visible: Vec<&MemberOrder> =
+            m.orders.iter().filter(|o| scope::mobilization_part(state, actor, m, o)).collect();
+        let progress = if visible.len() == m.orders.len() {
+            m.counts
+        } else {
+            let mut p = Progress::default();
+            visible.iter().for_each(|o| p.add(o.state));
+            p
+        };
+        let missing = |orders: Vec<&MemberOrder>| {
             orders
                 .into_iter()
                 .map(|o| MissingMember {
@@ -171,8 +183,7 @@ impl MobilizationView {
                 .collect()
         };
         let (teams, communities) = if detail {
-            let teams = m
-                .breakdown(|o| o.team)
+            let teams = breakdown(visible.iter().copied(), |o| o.team)
                 .into_iter()
                 .map(|(t, p, miss)| ProgressSlice {
                     id: city.teams[t as usize].id.clone(),
@@ -180,8 +191,7 @@ impl MobilizationView {
                     missing_members: missing(miss),
                 })
                 .collect();
-            let communities = m
-                .breakdown(|o| o.community.unwrap_or(u32::MAX))
+            let communities = breakdown(visible.iter().copied(), |o| o.community.unwrap_or(u32::MAX))
                 .into_iter()
                 .map(|(c, p, miss)| ProgressSlice {
                     id: if c == u32::MAX { "site".into() } else { city.communities[c as usize].id.clone() },
@@ -203,26 +213,17 @@ impl MobilizationView {
             note: m.note.clone(),
             site: m.site.clone(),
             closed_reason: m.closed.as_ref().map(|c| c.1.clone()),
-            progress: m.counts,
+            progress,
             teams,
             communities,
         }
     }
 }
 
-/// Command of a district sees mobilizations that report into it; city command sees all.
-fn sees(actor: &Actor, m: &Mobilization) -> bool {
-    match actor {
-        Actor::Command { district: None } => true,
-        Actor::Command { district: Some(d) } => m.districts.contains(d),
-        _ => false,
-    }
-}
-
 fn mobilization_view(app: &AppState, actor: &Actor, id: &str, detail: bool) -> Result<MobilizationView, ApiError> {
     let state = app.engine.read();
     match state.mobilizations.get(id) {
-        Some(m) if sees(actor, m) => Ok(MobilizationView::new(&state, m, detail)),
+        Some(m) if scope::mobilization(actor, m) => Ok(MobilizationView::new(&state, m, actor, detail)),
         _ => Err(ApiError::not_found("unknown_mobilization", format!("no mobilization '{id}' in your scope"))),
     }
 }
@@ -236,7 +237,7 @@ pub async fn mobilize(
     caller: Caller,
     body: Result<Json<MobilizeBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &[Role::Command], "mobilizing")?;
+    require(&caller, Action::Mobilize)?;
     let Json(b) = body?;
     let order = MobilizeOrder {
         teams: b.teams,
@@ -269,7 +270,7 @@ pub async fn list_mobilizations(
     caller: Caller,
     q: Result<Query<MobilizationList>, QueryRejection>,
 ) -> Result<Json<Vec<MobilizationView>>, ApiError> {
-    require(&caller, &[Role::Command], "mobilizations")?;
+    require(&caller, Action::ReadMobilizations)?;
     let Query(q) = q?;
     let want_open = match q.status.as_deref() {
         None => None,
@@ -285,8 +286,8 @@ pub async fn list_mobilizations(
             .mobilizations
             .values()
             .rev()
-            .filter(|m| sees(&caller.actor, m) && want_open.is_none_or(|o| m.is_open() == o))
-            .map(|m| MobilizationView::new(&state, m, false))
+            .filter(|m| scope::mobilization(&caller.actor, m) && want_open.is_none_or(|o| m.is_open() == o))
+            .map(|m| MobilizationView::new(&state, m, &caller.actor, false))
             .collect(),
     ))
 }
@@ -299,7 +300,7 @@ pub async fn get_mobilization(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<MobilizationView>, ApiError> {
-    require(&caller, &[Role::Command], "mobilizations")?;
+    require(&caller, Action::ReadMobilizations)?;
     Ok(Json(mobilization_view(&app, &caller.actor, &id, true)?))
 }
 
@@ -318,7 +319,7 @@ pub async fn close_mobilization(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<MobilizationView>, ApiError> {
-    require(&caller, &[Role::Command], "closing a mobilization")?;
+    require(&caller, Action::Mobilize)?;
     let b: CloseBody = super::http::optional_body(&body)?;
     app.engine
         .submit(caller.actor.clone(), Command::CloseMobilization { mobilization_id: id.clone(), reason: b.reason })
@@ -352,7 +353,7 @@ pub async fn whistle(
     Path(id): Path<String>,
     body: Result<Json<WhistleBody>, JsonRejection>,
 ) -> Result<Json<IncidentView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "whistling")?;
+    require(&caller, Action::Incidents)?;
     let Json(b) = body?;
     let to = match b.to {
         WhistleTo::Named(n) if n == "paired_units" => WhistleTarget::PairedUnits,
@@ -382,19 +383,18 @@ pub struct BalanceView {
 #[utoipa::path(get, path = "/v1/balance", security(("bearer" = [])), responses((status = 200, body = BalanceView),
     (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_balance(State(app): State<AppState>, caller: Caller) -> Result<Json<BalanceView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command], "the balance")?;
+    require(&caller, Action::ReadBalance)?;
     let state = app.engine.read();
     let now = now_ms();
     let rules = &app.engine.rules;
-    let keep = |c: &CommunityBalance| match &caller.actor {
-        Actor::Command { district: None } => true,
-        Actor::Command { district: Some(d) } => &c.district_id == d,
-        Actor::Staff { community } => &c.community_id == community,
-        _ => false,
-    };
-    let communities: Vec<CommunityBalance> =
-        balance::balances(&state, rules, now).into_iter().filter(|c| keep(c)).collect();
-    let proposals = if caller.claims.role == Role::Command {
+    // One row per community of the city, in order: row i is community i.
+    let communities: Vec<CommunityBalance> = balance::balances(&state, rules, now)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| scope::community(&state, &caller.actor, *i as u32))
+        .map(|(_, c)| c)
+        .collect();
+    let proposals = if scope::permits(&caller.actor, Action::ApplyTransfer) {
         let ids: std::collections::HashSet<&str> = communities.iter().map(|c| c.community_id.as_str()).collect();
         balance::proposals(&state, rules, now)
             .into_iter()
@@ -421,7 +421,7 @@ pub async fn apply_proposal(
     caller: Caller,
     body: Result<Json<ApplyBody>, JsonRejection>,
 ) -> Result<Json<BalanceView>, ApiError> {
-    require(&caller, &[Role::Command], "applying a transfer")?;
+    require(&caller, Action::ApplyTransfer)?;
     let Json(b) = body?;
     if b.members.len() > 10_000 {
         return Err(ApiError::unprocessable("invalid_body", "a transfer moves at most 10,000 members"));
@@ -430,60 +430,9 @@ pub async fn apply_proposal(
     get_balance(State(app), caller).await
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FairnessRow {
-    pub id: String,
-    pub name: String,
-    pub load: LoadStats,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FairnessView {
-    /// By residence community.
-    pub communities: Vec<FairnessRow>,
-    pub units: Vec<FairnessRow>,
-}
-
 #[utoipa::path(get, path = "/v1/fairness", security(("bearer" = [])), responses((status = 200, body = FairnessView),
     (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_fairness(State(app): State<AppState>, caller: Caller) -> Result<Json<FairnessView>, ApiError> {
-    require(&caller, &[Role::Staff, Role::Command, Role::UnitAdmin], "fairness")?;
-    let state = app.engine.read();
-    let Some(city) = state.city.city() else {
-        return Ok(Json(FairnessView { communities: Vec::new(), units: Vec::new() }));
-    };
-    let mut by_community = vec![Vec::new(); city.communities.len()];
-    let mut by_unit = vec![Vec::new(); city.units.len()];
-    for i in 0..city.members.len() {
-        let load = state.roster.members[i].work.load;
-        by_community[state.city.residence_community(i as u32) as usize].push(load);
-        by_unit[state.city.member_unit[i] as usize].push(load);
-    }
-    let (mut communities, mut units) = (Vec::new(), Vec::new());
-    for (i, c) in city.communities.iter().enumerate() {
-        let visible = match &caller.actor {
-            Actor::Command { district: None } => true,
-            Actor::Command { district: Some(d) } => state.city.district_id_of_community(i as u32) == d,
-            Actor::Staff { community } => &c.id == community,
-            _ => false,
-        };
-        if visible {
-            communities.push(FairnessRow {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                load: LoadStats::of(&by_community[i]),
-            });
-        }
-    }
-    for (i, u) in city.units.iter().enumerate() {
-        let visible = match &caller.actor {
-            Actor::Command { district: None } => true,
-            Actor::UnitAdmin { unit } => &u.id == unit,
-            _ => false,
-        };
-        if visible {
-            units.push(FairnessRow { id: u.id.clone(), name: u.name.clone(), load: LoadStats::of(&by_unit[i]) });
-        }
-    }
-    Ok(Json(FairnessView { communities, units }))
+    require(&caller, Action::ReadFairness)?;
+    Ok(Json(reports::fairness(&app.engine.read(), &caller.actor)))
 }

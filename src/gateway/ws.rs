@@ -32,8 +32,8 @@ use super::error::ApiError;
 use super::hub::{Hub, Pushed, Subscription};
 use super::limits::Limits;
 use crate::domain::dispatcher::{Actor, Command};
-use crate::domain::event::stream;
 use crate::domain::geo::Position;
+use crate::domain::scope::{self, Action};
 use crate::engine::EngineHandle;
 use crate::settings::Settings;
 use crate::store::{LogReader, StoredFrame};
@@ -57,17 +57,6 @@ pub mod close {
 pub struct WsParams {
     access_token: Option<String>,
     after_seq: Option<u64>,
-}
-
-/// The stream a role may read.
-pub fn stream_of(actor: &Actor) -> String {
-    match actor {
-        Actor::Member { member } => stream::member(member),
-        Actor::Staff { community } => stream::community(community),
-        Actor::Command { district: Some(d) } => stream::district(d),
-        Actor::Command { district: None } | Actor::System => stream::CITY.to_string(),
-        Actor::UnitAdmin { unit } => format!("unit:{unit}"),
-    }
 }
 
 fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
@@ -97,11 +86,7 @@ pub async fn upgrade(
         .access_token
         .or(from_protocol)
         .ok_or_else(|| ApiError::unauthorized("send a token: ?access_token=<JWT> or subprotocol bearer.<JWT>"))?;
-    let (claims, actor) = app.keys.verify(&token).map_err(ApiError::unauthorized)?;
-    if app.engine.is_revoked(&claims.sub, claims.iat) {
-        return Err(ApiError::unauthorized("the token has been revoked; ask for a new one"));
-    }
-    app.limits.check_subject(&claims.sub)?;
+    let (claims, actor) = super::auth::authenticate(&app, &token)?;
     // Not `is_ready`: a store that cannot take writes still serves streams (reads).
     if !app.engine.is_started() {
         return Err(ApiError::unavailable("muster is starting; retry shortly"));
@@ -118,7 +103,7 @@ pub async fn upgrade(
     // alone would be a few hundred bytes of heap per socket). Boxed: axum keeps the
     // callback's captures in the socket's task for as long as it runs.
     let session = Box::new(Session {
-        stream: Arc::from(stream_of(&actor)),
+        stream: Arc::from(scope::stream_of(&actor)),
         role: claims.role.as_str(),
         expires_at: claims.exp,
         subject: claims.sub,
@@ -528,7 +513,7 @@ impl Session {
                 Command::ReportArrival { mobilization_id, position }
             }
         };
-        if !matches!(self.actor, Actor::Member { .. }) {
+        if !scope::permits(&self.actor, Action::AnswerAsMember) {
             return Err(("members_only".into(), "only a member's socket can send this message".into()));
         }
         match self.engine.submit(self.actor.clone(), cmd).await {

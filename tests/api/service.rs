@@ -244,8 +244,11 @@ async fn a_hard_order_is_offered_to_the_reserved_members_claimed_worked_rated_an
         [("points_total", points), ("points_balance", points), ("hours_total", hours), ("hours_balance", hours)]
     {
         assert_eq!(rec[field].as_f64(), Some(want), "{field}: {rec}");
-        assert_eq!(rated[field], rec[field], "{field}");
     }
+    // the answer is the rating, not the member's record
+    assert_eq!((rated["points"].as_f64(), rated["hours"].as_f64()), (Some(points), Some(hours)), "{rated}");
+    assert_eq!(rated["rating"], "very_good");
+    assert!(rated.get("position").is_none(), "{rated}");
     assert_eq!(claim_of(&order(&app, &id).await, &a)["rating"], "very_good");
     // the member's own report counts the task
     let rep = get_json(&app, &app.member(&a), &format!("/v1/reports/members/{a}")).await;
@@ -286,8 +289,13 @@ async fn staff_assign_an_order_directly_and_a_flagged_record_earns_nothing() {
     )
     .await;
     let out = outsider(&app.city);
-    problem(app.post(&staff, &format!("/v1/orders/{id}/assign"), json!({"member_id": out})).await, 409, "not_eligible")
-        .await;
+    // a member of another community is answered as an unknown id
+    problem(
+        app.post(&staff, &format!("/v1/orders/{id}/assign"), json!({"member_id": out})).await,
+        422,
+        "unknown_member",
+    )
+    .await;
     problem(
         app.post(&staff, &format!("/v1/orders/{id}/assign"), json!({"member_id": "nobody"})).await,
         422,
@@ -484,8 +492,13 @@ async fn a_member_reports_at_a_new_residence_and_registering_another_units_membe
     let unpaired = if paired.iter().any(|c| c == "c002") { "c003" } else { "c002" };
     let view = json_of(app.post(&admin, "/v1/units/u001/register", json!({"community_id": "c001"})).await, 200).await;
     assert_eq!(row(&view, "units", "u001")["registered_communities"], json!(["c001"]));
+    // staff see the units serving their community (one of u001's teams is paired with c001)
     let staff_view = registration(&app, &app.staff("c001")).await;
-    assert_eq!(staff_view["units"], json!([]));
+    let serving: BTreeSet<String> =
+        app.city.teams.iter().filter(|t| t.community_id == "c001").map(|t| t.unit_id.clone()).collect();
+    let shown: BTreeSet<String> =
+        staff_view["units"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(shown, serving);
     assert!(row(&staff_view, "communities", "c001")["units_registered"].as_array().unwrap().contains(&json!("u001")));
     let reg_before = registration(&app, &app.command()).await;
     problem(app.post(&admin, "/v1/units/u001/register", json!({"community_id": unpaired})).await, 422, "not_paired")
@@ -500,12 +513,12 @@ async fn a_member_reports_at_a_new_residence_and_registering_another_units_membe
     .await;
     assert_eq!(registration(&app, &app.command()).await, reg_before);
 
-    // a unit admin may not register another unit's member, known or new
+    // a unit admin may not register another unit's member, known (the id is taken) or new
     let other = app.city.members.iter().find(|x| x.unit_id == "u002").unwrap().clone();
     let before = get_json(&app, &app.command(), "/v1/members?unit_id=u002").await;
     let reg_before = registration(&app, &app.command()).await;
     let known = json!({"id": other.id, "name": other.name, "unit_id": "u002", "team_id": other.team_id, "residence_grid_id": "c001-g1"});
-    problem(app.post(&admin, "/v1/members", known).await, 403, "outside_scope").await;
+    problem(app.post(&admin, "/v1/members", known).await, 409, "member_exists").await;
     let new = json!({"id": "new-1", "name": "新", "unit_id": "u002", "residence_grid_id": "c001-g1"});
     problem(app.post(&admin, "/v1/members", new).await, 403, "outside_scope").await;
     // staff register residents of their own community only; members register nobody
@@ -868,10 +881,19 @@ async fn a_unit_admin_cannot_tell_another_units_members_from_unknown_ids() {
     let admin = app.token(Role::UnitAdmin, Some("u001"));
     let other = app.city.members.iter().find(|m| m.unit_id != "u001").unwrap().clone();
     let before = get_json(&app, &app.command(), "/v1/members").await;
+    // another unit's member: the id is taken, as one of the unit's own is when asked to
+    // change team; the two answers differ only in the id
     let body = json!({"id": other.id, "name": "x", "unit_id": "u001", "residence_grid_id": "c001-g1"});
-    problem(app.post(&admin, "/v1/members", body).await, 403, "outside_scope").await;
+    let foreign = problem(app.post(&admin, "/v1/members", body).await, 409, "member_exists").await;
+    let own = app.city.members.iter().find(|m| m.unit_id == "u001" && m.team_id.is_some()).unwrap().clone();
+    let body = json!({"id": own.id, "name": "x", "unit_id": "u001", "residence_grid_id": "c001-g1"});
+    let taken = problem(app.post(&admin, "/v1/members", body).await, 409, "member_exists").await;
+    assert_eq!(
+        foreign["detail"].as_str().unwrap().replace(other.id.as_str(), "<id>"),
+        taken["detail"].as_str().unwrap().replace(own.id.as_str(), "<id>")
+    );
     let csv = format!("{HEADER}\n{},x,,c001-g1,,,,\n", other.id);
-    problem(import(&app, &admin, &csv).await, 403, "outside_scope").await;
+    problem(import(&app, &admin, &csv).await, 409, "member_exists").await;
     assert_eq!(get_json(&app, &app.command(), "/v1/members").await, before);
     app.stop().await;
 }

@@ -508,10 +508,21 @@ async fn mode_switches_and_mobilizations_outside_the_callers_scope_are_refused()
 
     let theirs = assault_teams_in(&app.city, &other);
     let mine = assault_teams_in(&app.city, &d);
+    // another district's teams and the district itself are unknown to this command, as an
+    // id that does not exist is
     let resp = app.post(&own, "/v1/mobilizations", json!({"teams": [theirs[0]]})).await;
-    problem(resp, 403, "outside_scope").await;
+    let foreign = problem(resp, 422, "unknown_team").await;
+    let resp = app.post(&own, "/v1/mobilizations", json!({"teams": ["t9999"]})).await;
+    let unknown = problem(resp, 422, "unknown_team").await;
+    assert_eq!(
+        foreign["detail"].as_str().unwrap().replace(theirs[0].as_str(), "<id>"),
+        unknown["detail"].as_str().unwrap().replace("t9999", "<id>")
+    );
+    // even to a community of its own
+    let resp = app.post(&own, "/v1/mobilizations", json!({"teams": [theirs[0]], "community_id": app.city.communities.iter().find(|c| app.city.streets.iter().any(|s| s.id == c.street_id && s.district_id == d)).unwrap().id})).await;
+    problem(resp, 422, "unknown_team").await;
     let resp = app.post(&own, "/v1/mobilizations", json!({"district_id": other})).await;
-    problem(resp, 403, "outside_scope").await;
+    problem(resp, 422, "unknown_district").await;
     let resp = app.post(&staff, "/v1/mobilizations", json!({"teams": [mine[0]]})).await;
     problem(resp, 403, "role_not_allowed").await;
     assert!(mobilizations(&app).await.is_empty());

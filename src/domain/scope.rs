@@ -1,0 +1,320 @@
+//! Scope: every "who may see or do what", in one place.
+//!
+//! Two questions, asked in this order by every handler, view, list, report, export and
+//! the frame router:
+//!
+//! 1. **May this role ever do this?** `permits(actor, Action)`: a table of roles. No → 403
+//!    (`role_not_allowed`), whatever the object.
+//! 2. **Is this object in the caller's scope?** One predicate per kind of object below.
+//!    No → the same 404 as for an object that does not exist, decided before any other
+//!    check, so an answer never tells a foreign id from an unknown one. Lists, reports and
+//!    views keep only the rows in scope.
+//!
+//! The places that make a scope, from the token's claims: city command (everything), a
+//! district's command, a community's staff, a unit's admin, a member (themself). The
+//! meanings, each written once (docs/PROTOCOL.md, "Scope", has the same table):
+//!
+//! - a **community** is in scope of its staff, its district's command and city command;
+//! - a **member's record** (`member`): the member, their unit's admin, staff of their
+//!   *residence* community, command of its district (the contract's rule);
+//! - a **member's work** (`member_work`: reports, ratings): the record's scope, plus staff
+//!   and command of the community (district) where the member's *team* serves;
+//! - a **write to a member** (`manages_member`) checks where the member is *now*: their
+//!   unit's admin, staff of their present residence, command of its district;
+//! - a **unit** is in scope of its admin, of its members, of staff and command where one of
+//!   its teams serves; a **team** likewise (its unit's admin, its members, where it serves);
+//! - an **incident** and its offers: staff of its community, command of its district;
+//! - a **mobilization**: command of a district it reports into (that district's part only:
+//!   `mobilization_part`); closing it needs all of it (`closes_mobilization`);
+//! - a **service order**: staff and command of its community, the members it fits and those
+//!   who took it; a **claim** on it: the claimant, and whoever sees the order but members;
+//! - a **stream**: each actor reads exactly one (`stream_of`), and the frames of an incident
+//!   go to the streams of those who see it (`incident_streams`; a test checks the two agree).
+//!
+//! Tokens fail closed: a claim naming a place or person the city does not hold is refused
+//! (`known`), never widened.
+
+use super::dispatcher::{Actor, DomainError, ErrorKind, State, err};
+use super::event::stream;
+use super::incident::Incident;
+use super::mobilization::{MemberOrder, Mobilization};
+use super::service::ServiceOrder;
+
+/// What a caller asks to do, for the role table (`permits`). Reads of objects that every
+/// role may ask for (a member's record, an order) are not here: scope alone decides them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ImportCity,
+    RevokeTokens,
+    /// Raise, read, escalate, resolve, cancel, whistle.
+    Incidents,
+    SwitchMode,
+    Mobilize,
+    ReadMobilizations,
+    ReadBalance,
+    ApplyTransfer,
+    ReadFairness,
+    RegisterMembers,
+    ImportMembers,
+    RegisterUnit,
+    ReadRegistration,
+    PostOrder,
+    ReadOrders,
+    ClaimOrder,
+    AssignOrder,
+    CancelOrder,
+    StampOrder,
+    Rate,
+    Exchange,
+    UnitReport,
+    CommunityReport,
+    /// Answer an offer or an order over the websocket, report position and duty.
+    AnswerAsMember,
+}
+
+/// The role table: may this kind of actor ever take this action?
+pub fn permits(actor: &Actor, action: Action) -> bool {
+    use Action::*;
+    let city = matches!(actor, Actor::Command { district: None } | Actor::System);
+    let command = matches!(actor, Actor::Command { .. } | Actor::System);
+    let staff = matches!(actor, Actor::Staff { .. });
+    let unit = matches!(actor, Actor::UnitAdmin { .. });
+    let member = matches!(actor, Actor::Member { .. });
+    match action {
+        ImportCity | RevokeTokens => city,
+        Incidents | PostOrder | AssignOrder | CancelOrder | Rate | CommunityReport | ReadBalance => command || staff,
+        SwitchMode | Mobilize | ReadMobilizations | ApplyTransfer => command,
+        ReadFairness | ReadRegistration => command || staff || unit,
+        RegisterMembers => command || staff || unit,
+        ImportMembers | RegisterUnit | UnitReport => command || unit,
+        ReadOrders => command || staff || member,
+        ClaimOrder | StampOrder | AnswerAsMember => member,
+        Exchange => command || member,
+    }
+}
+
+/// `permits`, as the refusal every caller gets: 403 `city_command_only` for what only city
+/// command does, else 403 `role_not_allowed`.
+pub fn require(actor: &Actor, action: Action) -> Result<(), DomainError> {
+    if permits(actor, action) {
+        return Ok(());
+    }
+    let city_only = matches!(action, Action::ImportCity | Action::RevokeTokens);
+    if city_only && matches!(actor, Actor::Command { .. }) {
+        return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command may do this"));
+    }
+    Err(err(ErrorKind::Forbidden, "role_not_allowed", format!("{} is not for your role", action.describe())))
+}
+
+impl Action {
+    /// What the refusal says the action is.
+    pub fn describe(self) -> &'static str {
+        use Action::*;
+        match self {
+            ImportCity => "importing the city",
+            RevokeTokens => "revoking tokens",
+            Incidents => "raising, reading and acting on incidents",
+            SwitchMode => "switching modes",
+            Mobilize => "mobilizing",
+            ReadMobilizations => "reading mobilizations",
+            ReadBalance => "the balance",
+            ApplyTransfer => "applying a transfer",
+            ReadFairness => "the fairness figures",
+            RegisterMembers => "registering members",
+            ImportMembers => "importing members",
+            RegisterUnit => "registering a unit",
+            ReadRegistration => "the registration figures",
+            PostOrder => "posting service orders",
+            ReadOrders => "service orders",
+            ClaimOrder => "claiming an order",
+            AssignOrder => "assigning an order",
+            CancelOrder => "cancelling an order",
+            StampOrder => "checking in and out",
+            Rate => "rating work",
+            Exchange => "exchanging points and hours",
+            UnitReport => "unit reports",
+            CommunityReport => "community reports",
+            AnswerAsMember => "answering as a member",
+        }
+    }
+}
+
+/// Does the token's scope name something the city holds? (An empty claim never gets
+/// here: the token is refused when it is parsed.)
+pub fn known(state: &State, actor: &Actor) -> bool {
+    let c = &state.city;
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::Command { district: Some(d) } => c.district_by_id.contains_key(d),
+        Actor::Staff { community } => c.community_by_id.contains_key(community),
+        Actor::UnitAdmin { unit } => c.unit_by_id.contains_key(unit),
+        Actor::Member { member } => c.member_by_id.contains_key(member),
+    }
+}
+
+/// City-wide command (or the system): the whole city is its scope.
+pub fn city_wide(actor: &Actor) -> bool {
+    matches!(actor, Actor::Command { district: None } | Actor::System)
+}
+
+/// A district's own business (its mode switch): its command and city command.
+pub fn district(actor: &Actor, district_id: &str) -> bool {
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::Command { district: Some(d) } => d == district_id,
+        _ => false,
+    }
+}
+
+/// A community's business (its incidents, orders, balance, registration and report): its
+/// staff, its district's command, city command.
+pub fn community(state: &State, actor: &Actor, c: u32) -> bool {
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::Command { district: Some(d) } => state.city.district_id_of_community(c) == d,
+        Actor::Staff { community } => state.city.community_by_id.get(community) == Some(&c),
+        Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+    }
+}
+
+/// A member's record: the member, their unit's admin, staff of their residence community,
+/// command of its district or of the city.
+pub fn member(state: &State, actor: &Actor, m: u32) -> bool {
+    match actor {
+        Actor::UnitAdmin { unit } => &state.city.members()[m as usize].unit_id == unit,
+        Actor::Member { member } => &state.city.members()[m as usize].id == member,
+        _ => community(state, actor, state.city.residence_community(m)),
+    }
+}
+
+/// Where a member's work is assessed (reports, ratings): where their record is, and the
+/// community (and district) their team serves.
+pub fn member_work(state: &State, actor: &Actor, m: u32) -> bool {
+    member(state, actor, m)
+        || state.city.member_paired_community[m as usize].is_some_and(|c| community(state, actor, c))
+}
+
+/// A write to a member who exists (a new registration, a move): decided by where the
+/// member is now (unit, residence), not by what the body asks.
+pub fn manages_member(state: &State, actor: &Actor, m: u32) -> bool {
+    !matches!(actor, Actor::Member { .. }) && member(state, actor, m)
+}
+
+/// Where a registration puts a member (new, or moved): a unit admin registers into their
+/// unit (anywhere they live); staff and command, residents of their area.
+pub fn places_member(state: &State, actor: &Actor, unit_id: &str, residence: u32) -> bool {
+    match actor {
+        Actor::UnitAdmin { unit } => unit == unit_id,
+        _ => community(state, actor, residence),
+    }
+}
+
+/// A unit: its admin, its members, and staff and command where one of its teams serves.
+pub fn unit(state: &State, actor: &Actor, u: u32) -> bool {
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::UnitAdmin { unit } => state.city.unit_by_id.get(unit) == Some(&u),
+        Actor::Member { member } => {
+            state.city.member_by_id.get(member).is_some_and(|&m| state.city.member_unit[m as usize] == u)
+        }
+        Actor::Command { .. } | Actor::Staff { .. } => {
+            let Some(city) = state.city.city() else { return false };
+            let unit_id = &city.units[u as usize].id;
+            city.teams
+                .iter()
+                .enumerate()
+                .any(|(t, team)| &team.unit_id == unit_id && community(state, actor, state.city.team_community[t]))
+        }
+    }
+}
+
+/// A team: its unit's admin, its members, staff and command where it serves (is paired).
+pub fn team(state: &State, actor: &Actor, t: u32) -> bool {
+    match actor {
+        Actor::UnitAdmin { .. } => {
+            let city = state.city.city().expect("a team implies a city");
+            unit(state, actor, state.city.unit_by_id[&city.teams[t as usize].unit_id])
+        }
+        Actor::Member { member } => {
+            state.city.member_by_id.get(member).is_some_and(|&m| state.city.member_team[m as usize] == Some(t))
+        }
+        _ => community(state, actor, state.city.team_community[t as usize]),
+    }
+}
+
+/// An incident, its offers, timeline and frames: staff of its community, command of its
+/// district or of the city.
+pub fn incident(actor: &Actor, inc: &Incident) -> bool {
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::Command { district: Some(d) } => &inc.district_id == d,
+        Actor::Staff { community } => &inc.community_id == community,
+        Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+    }
+}
+
+/// The streams that carry an incident's frames: exactly those of the actors who see it.
+pub fn incident_streams(inc: &Incident) -> [String; 3] {
+    [stream::community(&inc.community_id), stream::district(&inc.district_id), stream::CITY.to_string()]
+}
+
+/// The one stream an actor's socket reads.
+pub fn stream_of(actor: &Actor) -> String {
+    match actor {
+        Actor::Member { member } => stream::member(member),
+        Actor::Staff { community } => stream::community(community),
+        Actor::Command { district: Some(d) } => stream::district(d),
+        Actor::Command { district: None } | Actor::System => stream::CITY.to_string(),
+        Actor::UnitAdmin { unit } => format!("unit:{unit}"),
+    }
+}
+
+/// A mobilization: city command, and the command of every district it reports into (which
+/// sees its own part of it: `mobilization_part`).
+pub fn mobilization(actor: &Actor, m: &Mobilization) -> bool {
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::Command { district: Some(d) } => m.districts.contains(d),
+        _ => false,
+    }
+}
+
+/// One member's order within a mobilization the actor sees: a district's command sees the
+/// orders that report into its district (to one of its communities, or to a site in it).
+pub fn mobilization_part(state: &State, actor: &Actor, m: &Mobilization, o: &MemberOrder) -> bool {
+    match (actor, o.community) {
+        (Actor::Command { district: Some(_) }, Some(c)) => community(state, actor, c),
+        (Actor::Command { district: Some(d) }, None) => m.districts.contains(d),
+        _ => mobilization(actor, m),
+    }
+}
+
+/// Closing a mobilization takes all of it: city command, or the district it lies wholly in.
+pub fn closes_mobilization(actor: &Actor, m: &Mobilization) -> bool {
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::Command { district: Some(d) } => !m.districts.is_empty() && m.districts.iter().all(|x| x == d),
+        _ => false,
+    }
+}
+
+/// A service order: staff and command of its community; a member it fits (of its
+/// community, with its skills) or who took it.
+pub fn order(state: &State, actor: &Actor, o: &ServiceOrder) -> bool {
+    match actor {
+        Actor::Member { member } => state
+            .city
+            .member_by_id
+            .get(member)
+            .is_some_and(|&m| super::service::fits(state, m, o) || o.claim_of(m).is_some()),
+        _ => community(state, actor, o.community),
+    }
+}
+
+/// One claim on an order the actor sees: a member sees only their own.
+pub fn claim(actor: &Actor, claimant_id: &str) -> bool {
+    match actor {
+        Actor::Member { member } => member == claimant_id,
+        _ => true,
+    }
+}
