@@ -306,6 +306,7 @@ async fn pages_are_static_with_a_strict_csp_and_the_maps_are_geojson() {
         ("/console", "text/html"),
         ("/m", "text/html"),
         ("/dashboard", "text/html"),
+        ("/reports", "text/html"),
         ("/web/live.js", "text/javascript"),
         ("/web/i18n.js", "text/javascript"),
         ("/web/style.css", "text/css"),
@@ -330,7 +331,7 @@ async fn pages_are_static_with_a_strict_csp_and_the_maps_are_geojson() {
         assert_eq!(again.status(), 304, "{path}: a matching ETag answers 304");
     }
     // No inline script or style anywhere: every page passes the CSP above.
-    for page in ["/", "/console", "/m", "/dashboard"] {
+    for page in ["/", "/console", "/m", "/dashboard", "/reports"] {
         let html = http.get(app.url(page)).send().await.unwrap().text().await.unwrap();
         assert!(!html.contains("style="), "{page} has an inline style");
         assert!(!html.contains("<style"), "{page} has a style element");
@@ -338,7 +339,9 @@ async fn pages_are_static_with_a_strict_csp_and_the_maps_are_geojson() {
             assert!(script.contains("src=\"/web/"), "{page} has an inline script");
         }
     }
-    for bad in ["/web/nope.js", "/web/..%2Fgateway%2Fmod.rs", "/web/.hidden.js", "/web/console.rs"] {
+    let odd = ["/web/nope.js", "/web/..%2Fgateway%2Fmod.rs", "/web/.hidden.js", "/web/console.rs"];
+    // The layout and the pages' bodies are not pages: they are served only put together.
+    for bad in odd.into_iter().chain(["/web/layout.html", "/web/console.html"]) {
         let resp = http.get(app.url(bad)).send().await.unwrap();
         assert_eq!(resp.status(), 404, "{bad}");
     }
