@@ -71,36 +71,40 @@ pub fn registration(state: &State, actor: &Actor) -> RegistrationView {
     let registered_with = |keep: &dyn Fn(&(String, String)) -> Option<String>| -> Vec<String> {
         state.unit_registrations.iter().filter_map(keep).collect()
     };
-    let units = city
-        .units
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| scope::unit(state, actor, *i as u32))
-        .map(|(i, u)| UnitRegistration {
-            id: u.id.clone(),
-            name: u.name.clone(),
-            members: unit_counts[i].0,
-            registered: unit_counts[i].1,
-            rate: share(unit_counts[i].1, unit_counts[i].0),
-            paired_communities: paired[i].iter().cloned().collect(),
-            registered_communities: registered_with(&|(uu, c)| (uu == &u.id).then(|| c.clone())),
-        })
-        .collect();
-    let communities = city
-        .communities
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| scope::community(state, actor, *i as u32))
-        .map(|(i, c)| CommunityRegistration {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            residents: community_counts[i].0,
-            registered: community_counts[i].1,
-            rate: share(community_counts[i].1, community_counts[i].0),
-            units_paired: hosted[i].iter().cloned().collect(),
-            units_registered: registered_with(&|(u, cc)| (cc == &c.id).then(|| u.clone())),
-        })
-        .collect();
+    // (members, registered, rate) of a row
+    let figures = |(n, r): (u32, u32)| (n, r, share(r, n));
+    let mut units = Vec::new();
+    for (i, u) in city.units.iter().enumerate().filter(|(i, _)| scope::unit(state, actor, *i as u32)) {
+        let (members, registered, rate) = figures(unit_counts[i]);
+        let (id, name) = (u.id.clone(), u.name.clone());
+        let paired_communities = paired[i].iter().cloned().collect();
+        let registered_communities = registered_with(&|(uu, c)| (uu == &u.id).then(|| c.clone()));
+        units.push(UnitRegistration {
+            id,
+            name,
+            members,
+            registered,
+            rate,
+            paired_communities,
+            registered_communities,
+        });
+    }
+    let mut communities = Vec::new();
+    for (i, c) in city.communities.iter().enumerate().filter(|(i, _)| scope::community(state, actor, *i as u32)) {
+        let (residents, registered, rate) = figures(community_counts[i]);
+        let (id, name) = (c.id.clone(), c.name.clone());
+        let units_paired = hosted[i].iter().cloned().collect();
+        let units_registered = registered_with(&|(u, cc)| (cc == &c.id).then(|| u.clone()));
+        communities.push(CommunityRegistration {
+            id,
+            name,
+            residents,
+            registered,
+            rate,
+            units_paired,
+            units_registered,
+        });
+    }
     RegistrationView { units, communities }
 }
 

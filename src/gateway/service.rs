@@ -741,12 +741,7 @@ pub async fn member_report(
     Path(id): Path<String>,
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q?;
-    let csv_out = wants_csv(&q, &headers)?;
-    let period = period(&q)?;
-    let r = reports::member_report(&app.engine.read(), &caller.actor, &id, period)
-        .ok_or_else(|| ApiError::not_found("unknown_member", format!("no member '{id}' in your scope")))?;
-    report_response(r, csv_out)
+    answer_report(&app, &caller, &headers, q, &id, ReportOn::Member)
 }
 
 #[utoipa::path(get, path = "/v1/reports/units/{id}", security(("bearer" = [])), params(("id" = String, Path), ReportQuery),
@@ -760,12 +755,7 @@ pub async fn unit_report(
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     require(&caller, Action::UnitReport)?;
-    let Query(q) = q?;
-    let csv_out = wants_csv(&q, &headers)?;
-    let period = period(&q)?;
-    let r = reports::unit_report(&app.engine.read(), &caller.actor, &id, period)
-        .ok_or_else(|| ApiError::not_found("unknown_unit", format!("no unit '{id}' in your scope")))?;
-    report_response(r, csv_out)
+    answer_report(&app, &caller, &headers, q, &id, ReportOn::Unit)
 }
 
 #[utoipa::path(get, path = "/v1/reports/communities/{id}", security(("bearer" = [])), params(("id" = String, Path), ReportQuery),
@@ -779,10 +769,36 @@ pub async fn community_report(
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     require(&caller, Action::CommunityReport)?;
+    answer_report(&app, &caller, &headers, q, &id, ReportOn::Community)
+}
+
+/// What a report is on, and how an id outside the caller's scope is answered.
+#[derive(Clone, Copy)]
+enum ReportOn {
+    Member,
+    Unit,
+    Community,
+}
+
+/// A report's answer: the period and format from the query, the report built in the
+/// caller's scope (`domain::reports`), 404 outside it.
+fn answer_report(
+    app: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+    id: &str,
+    on: ReportOn,
+) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let csv_out = wants_csv(&q, &headers)?;
+    let csv_out = wants_csv(&q, headers)?;
     let period = period(&q)?;
-    let r = reports::community_report(&app.engine.read(), &caller.actor, &id, period)
-        .ok_or_else(|| ApiError::not_found("unknown_community", format!("no community '{id}' in your scope")))?;
+    let (build, code, what): (fn(&_, &_, &str, Period) -> Option<Report>, _, _) = match on {
+        ReportOn::Member => (reports::member_report, "unknown_member", "member"),
+        ReportOn::Unit => (reports::unit_report, "unknown_unit", "unit"),
+        ReportOn::Community => (reports::community_report, "unknown_community", "community"),
+    };
+    let r = build(&app.engine.read(), &caller.actor, id, period)
+        .ok_or_else(|| ApiError::not_found(code, format!("no {what} '{id}' in your scope")))?;
     report_response(r, csv_out)
 }
