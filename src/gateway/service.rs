@@ -458,6 +458,7 @@ pub async fn get_order(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
+    require(&caller, Action::ReadOrders)?;
     Ok(Json(order_view(&app, &caller.actor, &id)?))
 }
 
