@@ -38,8 +38,7 @@ pub struct TeamOrder {
     pub community_id: Option<String>,
 }
 
-/// Milliseconds since the Unix epoch. Time is always an input to the domain.
-pub type Ts = i64;
+pub use super::time::Ts;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -34,11 +34,13 @@
 //! Tokens fail closed: a claim naming a place or person the city does not hold is refused
 //! (`known`), never widened.
 
-use super::dispatcher::{Actor, DomainError, ErrorKind, State, err};
+use super::command::Actor;
+use super::errors::{Code, DomainError, err};
 use super::event::stream;
 use super::incident::Incident;
 use super::mobilization::{MemberOrder, Mobilization};
 use super::service::ServiceOrder;
+use super::state::State;
 
 /// What a caller asks to do, for the role table (`permits`). Reads of objects that every
 /// role may ask for (a member's record, an order) are not here: scope alone decides them.
@@ -101,9 +103,9 @@ pub fn require(actor: &Actor, action: Action) -> Result<(), DomainError> {
     }
     let city_only = matches!(action, Action::ImportCity | Action::RevokeTokens);
     if city_only && matches!(actor, Actor::Command { .. }) {
-        return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command may do this"));
+        return Err(err(Code::CityCommandOnly, "only city-wide command may do this"));
     }
-    Err(err(ErrorKind::Forbidden, "role_not_allowed", format!("{} is not for your role", action.describe())))
+    Err(err(Code::RoleNotAllowed, format!("{} is not for your role", action.describe())))
 }
 
 impl Action {

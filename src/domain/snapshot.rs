@@ -17,13 +17,13 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::dispatcher::{Deadline, State};
 use super::event::{Mode, Ts};
 use super::incident::Incident;
 use super::matching::{MemberRt, Roster};
 use super::mobilization::Mobilization;
 use super::org::{City, CityIndex};
 use super::service::ServiceOrder;
+use super::state::{Deadline, State};
 
 /// Bumped whenever the shape below (or of any type in it) changes so that an older snapshot
 /// would be read wrong. A field added with its empty default (`Mobilization::untallied`:
