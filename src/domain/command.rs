@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use super::errors::{Code, DomainError, ErrorKind, err, err_as};
 use super::event::{Event, EventBody, Frame, Mode};
 use super::geo::Position;
+use super::mobilization::Site;
 use super::org::City;
 use super::response::{Level, Rules};
-use super::service::{Currency, PostOrder, Rating, TaskRef};
+use super::service_data::{Currency, PostOrder, Rating, TaskRef};
 use super::state::State;
 use super::time::Ts;
-use super::wartime::{MobilizeOrder, WhistleTarget};
 
 /// Who is acting, with the scope their token grants.
 ///
@@ -215,6 +215,33 @@ impl Command {
             Command::Tally => "tally",
         }
     }
+}
+
+/// `POST /v1/mobilizations`: exactly one way of naming the teams, and where they report.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MobilizeOrder {
+    pub teams: Vec<String>,
+    pub unit_id: Option<String>,
+    pub district_id: Option<String>,
+    pub all_assault: bool,
+    /// Every team reports here instead of to its paired community.
+    pub community_id: Option<String>,
+    /// Or every team reports to this site.
+    pub site: Option<Site>,
+    pub deadline_s: Option<u64>,
+    pub note: Option<String>,
+}
+
+/// Wire form: `{"type":"paired_units"}`, `{"type":"units","units":["u1"]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "units", rename_all = "snake_case")]
+pub enum WhistleTarget {
+    /// Units whose teams are paired with the incident's community.
+    PairedUnits,
+    /// Units whose teams are paired with any community of the incident's street.
+    StreetUnits,
+    Units(Vec<String>),
 }
 
 /// What a successful command answers.

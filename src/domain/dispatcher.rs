@@ -33,6 +33,7 @@ use super::org::{City, CityIndex};
 use super::response::Rules;
 use super::scope;
 use super::service;
+use super::service_data::OrderStatus;
 use super::wartime;
 
 pub use super::command::{Actor, Command, Outcome, RaiseIncident, Reply};
@@ -145,7 +146,7 @@ fn import_city(tx: &mut Tx<'_>, actor: &Actor, city: City) -> Result<Reply, Doma
         .state
         .orders
         .values()
-        .find(|o| o.status != service::OrderStatus::Cancelled && !index.grid_flat.contains_key(&o.grid_id))
+        .find(|o| o.status != OrderStatus::Cancelled && !index.grid_flat.contains_key(&o.grid_id))
     {
         return Err(err(
             Code::OpenOrders,

@@ -10,7 +10,7 @@ use super::geo::Position;
 use super::mobilization::Site;
 use super::org::City;
 use super::response::Level;
-use super::service::{Currency, Rating};
+use super::service_data::{Currency, Rating};
 use super::workload::TaskClass;
 
 /// Peacetime (平时) or wartime (战时).

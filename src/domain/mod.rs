@@ -31,6 +31,7 @@ pub mod reports;
 pub mod response;
 pub mod scope;
 pub mod service;
+pub mod service_data;
 pub mod snapshot;
 pub mod state;
 pub mod time;

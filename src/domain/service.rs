@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -16,165 +16,17 @@ use super::geo::Position;
 use super::incident::{OfferState, Status};
 use super::incidents::visible_incident;
 use super::org::Member;
-use super::scope;
+use super::scope::of_community;
+use super::scope::{self, fits};
 use super::state::State;
 use super::time::rfc3339;
+
+pub use super::service_data::{
+    Credit, Currency, Ledger, OrderClaim, OrderStatus, PostOrder, Rating, ServiceOrder, Stamp, TaskRef,
+};
 use super::workload::TaskClass;
 
 const WEEK_MS: i64 = 7 * 24 * 3_600_000;
-
-/// 很好、好、一般.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Rating {
-    VeryGood,
-    Good,
-    Fair,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Currency {
-    Points,
-    Hours,
-}
-
-/// One credited task: hours from a service record or an assignment, points once rated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Credit {
-    pub at: Ts,
-    /// `order:<id>` or `offer:<id>`.
-    pub task: String,
-    pub hours: f64,
-    pub difficulty: u8,
-    pub rating: Option<Rating>,
-    pub points: f64,
-}
-
-/// What a member has earned and how they answered.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Ledger {
-    pub credits: Vec<Credit>,
-    pub points_balance: f64,
-    pub hours_balance: f64,
-    /// Offers received, accepted, and arrived on (reliability = arrived / offered).
-    pub offered: u32,
-    pub accepted: u32,
-    pub arrived: u32,
-    /// When easy orders were taken (the last week).
-    pub easy_orders: Vec<Ts>,
-}
-
-impl Ledger {
-    pub fn reliability(&self) -> Option<f64> {
-        (self.offered > 0).then(|| self.arrived as f64 / self.offered as f64)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    Open,
-    Full,
-    Cancelled,
-}
-
-/// A check-in or check-out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Stamp {
-    pub at: Ts,
-    pub position: Position,
-    pub distance_m: f64,
-    /// Outside the geofence: recorded, flagged, not counted.
-    pub flagged: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OrderClaim {
-    pub member: u32,
-    pub member_id: String,
-    pub claimed_at: Ts,
-    pub assigned: bool,
-    pub checkin: Option<Stamp>,
-    pub checkout: Option<Stamp>,
-    pub hours: f64,
-    pub rating: Option<Rating>,
-}
-
-impl OrderClaim {
-    /// Worked and counted: checked in and out, neither flagged.
-    pub fn counted(&self) -> bool {
-        matches!((&self.checkin, &self.checkout), (Some(i), Some(o)) if !i.flagged && !o.flagged)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServiceOrder {
-    pub id: String,
-    pub community: u32,
-    pub community_id: String,
-    pub grid_id: String,
-    pub location: Position,
-    pub category: String,
-    pub difficulty: u8,
-    pub class: TaskClass,
-    pub title: String,
-    pub note: Option<String>,
-    pub window_start: Ts,
-    pub window_end: Ts,
-    pub slots: u32,
-    pub skills: Vec<String>,
-    pub posted_at: Ts,
-    pub posted_by: String,
-    pub status: OrderStatus,
-    pub priority_until: Option<Ts>,
-    #[serde(serialize_with = "super::snapshot::sorted")]
-    pub priority: HashSet<u32>,
-    pub claims: Vec<OrderClaim>,
-}
-
-impl ServiceOrder {
-    pub fn claim_of(&self, member: u32) -> Option<&OrderClaim> {
-        self.claims.iter().find(|c| c.member == member)
-    }
-}
-
-/// `POST /v1/orders`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostOrder {
-    pub grid_id: Option<String>,
-    pub location: Option<Position>,
-    pub category: String,
-    pub difficulty: Option<u8>,
-    pub title: String,
-    pub note: Option<String>,
-    pub window_start: Ts,
-    pub window_end: Ts,
-    pub slots: u32,
-    pub skills: Vec<String>,
-}
-
-/// A rated task: a service order, or a wartime assignment (an offer on an incident).
-///
-/// Wire form: `{"type":"order","id":"ord-1"}`, `{"type":"offer","id":"off-1"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "id", rename_all = "snake_case")]
-pub enum TaskRef {
-    Order(String),
-    Offer(String),
-}
-
-/// Does the member belong to the community for service: living there (or transferred
-/// there), or in a team paired with it?
-fn of_community(state: &State, member: u32, community: u32) -> bool {
-    state.roster.home(member) == community || state.city.member_paired_community[member as usize] == Some(community)
-}
-
-pub(super) fn fits(state: &State, member: u32, order: &ServiceOrder) -> bool {
-    let have = &state.city.members()[member as usize].skills;
-    of_community(state, member, order.community) && order.skills.iter().all(|s| have.contains(s))
-}
 
 /// Registers members at their residence community (双报到): new members join the city;
 /// known ones report (their residence grid may change).

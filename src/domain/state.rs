@@ -14,7 +14,7 @@ use super::incident::{Incident, OfferState, Status};
 use super::matching::Roster;
 use super::mobilization::{Mobilization, OrderState};
 use super::org::CityIndex;
-use super::service::ServiceOrder;
+use super::service_data::ServiceOrder;
 use super::time::Ts;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -7,49 +7,23 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::balance;
+pub use super::command::{MobilizeOrder, WhistleTarget};
+
 use super::command::{Actor, Reply, Tx, acting_member, check_note};
 use super::errors::{Code, DomainError, ErrorKind, err, err_as};
 use super::event::{Event, EventBody, Frame, FrameData, Mode, TeamOrder, Ts, stream};
 use super::geo::Position;
 use super::incident::{OfferState, Status, Whistle};
 use super::incidents::{self, closed, scope_frames};
-use super::mobilization::{MemberOrder, Mobilization, OrderState, Progress, Site};
+use super::mobilization::{MemberOrder, Mobilization, OrderState, Progress};
 use super::org::TeamKind;
 use super::scope::{self, Action};
 use super::state::{Deadline, State, end_duty_unless_mobilized};
 use super::time::rfc3339;
 use super::workload::TaskClass;
-
-/// `POST /v1/mobilizations`: exactly one way of naming the teams, and where they report.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MobilizeOrder {
-    pub teams: Vec<String>,
-    pub unit_id: Option<String>,
-    pub district_id: Option<String>,
-    pub all_assault: bool,
-    /// Every team reports here instead of to its paired community.
-    pub community_id: Option<String>,
-    /// Or every team reports to this site.
-    pub site: Option<Site>,
-    pub deadline_s: Option<u64>,
-    pub note: Option<String>,
-}
-
-/// Wire form: `{"type":"paired_units"}`, `{"type":"units","units":["u1"]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "units", rename_all = "snake_case")]
-pub enum WhistleTarget {
-    /// Units whose teams are paired with the incident's community.
-    PairedUnits,
-    /// Units whose teams are paired with any community of the incident's street.
-    StreetUnits,
-    Units(Vec<String>),
-}
 
 fn need_city(state: &State) -> Result<(), DomainError> {
     match state.city.city() {
