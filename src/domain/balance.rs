@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::dispatcher::State;
-use super::event::Ts;
 use super::incident::Status;
 use super::response::Rules;
+use super::state::State;
+use super::time::Ts;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct CommunityBalance {

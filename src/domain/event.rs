@@ -10,7 +10,7 @@ use super::geo::Position;
 use super::mobilization::Site;
 use super::org::City;
 use super::response::Level;
-use super::service::{Currency, Rating};
+use super::service_data::{Currency, Rating};
 use super::workload::TaskClass;
 
 /// Peacetime (平时) or wartime (战时).
@@ -38,8 +38,7 @@ pub struct TeamOrder {
     pub community_id: Option<String>,
 }
 
-/// Milliseconds since the Unix epoch. Time is always an input to the domain.
-pub type Ts = i64;
+pub use super::time::Ts;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::event::Ts;
 use super::geo::Position;
 use super::response::Level;
+use super::time::Ts;
 use super::workload::TaskClass;
 
 /// A whistle (吹哨) on an incident: the units named, and which of them have reported.

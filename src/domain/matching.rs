@@ -15,10 +15,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::event::Ts;
 use super::geo::{Cell, Position};
 use super::org::{CityIndex, SkillMask};
 use super::response::{Reach, Rules};
+use super::time::Ts;
 use super::workload::{TaskClass, Workload};
 
 /// What the dispatcher knows of a member between events.
@@ -42,7 +42,7 @@ pub struct MemberRt {
     /// Open mobilizations that ordered this member.
     pub orders: Vec<String>,
     /// Credits, balances and answers (reports, reliability).
-    pub ledger: super::service::Ledger,
+    pub ledger: super::service_data::Ledger,
 }
 
 /// What the ring search reads for every member it passes, packed in 40 bytes so that a

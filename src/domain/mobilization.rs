@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::event::Ts;
 use super::geo::Position;
+use super::time::Ts;
 
 /// A named place to report to, other than a community.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -8,16 +8,22 @@
 //! - `incident`: incidents and offers.
 //! - `matching`: who is offered an incident (H3 rings, ranking).
 //! - `event`: the log's vocabulary and the frames derived from it.
-//! - `dispatcher`: `State`, `Command`, `execute`, `apply`.
+//! - `time`: `Ts` and `rfc3339`; `errors`: `Code`, `ErrorKind`, `DomainError`.
+//! - `state`: `State`, deadlines, stream counters; `command`: `Actor`, `Command`, `Reply`, `Tx`.
+//! - `incidents`: raise, offers and answers, escalation, closing (handlers and their `apply`).
+//! - `dispatcher`: the kernel: `execute` and `apply` route to the features.
 //! - `wartime`: 平战转换, mass mobilization, whistles, transfers (handlers and their `apply`).
 //! - `mobilization`: orders and progress; `balance`: surplus and deficit per community.
 //! - `workload`: difficulty-weighted load, the easy-task cap, fatigue; the Gini coefficient.
 
 pub mod balance;
+pub mod command;
 pub mod dispatcher;
+pub mod errors;
 pub mod event;
 pub mod geo;
 pub mod incident;
+pub mod incidents;
 pub mod matching;
 pub mod mobilization;
 pub mod org;
@@ -25,7 +31,10 @@ pub mod reports;
 pub mod response;
 pub mod scope;
 pub mod service;
+pub mod service_data;
 pub mod snapshot;
+pub mod state;
+pub mod time;
 pub mod wartime;
 pub mod workload;
 

@@ -7,10 +7,12 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::dispatcher::{Actor, State, rfc3339};
+use super::command::Actor;
 use super::event::Ts;
 use super::scope;
 use super::service::{self, Figures};
+use super::state::State;
+use super::time::rfc3339;
 use super::workload::LoadStats;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -34,11 +34,13 @@
 //! Tokens fail closed: a claim naming a place or person the city does not hold is refused
 //! (`known`), never widened.
 
-use super::dispatcher::{Actor, DomainError, ErrorKind, State, err};
+use super::command::Actor;
+use super::errors::{Code, DomainError, err};
 use super::event::stream;
 use super::incident::Incident;
 use super::mobilization::{MemberOrder, Mobilization};
-use super::service::ServiceOrder;
+use super::service_data::ServiceOrder;
+use super::state::State;
 
 /// What a caller asks to do, for the role table (`permits`). Reads of objects that every
 /// role may ask for (a member's record, an order) are not here: scope alone decides them.
@@ -101,9 +103,9 @@ pub fn require(actor: &Actor, action: Action) -> Result<(), DomainError> {
     }
     let city_only = matches!(action, Action::ImportCity | Action::RevokeTokens);
     if city_only && matches!(actor, Actor::Command { .. }) {
-        return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command may do this"));
+        return Err(err(Code::CityCommandOnly, "only city-wide command may do this"));
     }
-    Err(err(ErrorKind::Forbidden, "role_not_allowed", format!("{} is not for your role", action.describe())))
+    Err(err(Code::RoleNotAllowed, format!("{} is not for your role", action.describe())))
 }
 
 impl Action {
@@ -302,11 +304,9 @@ pub fn closes_mobilization(actor: &Actor, m: &Mobilization) -> bool {
 /// community, with its skills) or who took it.
 pub fn order(state: &State, actor: &Actor, o: &ServiceOrder) -> bool {
     match actor {
-        Actor::Member { member } => state
-            .city
-            .member_by_id
-            .get(member)
-            .is_some_and(|&m| super::service::fits(state, m, o) || o.claim_of(m).is_some()),
+        Actor::Member { member } => {
+            state.city.member_by_id.get(member).is_some_and(|&m| fits(state, m, o) || o.claim_of(m).is_some())
+        }
         _ => community(state, actor, o.community),
     }
 }
@@ -317,4 +317,15 @@ pub fn claim(actor: &Actor, claimant_id: &str) -> bool {
         Actor::Member { member } => member == claimant_id,
         _ => true,
     }
+}
+
+/// Does the member belong to the community for service: living there (or transferred
+/// there), or in a team paired with it?
+pub(super) fn of_community(state: &State, member: u32, community: u32) -> bool {
+    state.roster.home(member) == community || state.city.member_paired_community[member as usize] == Some(community)
+}
+
+pub(super) fn fits(state: &State, member: u32, order: &ServiceOrder) -> bool {
+    let have = &state.city.members()[member as usize].skills;
+    of_community(state, member, order.community) && order.skills.iter().all(|s| have.contains(s))
 }

@@ -5,204 +5,53 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::dispatcher::{
-    Actor, DomainError, ErrorKind, Reply, State, Tx, acting_member, check_note, err, rfc3339, visible_incident,
-};
+use super::command::{Actor, Reply, Tx, acting_member, check_note};
+use super::errors::{Code, DomainError, ErrorKind, err, err_as};
 use super::event::{Event, EventBody, Frame, Ts, stream};
 use super::geo::Position;
 use super::incident::{OfferState, Status};
+use super::incidents::visible_incident;
 use super::org::Member;
-use super::scope;
+use super::scope::of_community;
+use super::scope::{self, fits};
+use super::state::State;
+use super::time::rfc3339;
+
+pub use super::service_data::{
+    Credit, Currency, Ledger, OrderClaim, OrderStatus, PostOrder, Rating, ServiceOrder, Stamp, TaskRef,
+};
 use super::workload::TaskClass;
 
 const WEEK_MS: i64 = 7 * 24 * 3_600_000;
-
-/// 很好、好、一般.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Rating {
-    VeryGood,
-    Good,
-    Fair,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Currency {
-    Points,
-    Hours,
-}
-
-/// One credited task: hours from a service record or an assignment, points once rated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Credit {
-    pub at: Ts,
-    /// `order:<id>` or `offer:<id>`.
-    pub task: String,
-    pub hours: f64,
-    pub difficulty: u8,
-    pub rating: Option<Rating>,
-    pub points: f64,
-}
-
-/// What a member has earned and how they answered.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Ledger {
-    pub credits: Vec<Credit>,
-    pub points_balance: f64,
-    pub hours_balance: f64,
-    /// Offers received, accepted, and arrived on (reliability = arrived / offered).
-    pub offered: u32,
-    pub accepted: u32,
-    pub arrived: u32,
-    /// When easy orders were taken (the last week).
-    pub easy_orders: Vec<Ts>,
-}
-
-impl Ledger {
-    pub fn reliability(&self) -> Option<f64> {
-        (self.offered > 0).then(|| self.arrived as f64 / self.offered as f64)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    Open,
-    Full,
-    Cancelled,
-}
-
-/// A check-in or check-out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Stamp {
-    pub at: Ts,
-    pub position: Position,
-    pub distance_m: f64,
-    /// Outside the geofence: recorded, flagged, not counted.
-    pub flagged: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OrderClaim {
-    pub member: u32,
-    pub member_id: String,
-    pub claimed_at: Ts,
-    pub assigned: bool,
-    pub checkin: Option<Stamp>,
-    pub checkout: Option<Stamp>,
-    pub hours: f64,
-    pub rating: Option<Rating>,
-}
-
-impl OrderClaim {
-    /// Worked and counted: checked in and out, neither flagged.
-    pub fn counted(&self) -> bool {
-        matches!((&self.checkin, &self.checkout), (Some(i), Some(o)) if !i.flagged && !o.flagged)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServiceOrder {
-    pub id: String,
-    pub community: u32,
-    pub community_id: String,
-    pub grid_id: String,
-    pub location: Position,
-    pub category: String,
-    pub difficulty: u8,
-    pub class: TaskClass,
-    pub title: String,
-    pub note: Option<String>,
-    pub window_start: Ts,
-    pub window_end: Ts,
-    pub slots: u32,
-    pub skills: Vec<String>,
-    pub posted_at: Ts,
-    pub posted_by: String,
-    pub status: OrderStatus,
-    pub priority_until: Option<Ts>,
-    #[serde(serialize_with = "super::snapshot::sorted")]
-    pub priority: HashSet<u32>,
-    pub claims: Vec<OrderClaim>,
-}
-
-impl ServiceOrder {
-    pub fn claim_of(&self, member: u32) -> Option<&OrderClaim> {
-        self.claims.iter().find(|c| c.member == member)
-    }
-}
-
-/// `POST /v1/orders`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostOrder {
-    pub grid_id: Option<String>,
-    pub location: Option<Position>,
-    pub category: String,
-    pub difficulty: Option<u8>,
-    pub title: String,
-    pub note: Option<String>,
-    pub window_start: Ts,
-    pub window_end: Ts,
-    pub slots: u32,
-    pub skills: Vec<String>,
-}
-
-/// A rated task: a service order, or a wartime assignment (an offer on an incident).
-///
-/// Wire form: `{"type":"order","id":"ord-1"}`, `{"type":"offer","id":"off-1"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "id", rename_all = "snake_case")]
-pub enum TaskRef {
-    Order(String),
-    Offer(String),
-}
-
-/// Does the member belong to the community for service: living there (or transferred
-/// there), or in a team paired with it?
-fn of_community(state: &State, member: u32, community: u32) -> bool {
-    state.roster.home(member) == community || state.city.member_paired_community[member as usize] == Some(community)
-}
-
-pub(super) fn fits(state: &State, member: u32, order: &ServiceOrder) -> bool {
-    let have = &state.city.members()[member as usize].skills;
-    of_community(state, member, order.community) && order.skills.iter().all(|s| have.contains(s))
-}
 
 /// Registers members at their residence community (双报到): new members join the city;
 /// known ones report (their residence grid may change).
 pub(super) fn register(tx: &mut Tx<'_>, actor: &Actor, members: Vec<Member>) -> Result<Reply, DomainError> {
     scope::require(actor, scope::Action::RegisterMembers)?;
     if tx.state.city.city().is_none() {
-        return Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)"));
+        return Err(err(Code::NoCity, "no city has been imported yet (PUT /v1/city)"));
     }
     if members.is_empty() || members.len() > 20_000 {
-        return Err(err(ErrorKind::Invalid, "invalid_registration", "register 1 to 20,000 members at a time"));
+        return Err(err(Code::InvalidRegistration, "register 1 to 20,000 members at a time"));
     }
     let mut seen = HashSet::new();
     let mut trial = tx.state.city.clone();
     for m in &members {
         if !seen.insert(m.id.clone()) {
-            return Err(err(ErrorKind::Invalid, "duplicate_member", format!("member '{}' is listed twice", m.id)));
+            return Err(err(Code::DuplicateMember, format!("member '{}' is listed twice", m.id)));
         }
         if let Some(s) = m.skills.iter().find(|s| !tx.rules.has_skill(s)) {
             return Err(err(
-                ErrorKind::Invalid,
-                "unknown_skill",
+                Code::UnknownSkill,
                 format!("member '{}' has skill '{s}', which is not in the catalog", m.id),
             ));
         }
         let Some(&grid) = tx.state.city.grid_flat.get(&m.residence_grid_id) else {
-            return Err(err(
-                ErrorKind::Invalid,
-                "unknown_grid",
-                format!("member '{}': no grid '{}'", m.id, m.residence_grid_id),
-            ));
+            return Err(err(Code::UnknownGrid, format!("member '{}': no grid '{}'", m.id, m.residence_grid_id)));
         };
         let community = tx.state.city.grid_places[grid as usize].community;
         let known = tx.state.city.member_by_id.get(&m.id).copied();
@@ -215,8 +64,7 @@ pub(super) fn register(tx: &mut Tx<'_>, actor: &Actor, members: Vec<Member>) -> 
         // Where the member is to live (or, for a unit, which unit) must be the caller's too.
         if !scope::places_member(tx.state, actor, &m.unit_id, community) {
             return Err(err(
-                ErrorKind::Forbidden,
-                "outside_scope",
+                Code::OutsideScope,
                 format!(
                     "member '{}' is outside your scope (a unit registers its own members; staff, their residents)",
                     m.id
@@ -231,7 +79,7 @@ pub(super) fn register(tx: &mut Tx<'_>, actor: &Actor, members: Vec<Member>) -> 
                 }
             }
             None => {
-                trial.add_member(m.clone()).map_err(|e| err(ErrorKind::Invalid, "invalid_member", e.0))?;
+                trial.add_member(m.clone()).map_err(|e| err(Code::InvalidMember, e.0))?;
             }
         }
     }
@@ -243,8 +91,7 @@ pub(super) fn register(tx: &mut Tx<'_>, actor: &Actor, members: Vec<Member>) -> 
 /// is elsewhere in the caller's scope or outside it.
 fn taken(id: &str) -> DomainError {
     err(
-        ErrorKind::Conflict,
-        "member_exists",
+        Code::MemberExists,
         format!("member id '{id}' is taken (by another unit or team, or outside your area); choose another id"),
     )
 }
@@ -257,20 +104,16 @@ pub(super) fn register_unit(
     community_id: &str,
 ) -> Result<Reply, DomainError> {
     let Some(city) = tx.state.city.city() else {
-        return Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)"));
+        return Err(err(Code::NoCity, "no city has been imported yet (PUT /v1/city)"));
     };
     scope::require(actor, scope::Action::RegisterUnit)?;
     let visible = tx.state.city.unit_by_id.get(unit_id).is_some_and(|&u| scope::unit(tx.state, actor, u));
     if !visible {
-        return Err(err(ErrorKind::NotFound, "unknown_unit", format!("no unit '{unit_id}' in your scope")));
+        return Err(err_as(ErrorKind::NotFound, Code::UnknownUnit, format!("no unit '{unit_id}' in your scope")));
     }
     let paired = city.teams.iter().any(|t| t.unit_id == unit_id && t.community_id == community_id);
     if !paired {
-        return Err(err(
-            ErrorKind::Invalid,
-            "not_paired",
-            format!("no team of {unit_id} is paired with community '{community_id}'"),
-        ));
+        return Err(err(Code::NotPaired, format!("no team of {unit_id} is paired with community '{community_id}'")));
     }
     if tx.state.unit_registrations.contains(&(unit_id.to_string(), community_id.to_string())) {
         return Ok(Reply::Done);
@@ -283,52 +126,39 @@ pub(super) fn post_order(tx: &mut Tx<'_>, actor: &Actor, o: PostOrder) -> Result
     scope::require(actor, scope::Action::PostOrder)?;
     let state = &*tx.state;
     if state.city.city().is_none() {
-        return Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)"));
+        return Err(err(Code::NoCity, "no city has been imported yet (PUT /v1/city)"));
     }
     let grid = match (&o.grid_id, o.location) {
         (Some(g), None) => state.city.grid_flat.get(g).copied(),
         (None, Some(p)) => state.city.grid_at(p),
-        _ => return Err(err(ErrorKind::Invalid, "grid_or_location", "give exactly one of grid_id or location")),
+        _ => return Err(err(Code::GridOrLocation, "give exactly one of grid_id or location")),
     };
     let grid = grid
         .filter(|&g| scope::community(state, actor, state.city.grid_places[g as usize].community))
-        .ok_or_else(|| err(ErrorKind::Forbidden, "outside_scope", "that place is not in a grid of your area"))?;
+        .ok_or_else(|| err(Code::OutsideScope, "that place is not in a grid of your area"))?;
     let community = state.city.grid_places[grid as usize].community;
     let Some(category) = tx.rules.category(&o.category) else {
-        return Err(err(
-            ErrorKind::Invalid,
-            "unknown_category",
-            format!("category '{}' is not in the catalog", o.category),
-        ));
+        return Err(err(Code::UnknownCategory, format!("category '{}' is not in the catalog", o.category)));
     };
     let difficulty = o.difficulty.unwrap_or(category.difficulty);
     if difficulty < category.difficulty || difficulty > 5 {
         return Err(err(
-            ErrorKind::Invalid,
-            "difficulty_out_of_range",
+            Code::DifficultyOutOfRange,
             format!("difficulty {difficulty} is not between {} and 5", category.difficulty),
         ));
     }
     if o.slots == 0 || o.slots > tx.rules.service.max_slots {
-        return Err(err(
-            ErrorKind::Invalid,
-            "slots_out_of_range",
-            format!("slots must be 1 to {}", tx.rules.service.max_slots),
-        ));
+        return Err(err(Code::SlotsOutOfRange, format!("slots must be 1 to {}", tx.rules.service.max_slots)));
     }
     if o.window_end <= o.window_start || o.window_end <= tx.now {
-        return Err(err(
-            ErrorKind::Invalid,
-            "bad_window",
-            "the time window must end after it starts, and in the future",
-        ));
+        return Err(err(Code::BadWindow, "the time window must end after it starts, and in the future"));
     }
     if o.title.trim().is_empty() || o.title.chars().count() > 200 {
-        return Err(err(ErrorKind::Invalid, "bad_title", "a title is 1 to 200 characters"));
+        return Err(err(Code::BadTitle, "a title is 1 to 200 characters"));
     }
     check_note(o.note.as_deref())?;
     if let Some(s) = o.skills.iter().find(|s| !tx.rules.has_skill(s)) {
-        return Err(err(ErrorKind::Invalid, "unknown_skill", format!("skill '{s}' is not in the catalog")));
+        return Err(err(Code::UnknownSkill, format!("skill '{s}' is not in the catalog")));
     }
     let class = TaskClass::of(difficulty, tx.rules);
     // A hard order is reserved at first for the members who have done the least hard work.
@@ -372,7 +202,7 @@ fn order_in_scope<'a>(state: &'a State, actor: &Actor, id: &str) -> Result<&'a S
         .orders
         .get(id)
         .filter(|o| scope::order(state, actor, o))
-        .ok_or_else(|| err(ErrorKind::NotFound, "unknown_order", format!("no order '{id}' in your scope")))
+        .ok_or_else(|| err(Code::UnknownOrder, format!("no order '{id}' in your scope")))
 }
 
 /// A member claims an order (党员接单), or staff assign one (社区派单).
@@ -389,11 +219,9 @@ pub(super) fn claim(
         None => acting_member(tx.state, actor)?,
         // Staff assign a member of the order's community (living there, transferred there or
         // in a team serving it); anyone else is answered as an unknown id.
-        Some(m) => {
-            tx.state.member_index(m).filter(|&i| of_community(tx.state, i, o.community)).ok_or_else(|| {
-                err(ErrorKind::Invalid, "unknown_member", format!("no member '{m}' in this community"))
-            })?
-        }
+        Some(m) => tx.state.member_index(m).filter(|&i| of_community(tx.state, i, o.community)).ok_or_else(|| {
+            err_as(ErrorKind::Invalid, Code::UnknownMember, format!("no member '{m}' in this community"))
+        })?,
     };
     if o.claim_of(member).is_some() {
         return Ok(Reply::Order(order_id.into()));
@@ -401,21 +229,17 @@ pub(super) fn claim(
     match o.status {
         OrderStatus::Open => {}
         OrderStatus::Full => {
-            return Err(err(ErrorKind::Conflict, "order_full", format!("order {order_id} has no free slot")));
+            return Err(err(Code::OrderFull, format!("order {order_id} has no free slot")));
         }
         OrderStatus::Cancelled => {
-            return Err(err(ErrorKind::Conflict, "order_closed", format!("order {order_id} is cancelled")));
+            return Err(err(Code::OrderClosed, format!("order {order_id} is cancelled")));
         }
     }
     if tx.now >= o.window_end {
-        return Err(err(ErrorKind::Conflict, "order_closed", format!("order {order_id}'s time window is over")));
+        return Err(err(Code::OrderClosed, format!("order {order_id}'s time window is over")));
     }
     if !fits(tx.state, member, o) {
-        return Err(err(
-            ErrorKind::Conflict,
-            "not_eligible",
-            "the member is not of this community or lacks a required skill",
-        ));
+        return Err(err(Code::NotEligible, "the member is not of this community or lacks a required skill"));
     }
     if assign_to.is_none()
         && let Some(until) = o.priority_until
@@ -423,8 +247,7 @@ pub(super) fn claim(
         && !o.priority.contains(&member)
     {
         return Err(err(
-            ErrorKind::Conflict,
-            "priority_window",
+            Code::PriorityWindow,
             format!(
                 "this hard order is reserved until {} for members who have done the least hard work",
                 rfc3339(until)
@@ -440,8 +263,7 @@ pub(super) fn claim(
             .count();
         if taken as u32 >= tx.rules.service.easy_orders_per_week {
             return Err(err(
-                ErrorKind::Conflict,
-                "easy_cap",
+                Code::EasyCap,
                 format!(
                     "{} easy orders in 7 days is the most one member may take",
                     tx.rules.service.easy_orders_per_week
@@ -464,7 +286,7 @@ pub(super) fn cancel_order(
     check_note(reason.as_deref())?;
     let o = order_in_scope(tx.state, actor, order_id)?;
     if o.status == OrderStatus::Cancelled {
-        return Err(err(ErrorKind::Conflict, "order_closed", format!("order {order_id} is already cancelled")));
+        return Err(err(Code::OrderClosed, format!("order {order_id} is already cancelled")));
     }
     tx.emit(EventBody::OrderCancelled { order_id: order_id.into(), reason });
     Ok(Reply::Order(order_id.into()))
@@ -482,37 +304,25 @@ pub(super) fn stamp(
     let member = acting_member(tx.state, actor)?;
     let o = order_in_scope(tx.state, actor, order_id)?;
     let Some(c) = o.claim_of(member) else {
-        return Err(err(ErrorKind::Conflict, "not_claimed", format!("you have not taken order {order_id}")));
+        return Err(err(Code::NotClaimed, format!("you have not taken order {order_id}")));
     };
     if o.status == OrderStatus::Cancelled {
-        return Err(err(ErrorKind::Conflict, "order_closed", format!("order {order_id} is cancelled")));
+        return Err(err(Code::OrderClosed, format!("order {order_id} is cancelled")));
     }
     let distance_m = (position.distance_m(o.location) * 10.0).round() / 10.0;
     let flagged = distance_m > tx.rules.service.geofence_m;
     let member_id = c.member_id.clone();
     if !out {
         if c.checkin.is_some() {
-            return Err(err(
-                ErrorKind::Conflict,
-                "already_checked_in",
-                format!("you checked in to {order_id} already"),
-            ));
+            return Err(err(Code::AlreadyCheckedIn, format!("you checked in to {order_id} already")));
         }
         tx.emit(EventBody::CheckedIn { order_id: order_id.into(), member_id, position, distance_m, flagged });
     } else {
         let Some(checkin) = &c.checkin else {
-            return Err(err(
-                ErrorKind::Conflict,
-                "not_checked_in",
-                format!("check in to {order_id} before checking out"),
-            ));
+            return Err(err(Code::NotCheckedIn, format!("check in to {order_id} before checking out")));
         };
         if c.checkout.is_some() {
-            return Err(err(
-                ErrorKind::Conflict,
-                "already_checked_out",
-                format!("you checked out of {order_id} already"),
-            ));
+            return Err(err(Code::AlreadyCheckedOut, format!("you checked out of {order_id} already")));
         }
         let hours = ((tx.now - checkin.at).max(0) as f64 / 3_600_000.0 * 100.0).round() / 100.0;
         tx.emit(EventBody::CheckedOut { order_id: order_id.into(), member_id, position, distance_m, flagged, hours });
@@ -529,7 +339,7 @@ pub(super) fn rate(
     rating: Rating,
 ) -> Result<Reply, DomainError> {
     scope::require(actor, scope::Action::Rate)?;
-    let did_not = || err(ErrorKind::Invalid, "did_not_work", format!("member '{member_id}' did not work that task"));
+    let did_not = || err(Code::DidNotWork, format!("member '{member_id}' did not work that task"));
     let member = tx.state.member_index(member_id).ok_or_else(did_not)?;
     let weight = match rating {
         Rating::VeryGood => tx.rules.service.rating_weights.very_good,
@@ -541,16 +351,12 @@ pub(super) fn rate(
             let o = order_in_scope(tx.state, actor, id)?;
             let c = o.claim_of(member).filter(|c| c.counted()).ok_or_else(did_not)?;
             if c.rating.is_some() {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    "already_rated",
-                    format!("{member_id}'s work on {id} is rated already"),
-                ));
+                return Err(err(Code::AlreadyRated, format!("{member_id}'s work on {id} is rated already")));
             }
             (c.hours, o.difficulty, Some(id.clone()), None, None)
         }
         TaskRef::Offer(id) => {
-            let unknown = || err(ErrorKind::NotFound, "unknown_task", format!("no assignment '{id}' in your scope"));
+            let unknown = || err(Code::UnknownTask, format!("no assignment '{id}' in your scope"));
             let incident_id = tx.state.offer_index.get(id).cloned().ok_or_else(unknown)?;
             let incident_id = visible_incident(tx.state, actor, &incident_id).map_err(|_| unknown())?;
             let inc = &tx.state.incidents[&incident_id];
@@ -559,18 +365,10 @@ pub(super) fn rate(
                 return Err(did_not());
             }
             if inc.status != Status::Resolved {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    "task_not_finished",
-                    format!("rate once incident {incident_id} is resolved"),
-                ));
+                return Err(err(Code::TaskNotFinished, format!("rate once incident {incident_id} is resolved")));
             }
             if tx.state.roster.members[member as usize].ledger.credits.iter().any(|c| c.task == format!("offer:{id}")) {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    "already_rated",
-                    format!("{member_id}'s work on {id} is rated already"),
-                ));
+                return Err(err(Code::AlreadyRated, format!("{member_id}'s work on {id} is rated already")));
             }
             let start = o.answered_at.unwrap_or(o.sent_at);
             let hours = ((inc.closed_at.unwrap_or(tx.now) - start).max(0) as f64 / 3_600_000.0 * 100.0).round() / 100.0;
@@ -604,9 +402,11 @@ pub(super) fn exchange(
         .member_index(member_id)
         .filter(|_| scope::permits(actor, scope::Action::Exchange))
         .filter(|&m| scope::member(tx.state, actor, m))
-        .ok_or_else(|| err(ErrorKind::NotFound, "unknown_member", format!("no member '{member_id}' in your scope")))?;
+        .ok_or_else(|| {
+            err_as(ErrorKind::NotFound, Code::UnknownMember, format!("no member '{member_id}' in your scope"))
+        })?;
     if !(amount.is_finite() && amount > 0.0 && amount <= 1e6) {
-        return Err(err(ErrorKind::Invalid, "bad_amount", "amount must be a positive number"));
+        return Err(err(Code::BadAmount, "amount must be a positive number"));
     }
     let l = &tx.state.roster.members[member as usize].ledger;
     let rate = tx.rules.service.points_per_hour;
@@ -615,11 +415,7 @@ pub(super) fn exchange(
         Currency::Hours => (amount * rate, -amount, l.hours_balance),
     };
     if have + 1e-9 < amount {
-        return Err(err(
-            ErrorKind::Invalid,
-            "insufficient_balance",
-            format!("the balance is {have:.2}, less than {amount}"),
-        ));
+        return Err(err(Code::InsufficientBalance, format!("the balance is {have:.2}, less than {amount}")));
     }
     // Unrounded, so an exchange neither creates nor destroys value.
     tx.emit(EventBody::Exchanged { member_id: member_id.into(), from, amount, points_delta, hours_delta });

@@ -1038,7 +1038,7 @@ fn replaying_a_service_scenario_rebuilds_the_same_ledgers_orders_and_frames() {
     ]);
     assert!(w.ledger("b").points_balance > 0.0 && w.ledger("h").credits.len() == 1);
     assert!(w.frames.iter().any(|f| f.kind == "order.offer"), "the hard order was reserved");
-    super::snapshot::assert_restores_at_every_cut(&w.log, &w.rules);
+    super::testkit::assert_restores_at_every_cut(&w.log, &w.rules);
     let (state, frames) = replay(&w.log);
     // Deadlines aside (the replay also holds those already fired, and retries are soft)
     assert_eq!(durable(&state), durable(&w.state));

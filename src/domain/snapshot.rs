@@ -13,17 +13,17 @@
 //! The encoding is JSON with sorted maps, so one state always gives the same bytes. A
 //! snapshot of another `FORMAT` is not read: the engine replays the log from the start.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use super::dispatcher::{Deadline, State};
 use super::event::{Mode, Ts};
 use super::incident::Incident;
 use super::matching::{MemberRt, Roster};
 use super::mobilization::Mobilization;
 use super::org::{City, CityIndex};
-use super::service::ServiceOrder;
+use super::service_data::ServiceOrder;
+use super::state::{Deadline, State};
 
 /// Bumped whenever the shape below (or of any type in it) changes so that an older snapshot
 /// would be read wrong. A field added with its empty default (`Mobilization::untallied`:
@@ -160,53 +160,6 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.unit_registrations = body.unit_registrations;
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
-}
-
-/// Serializes a set in order, so that a snapshot of one state is always the same bytes.
-pub fn sorted<S: Serializer, T: Ord + Serialize>(set: &HashSet<T>, s: S) -> Result<S::Ok, S::Error> {
-    let mut items: Vec<&T> = set.iter().collect();
-    items.sort();
-    s.collect_seq(items)
-}
-
-/// For the scenario tests: a snapshot taken after any prefix of a log, restored, and fed the
-/// rest of the log, gives the frames and the state a replay of the whole log gives, and
-/// then decides as the replayed state does.
-#[cfg(test)]
-pub fn assert_restores_at_every_cut(log: &[super::event::Event], rules: &super::response::Rules) {
-    use super::dispatcher::{Actor, Command, apply, execute};
-
-    let mut whole = State::default();
-    let mut frames = Vec::new();
-    for e in log {
-        frames.push(apply(&mut whole, e));
-    }
-    let end = encode(&whole);
-    let later = log.last().map_or(0, |e| e.at) + 86_400_000;
-    let mut prefix = State::default();
-    for cut in 0..=log.len() {
-        if cut > 0 {
-            apply(&mut prefix, &log[cut - 1]);
-        }
-        let bytes = encode(&prefix);
-        assert_eq!(seq_of(&bytes).unwrap(), cut as u64);
-        let mut restored = decode(&bytes).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
-        assert_eq!(encode(&restored), bytes, "cut {cut}: restoring changes nothing");
-        for (e, want) in log[cut..].iter().zip(&frames[cut..]) {
-            assert_eq!(&apply(&mut restored, e), want, "cut {cut}: the frames of event {}", e.seq);
-        }
-        assert!(encode(&restored) == end, "cut {cut}: the state after the rest of the log");
-        // and it decides the next step as the replayed state does
-        let mut replayed = decode(&end).unwrap();
-        restored.schedule_retries(later);
-        replayed.schedule_retries(later);
-        let a = execute(&mut restored, rules, &Actor::System, Command::Tick, later);
-        let b = execute(&mut replayed, rules, &Actor::System, Command::Tick, later);
-        match (a, b) {
-            (Ok(a), Ok(b)) => assert_eq!((a.events, a.frames), (b.events, b.frames), "cut {cut}: a tick a day later"),
-            (a, b) => assert_eq!(a.is_ok(), b.is_ok(), "cut {cut}"),
-        }
-    }
 }
 
 #[cfg(test)]

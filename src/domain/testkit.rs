@@ -407,3 +407,43 @@ pub(super) fn as_set(ids: Vec<String>) -> BTreeSet<String> {
 pub(super) fn assert_err(e: &DomainError, kind: ErrorKind, code: &str) {
     assert_eq!((e.kind, e.code), (kind, code), "{}", e.detail);
 }
+
+/// For the scenario tests: a snapshot taken after any prefix of a log, restored, and fed the
+/// rest of the log, gives the frames and the state a replay of the whole log gives, and
+/// then decides as the replayed state does.
+pub fn assert_restores_at_every_cut(log: &[Event], rules: &Rules) {
+    use super::dispatcher::{Actor, Command, apply, execute};
+    use super::snapshot::{decode, encode, seq_of};
+
+    let mut whole = State::default();
+    let mut frames = Vec::new();
+    for e in log {
+        frames.push(apply(&mut whole, e));
+    }
+    let end = encode(&whole);
+    let later = log.last().map_or(0, |e| e.at) + 86_400_000;
+    let mut prefix = State::default();
+    for cut in 0..=log.len() {
+        if cut > 0 {
+            apply(&mut prefix, &log[cut - 1]);
+        }
+        let bytes = encode(&prefix);
+        assert_eq!(seq_of(&bytes).unwrap(), cut as u64);
+        let mut restored = decode(&bytes).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        assert_eq!(encode(&restored), bytes, "cut {cut}: restoring changes nothing");
+        for (e, want) in log[cut..].iter().zip(&frames[cut..]) {
+            assert_eq!(&apply(&mut restored, e), want, "cut {cut}: the frames of event {}", e.seq);
+        }
+        assert!(encode(&restored) == end, "cut {cut}: the state after the rest of the log");
+        // and it decides the next step as the replayed state does
+        let mut replayed = decode(&end).unwrap();
+        restored.schedule_retries(later);
+        replayed.schedule_retries(later);
+        let a = execute(&mut restored, rules, &Actor::System, Command::Tick, later);
+        let b = execute(&mut replayed, rules, &Actor::System, Command::Tick, later);
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!((a.events, a.frames), (b.events, b.frames), "cut {cut}: a tick a day later"),
+            (a, b) => assert_eq!(a.is_ok(), b.is_ok(), "cut {cut}"),
+        }
+    }
+}

@@ -1421,7 +1421,7 @@ fn replaying_the_log_rebuilds_the_same_state_and_frames() {
 
     let (r, frames) = replay(&w.log);
     assert_eq!(r.last_seq, w.state.last_seq);
-    super::snapshot::assert_restores_at_every_cut(&w.log, &w.rules);
+    super::testkit::assert_restores_at_every_cut(&w.log, &w.rules);
     assert_eq!(r.incidents, w.state.incidents, "incidents, levels, statuses and offers");
     assert_eq!(r.streams, w.state.streams);
     assert_eq!(frames, w.frames, "the same frames, with the same seqs");

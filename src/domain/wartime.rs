@@ -7,53 +7,28 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::balance;
-use super::dispatcher::{
-    Actor, Deadline, DomainError, ErrorKind, Reply, State, Tx, acting_member, check_note, closed, err, rfc3339,
-    scope_frames,
-};
+pub use super::command::{MobilizeOrder, WhistleTarget};
+
+use super::command::{Actor, Reply, Tx, acting_member, check_note};
+use super::errors::{Code, DomainError, ErrorKind, err, err_as};
 use super::event::{Event, EventBody, Frame, FrameData, Mode, TeamOrder, Ts, stream};
 use super::geo::Position;
 use super::incident::{OfferState, Status, Whistle};
-use super::mobilization::{MemberOrder, Mobilization, OrderState, Progress, Site};
+use super::incidents::{self, closed, scope_frames};
+use super::mobilization::{MemberOrder, Mobilization, OrderState, Progress};
 use super::org::TeamKind;
 use super::scope::{self, Action};
+use super::state::{Deadline, State, end_duty_unless_mobilized};
+use super::time::rfc3339;
 use super::workload::TaskClass;
-
-/// `POST /v1/mobilizations`: exactly one way of naming the teams, and where they report.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MobilizeOrder {
-    pub teams: Vec<String>,
-    pub unit_id: Option<String>,
-    pub district_id: Option<String>,
-    pub all_assault: bool,
-    /// Every team reports here instead of to its paired community.
-    pub community_id: Option<String>,
-    /// Or every team reports to this site.
-    pub site: Option<Site>,
-    pub deadline_s: Option<u64>,
-    pub note: Option<String>,
-}
-
-/// Wire form: `{"type":"paired_units"}`, `{"type":"units","units":["u1"]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "units", rename_all = "snake_case")]
-pub enum WhistleTarget {
-    /// Units whose teams are paired with the incident's community.
-    PairedUnits,
-    /// Units whose teams are paired with any community of the incident's street.
-    StreetUnits,
-    Units(Vec<String>),
-}
 
 fn need_city(state: &State) -> Result<(), DomainError> {
     match state.city.city() {
         Some(_) => Ok(()),
-        None => Err(err(ErrorKind::Conflict, "no_city", "no city has been imported yet (PUT /v1/city)")),
+        None => Err(err(Code::NoCity, "no city has been imported yet (PUT /v1/city)")),
     }
 }
 
@@ -66,27 +41,31 @@ pub(super) fn switch_mode(
 ) -> Result<Reply, DomainError> {
     scope::require(actor, Action::SwitchMode)?;
     if reason.trim().is_empty() {
-        return Err(err(ErrorKind::Invalid, "reason_required", "a mode switch needs a reason"));
+        return Err(err(Code::ReasonRequired, "a mode switch needs a reason"));
     }
     check_note(Some(&reason))?;
     let current = match &district_id {
         None => {
             if !scope::city_wide(actor) {
-                return Err(err(ErrorKind::Forbidden, "city_command_only", "only city-wide command switches the city"));
+                return Err(err(Code::CityCommandOnly, "only city-wide command switches the city"));
             }
             tx.state.city_mode
         }
         Some(d) => {
             need_city(tx.state)?;
             if !tx.state.city.district_by_id.contains_key(d) || !scope::district(actor, d) {
-                return Err(err(ErrorKind::NotFound, "unknown_district", format!("no district '{d}' in your scope")));
+                return Err(err_as(
+                    ErrorKind::NotFound,
+                    Code::UnknownDistrict,
+                    format!("no district '{d}' in your scope"),
+                ));
             }
             if tx.state.wartime_districts.contains(d) { Mode::Wartime } else { Mode::Peacetime }
         }
     };
     if current == mode {
         let what = district_id.as_deref().map_or("the city".to_string(), |d| format!("district {d}"));
-        return Err(err(ErrorKind::Conflict, "already_in_mode", format!("{what} is already in {}", mode.as_str())));
+        return Err(err(Code::AlreadyInMode, format!("{what} is already in {}", mode.as_str())));
     }
     tx.emit(EventBody::ModeSwitched { district_id: district_id.clone(), mode, reason: reason.clone() });
     if mode == Mode::Peacetime {
@@ -113,7 +92,7 @@ pub(super) fn switch_mode(
             .map(|i| i.id.clone())
             .collect();
         for id in open {
-            tx.refill(&id);
+            incidents::refill(tx, &id);
         }
     }
     Ok(Reply::Done)
@@ -128,8 +107,7 @@ pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Resu
     let selectors = [!o.teams.is_empty(), o.unit_id.is_some(), o.district_id.is_some(), o.all_assault];
     if selectors.iter().filter(|s| **s).count() != 1 {
         return Err(err(
-            ErrorKind::Invalid,
-            "one_selector",
+            Code::OneSelector,
             "name the teams by exactly one of teams, unit_id, district_id or all_assault",
         ));
     }
@@ -141,19 +119,19 @@ pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Resu
         let known = |t: &String| idx.team_by_id.get(t).is_some_and(&commanded);
         let unknown: Vec<&str> = o.teams.iter().filter(|t| !known(t)).map(String::as_str).collect();
         if !unknown.is_empty() {
-            return Err(err(ErrorKind::Invalid, "unknown_team", format!("unknown teams: {}", unknown.join(", "))));
+            return Err(err(Code::UnknownTeam, format!("unknown teams: {}", unknown.join(", "))));
         }
         o.teams.iter().map(|t| idx.team_by_id[t]).collect()
     } else if let Some(u) = &o.unit_id {
         if !idx.unit_by_id.get(u).is_some_and(|&ui| scope::unit(state, actor, ui)) {
-            return Err(err(ErrorKind::Invalid, "unknown_unit", format!("unknown unit '{u}'")));
+            return Err(err_as(ErrorKind::Invalid, Code::UnknownUnit, format!("unknown unit '{u}'")));
         }
         (0..city.teams.len() as u32)
             .filter(|t| &city.teams[*t as usize].unit_id == u && assault(t) && commanded(t))
             .collect()
     } else if let Some(d) = &o.district_id {
         let Some(&di) = idx.district_by_id.get(d).filter(|_| scope::district(actor, d)) else {
-            return Err(err(ErrorKind::Invalid, "unknown_district", format!("unknown district '{d}'")));
+            return Err(err_as(ErrorKind::Invalid, Code::UnknownDistrict, format!("unknown district '{d}'")));
         };
         (0..city.teams.len() as u32)
             .filter(|t| assault(t) && idx.district_of_community(idx.team_community[*t as usize]) == di)
@@ -164,30 +142,27 @@ pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Resu
     teams.sort_unstable();
     teams.dedup();
     if teams.is_empty() {
-        return Err(err(ErrorKind::Invalid, "no_teams", "that selection names no team"));
+        return Err(err(Code::NoTeams, "that selection names no team"));
     }
     if o.community_id.is_some() && o.site.is_some() {
-        return Err(err(ErrorKind::Invalid, "one_destination", "give at most one of community_id or site"));
+        return Err(err(Code::OneDestination, "give at most one of community_id or site"));
     }
-    let target = match &o.community_id {
-        Some(c) => Some(
-            *idx.community_by_id
-                .get(c)
-                .filter(|&&ci| scope::community(state, actor, ci))
-                .ok_or_else(|| err(ErrorKind::Invalid, "unknown_community", format!("unknown community '{c}'")))?,
-        ),
-        None => None,
-    };
+    let target =
+        match &o.community_id {
+            Some(c) => Some(*idx.community_by_id.get(c).filter(|&&ci| scope::community(state, actor, ci)).ok_or_else(
+                || err_as(ErrorKind::Invalid, Code::UnknownCommunity, format!("unknown community '{c}'")),
+            )?),
+            None => None,
+        };
     if let Some(site) = &o.site
         && (site.name.trim().is_empty() || site.name.chars().count() > 200)
     {
-        return Err(err(ErrorKind::Invalid, "invalid_site", "a site needs a name of 1 to 200 characters"));
+        return Err(err(Code::InvalidSite, "a site needs a name of 1 to 200 characters"));
     }
     let deadline_s = o.deadline_s.unwrap_or(tx.rules.mobilization.default_deadline_s);
     if deadline_s == 0 || deadline_s > tx.rules.mobilization.max_deadline_s {
         return Err(err(
-            ErrorKind::Invalid,
-            "deadline_out_of_range",
+            Code::DeadlineOutOfRange,
             format!("deadline_s must be between 1 and {}", tx.rules.mobilization.max_deadline_s),
         ));
     }
@@ -210,11 +185,7 @@ pub(super) fn mobilize(tx: &mut Tx<'_>, actor: &Actor, o: MobilizeOrder) -> Resu
             None => scope::city_wide(actor),
         };
         if !inside {
-            return Err(err(
-                ErrorKind::Forbidden,
-                "outside_scope",
-                "a district command mobilizes only to places in its district",
-            ));
+            return Err(err(Code::OutsideScope, "a district command mobilizes only to places in its district"));
         }
     }
     let id = format!("mob-{}", tx.state.mobilizations_ordered + 1);
@@ -238,12 +209,11 @@ fn wholly_in(m: &Mobilization, district: &str) -> bool {
 /// The mobilization and the acting member's order in it.
 fn member_order(state: &State, actor: &Actor, id: &str) -> Result<(u32, usize), DomainError> {
     let idx = acting_member(state, actor)?;
-    let unknown =
-        || err(ErrorKind::NotFound, "unknown_mobilization", format!("you have no order in mobilization '{id}'"));
+    let unknown = || err(Code::UnknownMobilization, format!("you have no order in mobilization '{id}'"));
     let m = state.mobilizations.get(id).ok_or_else(unknown)?;
     let at = *m.by_member.get(&idx).ok_or_else(unknown)?;
     if !m.is_open() {
-        return Err(err(ErrorKind::Conflict, "mobilization_closed", format!("mobilization {id} is closed")));
+        return Err(err(Code::MobilizationClosed, format!("mobilization {id} is closed")));
     }
     Ok((idx, at))
 }
@@ -290,8 +260,7 @@ pub(super) fn report(tx: &mut Tx<'_>, actor: &Actor, id: &str, position: Positio
     };
     if !inside {
         return Err(err(
-            ErrorKind::Invalid,
-            "outside_geofence",
+            Code::OutsideGeofence,
             format!(
                 "you are {distance_m:.0} m from where you report; a report counts within {radius:.0} m or inside the community's grids"
             ),
@@ -317,11 +286,14 @@ pub(super) fn close_mobilization(
 ) -> Result<Reply, DomainError> {
     scope::require(actor, Action::Mobilize)?;
     check_note(reason.as_deref())?;
-    let m = tx.state.mobilizations.get(id).filter(|m| scope::closes_mobilization(actor, m)).ok_or_else(|| {
-        err(ErrorKind::NotFound, "unknown_mobilization", format!("no mobilization '{id}' in your scope"))
-    })?;
+    let m = tx
+        .state
+        .mobilizations
+        .get(id)
+        .filter(|m| scope::closes_mobilization(actor, m))
+        .ok_or_else(|| err(Code::UnknownMobilization, format!("no mobilization '{id}' in your scope")))?;
     if !m.is_open() {
-        return Err(err(ErrorKind::Conflict, "mobilization_closed", format!("mobilization {id} is already closed")));
+        return Err(err(Code::MobilizationClosed, format!("mobilization {id} is already closed")));
     }
     tx.emit(EventBody::MobilizationClosed {
         mobilization_id: id.into(),
@@ -346,11 +318,7 @@ pub(super) fn whistle(
     match inc.status {
         Status::Open => {}
         Status::Filled => {
-            return Err(err(
-                ErrorKind::Conflict,
-                "incident_filled",
-                format!("incident {incident_id} is already filled"),
-            ));
+            return Err(err(Code::IncidentFilled, format!("incident {incident_id} is already filled")));
         }
         _ => return Err(closed(incident_id)),
     }
@@ -376,14 +344,18 @@ pub(super) fn whistle(
             let known = |u: &String| idx.unit_by_id.get(u).is_some_and(|&ui| scope::unit(tx.state, actor, ui));
             let unknown: Vec<&str> = ids.iter().filter(|u| !known(u)).map(String::as_str).collect();
             if !unknown.is_empty() {
-                return Err(err(ErrorKind::Invalid, "unknown_unit", format!("unknown units: {}", unknown.join(", "))));
+                return Err(err_as(
+                    ErrorKind::Invalid,
+                    Code::UnknownUnit,
+                    format!("unknown units: {}", unknown.join(", ")),
+                ));
             }
             let set: BTreeSet<u32> = ids.iter().map(|u| idx.unit_by_id[u]).collect();
             set.into_iter().collect()
         }
     };
     if units.is_empty() {
-        return Err(err(ErrorKind::Invalid, "no_units", "no unit answers that whistle (no team is paired there)"));
+        return Err(err(Code::NoUnits, "no unit answers that whistle (no team is paired there)"));
     }
     let whistle_id = format!("wh-{}", tx.state.whistles_blown + 1);
     let unit_ids: Vec<String> = units.iter().map(|&u| city.units[u as usize].id.clone()).collect();
@@ -451,27 +423,21 @@ pub(super) fn transfer(
     scope::require(actor, Action::ApplyTransfer)?;
     need_city(tx.state)?;
     let idx = &tx.state.city;
-    let find =
-        |c: &str| {
-            idx.community_by_id.get(c).copied().filter(|&ci| scope::community(tx.state, actor, ci)).ok_or_else(|| {
-                err(ErrorKind::NotFound, "unknown_community", format!("no community '{c}' in your scope"))
-            })
-        };
+    let find = |c: &str| {
+        idx.community_by_id.get(c).copied().filter(|&ci| scope::community(tx.state, actor, ci)).ok_or_else(|| {
+            err_as(ErrorKind::NotFound, Code::UnknownCommunity, format!("no community '{c}' in your scope"))
+        })
+    };
     let (fi, ti) = (find(from)?, find(to)?);
     if fi == ti || members.is_empty() {
-        return Err(err(
-            ErrorKind::Invalid,
-            "invalid_transfer",
-            "a transfer moves at least one member between two communities",
-        ));
+        return Err(err(Code::InvalidTransfer, "a transfer moves at least one member between two communities"));
     }
-    let stale = |why: String| err(ErrorKind::Conflict, "stale_proposal", format!("{why}; fetch GET /v1/balance again"));
+    let stale = |why: String| err(Code::StaleProposal, format!("{why}; fetch GET /v1/balance again"));
     let rows = balance::balances(tx.state, tx.rules, tx.now);
     let (bf, bt) = (&rows[fi as usize], &rows[ti as usize]);
     if !(bt.wartime && bf.wartime) {
         return Err(err(
-            ErrorKind::Conflict,
-            "not_wartime",
+            Code::NotWartime,
             format!("{from} and {to} must both be in wartime; transfers balance wartime deficits"),
         ));
     }
@@ -502,18 +468,6 @@ pub(super) fn recompute_forced(state: &mut State) {
             && state.city.member_paired_community[i]
                 .is_some_and(|c| state.wartime(state.city.district_id_of_community(c)));
         state.roster.edit(i as u32, |m| m.forced = forced);
-    }
-}
-
-/// Ends a member's duty unless a reported, open mobilization still holds them.
-pub(super) fn end_duty_unless_mobilized(state: &mut State, idx: u32, at: Ts) {
-    let mobilized = state.roster.members[idx as usize].orders.iter().any(|id| {
-        state.mobilizations.get(id).is_some_and(|m| {
-            m.is_open() && m.by_member.get(&idx).is_some_and(|&o| m.orders[o].state == OrderState::Reported)
-        })
-    });
-    if !mobilized {
-        state.roster.edit(idx, |m| m.work.end_duty(at));
     }
 }
 

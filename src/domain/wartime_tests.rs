@@ -1076,7 +1076,7 @@ fn replaying_a_wartime_scenario_rebuilds_the_same_state_and_frames() {
         "members_transferred",
     ]);
     assert!(w.state.roster.members.iter().any(|m| m.home.is_some()), "a transfer happened");
-    super::snapshot::assert_restores_at_every_cut(&w.log, &w.rules);
+    super::testkit::assert_restores_at_every_cut(&w.log, &w.rules);
     let (state, frames) = replay(&w.log);
     // Deadlines aside (the replay also holds those already fired, which fire harmlessly, and
     // retries are soft), the replayed state is the live one.

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::event::Ts;
 use super::response::Rules;
+use super::time::Ts;
 
 const HOUR_MS: f64 = 3_600_000.0;
 /// History kept for the daily cap and the fatigue window, whatever the configuration
