@@ -201,7 +201,7 @@ pub fn start(
         rules: rules.clone(),
         remote,
     };
-    let mut engine = Engine {
+    let mut writer = Writer {
         log,
         rules,
         publisher,
@@ -219,12 +219,14 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name("muster-engine".into())
-        .spawn(move || engine.run(rx, cancel))
+        .spawn(move || writer.run(rx, cancel))
         .expect("spawn the engine thread");
     (handle, thread)
 }
 
-struct Engine {
+/// The engine thread's side: the single writer, which owns the log's writer and is the only
+/// code that changes the state (`settings::Engine` is the `[engine]` section it is built from).
+struct Writer {
     log: Box<dyn EventLog>,
     rules: Arc<Rules>,
     publisher: Arc<dyn Publisher>,
@@ -246,7 +248,7 @@ struct Engine {
     stale: bool,
 }
 
-impl Engine {
+impl Writer {
     fn run(&mut self, rx: Receiver<Request>, cancel: CancellationToken) {
         loop {
             match self.recover() {

@@ -7,7 +7,7 @@
 //! - `domain`: the rules, pure and synchronous (see its own map).
 //! - `engine`: the single writer that owns the state, the deadlines and the append.
 //! - `store`: the durable event log with the recipient frames (SQLite, embedded; or Redis).
-//! - `snapshots`: a thread beside the engine that keeps its own replica and saves snapshots.
+//! - `snapshotter`: a thread beside the engine that keeps its own replica and saves snapshots.
 //! - `cluster`: several nodes on Redis: the engine lease, the log's tail, commands between nodes.
 //! - `gateway`: HTTP routes, auth, problem+json, websocket sessions, the push hub.
 //! - `settings`: configuration, from config/default.toml, a file and `MUSTER_*` variables.
@@ -23,5 +23,5 @@ pub mod domain;
 pub mod engine;
 pub mod gateway;
 pub mod settings;
-pub mod snapshots;
+pub mod snapshotter;
 pub mod store;

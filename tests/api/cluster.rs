@@ -64,7 +64,7 @@ async fn node(url: &str, prefix: &Prefix, durable: bool) -> TestApp {
         addr: format!("127.0.0.1:{}", app.port()),
         app: Some(app),
         http: reqwest::Client::new(),
-        keys: muster::gateway::auth::Keys::new(SECRET),
+        keys: muster::gateway::auth::TokenKeys::new(SECRET),
         city: test_city(),
         _dir: Some(dir),
     }

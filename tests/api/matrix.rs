@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use muster::gateway::auth::{Claims, Keys, Role};
+use muster::gateway::auth::{Claims, Role, TokenKeys};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -730,7 +730,7 @@ async fn every_token_calls_every_endpoint_and_sees_only_its_scope() {
 #[tokio::test]
 async fn a_socket_of_any_role_is_closed_when_its_token_expires() {
     let app = spawn_app().await;
-    let keys = Keys::new(SECRET);
+    let keys = TokenKeys::new(SECRET);
     let now = muster::engine::now_ms() as u64 / 1000;
     let m = &app.city.members[0];
     let scopes = [
