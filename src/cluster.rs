@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::dispatcher::{Actor, Command, DomainError, Reply};
 use crate::domain::event::Event;
-use crate::engine::{EngineError, Request, now_ms};
+use crate::mailbox::{EngineError, Request, now_ms};
 use crate::settings::Settings;
 use crate::store::StoreError;
 use crate::store::redis::{Entries, Fence, RedisConn, RedisKeys, check_persistence, events_of, field, xread};

@@ -26,26 +26,23 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, Lease, Node, Remote, Renewal};
-use crate::domain::dispatcher::{self, Actor, Command, DomainError, FrameFilter, Reply, State};
-use crate::domain::event::{Event, Frame, FrameEncoder, Ts};
+use crate::domain::dispatcher::{self, Actor, Command, FrameFilter, Reply, State};
+use crate::domain::event::{Event, Frame, FrameEncoder};
 use crate::domain::response::Rules;
 use crate::domain::snapshot;
+use crate::mailbox::Request;
+pub use crate::mailbox::{EngineError, now_ms};
 use crate::store::{EventLog, StoreError};
 
 /// How long the engine refuses commands after a failed append before it tries the store
 /// again. A failed append costs a full replay of the log, so it is not tried per request.
 pub const WRITE_RETRY: Duration = Duration::from_secs(1);
-
-/// Wall-clock milliseconds since the epoch: the only clock the dispatcher sees.
-pub fn now_ms() -> Ts {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// Where committed frames go: the gateway's hub implements it.
 pub trait Publisher: Send + Sync + 'static {
@@ -55,27 +52,6 @@ pub trait Publisher: Send + Sync + 'static {
     fn wants(&self, _stream: &str) -> bool {
         true
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error("the store cannot take writes now: {0}")]
-    Unavailable(String),
-    #[error("the dispatcher is busy; retry shortly")]
-    Overloaded,
-    #[error("muster is starting or stopping")]
-    NotReady,
-}
-
-pub(crate) struct Request {
-    pub(crate) actor: Actor,
-    pub(crate) cmd: Command,
-    pub(crate) reply: oneshot::Sender<Result<Reply, EngineError>>,
-    /// Set, before the reply, to the last seq of the batch that logged the command's events
-    /// (commands from other nodes: they wait until their replica has applied it).
-    pub(crate) logged_at: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 #[derive(Debug, Clone)]
