@@ -7,7 +7,7 @@
 //! derives to its own sockets.
 //!
 //! - `Node`: the lease (with a fencing epoch) and the tail of the log, used by the engine
-//!   thread (`engine::run_cluster`).
+//!   thread (`engine::replica`).
 //! - `Remote`: how a node that is not the engine submits a command: an entry in the
 //!   `{p}:cmd` stream; the answer comes back on the node's own reply stream with the seq
 //!   of the log at that moment, and the node waits until its replica has applied that far

@@ -1,7 +1,7 @@
 //! HTTP handlers of incidents: parse, authorize the role, hand the command to the engine or
-//! read the committed state, answer a view. Who may do and see
-//! what is `domain::scope` (the role table, then one predicate per kind of object): an
-//! object outside the caller's scope answers 404, exactly like one that does not exist.
+//! read the committed state, answer a view. Who may do and see what is `domain::scope` (the
+//! role table, then one predicate per kind of object): an object outside the caller's scope
+//! answers 404, exactly like one that does not exist.
 
 use axum::Json;
 use axum::body::Bytes;
