@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::Node;
 use crate::domain::dispatcher::{Actor, Command};
 use crate::engine::{self, EngineConfig, EngineHandle};
-use crate::gateway::{self, AppState, auth::Keys, hub::Hub, limits::Limits};
+use crate::gateway::{self, AppState, auth::TokenKeys, hub::Hub, limits::RateLimits};
 use crate::settings::Settings;
 use crate::store::redis::{RedisLog, RedisReader, RedisSnapshots};
 use crate::store::sqlite::{SqliteLog, SqliteReader, SqliteSnapshots};
@@ -60,7 +60,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         engine::start(log, settings.dispatch.clone(), hub.clone(), cfg, shutdown.child_token(), node);
     let snapshot_thread = (settings.engine.snapshot_every > 0).then(|| {
         let e = engine.clone();
-        crate::snapshots::start(
+        crate::snapshotter::start(
             snapshots,
             settings.engine.snapshot_every,
             Arc::new(move || e.is_leader()),
@@ -72,7 +72,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         .with_context(|| format!("binding {}", settings.server.listen))?;
     let addr = listeners[0].local_addr()?;
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
-    let limits = Arc::new(Limits::new(&settings.limits));
+    let limits = Arc::new(RateLimits::new(&settings.limits));
     let (l, stop) = (limits.clone(), shutdown.clone());
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -87,7 +87,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         engine: engine.clone(),
         reader,
         hub,
-        keys: Keys::new(&settings.auth.secret),
+        keys: TokenKeys::new(&settings.auth.secret),
         settings: Arc::new(settings),
         metrics: metrics_handle(),
         shutdown: shutdown.clone(),

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{self, Options};
 use crate::domain::dispatcher::State;
-use crate::gateway::auth::{Claims, Keys, Role};
+use crate::gateway::auth::{Claims, Role, TokenKeys};
 use crate::settings::{LogFormat, Settings, is_development_secret};
 
 #[derive(Debug, Parser)]
@@ -125,7 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                      set MUSTER_AUTH__SECRET or auth.secret in a --config file"
                 );
             }
-            let keys = Keys::new(&settings.auth.secret);
+            let keys = TokenKeys::new(&settings.auth.secret);
             let ttl = settings.auth.token_ttl_s;
             let app = app::build(settings, Options { demo, demo_members }).await?;
             println!("listening on http://{}", app.addr);
@@ -153,7 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Role::Member => member,
             };
             let claims = Claims::new(role, scope, now_s(), ttl).map_err(anyhow::Error::msg)?;
-            println!("{}", Keys::new(&settings.auth.secret).sign(&claims));
+            println!("{}", TokenKeys::new(&settings.auth.secret).sign(&claims));
             Ok(())
         }
         Cmd::DemoCity { members, seed, out } => {
@@ -173,7 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// One token per role for the demo, chosen so they fit together: the member lives in the
 /// staff's community, on call, in an assault team.
-fn print_demo_tokens(state: &State, keys: &Keys, ttl: u64, addr: SocketAddr) {
+fn print_demo_tokens(state: &State, keys: &TokenKeys, ttl: u64, addr: SocketAddr) {
     let Some(city) = state.city.city() else { return };
     let member_idx = (0..city.members.len())
         .find(|&i| state.roster.members[i].on_call && city.members[i].team_id.is_some())

@@ -7,7 +7,7 @@
 //! derives to its own sockets.
 //!
 //! - `Node`: the lease (with a fencing epoch) and the tail of the log, used by the engine
-//!   thread (`engine::run_cluster`).
+//!   thread (`engine::replica`).
 //! - `Remote`: how a node that is not the engine submits a command: an entry in the
 //!   `{p}:cmd` stream; the answer comes back on the node's own reply stream with the seq
 //!   of the log at that moment, and the node waits until its replica has applied that far
@@ -28,10 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::dispatcher::{Actor, Command, DomainError, Reply};
 use crate::domain::event::Event;
-use crate::engine::{EngineError, Request, now_ms};
+use crate::mailbox::{EngineError, Request, now_ms};
 use crate::settings::Settings;
 use crate::store::StoreError;
-use crate::store::redis::{Conn, Entries, Fence, Keys, check_persistence, events_of, field, xread};
+use crate::store::redis::{Entries, Fence, RedisConn, RedisKeys, check_persistence, events_of, field, xread};
 
 const ACQUIRE: &str = r#"
 -- KEYS[1] lease, KEYS[2] epoch; ARGV[1] node, ARGV[2] lease ms
@@ -64,7 +64,7 @@ pub enum Lease {
 /// What a node needs to take part: built once from the settings.
 pub struct Node {
     pub id: String,
-    pub keys: Keys,
+    pub keys: RedisKeys,
     pub client: Client,
     pub lease: Duration,
     pub require_persistence: bool,
@@ -75,7 +75,7 @@ pub struct Node {
     pub leading: Arc<AtomicBool>,
     /// Commands this node forwarded, waiting for the engine's answer.
     pending: Pending,
-    conn: Conn,
+    conn: RedisConn,
     acquire: Script,
     renew: Script,
     release: Script,
@@ -97,8 +97,8 @@ impl Node {
         };
         Ok(Node {
             id,
-            keys: Keys::new(&settings.redis.prefix),
-            conn: Conn::new(client.clone(), Duration::from_secs(5)),
+            keys: RedisKeys::new(&settings.redis.prefix),
+            conn: RedisConn::new(client.clone(), Duration::from_secs(5)),
             client,
             lease: Duration::from_millis(settings.redis.lease_ms),
             require_persistence: settings.redis.require_persistence,
@@ -188,7 +188,7 @@ impl Node {
 
 /// A command's answer as it travels back to the node that forwarded it.
 #[derive(Debug, Serialize, Deserialize)]
-enum Answer {
+enum ForwardedAnswer {
     Ok(Reply),
     Refused(DomainError),
     Unavailable(String),
@@ -196,30 +196,31 @@ enum Answer {
     NotReady,
 }
 
-impl Answer {
-    fn of(r: Result<Reply, EngineError>) -> Answer {
+impl ForwardedAnswer {
+    fn of(r: Result<Reply, EngineError>) -> ForwardedAnswer {
         match r {
-            Ok(r) => Answer::Ok(r),
-            Err(EngineError::Domain(e)) => Answer::Refused(e),
-            Err(EngineError::Unavailable(m)) => Answer::Unavailable(m),
-            Err(EngineError::Overloaded) => Answer::Overloaded,
-            Err(EngineError::NotReady) => Answer::NotReady,
+            Ok(r) => ForwardedAnswer::Ok(r),
+            Err(EngineError::Domain(e)) => ForwardedAnswer::Refused(e),
+            Err(EngineError::Unavailable(m)) => ForwardedAnswer::Unavailable(m),
+            Err(EngineError::Overloaded) => ForwardedAnswer::Overloaded,
+            Err(EngineError::NotReady) => ForwardedAnswer::NotReady,
         }
     }
 
     fn into_result(self) -> Result<Reply, EngineError> {
         match self {
-            Answer::Ok(r) => Ok(r),
-            Answer::Refused(e) => Err(EngineError::Domain(e)),
-            Answer::Unavailable(m) => Err(EngineError::Unavailable(m)),
-            Answer::Overloaded => Err(EngineError::Overloaded),
-            Answer::NotReady => Err(EngineError::NotReady),
+            ForwardedAnswer::Ok(r) => Ok(r),
+            ForwardedAnswer::Refused(e) => Err(EngineError::Domain(e)),
+            ForwardedAnswer::Unavailable(m) => Err(EngineError::Unavailable(m)),
+            ForwardedAnswer::Overloaded => Err(EngineError::Overloaded),
+            ForwardedAnswer::NotReady => Err(EngineError::NotReady),
         }
     }
 }
 
+/// A command as it travels to the engine from the node that forwards it (`{p}:cmd`).
 #[derive(Serialize, Deserialize)]
-struct Envelope {
+struct ForwardedCommand {
     actor: Actor,
     cmd: Command,
 }
@@ -250,7 +251,7 @@ impl Remote {
     /// Sends the command to the engine through Redis and waits for its answer, then until
     /// this node's replica has applied the log as far as the answer says.
     pub async fn submit(&self, actor: Actor, cmd: Command) -> Result<Reply, EngineError> {
-        let body = serde_json::to_string(&Envelope { actor, cmd }).expect("commands serialize");
+        let body = serde_json::to_string(&ForwardedCommand { actor, cmd }).expect("commands serialize");
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
@@ -295,7 +296,7 @@ pub(crate) fn start_routes(
     let (queue, outgoing) = std::sync::mpsc::sync_channel::<Outgoing>(65_536);
     let boot = format!("{}:{:08x}", node.id, rand::random::<u32>());
     let replies = node.keys.replies(&boot);
-    let conn = || Conn::new(node.client.clone(), Duration::from_secs(5));
+    let conn = || RedisConn::new(node.client.clone(), Duration::from_secs(5));
     {
         let (mut c, keys, replies, cancel) = (conn(), node.keys.clone(), replies.clone(), cancel.clone());
         let boot = boot.clone();
@@ -330,8 +331,8 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
 
 /// Writes queued commands to `{p}:cmd`, many per round trip.
 fn forward(
-    c: &mut Conn,
-    keys: &Keys,
+    c: &mut RedisConn,
+    keys: &RedisKeys,
     (boot, replies): (&str, &str),
     timeout: Duration,
     queue: Receiver<Outgoing>,
@@ -377,7 +378,7 @@ fn forward(
 }
 
 /// Reads this node's reply stream and wakes the callers.
-fn listen(c: &mut Conn, replies: &str, pending: &Mutex<HashMap<u64, Waiter>>, cancel: CancellationToken) {
+fn listen(c: &mut RedisConn, replies: &str, pending: &Mutex<HashMap<u64, Waiter>>, cancel: CancellationToken) {
     let mut last = "0-0".to_string();
     while !cancel.is_cancelled() {
         let entries = match xread(c, replies, &last, 1000, 200) {
@@ -394,8 +395,8 @@ fn listen(c: &mut Conn, replies: &str, pending: &Mutex<HashMap<u64, Waiter>>, ca
             let (Some(r), Some(a)) = (get("r"), get("a")) else { continue };
             let req: u64 = String::from_utf8_lossy(r).parse().unwrap_or(0);
             let seq: u64 = get("s").and_then(|s| String::from_utf8_lossy(s).parse().ok()).unwrap_or(0);
-            let answer = serde_json::from_slice::<Answer>(a)
-                .map(Answer::into_result)
+            let answer = serde_json::from_slice::<ForwardedAnswer>(a)
+                .map(ForwardedAnswer::into_result)
                 .unwrap_or_else(|e| Err(EngineError::Unavailable(format!("an unreadable answer: {e}"))));
             if let Some(w) = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&req) {
                 let _ = w.send((answer, seq));
@@ -413,8 +414,8 @@ struct Taken {
 
 /// The engine's side: while this node leads, commands from `{p}:cmd` go into its mailbox.
 fn inbox(
-    c: &mut Conn,
-    keys: &Keys,
+    c: &mut RedisConn,
+    keys: &RedisKeys,
     leading: &AtomicBool,
     mailbox: &SyncSender<Request>,
     answers: &SyncSender<Taken>,
@@ -462,8 +463,8 @@ fn inbox(
             let (reply, rx) = oneshot::channel();
             let logged_at = Arc::new(AtomicU64::new(0));
             let taken = Taken { node: node.into_owned(), req: req.into_owned(), rx, logged_at: logged_at.clone() };
-            match serde_json::from_str::<Envelope>(&body) {
-                Ok(Envelope { actor, cmd }) => {
+            match serde_json::from_str::<ForwardedCommand>(&body) {
+                Ok(ForwardedCommand { actor, cmd }) => {
                     if let Err(TrySendError::Full(r) | TrySendError::Disconnected(r)) =
                         mailbox.try_send(Request { actor, cmd, reply, logged_at: Some(logged_at) })
                     {
@@ -481,7 +482,7 @@ fn inbox(
 
 /// Writes the engine's answers to the reply streams of the nodes that asked, with the seq
 /// of the log entry that holds the command's events (0 when it logged none).
-fn answer(mut c: Conn, keys: &Keys, rx: Receiver<Taken>, cancel: CancellationToken) {
+fn answer(mut c: RedisConn, keys: &RedisKeys, rx: Receiver<Taken>, cancel: CancellationToken) {
     while !cancel.is_cancelled() {
         let Ok(first) = rx.recv_timeout(Duration::from_millis(200)) else { continue };
         let mut batch = vec![first];
@@ -496,7 +497,7 @@ fn answer(mut c: Conn, keys: &Keys, rx: Receiver<Taken>, cancel: CancellationTok
         for t in batch {
             let result = t.rx.blocking_recv().unwrap_or(Err(EngineError::NotReady));
             let seq = t.logged_at.load(Ordering::Acquire);
-            let body = serde_json::to_string(&Answer::of(result)).expect("answers serialize");
+            let body = serde_json::to_string(&ForwardedAnswer::of(result)).expect("answers serialize");
             let stream = keys.replies(&t.node);
             pipe.cmd("XADD")
                 .arg(&stream)

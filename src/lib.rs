@@ -6,8 +6,10 @@
 //!
 //! - `domain`: the rules, pure and synchronous (see its own map).
 //! - `engine`: the single writer that owns the state, the deadlines and the append.
+//! - `mailbox`: what a command carries to the engine and how it can fail, shared by
+//!   `engine` and `cluster` (so `engine → cluster → mailbox`, no circle).
 //! - `store`: the durable event log with the recipient frames (SQLite, embedded; or Redis).
-//! - `snapshots`: a thread beside the engine that keeps its own replica and saves snapshots.
+//! - `snapshotter`: a thread beside the engine that keeps its own replica and saves snapshots.
 //! - `cluster`: several nodes on Redis: the engine lease, the log's tail, commands between nodes.
 //! - `gateway`: HTTP routes, auth, problem+json, websocket sessions, the push hub.
 //! - `settings`: configuration, from config/default.toml, a file and `MUSTER_*` variables.
@@ -22,6 +24,7 @@ pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod gateway;
+pub mod mailbox;
 pub mod settings;
-pub mod snapshots;
+pub mod snapshotter;
 pub mod store;

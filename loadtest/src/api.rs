@@ -1,11 +1,11 @@
 //! The HTTP calls the scenarios make, and the tokens they sign (with the server's secret,
-//! through muster's own `Keys`).
+//! through muster's own `TokenKeys`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use muster::gateway::auth::{Claims, Keys, Role};
+use muster::gateway::auth::{Claims, Role, TokenKeys};
 use serde_json::{Value, json};
 
 use crate::clock::now_us;
@@ -17,7 +17,7 @@ const TOKEN_TTL_S: u64 = 6 * 3600;
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
-    keys: Keys,
+    keys: TokenKeys,
 }
 
 /// An answer with the times around it.
@@ -37,7 +37,7 @@ impl Api {
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .build()?;
-        Ok(Api { http, base: format!("http://{addr}"), keys: Keys::new(secret) })
+        Ok(Api { http, base: format!("http://{addr}"), keys: TokenKeys::new(secret) })
     }
 
     pub fn token(&self, role: Role, scope: Option<&str>) -> String {

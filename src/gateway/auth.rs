@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::dispatcher::Actor;
-use crate::domain::scope;
+use crate::domain::scope::{self, Action};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,13 +108,13 @@ impl Claims {
 
 /// Signs and checks tokens with the configured secret.
 #[derive(Clone)]
-pub struct Keys {
+pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
 }
 
-impl Keys {
+impl TokenKeys {
     pub fn new(secret: &str) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp"]);
@@ -193,13 +193,18 @@ pub fn authenticate(app: &AppState, token: &str) -> Result<(Claims, Actor), ApiE
     Ok((claims, actor))
 }
 
+/// The role table (`scope::permits`): 403 when the caller's role may never do this.
+pub(super) fn require(caller: &Caller, action: Action) -> Result<(), ApiError> {
+    Ok(scope::require(&caller.actor, action)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn round_trips_and_refuses_bad_tokens() {
-        let keys = Keys::new("a-test-secret-of-some-length");
+        let keys = TokenKeys::new("a-test-secret-of-some-length");
         let now = crate::engine::now_ms() as u64 / 1000;
         let c = Claims::new(Role::Staff, Some("c001".into()), now, 60).unwrap();
         let t = keys.sign(&c);
@@ -207,7 +212,7 @@ mod tests {
         assert_eq!(back, c);
         assert_eq!(actor, Actor::Staff { community: "c001".into() });
 
-        let other = Keys::new("another-secret-of-some-length");
+        let other = TokenKeys::new("another-secret-of-some-length");
         assert!(other.verify(&t).unwrap_err().contains("signature"));
 
         let expired = Claims { exp: now - 10, iat: now - 100, ..c.clone() };

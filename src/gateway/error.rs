@@ -2,6 +2,7 @@
 //! once here; its internals never reach the client.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -107,6 +108,14 @@ impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         ApiError::bad_request("invalid_query", r.body_text())
     }
+}
+
+/// An optional JSON body: empty is the default.
+pub(super) fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::unprocessable("invalid_body", format!("invalid body: {e}")))
 }
 
 impl IntoResponse for ApiError {

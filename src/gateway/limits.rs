@@ -13,7 +13,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use super::error::ApiError;
 use crate::settings;
 
-pub struct Limits {
+pub struct RateLimits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_subject: DefaultKeyedRateLimiter<String>,
     socket: Quota,
@@ -40,9 +40,9 @@ fn retry_after(wait: Duration) -> ApiError {
     }
 }
 
-impl Limits {
+impl RateLimits {
     pub fn new(cfg: &settings::Limits) -> Self {
-        Limits {
+        RateLimits {
             per_ip: RateLimiter::keyed(quota(cfg.http_per_ip_per_s, cfg.http_per_ip_burst)),
             per_subject: RateLimiter::keyed(quota(cfg.http_per_subject_per_s, cfg.http_per_subject_burst)),
             socket: quota(cfg.ws_messages_per_s, cfg.ws_messages_burst),
@@ -88,7 +88,7 @@ mod tests {
             ws_messages_burst: 1,
             ws_flood_close_after: 3,
         };
-        let l = Limits::new(&cfg);
+        let l = RateLimits::new(&cfg);
         let ip: IpAddr = "127.0.0.9".parse().unwrap();
         assert!(l.check_ip(ip).is_ok() && l.check_ip(ip).is_ok());
         let e = l.check_ip(ip).unwrap_err();

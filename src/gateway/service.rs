@@ -13,10 +13,10 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
+use super::auth::require;
 use super::error::{ApiError, Problem};
-use super::http::require;
 use super::views::MemberView;
-use crate::domain::dispatcher::{Actor, Command, Reply, State as Dispatch, rfc3339};
+use crate::domain::dispatcher::{self, Actor, Command, Reply, rfc3339};
 use crate::domain::geo::Position;
 use crate::domain::org::Member;
 use crate::domain::reports::{self, Period, RegistrationView, Report};
@@ -47,7 +47,7 @@ pub struct RegisterBody {
     pub on_call: bool,
 }
 
-fn member_of(state: &Dispatch, b: RegisterBody) -> Result<Member, ApiError> {
+fn member_of(state: &dispatcher::State, b: RegisterBody) -> Result<Member, ApiError> {
     let position = match b.position {
         Some(p) => p,
         None => {
@@ -514,7 +514,7 @@ pub async fn cancel(
     body: Bytes,
 ) -> Result<Json<OrderView>, ApiError> {
     require(&caller, Action::CancelOrder)?;
-    let b: CancelOrderBody = super::http::optional_body(&body)?;
+    let b: CancelOrderBody = super::error::optional_body(&body)?;
     order_action(app, caller, id.clone(), Command::CancelOrder { order_id: id, reason: b.reason }).await
 }
 

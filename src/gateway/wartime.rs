@@ -11,11 +11,11 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
+use super::auth::require;
 use super::error::{ApiError, Problem};
-use super::http::require;
 use super::views::IncidentView;
 use crate::domain::balance::{self, CommunityBalance, Proposal};
-use crate::domain::dispatcher::{Actor, Command, Reply, State as Dispatch, rfc3339};
+use crate::domain::dispatcher::{self, Actor, Command, Reply, rfc3339};
 use crate::domain::event::Mode;
 use crate::domain::mobilization::{MemberOrder, Mobilization, OrderState, Progress, Site, breakdown};
 use crate::domain::reports::{self, FairnessView};
@@ -46,7 +46,7 @@ pub struct ModesView {
     pub districts: Vec<DistrictMode>,
 }
 
-fn modes(state: &Dispatch) -> ModesView {
+fn modes(state: &dispatcher::State) -> ModesView {
     let districts = state
         .city
         .city()
@@ -161,7 +161,7 @@ pub struct MobilizationView {
 impl MobilizationView {
     /// The mobilization as `actor` sees it: a district's command, the orders that report
     /// into its district (counts, rows and missing members alike).
-    fn new(state: &Dispatch, m: &Mobilization, actor: &Actor, detail: bool) -> Self {
+    fn new(state: &dispatcher::State, m: &Mobilization, actor: &Actor, detail: bool) -> Self {
         let city = state.city.city().expect("a mobilization implies a city");
         let visible: Vec<&MemberOrder> =
             m.orders.iter().filter(|o| scope::mobilization_part(state, actor, m, o)).collect();
@@ -320,7 +320,7 @@ pub async fn close_mobilization(
     body: axum::body::Bytes,
 ) -> Result<Json<MobilizationView>, ApiError> {
     require(&caller, Action::Mobilize)?;
-    let b: CloseBody = super::http::optional_body(&body)?;
+    let b: CloseBody = super::error::optional_body(&body)?;
     app.engine
         .submit(caller.actor.clone(), Command::CloseMobilization { mobilization_id: id.clone(), reason: b.reason })
         .await?;
@@ -370,7 +370,7 @@ pub async fn whistle(
         WhistleTo::Units(u) => WhistleTarget::Units(u),
     };
     app.engine.submit(caller.actor.clone(), Command::Whistle { incident_id: id.clone(), to }).await?;
-    Ok(Json(super::http::incident_view(&app, &caller.actor, &id)?))
+    Ok(Json(super::incidents::incident_view(&app, &caller.actor, &id)?))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

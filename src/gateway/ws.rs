@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::AppState;
 use super::error::ApiError;
 use super::hub::{Hub, Pushed, Subscription};
-use super::limits::Limits;
+use super::limits::RateLimits;
 use crate::domain::dispatcher::{Actor, Command};
 use crate::domain::geo::Position;
 use crate::domain::scope::{self, Action};
@@ -99,7 +99,7 @@ pub async fn upgrade(
         .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_message_bytes) * 4)
         .max_message_size(cfg.max_message_bytes)
         .max_frame_size(cfg.max_message_bytes);
-    // The session keeps what it uses of the app, not a clone of all of it (its `Keys`
+    // The session keeps what it uses of the app, not a clone of all of it (its `TokenKeys`
     // alone would be a few hundred bytes of heap per socket). Boxed: axum keeps the
     // callback's captures in the socket's task for as long as it runs.
     let session = Box::new(Session {
@@ -132,7 +132,7 @@ struct Session {
     hub: Arc<Hub>,
     settings: Arc<Settings>,
     shutdown: CancellationToken,
-    limits: Arc<Limits>,
+    limits: Arc<RateLimits>,
     actor: Actor,
     role: &'static str,
     stream: Arc<str>,

@@ -35,14 +35,14 @@ use crate::domain::geo::Position;
 
 /// Key names of one deployment.
 #[derive(Debug, Clone)]
-pub struct Keys {
+pub struct RedisKeys {
     /// `{prefix}:`
     base: String,
 }
 
-impl Keys {
+impl RedisKeys {
     pub fn new(prefix: &str) -> Self {
-        Keys { base: format!("{{{prefix}}}:") }
+        RedisKeys { base: format!("{{{prefix}}}:") }
     }
     pub fn base(&self) -> &str {
         &self.base
@@ -84,15 +84,15 @@ impl Keys {
 
 /// One connection that reconnects on the next use after it broke. Every read and write has
 /// a timeout, so a Redis that vanished never hangs a thread.
-pub struct Conn {
+pub struct RedisConn {
     client: Client,
     conn: Option<Connection>,
     timeout: Duration,
 }
 
-impl Conn {
+impl RedisConn {
     pub fn new(client: Client, timeout: Duration) -> Self {
-        Conn { client, conn: None, timeout }
+        RedisConn { client, conn: None, timeout }
     }
 
     pub fn run<T>(&mut self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
@@ -193,7 +193,7 @@ end
 return {seq, redis.call('LRANGE', KEYS[1] .. ':' .. seq, 0, -1)}
 "#;
 
-fn load_snapshot(conn: &mut Conn, keys: &Keys) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+fn load_snapshot(conn: &mut RedisConn, keys: &RedisKeys) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
     let script = Script::new(LOAD_SNAPSHOT);
     let mut inv = script.prepare_invoke();
     inv.key(keys.snapshot());
@@ -203,14 +203,14 @@ fn load_snapshot(conn: &mut Conn, keys: &Keys) -> Result<Option<(u64, Vec<u8>)>,
 
 /// The snapshotter's connection to Redis (`crate::snapshots`).
 pub struct RedisSnapshots {
-    conn: Conn,
-    keys: Keys,
+    conn: RedisConn,
+    keys: RedisKeys,
     require_persistence: bool,
 }
 
 impl RedisSnapshots {
-    pub fn new(client: Client, keys: Keys, require_persistence: bool) -> Self {
-        RedisSnapshots { conn: Conn::new(client, Duration::from_secs(10)), keys, require_persistence }
+    pub fn new(client: Client, keys: RedisKeys, require_persistence: bool) -> Self {
+        RedisSnapshots { conn: RedisConn::new(client, Duration::from_secs(10)), keys, require_persistence }
     }
 }
 
@@ -279,7 +279,7 @@ pub fn field<'a>(fields: &'a [Vec<u8>], name: &str) -> Option<&'a [u8]> {
 
 /// Entries of `key` after the id `after`, at most `count`, waiting up to `block_ms` for
 /// the first (a blocking XREAD: the connection's timeout must be longer).
-pub fn xread(c: &mut Conn, key: &str, after: &str, count: usize, block_ms: u64) -> RedisResult<Entries> {
+pub fn xread(c: &mut RedisConn, key: &str, after: &str, count: usize, block_ms: u64) -> RedisResult<Entries> {
     let found: Option<Vec<(String, Entries)>> = c.run(|c| {
         redis::cmd("XREAD")
             .arg("COUNT")
@@ -305,7 +305,7 @@ pub fn events_of(entries: Entries) -> Result<Vec<Event>, StoreError> {
 }
 
 /// Log entries after `after_seq`, at most `count`.
-pub fn read_log(c: &mut Connection, keys: &Keys, after_seq: u64, count: usize) -> Result<Vec<Event>, StoreError> {
+pub fn read_log(c: &mut Connection, keys: &RedisKeys, after_seq: u64, count: usize) -> Result<Vec<Event>, StoreError> {
     let entries: Entries = redis::cmd("XRANGE")
         .arg(keys.log())
         .arg(format!("(0-{after_seq}"))
@@ -321,8 +321,8 @@ pub type Fence = std::sync::Arc<Mutex<Option<String>>>;
 
 /// The engine's side of the log on Redis.
 pub struct RedisLog {
-    conn: Conn,
-    keys: Keys,
+    conn: RedisConn,
+    keys: RedisKeys,
     fence: Fence,
     require_persistence: bool,
     /// When persistence was last seen on, so it is not asked on every append.
@@ -354,9 +354,9 @@ fn parse_position(v: &[u8]) -> Option<Position> {
 }
 
 impl RedisLog {
-    pub fn new(client: Client, keys: Keys, fence: Fence, require_persistence: bool) -> Self {
+    pub fn new(client: Client, keys: RedisKeys, fence: Fence, require_persistence: bool) -> Self {
         RedisLog {
-            conn: Conn::new(client, Duration::from_secs(10)),
+            conn: RedisConn::new(client, Duration::from_secs(10)),
             keys,
             fence,
             require_persistence,
@@ -522,18 +522,18 @@ impl EventLog for RedisLog {
 /// connections (used from `spawn_blocking`).
 pub struct RedisReader {
     client: Client,
-    keys: Keys,
-    idle: Mutex<Vec<Conn>>,
+    keys: RedisKeys,
+    idle: Mutex<Vec<RedisConn>>,
 }
 
 impl RedisReader {
-    pub fn new(client: Client, keys: Keys) -> Self {
+    pub fn new(client: Client, keys: RedisKeys) -> Self {
         RedisReader { client, keys, idle: Mutex::new(Vec::new()) }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
         let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = taken.unwrap_or_else(|| Conn::new(self.client.clone(), Duration::from_secs(5)));
+        let mut conn = taken.unwrap_or_else(|| RedisConn::new(self.client.clone(), Duration::from_secs(5)));
         let r = conn.run(f);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < 8 {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use muster::gateway::auth::{Claims, Keys, Role};
+use muster::gateway::auth::{Claims, Role, TokenKeys};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -94,8 +94,11 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
     vec![
         ("garbage", "not-a-jwt".to_string()),
         ("three garbage parts", "a.b.c".to_string()),
-        ("wrong secret", Keys::new("another-secret-0123456789").sign(&staff)),
-        ("expired", Keys::new(SECRET).sign(&Claims::new(Role::Staff, Some("c001".into()), now - 100, 10).unwrap())),
+        ("wrong secret", TokenKeys::new("another-secret-0123456789").sign(&staff)),
+        (
+            "expired",
+            TokenKeys::new(SECRET).sign(&Claims::new(Role::Staff, Some("c001".into()), now - 100, 10).unwrap()),
+        ),
         (
             "alg none",
             format!(
@@ -523,7 +526,7 @@ async fn a_socket_is_closed_with_1008_when_its_token_expires() {
     let id = app.city.members[0].id.clone();
     let claims = Claims::new(Role::Member, Some(id.clone()), now_s(), 2).unwrap();
     let exp = claims.exp;
-    let token = Keys::new(SECRET).sign(&claims);
+    let token = TokenKeys::new(SECRET).sign(&claims);
     let mut ws = app.ws(&token, None).await;
     let mut control = app.ws(&app.member(&app.city.members[1].id), None).await;
     // Still usable before it expires.
@@ -557,7 +560,7 @@ async fn a_token_is_refused_from_its_exp_second_on() {
     let id = app.city.members[0].id.clone();
     let claims = Claims::new(Role::Member, Some(id.clone()), now - 10, 10).unwrap();
     assert_eq!(claims.exp, now);
-    let token = Keys::new(SECRET).sign(&claims);
+    let token = TokenKeys::new(SECRET).sign(&claims);
     let resp = app.get(&token, &format!("/v1/members/{id}")).await;
     assert_eq!(resp.status(), 401, "a token whose exp is now is accepted over HTTP");
     let (status, _) = handshake_status(ws_request(&app.addr, &format!("?access_token={token}"))).await;

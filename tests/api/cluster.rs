@@ -64,7 +64,7 @@ async fn node(url: &str, prefix: &Prefix, durable: bool) -> TestApp {
         addr: format!("127.0.0.1:{}", app.port()),
         app: Some(app),
         http: reqwest::Client::new(),
-        keys: muster::gateway::auth::Keys::new(SECRET),
+        keys: muster::gateway::auth::TokenKeys::new(SECRET),
         city: test_city(),
         _dir: Some(dir),
     }
@@ -91,6 +91,9 @@ async fn an_offer_decided_for_an_incident_raised_on_one_node_reaches_a_member_on
     let b = node(SHARED_REDIS, &prefix, false).await;
     assert!(!leader(&b), "the second node follows");
     assert_eq!(a.put_city(&a.command(), &a.city).await.status(), 200);
+    // Node B knows the members only once its replica has applied the import.
+    let has_city = |t: &TestApp| t.app.as_ref().unwrap().engine.read().city.city().is_some();
+    eventually(Duration::from_secs(5), "node B applies the city", || async { has_city(&b) }).await;
 
     // Every on-call member listens on node B.
     let mut sockets = Vec::new();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use muster::app::{self, App, Options};
 use muster::domain::org::City;
-use muster::gateway::auth::{Claims, Keys, Role};
+use muster::gateway::auth::{Claims, Role, TokenKeys};
 use muster::settings::Settings;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -49,7 +49,7 @@ pub struct TestApp {
     pub app: Option<App>,
     pub addr: String,
     pub http: reqwest::Client,
-    pub keys: Keys,
+    pub keys: TokenKeys,
     pub city: City,
     pub _dir: Option<tempfile::TempDir>,
 }
@@ -66,7 +66,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         addr: format!("127.0.0.1:{}", app.port()),
         app: Some(app),
         http: reqwest::Client::new(),
-        keys: Keys::new(SECRET),
+        keys: TokenKeys::new(SECRET),
         city: test_city(),
         _dir: Some(dir),
     };
@@ -338,7 +338,7 @@ pub fn child_client(addr: &str) -> TestApp {
         app: None,
         addr: addr.to_string(),
         http: reqwest::Client::new(),
-        keys: Keys::new(SECRET),
+        keys: TokenKeys::new(SECRET),
         city: test_city(),
         _dir: None,
     }

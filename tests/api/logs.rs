@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use muster::gateway::auth::{Claims, Keys, Role};
+use muster::gateway::auth::{Claims, Role, TokenKeys};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -44,7 +44,7 @@ async fn drive(format: &str, filter: &str) -> (String, Vec<(String, String)>) {
         },
     );
     let app = child_client(&p.addr);
-    let keys = Keys::new(SECRET);
+    let keys = TokenKeys::new(SECRET);
     let now = now_s();
     let member = app.city.members[0].id.clone();
     let mut tokens: Vec<(String, String)> = vec![
@@ -55,7 +55,7 @@ async fn drive(format: &str, filter: &str) -> (String, Vec<(String, String)>) {
         ("expired".into(), keys.sign(&Claims::new(Role::Staff, Some("c001".into()), now - 100, 10).unwrap())),
         (
             "wrong secret".into(),
-            Keys::new("another-secret-0123456789").sign(&Claims::new(Role::Command, None, now, 3600).unwrap()),
+            TokenKeys::new("another-secret-0123456789").sign(&Claims::new(Role::Command, None, now, 3600).unwrap()),
         ),
         ("unit_admin".into(), app.token(Role::UnitAdmin, Some(&app.city.members[0].unit_id))),
     ];

@@ -48,7 +48,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use muster::gateway::auth::{Claims, Keys, Role};
+use muster::gateway::auth::{Claims, Role, TokenKeys};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -2986,7 +2986,7 @@ async fn tokens_naming_no_scope_the_city_holds_are_refused() {
 #[tokio::test]
 async fn a_socket_of_any_role_is_closed_when_its_token_expires() {
     let app = spawn_app().await;
-    let keys = Keys::new(SECRET);
+    let keys = TokenKeys::new(SECRET);
     let now = muster::engine::now_ms() as u64 / 1000;
     let m = &app.city.members[0];
     let scopes = [

@@ -14,7 +14,7 @@ use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use muster::app::{self, Options};
-use muster::gateway::auth::Keys;
+use muster::gateway::auth::TokenKeys;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -603,7 +603,7 @@ async fn the_member_page_reconnects_and_resumes_after_a_server_restart() {
         app: Some(start(settings.clone()).await),
         addr: format!("127.0.0.1:{port}"),
         http: reqwest::Client::new(),
-        keys: Keys::new(SECRET),
+        keys: TokenKeys::new(SECRET),
         city: test_city(),
         _dir: None,
     };

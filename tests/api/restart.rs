@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use muster::gateway::auth::Keys;
+use muster::gateway::auth::TokenKeys;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -55,7 +55,7 @@ fn client(addr: &str) -> TestApp {
         app: None,
         addr: addr.to_string(),
         http: reqwest::Client::new(),
-        keys: Keys::new(SECRET),
+        keys: TokenKeys::new(SECRET),
         city: test_city(),
         _dir: None,
     }
