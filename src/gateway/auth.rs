@@ -188,6 +188,12 @@ pub fn authenticate(app: &AppState, token: &str) -> Result<(Claims, Actor), ApiE
     }
     app.limits.check_subject(&claims.sub)?;
     if !scope::known(&app.engine.read(), &actor) {
+        // Only a node whose state is the log's last word may say "nothing": one still
+        // replaying, or a follower whose replica may lag the engine by a moment, asks for
+        // a retry instead of sending a valid token back for a new one.
+        if !app.engine.is_started() || !app.engine.is_leader() {
+            return Err(ApiError::unavailable("this node does not know the token's scope yet; retry shortly"));
+        }
         return Err(ApiError::unauthorized("the token's scope names nothing in this city; ask for a new one"));
     }
     Ok((claims, actor))

@@ -2930,7 +2930,7 @@ async fn every_token_calls_every_endpoint_and_the_oracle_says_what_it_gets() {
 #[tokio::test]
 async fn tokens_naming_no_scope_the_city_holds_are_refused() {
     let app = spawn_app().await;
-    let keys = Keys::new(SECRET);
+    let keys = TokenKeys::new(SECRET);
     let now = muster::engine::now_ms() as u64 / 1000;
     let claims = |sub: &str, role: Role, scope: [Option<&str>; 4]| Claims {
         sub: sub.into(),
