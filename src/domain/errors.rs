@@ -174,25 +174,14 @@ impl std::fmt::Display for Code {
     }
 }
 
-/// A refusal. Built only by `err` and `err_as`, so `kind` and `code` always agree with `id`.
-///
-/// `code` is `id.as_str()`, kept as a `&'static str` field for the code outside the domain
-/// that reads it so (the gateway's problem documents, the engine's metrics); new code should
-/// read `id()`.
+/// A refusal: its kind (the status class), its code (data, matched exhaustively; the wire
+/// and problem documents use `code.as_str()`), and a detail for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{detail}")]
 pub struct DomainError {
     pub kind: ErrorKind,
-    pub code: &'static str,
+    pub code: Code,
     pub detail: String,
-    id: Code,
-}
-
-impl DomainError {
-    /// The code, as data.
-    pub fn id(&self) -> Code {
-        self.id
-    }
 }
 
 /// A refusal of the code's own kind.
@@ -203,7 +192,7 @@ pub fn err(code: Code, detail: impl Into<String>) -> DomainError {
 /// A refusal whose kind the call decides: the `unknown_*` codes that are `NotFound` when
 /// the id is looked up in the actor's scope and `Invalid` when it is input being checked.
 pub fn err_as(kind: ErrorKind, code: Code, detail: impl Into<String>) -> DomainError {
-    DomainError { kind, code: code.as_str(), detail: detail.into(), id: code }
+    DomainError { kind, code, detail: detail.into() }
 }
 
 /// Wire form: `{"kind":"not_found","code":"unknown_offer","detail":"…"}`.
@@ -215,7 +204,7 @@ impl Serialize for DomainError {
             code: Code,
             detail: &'a str,
         }
-        Wire { kind: self.kind, code: self.id, detail: &self.detail }.serialize(s)
+        Wire { kind: self.kind, code: self.code, detail: &self.detail }.serialize(s)
     }
 }
 
@@ -244,14 +233,14 @@ mod tests {
             let json = serde_json::to_string(&e).unwrap();
             let back: DomainError = serde_json::from_str(&json).unwrap_or_else(|x| panic!("{json}: {x}"));
             assert_eq!(back, e, "{json}");
-            assert!(std::ptr::eq(back.code, code.as_str()));
+            assert_eq!(back.code, code);
         }
         let json = serde_json::to_string(&err(Code::UnknownOffer, "no offer")).unwrap();
         assert_eq!(json, r#"{"kind":"not_found","code":"unknown_offer","detail":"no offer"}"#);
         let e: DomainError =
             serde_json::from_str(r#"{"kind":"conflict","code":"from_the_future","detail":"newer node"}"#).unwrap();
         assert_eq!(e, err_as(ErrorKind::Conflict, Code::RemoteError, "newer node"));
-        assert_eq!(e.code, "remote_error");
+        assert_eq!(e.code.as_str(), "remote_error");
         assert!(serde_json::from_str::<DomainError>(r#"{"kind":"Conflict","code":"x","detail":""}"#).is_err());
         assert_eq!(Code::parse("no_city"), Code::NoCity);
         assert_eq!(Code::parse(""), Code::RemoteError);

@@ -835,7 +835,7 @@ fn registration_is_refused_outside_the_registrars_scope_or_when_it_does_not_fit_
     for (actor, members, kind, code) in cases {
         let what = format!("{actor:?} {:?}", members.iter().map(|m| &m.id).collect::<Vec<_>>());
         let e = w.refuse(&actor, register(members));
-        assert_eq!((e.kind, e.code), (kind, code), "{what}: {}", e.detail);
+        assert_eq!((e.kind, e.code.as_str()), (kind, code), "{what}: {}", e.detail);
     }
     assert_eq!(w.state.member_index("ok"), None);
 }

@@ -405,7 +405,7 @@ pub(super) fn as_set(ids: Vec<String>) -> BTreeSet<String> {
 
 #[track_caller]
 pub(super) fn assert_err(e: &DomainError, kind: ErrorKind, code: &str) {
-    assert_eq!((e.kind, e.code), (kind, code), "{}", e.detail);
+    assert_eq!((e.kind, e.code.as_str()), (kind, code), "{}", e.detail);
 }
 
 /// For the scenario tests: a snapshot taken after any prefix of a log, restored, and fed the

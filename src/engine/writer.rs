@@ -252,7 +252,8 @@ impl Writer {
                     replies.push((req.reply, out.reply.unwrap_or(Reply::Done), req.logged_at));
                 }
                 Err(e) => {
-                    metrics::counter!("muster_commands_total", "command" => name, "outcome" => e.code).increment(1);
+                    metrics::counter!("muster_commands_total", "command" => name, "outcome" => e.code.as_str())
+                        .increment(1);
                     let _ = req.reply.send(Err(EngineError::Domain(e)));
                 }
             }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::dispatcher::{DomainError, ErrorKind};
+use crate::domain::dispatcher::DomainError;
 use crate::engine::EngineError;
 
 /// An RFC 9457 problem document. `code` is stable; `detail` is for people.
@@ -63,13 +63,8 @@ impl ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        let status = match e.kind {
-            ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-        };
-        ApiError::new(status, e.code, e.detail)
+        let status = StatusCode::from_u16(e.kind.http_status()).expect("a domain error's status is a valid one");
+        ApiError::new(status, e.code.as_str(), e.detail)
     }
 }
 
