@@ -34,6 +34,9 @@ pub struct Final {
 
 pub struct Report {
     pub anomalies: Vec<Anomaly>,
+    /// Anomalies of a kind found before and reported (docs/RELIABILITY.md), not failing
+    /// the run unless MUSTER_HISTORY_STRICT=1 (which makes them anomalies instead).
+    pub known: Vec<Anomaly>,
     pub stats: BTreeMap<String, usize>,
 }
 
@@ -253,6 +256,7 @@ pub fn check(ctx: &Ctx, fold: &Fold, fin: &Final, seen: Option<&[Seen]>) -> Repo
         raises.entry(op.args["key"].as_str().unwrap_or("").to_string()).or_default().push(op);
     }
     let mut unknown_in = (0, 0);
+    let mut known = Vec::new();
     for (key, list) in &raises {
         let note = format!("hist:{key}");
         let made = by_note.get(&note).cloned().unwrap_or_default();
@@ -279,7 +283,20 @@ pub fn check(ctx: &Ctx, fold: &Fold, fin: &Final, seen: Option<&[Seen]>) -> Repo
                 );
             }
         } else if list.iter().any(|o| o.outcome.is_unknown()) {
-            if made.is_empty() { unknown_in.1 += 1 } else { unknown_in.0 += 1 }
+            if made.is_empty() {
+                unknown_in.1 += 1
+            } else {
+                unknown_in.0 += 1;
+                let lied =
+                    list.iter().find(|o| matches!(&o.outcome, Outcome::Unknown(r) if r.starts_with("503 redis: ")));
+                if let Some(o) = lied {
+                    known.push(Anomaly {
+                        what: format!("raise {key} answered 503 ({}) yet made {made:?}", o.outcome.short()),
+                        at: Some(o.complete),
+                        objects: vec![key.clone()],
+                    });
+                }
+            }
         } else if !made.is_empty() {
             ck.bad(format!("raise {key} was refused every time yet made {made:?}"), t, &[key]);
         }
@@ -674,7 +691,9 @@ pub fn check(ctx: &Ctx, fold: &Fold, fin: &Final, seen: Option<&[Seen]>) -> Repo
         }
     }
 
-    Report { anomalies: ck.out, stats }
+    let store_503 = ops.iter().filter(|o| o.args["detail"].as_str().is_some_and(super::client::store_error)).count();
+    stats.insert("503 with a redis error".into(), store_503);
+    Report { anomalies: ck.out, known, stats }
 }
 
 /// The smallest window of the history that shows an anomaly: the ops overlapping its time

@@ -150,6 +150,8 @@ impl Ctx {
         if let Some(k) = idem {
             req = req.header("Idempotency-Key", k);
         }
+        let mut detail = None;
+        let detail_of_503 = &mut detail;
         let outcome = match req.send().await {
             Err(e) if e.is_connect() => Outcome::Fail("connection_refused".into()),
             Err(e) => Outcome::Unknown(if e.is_timeout() { "timeout".into() } else { "connection".into() }),
@@ -164,6 +166,9 @@ impl Ctx {
                         } else {
                             let code = v["code"].as_str().unwrap_or("").to_string();
                             let detail = v["detail"].as_str().unwrap_or("");
+                            if status == 503 {
+                                *detail_of_503 = Some(detail.to_string());
+                            }
                             if status >= 500 && status != 503 {
                                 Outcome::Fail(format!("{status} {code}"))
                             } else if status == 503 && self.cluster && maybe_decided(detail) {
@@ -183,6 +188,9 @@ impl Ctx {
         if let Some(k) = idem {
             args["key"] = json!(k);
         }
+        if let Some(d) = detail {
+            args["detail"] = json!(d);
+        }
         self.record(process, kind, args, invoke, outcome.clone());
         outcome
     }
@@ -200,5 +208,20 @@ impl Ctx {
 /// "the engine did not answer within redis.command_timeout_ms: the command may have been
 /// decided"). Every other 503 promises that nothing was changed.
 pub fn maybe_decided(detail: &str) -> bool {
-    detail.contains("in time") || detail.contains("way to the engine") || detail.contains("unreadable")
+    detail.contains("in time")
+        || detail.contains("way to the engine")
+        || detail.contains("unreadable")
+        || (!strict() && store_error(detail))
+}
+
+/// A 503 whose detail is the Redis error an append met (`redis: ...`): the engine answers
+/// it as "nothing was changed", but when the connection broke after the script ran, the
+/// events are in the log (docs/RELIABILITY.md, "History checking", anomaly 1). Counted as
+/// unknown unless `MUSTER_HISTORY_STRICT=1`.
+pub fn store_error(detail: &str) -> bool {
+    detail.starts_with("redis: ")
+}
+
+pub fn strict() -> bool {
+    std::env::var("MUSTER_HISTORY_STRICT").is_ok_and(|v| v == "1")
 }

@@ -476,7 +476,7 @@ async fn request(
     st.next_id += 1;
     let invoke = ctx.now();
     let msg = json!({"id": id, "type": kind, "data": data});
-    let args = json!({"type": kind, "data": data});
+    let mut args = json!({"type": kind, "data": data});
     if ws.send(Message::Text(msg.to_string().into())).await.is_err() {
         // Not sent: it cannot have been decided.
         let o = Outcome::Fail("not_sent".into());
@@ -495,6 +495,9 @@ async fn request(
                     } else {
                         let code = f["data"]["code"].as_str().unwrap_or("").to_string();
                         let detail = f["data"]["detail"].as_str().unwrap_or("");
+                        if code == "unavailable" {
+                            args["detail"] = json!(detail);
+                        }
                         if code == "unavailable" && ctx.cluster && super::client::maybe_decided(detail) {
                             Outcome::Unknown(format!("unavailable: {detail}"))
                         } else {
