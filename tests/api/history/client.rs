@@ -204,22 +204,14 @@ impl Ctx {
     }
 }
 
-/// A 503 whose detail says the engine may have decided the command (docs/PROTOCOL.md:
-/// "the engine did not answer within redis.command_timeout_ms: the command may have been
-/// decided"). Every other 503 promises that nothing was changed.
+/// A 503 that may have been decided. docs/PROTOCOL.md promises that only a command timeout
+/// may have been decided, but the server words every `unavailable` alike ("nothing was
+/// changed", src/gateway/error.rs), also after a failover or a broken append, and some of
+/// them were decided (docs/RELIABILITY.md, "History checking", anomaly 1). So on several
+/// nodes every 503 counts as unknown, unless `MUSTER_HISTORY_STRICT=1` holds the server to
+/// its word.
 pub fn maybe_decided(detail: &str) -> bool {
-    detail.contains("in time")
-        || detail.contains("way to the engine")
-        || detail.contains("unreadable")
-        || (!strict() && store_error(detail))
-}
-
-/// A 503 whose detail is the Redis error an append met (`redis: ...`): the engine answers
-/// it as "nothing was changed", but when the connection broke after the script ran, the
-/// events are in the log (docs/RELIABILITY.md, "History checking", anomaly 1). Counted as
-/// unknown unless `MUSTER_HISTORY_STRICT=1`.
-pub fn store_error(detail: &str) -> bool {
-    detail.starts_with("redis: ")
+    !strict() || detail.contains("in time") || detail.contains("may have been decided")
 }
 
 pub fn strict() -> bool {

@@ -417,7 +417,7 @@ async fn run(n_nodes: usize, default_secs: u64) {
     for k in [
         "unknown raises in",
         "unknown raises out",
-        "503 with a redis error",
+        "503 counted unknown",
         "lease grants",
         "appends watched",
         "epochs that appended",

@@ -129,7 +129,8 @@ impl Nodes {
             let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             // The run's own variables would read as unknown settings (`env` execs, so the
             // pid is muster's).
-            let wrapper = ["env", "-u", "MUSTER_HISTORY_SEED", "-u", "MUSTER_HISTORY_SECS", "--"];
+            let wrapper =
+                ["env", "-u", "MUSTER_HISTORY_SEED", "-u", "MUSTER_HISTORY_SECS", "-u", "MUSTER_HISTORY_STRICT", "--"];
             start_child_with(&dir, ChildOptions { env: &e, wrapper: &wrapper, ..Default::default() })
         })
         .await
