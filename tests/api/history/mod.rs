@@ -135,8 +135,26 @@ async fn get_json(ctx: &Shared, node: usize, token: &str, path: &str) -> Value {
     panic!("GET {path} on node{node} did not answer 200");
 }
 
-/// A member's whole stream, replayed from seq 0.
+/// A member's whole stream, replayed from seq 0; tried again (up to three times) when it
+/// came back shorter than the hello's `last_seq`, which is printed.
 async fn replay(ctx: &Shared, node: usize, member: &str) -> Vec<(u64, String, Value)> {
+    let mut got = (Vec::new(), None);
+    for attempt in 0..3 {
+        got = replay_once(ctx, node, member).await;
+        if got.1.is_some_and(|l| got.0.len() as u64 >= l) {
+            break;
+        }
+        println!(
+            "replay of {member} on node{node}, attempt {attempt}: {} frames, hello last_seq {:?}",
+            got.0.len(),
+            got.1
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    got.0
+}
+
+async fn replay_once(ctx: &Shared, node: usize, member: &str) -> (Vec<(u64, String, Value)>, Option<u64>) {
     let token = ctx.token(Role::Member, Some(member));
     let url = format!("ws://{}/v1/ws?access_token={token}&after_seq=0", ctx.addr(node));
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("replay connects");
@@ -154,7 +172,7 @@ async fn replay(ctx: &Shared, node: usize, member: &str) -> Vec<(u64, String, Va
             break;
         }
     }
-    out
+    (out, last)
 }
 
 fn logged_frames(db: &std::path::Path, member: &str) -> Vec<(u64, String, Value)> {
