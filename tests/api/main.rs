@@ -8,6 +8,7 @@ mod bad_input;
 mod cluster;
 mod faults;
 mod flow;
+mod history;
 mod hostile;
 mod logs;
 mod matrix;
