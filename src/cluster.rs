@@ -144,7 +144,7 @@ impl Node {
             tracing::warn!(commands = waiting.len(), "the engine changed; failing the commands sent to the one before");
         }
         for (_, w) in waiting {
-            let _ = w.send((Err(EngineError::Unavailable("the engine changed; retry".into())), 0));
+            let _ = w.send((Err(EngineError::Unknown("the engine changed while it had the command".into())), 0));
         }
     }
 
@@ -192,6 +192,7 @@ enum ForwardedAnswer {
     Ok(Reply),
     Refused(DomainError),
     Unavailable(String),
+    Unknown(String),
     Overloaded,
     NotReady,
 }
@@ -202,6 +203,7 @@ impl ForwardedAnswer {
             Ok(r) => ForwardedAnswer::Ok(r),
             Err(EngineError::Domain(e)) => ForwardedAnswer::Refused(e),
             Err(EngineError::Unavailable(m)) => ForwardedAnswer::Unavailable(m),
+            Err(EngineError::Unknown(m)) => ForwardedAnswer::Unknown(m),
             Err(EngineError::Overloaded) => ForwardedAnswer::Overloaded,
             Err(EngineError::NotReady) => ForwardedAnswer::NotReady,
         }
@@ -212,6 +214,7 @@ impl ForwardedAnswer {
             ForwardedAnswer::Ok(r) => Ok(r),
             ForwardedAnswer::Refused(e) => Err(EngineError::Domain(e)),
             ForwardedAnswer::Unavailable(m) => Err(EngineError::Unavailable(m)),
+            ForwardedAnswer::Unknown(m) => Err(EngineError::Unknown(m)),
             ForwardedAnswer::Overloaded => Err(EngineError::Overloaded),
             ForwardedAnswer::NotReady => Err(EngineError::NotReady),
         }
@@ -270,10 +273,10 @@ impl Remote {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let (result, seq) = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => return Err(EngineError::Unavailable("the way to the engine closed".into())),
+            Ok(Err(_)) => return Err(EngineError::Unknown("the way to the engine closed".into())),
             Err(_) => {
                 unpend();
-                return Err(EngineError::Unavailable("the engine did not answer in time; retry".into()));
+                return Err(EngineError::Unknown("the engine did not answer in time".into()));
             }
         };
         let mut applied = self.applied.clone();

@@ -25,8 +25,14 @@ pub fn now_ms() -> Ts {
 pub enum EngineError {
     #[error(transparent)]
     Domain(#[from] DomainError),
+    /// Refused before anything was decided: nothing changed, retry.
     #[error("the store cannot take writes now: {0}")]
     Unavailable(String),
+    /// The command left for the engine and its answer was lost (the engine changed, did not
+    /// answer in time, or its append failed after the store may have taken it): it may or
+    /// may not have been done.
+    #[error("the outcome is unknown: {0}")]
+    Unknown(String),
     #[error("the dispatcher is busy; retry shortly")]
     Overloaded,
     #[error("muster is starting or stopping")]

@@ -329,8 +329,16 @@ impl Writer {
             }
             Err(e) => {
                 metrics::counter!("muster_append_failures_total").increment(1);
+                // SQLite rolls a failed transaction back: nothing was logged. A Redis error
+                // may come after the script ran (the reply was lost): that is unknown.
+                let unknown = matches!(e, StoreError::Redis(_));
                 for (reply, _, _) in replies {
-                    let _ = reply.send(Err(EngineError::Unavailable(e.to_string())));
+                    let err = if unknown {
+                        EngineError::Unknown(e.to_string())
+                    } else {
+                        EngineError::Unavailable(e.to_string())
+                    };
+                    let _ = reply.send(Err(err));
                 }
             }
         }

@@ -75,6 +75,15 @@ impl From<EngineError> for ApiError {
             EngineError::Unavailable(_) => {
                 ApiError::unavailable("the store cannot take writes right now; nothing was changed, retry shortly")
             }
+            EngineError::Unknown(_) => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "outcome_unknown",
+                    "the command may or may not have been done (the engine changed or did not answer in \
+                     time); read the state, or retry with the same Idempotency-Key, before doing it again",
+                )
+            },
             EngineError::Overloaded => ApiError::unavailable("the dispatcher is at capacity; retry shortly"),
             EngineError::NotReady => ApiError::unavailable("muster is starting or stopping; retry shortly"),
         }

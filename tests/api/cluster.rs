@@ -388,7 +388,10 @@ async fn another_node_takes_over_within_5_s_when_the_engine_is_killed_and_nothin
                 if r["type"] == "ok" {
                     return true;
                 }
-                assert_eq!(r["data"]["code"], "unavailable", "{r}");
+                // refused before the engine decided, or sent and its answer lost in the
+                // takeover: an ack is idempotent, so either way the member sends it again
+                let code = r["data"]["code"].as_str().unwrap_or_default();
+                assert!(code == "unavailable" || code == "outcome_unknown", "{r}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             false

@@ -34,9 +34,6 @@ pub struct Final {
 
 pub struct Report {
     pub anomalies: Vec<Anomaly>,
-    /// Anomalies of a kind found before and reported (docs/RELIABILITY.md), not failing
-    /// the run unless MUSTER_HISTORY_STRICT=1 (which makes them anomalies instead).
-    pub known: Vec<Anomaly>,
     pub stats: BTreeMap<String, usize>,
 }
 
@@ -256,7 +253,6 @@ pub fn check(ctx: &Ctx, fold: &Fold, fin: &Final, seen: Option<&[Seen]>) -> Repo
         raises.entry(op.args["key"].as_str().unwrap_or("").to_string()).or_default().push(op);
     }
     let mut unknown_in = (0, 0);
-    let mut known = Vec::new();
     for (key, list) in &raises {
         let note = format!("hist:{key}");
         let made = by_note.get(&note).cloned().unwrap_or_default();
@@ -283,20 +279,7 @@ pub fn check(ctx: &Ctx, fold: &Fold, fin: &Final, seen: Option<&[Seen]>) -> Repo
                 );
             }
         } else if list.iter().any(|o| o.outcome.is_unknown()) {
-            if made.is_empty() {
-                unknown_in.1 += 1
-            } else {
-                unknown_in.0 += 1;
-                let lied =
-                    list.iter().find(|o| matches!(&o.outcome, Outcome::Unknown(r) if r.starts_with("503 redis: ")));
-                if let Some(o) = lied {
-                    known.push(Anomaly {
-                        what: format!("raise {key} answered 503 ({}) yet made {made:?}", o.outcome.short()),
-                        at: Some(o.complete),
-                        objects: vec![key.clone()],
-                    });
-                }
-            }
+            if made.is_empty() { unknown_in.1 += 1 } else { unknown_in.0 += 1 }
         } else if !made.is_empty() {
             ck.bad(format!("raise {key} was refused every time yet made {made:?}"), t, &[key]);
         }
@@ -481,11 +464,6 @@ pub fn check(ctx: &Ctx, fold: &Fold, fin: &Final, seen: Option<&[Seen]>) -> Repo
                 let title = body(op)["title"].as_str().unwrap_or("");
                 let made = order_title.get(title);
                 match o {
-                    Outcome::Unknown(r) if r.starts_with("503 ") && made.is_some() => known.push(Anomaly {
-                        what: format!("order post answered 503 ({}) yet made {made:?}", o.short()),
-                        at: t,
-                        objects: vec![title.to_string()],
-                    }),
                     Outcome::Ok(v) if made.map(|s| s.as_str()) != v["id"].as_str() => {
                         ck.bad(format!("order {} got 201, the log has {made:?} for it", v["id"]), t, &[title]);
                     }
@@ -698,7 +676,7 @@ pub fn check(ctx: &Ctx, fold: &Fold, fin: &Final, seen: Option<&[Seen]>) -> Repo
 
     let store_503 = ops.iter().filter(|o| matches!(&o.outcome, Outcome::Unknown(r) if r.starts_with("503 "))).count();
     stats.insert("503 counted unknown".into(), store_503);
-    Report { anomalies: ck.out, known, stats }
+    Report { anomalies: ck.out, stats }
 }
 
 /// The smallest window of the history that shows an anomaly: the ops overlapping its time
@@ -742,7 +720,7 @@ fn the_checker_reports_planted_anomalies() {
     use serde_json::json;
 
     use super::client::{FrameRec, Outcome};
-    let ctx = Ctx::new(vec!["127.0.0.1:1".into()], 0, true);
+    let ctx = Ctx::new(vec!["127.0.0.1:1".into()], 0);
     let raise = |key: &str, o: Outcome| {
         let args = json!({"key": key, "path": "/v1/incidents", "body": {"note": format!("hist:{key}")}});
         ctx.record("staff:c001", "raise", args, 10, o);

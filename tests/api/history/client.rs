@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use muster::gateway::auth::{Claims, Keys, Role};
+use muster::gateway::auth::{Claims, Role, TokenKeys};
 use serde_json::{Value, json};
 
 use crate::helpers::SECRET;
@@ -81,15 +81,13 @@ pub struct Ctx {
     pub members: Mutex<HashMap<String, MemberLog>>,
     pub addrs: RwLock<Vec<String>>,
     pub http: reqwest::Client,
-    keys: Keys,
-    /// Several nodes: a 503 may mean "decided, but the answer was lost".
-    pub cluster: bool,
+    keys: TokenKeys,
 }
 
 pub type Shared = Arc<Ctx>;
 
 impl Ctx {
-    pub fn new(addrs: Vec<String>, secs: u64, cluster: bool) -> Shared {
+    pub fn new(addrs: Vec<String>, secs: u64) -> Shared {
         Arc::new(Ctx {
             start: Instant::now(),
             start_ms: muster::engine::now_ms(),
@@ -98,8 +96,7 @@ impl Ctx {
             members: Mutex::new(HashMap::new()),
             addrs: RwLock::new(addrs),
             http: reqwest::Client::builder().timeout(Duration::from_secs(8)).build().unwrap(),
-            keys: Keys::new(SECRET),
-            cluster,
+            keys: TokenKeys::new(SECRET),
         })
     }
 
@@ -171,7 +168,7 @@ impl Ctx {
                             }
                             if status >= 500 && status != 503 {
                                 Outcome::Fail(format!("{status} {code}"))
-                            } else if status == 503 && self.cluster && maybe_decided(detail) {
+                            } else if status == 503 && maybe_decided(&code) {
                                 Outcome::Unknown(format!("503 {detail}"))
                             } else {
                                 Outcome::Fail(code)
@@ -204,16 +201,10 @@ impl Ctx {
     }
 }
 
-/// A 503 that may have been decided. docs/PROTOCOL.md promises that only a command timeout
-/// may have been decided, but the server words every `unavailable` alike ("nothing was
-/// changed", src/gateway/error.rs), also after a failover or a broken append, and some of
-/// them were decided (docs/RELIABILITY.md, "History checking", anomaly 1). So on several
-/// nodes every 503 counts as unknown, unless `MUSTER_HISTORY_STRICT=1` holds the server to
-/// its word.
-pub fn maybe_decided(detail: &str) -> bool {
-    !strict() || detail.contains("in time") || detail.contains("may have been decided")
-}
-
-pub fn strict() -> bool {
-    std::env::var("MUSTER_HISTORY_STRICT").is_ok_and(|v| v == "1")
+/// A 503 that may have been decided: `outcome_unknown` (the engine changed, did not answer
+/// in time, or its append failed after Redis may have taken it). Every other 503
+/// (`unavailable`) is a refusal before anything was decided, and the checker holds the server
+/// to that word (docs/RELIABILITY.md, "History checking", anomaly 1, found and fixed).
+pub fn maybe_decided(code: &str) -> bool {
+    code == "outcome_unknown"
 }

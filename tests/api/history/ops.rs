@@ -495,11 +495,11 @@ async fn request(
                     } else {
                         let code = f["data"]["code"].as_str().unwrap_or("").to_string();
                         let detail = f["data"]["detail"].as_str().unwrap_or("");
-                        if code == "unavailable" {
+                        if code == "unavailable" || code == "outcome_unknown" {
                             args["detail"] = json!(detail);
                         }
-                        if code == "unavailable" && ctx.cluster && super::client::maybe_decided(detail) {
-                            Outcome::Unknown(format!("unavailable: {detail}"))
+                        if super::client::maybe_decided(&code) {
+                            Outcome::Unknown(format!("{code}: {detail}"))
                         } else {
                             Outcome::Fail(code)
                         }
