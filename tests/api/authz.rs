@@ -12,8 +12,6 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::helpers::*;
 
-const QUIET: Duration = Duration::from_millis(300);
-
 fn now_s() -> u64 {
     muster::engine::now_ms() as u64 / 1000
 }
@@ -339,9 +337,8 @@ async fn a_member_receives_only_their_own_offers_and_cannot_answer_anothers() {
     let offered = app.offered(&id, "offered").await;
     assert_eq!(offered.len(), 3, "headcount 2 × overbook 1.5");
 
-    // Frames are pushed together with the commit: give them a moment to arrive, then any
-    // frame a socket got is already buffered and a short look finds it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The raise has answered 201, so its frames are published: `quiet_for`'s probes find
+    // any frame a socket was sent, however slowly it travels.
     for (member, ws) in sockets.iter_mut() {
         match offered.iter().find(|(m, _)| m == member) {
             Some((_, offer_id)) => {
@@ -380,7 +377,7 @@ async fn a_member_receives_only_their_own_offers_and_cannot_answer_anothers() {
     let after: Vec<Value> =
         app.get(&app.command(), &format!("/v1/incidents/{id}/timeline")).await.json().await.unwrap();
     assert_eq!(before.len(), after.len());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every refusal was answered: anything they published is found by the probes.
     for (member, ws) in sockets.iter_mut() {
         assert!(ws.quiet_for(Duration::from_millis(10)).await, "{member} got a frame after the refusals");
     }
@@ -412,8 +409,8 @@ async fn scope_streams_carry_only_the_incidents_of_their_scope() {
     city.expect("incident.cancelled").await;
     own_staff.expect("incident.cancelled").await;
 
-    // By now every frame of the incident was pushed; what another socket got is buffered.
-    tokio::time::sleep(QUIET).await;
+    // The cancel answered 200 and the sockets of the scope heard it: every frame of the
+    // incident was published; the probes find any that reached another socket.
     let short = Duration::from_millis(10);
     assert!(other_staff.quiet_for(short).await, "staff of c002 heard of a c001 incident");
     assert!(other_district.quiet_for(short).await, "another district heard of the incident");

@@ -2690,7 +2690,8 @@ async fn endpoints(app: &TestApp) -> Vec<(String, String)> {
     out
 }
 
-/// Reads a live socket until it has been quiet for a moment (bounded).
+/// Reads a live socket until it is quiet: silent for a moment and its probes answered
+/// with nothing before them (bounded; a closed socket fails the test).
 async fn drain(ws: &mut Ws) -> Vec<Value> {
     let mut out = Vec::new();
     for _ in 0..5000 {
@@ -2870,8 +2871,9 @@ async fn every_token_calls_every_endpoint_and_the_oracle_says_what_it_gets() {
         }
     }
 
-    // ---- the leak scan: every 2xx body, every frame of every stream (live and replayed)
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ---- the leak scan: every 2xx body, every frame of every stream (live and replayed).
+    // Every call above was answered, so its frames are published; `drain` stops at the
+    // first silence its probes confirm.
     s.refresh().await;
     let world = s.md.world();
     let seen = std::mem::take(&mut s.seen);
