@@ -137,6 +137,18 @@ impl TestApp {
         Ws::connect(&self.addr, token, after_seq).await
     }
 
+    /// Stops the in-process server, lets `edit` change its data directory (the server
+    /// holds nothing open meanwhile), and starts a new one on it with default test
+    /// settings. Sockets to the old one are gone.
+    pub async fn restart(&mut self, edit: impl FnOnce(&Path)) {
+        self.app.take().expect("an in-process server").stop().await.unwrap();
+        let dir = self._dir.as_ref().expect("its data directory").path();
+        edit(dir);
+        let app = app::build(test_settings(dir, &[]), Options::default()).await.expect("app restarts");
+        self.addr = format!("127.0.0.1:{}", app.port());
+        self.app = Some(app);
+    }
+
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.stop().await.unwrap();
