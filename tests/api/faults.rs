@@ -514,6 +514,7 @@ async fn five_hundred_members_reconnect_after_a_restart_and_all_are_admitted() {
     let p = start_child(dir.path(), &[]);
 
     // The herd: each waits a random 0–1000 ms, then retries with jittered backoff.
+    let seed = test_seed("five_hundred_members_reconnect_after_a_restart_and_all_are_admitted");
     let started = Instant::now();
     let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let tasks: Vec<_> = tokens
@@ -523,7 +524,7 @@ async fn five_hundred_members_reconnect_after_a_restart_and_all_are_admitted() {
         .map(|(i, (t, &seq))| {
             let (addr, t, failures) = (p.addr.clone(), t.clone(), failures.clone());
             tokio::spawn(async move {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(i as u64));
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(0..1000))).await;
                 for attempt in 0..6u32 {
                     if let Some(last) = try_connect(&addr, &t, seq).await {
@@ -650,7 +651,8 @@ async fn check_confirmed(app: &TestApp, c: &Confirmed, round: usize) -> Vec<(Str
 async fn kill_9_twenty_times_in_a_surge_loses_nothing_confirmed() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("MUSTER_SERVER__MAX_LIST", "1000000")];
-    let seed = muster::engine::now_ms() as u64;
+    // The seed draws when each round's kill comes; the rest is the machine's timing.
+    let seed = test_seed("kill_9_twenty_times_in_a_surge_loses_nothing_confirmed");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let confirmed = Arc::new(Mutex::new(Confirmed::default()));
     let mut resumed_rounds = 0;

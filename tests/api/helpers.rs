@@ -15,6 +15,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
 
+/// The seed of a randomized test: `MUSTER_TEST_SEED` when set, else from the clock. It is
+/// printed first (the harness shows it with a failure's output), so any run can be
+/// replayed: `MUSTER_TEST_SEED=N cargo test ... <test>`.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = match std::env::var("MUSTER_TEST_SEED") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("MUSTER_TEST_SEED={s:?} is not a u64")),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    };
+    eprintln!("{test}: seed={seed} (rerun with MUSTER_TEST_SEED={seed})");
+    seed
+}
+
 /// Settings for tests: port 0, a fresh data directory, short deadlines.
 pub fn test_settings(data: &Path, overrides: &[(&str, &str)]) -> Settings {
     let mut env = vec![
