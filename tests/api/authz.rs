@@ -527,7 +527,11 @@ async fn a_socket_is_closed_with_1008_when_its_token_expires() {
     assert_eq!(ws.request("ping", json!({})).await["type"], "ok");
     let started = std::time::Instant::now();
     assert_eq!(ws.close_code().await, Some(1008));
-    assert!(started.elapsed() < Duration::from_secs(4), "closed late: {:?}", started.elapsed());
+    // Closed by the expiry (≈ 2 s), not by the pings (every 15 s by default); 10 s is the
+    // margin a loaded 2-core run of the whole suite needs (docs/PERFORMANCE.md).
+    let took = started.elapsed();
+    eprintln!("a 2-second token: socket closed after {took:?}");
+    assert!(took < Duration::from_secs(10), "closed late: {took:?}");
     // A socket with a long-lived token is untouched.
     assert_eq!(control.request("ping", json!({})).await["type"], "ok");
     // Once past its exp second, the same token can no longer open a socket or call the API.

@@ -4,8 +4,6 @@
 //! JSON-ish character soup. Nothing panics, every refusal is a 4xx problem+json (never a
 //! 5xx), and inputs are bounded (the server's own limits bound the rest: 413, 1009).
 
-use std::time::Duration;
-
 use muster::gateway::ws::{ClientMessage, decode};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseError, TestRunner};
@@ -375,7 +373,6 @@ fn generated_bodies_never_get_a_5xx_and_every_refusal_is_problem_json() {
     let statuses = statuses.into_inner().unwrap();
     eprintln!("generated bodies: {statuses:?} in {:?}", started.elapsed());
     assert!(statuses.keys().any(|s| *s == 422), "generation never reached validation: {statuses:?}");
-    assert!(started.elapsed() < Duration::from_secs(60));
     rt.block_on(app.stop());
 }
 

@@ -3007,7 +3007,11 @@ async fn a_socket_of_any_role_is_closed_when_its_token_expires() {
     for (role, ws) in sockets.iter_mut() {
         assert_eq!(ws.close_code().await, Some(1008), "{role:?}");
     }
-    assert!(started.elapsed() < Duration::from_secs(4));
+    // Closed by the expiry (≈ 2 s), not by the pings (every 15 s by default) nor never; 10 s
+    // is the margin a loaded 2-core run of the whole suite needs (docs/PERFORMANCE.md).
+    let took = started.elapsed();
+    eprintln!("2-second tokens: every socket closed after {took:?}");
+    assert!(took < Duration::from_secs(10), "closed late: {took:?}");
     app.stop().await;
 }
 
