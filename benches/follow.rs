@@ -48,12 +48,33 @@ fn bench(c: &mut Criterion) {
     };
     let order = || Command::Mobilize(MobilizeOrder { all_assault: true, ..Default::default() });
     let commander = Actor::Command { district: None };
-    let event: Event = {
+    let (event, wanted): (Event, Vec<(String, &'static str)>) = {
         let mut s = fresh();
         let out = execute(&mut s, &rules, &commander, order(), NOW + 1_000).expect("the order is valid");
         assert_eq!(out.events.len(), 1, "one event for the whole order");
-        out.events.into_iter().next().expect("one")
+        // The frames a follower with these sockets builds: the engine's, less the orders
+        // to members whose sockets are elsewhere (scope frames are built everywhere).
+        let wanted = out
+            .frames
+            .iter()
+            .filter(|f| !f.stream.starts_with("member:") || here.contains(&f.stream))
+            .map(|f| (f.stream.clone(), f.kind))
+            .collect();
+        (out.events.into_iter().next().expect("one"), wanted)
     };
+    // What is timed must do the work: the order reaches members here, and a follower
+    // builds exactly their frames (checked once, outside the timing).
+    let orders_here = wanted.iter().filter(|(_, kind)| *kind == "mobilization.order").count();
+    assert!(orders_here > 0, "the order reaches no member of this node: nothing to follow");
+    {
+        let mut s = fresh();
+        let here = here.clone();
+        s.frame_filter = FrameFilter::only(move |st| here.contains(st));
+        let mut frames = Vec::new();
+        apply_in_order(&mut s, [&event], &mut frames).expect("in order");
+        let got: Vec<(String, &'static str)> = frames.iter().map(|f| (f.stream.clone(), f.kind)).collect();
+        assert_eq!(got, wanted, "the follower's frames are the engine's for its streams");
+    }
 
     let mut g = c.benchmark_group("order");
     g.sample_size(10).measurement_time(Duration::from_secs(if full_mode() { 10 } else { 1 }));
@@ -75,7 +96,7 @@ fn bench(c: &mut Criterion) {
             |mut s| {
                 let mut frames = Vec::new();
                 apply_in_order(&mut s, [&event], &mut frames).expect("in order");
-                assert_eq!(frames.len(), here.len().min(frames.len()));
+                assert_eq!(frames.len(), wanted.len());
                 black_box((s, frames))
             },
             BatchSize::PerIteration,

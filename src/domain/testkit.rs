@@ -11,10 +11,12 @@ use super::dispatcher::{
 };
 use super::event::{Event, EventBody, Frame, Ts};
 use super::geo::Position;
-use super::incident::{Incident, Offer};
+use super::incident::{Incident, Offer, OfferState, Status};
 use super::matching::MemberRt;
+use super::mobilization::OrderState;
 use super::org::{City, Member};
 use super::response::{Level, Rules};
+use super::service_data::{OrderStatus, Rating};
 use super::snapshot;
 
 /// An arbitrary, fixed "now" for the start of every scenario: 2023-11-14T22:13:20Z (06:13
@@ -251,6 +253,201 @@ pub(super) fn durable(s: &State) -> Durable {
 }
 
 // ---------------------------------------------------------------------------------------
+// What a log says, read without `apply`
+// ---------------------------------------------------------------------------------------
+
+/// The facts a log states, as a client or an auditor reads them: each incident's status,
+/// each offer's state and the incident's accepted and arrived counts, each mobilization's
+/// orders and counts, each member's duty (on call, and the offer that holds them), each
+/// service order's status and claims. The live state and a replayed one are both built by
+/// `apply`, so comparing the two cannot catch an `apply` that, say, forgets to mark an
+/// offer accepted; comparing either with these facts can.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Facts {
+    incidents: BTreeMap<String, Status>,
+    /// offer id -> (incident id, member id, state)
+    offers: BTreeMap<String, (String, String, OfferState)>,
+    /// incident id -> (accepted, arrived); an arrived member counts as accepted too
+    answered: BTreeMap<String, (u32, u32)>,
+    /// mobilization id -> each ordered member's state, and whether it was closed
+    mobilizations: BTreeMap<String, (BTreeMap<String, OrderState>, bool)>,
+    /// mobilization id -> (ordered, acknowledged, reported, missing)
+    progress: BTreeMap<String, (u32, u32, u32, u32)>,
+    /// member id -> (on call, the offer that holds them: offered, or accepted or arrived
+    /// on an incident not closed)
+    duty: BTreeMap<String, (bool, Option<String>)>,
+    orders: BTreeMap<String, OrderStatus>,
+    /// (order id, member id) -> (checked in, checked out, rating)
+    claims: BTreeMap<(String, String), (bool, bool, Option<Rating>)>,
+}
+
+/// The facts, folded from the events by the rules of docs/PROTOCOL.md, without `apply`.
+pub(super) fn facts_of_log(log: &[Event]) -> Facts {
+    let mut f = Facts::default();
+    // member id -> (team, on call), from the city and the registrations
+    let mut members: BTreeMap<String, (Option<String>, bool)> = BTreeMap::new();
+    let mut slots: BTreeMap<String, u32> = BTreeMap::new();
+    let answer = |f: &mut Facts, offer_id: &str, to: OfferState| {
+        f.offers.get_mut(offer_id).unwrap_or_else(|| panic!("{offer_id} was never sent")).2 = to;
+    };
+    for e in log {
+        match &e.body {
+            EventBody::CityImported { city } => {
+                members = city.members.iter().map(|m| (m.id.clone(), (m.team_id.clone(), m.on_call))).collect();
+            }
+            EventBody::MembersRegistered { members: new } => {
+                for m in new {
+                    members.entry(m.id.clone()).or_insert((m.team_id.clone(), m.on_call));
+                }
+            }
+            EventBody::DutyChanged { member_id, on_call } => {
+                members.get_mut(member_id).expect("a known member").1 = *on_call;
+            }
+            EventBody::IncidentRaised { incident_id, .. } => {
+                f.incidents.insert(incident_id.clone(), Status::Open);
+            }
+            EventBody::IncidentFilled { incident_id } => {
+                f.incidents.insert(incident_id.clone(), Status::Filled);
+            }
+            EventBody::IncidentResolved { incident_id, .. } => {
+                f.incidents.insert(incident_id.clone(), Status::Resolved);
+            }
+            EventBody::IncidentCancelled { incident_id, .. } => {
+                f.incidents.insert(incident_id.clone(), Status::Cancelled);
+            }
+            EventBody::OfferSent { offer_id, incident_id, member_id, .. } => {
+                f.offers.insert(offer_id.clone(), (incident_id.clone(), member_id.clone(), OfferState::Offered));
+            }
+            EventBody::OfferAccepted { offer_id, .. } => answer(&mut f, offer_id, OfferState::Accepted),
+            EventBody::OfferDeclined { offer_id, .. } => answer(&mut f, offer_id, OfferState::Declined),
+            EventBody::OfferExpired { offer_id, .. } => answer(&mut f, offer_id, OfferState::Expired),
+            EventBody::OfferRevoked { offer_id, .. } => answer(&mut f, offer_id, OfferState::Revoked),
+            EventBody::MemberArrived { offer_id, .. } => answer(&mut f, offer_id, OfferState::Arrived),
+            EventBody::MobilizationOrdered { mobilization_id, teams, .. } => {
+                let teams: BTreeSet<&str> = teams.iter().map(|t| t.team_id.as_str()).collect();
+                let ordered = members
+                    .iter()
+                    .filter(|(_, (team, _))| team.as_deref().is_some_and(|t| teams.contains(t)))
+                    .map(|(id, _)| (id.clone(), OrderState::Ordered))
+                    .collect();
+                f.mobilizations.insert(mobilization_id.clone(), (ordered, false));
+            }
+            EventBody::MobilizationAcknowledged { mobilization_id, member_id, .. } => {
+                let s = f.mobilizations.get_mut(mobilization_id).unwrap().0.get_mut(member_id).expect("ordered");
+                if *s == OrderState::Ordered {
+                    *s = OrderState::Acknowledged;
+                }
+            }
+            EventBody::MobilizationReported { mobilization_id, member_id, .. } => {
+                *f.mobilizations.get_mut(mobilization_id).unwrap().0.get_mut(member_id).expect("ordered") =
+                    OrderState::Reported;
+            }
+            EventBody::MobilizationClosed { mobilization_id, .. } => {
+                f.mobilizations.get_mut(mobilization_id).unwrap().1 = true;
+            }
+            EventBody::OrderPosted { order_id, slots: n, .. } => {
+                f.orders.insert(order_id.clone(), OrderStatus::Open);
+                slots.insert(order_id.clone(), *n);
+            }
+            EventBody::OrderClaimed { order_id, member_id, .. } => {
+                f.claims.insert((order_id.clone(), member_id.clone()), (false, false, None));
+                if f.claims.keys().filter(|(o, _)| o == order_id).count() as u32 >= slots[order_id] {
+                    f.orders.insert(order_id.clone(), OrderStatus::Full);
+                }
+            }
+            EventBody::OrderCancelled { order_id, .. } => {
+                f.orders.insert(order_id.clone(), OrderStatus::Cancelled);
+            }
+            EventBody::CheckedIn { order_id, member_id, .. } => {
+                f.claims.get_mut(&(order_id.clone(), member_id.clone())).expect("a claim").0 = true;
+            }
+            EventBody::CheckedOut { order_id, member_id, .. } => {
+                f.claims.get_mut(&(order_id.clone(), member_id.clone())).expect("a claim").1 = true;
+            }
+            EventBody::Rated { order_id: Some(order_id), member_id, rating, .. } => {
+                f.claims.get_mut(&(order_id.clone(), member_id.clone())).expect("a claim").2 = Some(*rating);
+            }
+            _ => {}
+        }
+    }
+    f.answered = f.incidents.keys().map(|id| (id.clone(), (0, 0))).collect();
+    for (incident_id, _, state) in f.offers.values() {
+        let (accepted, arrived) = f.answered.get_mut(incident_id).expect("an offer of a raised incident");
+        *accepted += matches!(state, OfferState::Accepted | OfferState::Arrived) as u32;
+        *arrived += (*state == OfferState::Arrived) as u32;
+    }
+    for (id, (orders, _)) in &f.mobilizations {
+        let n = |want: &[OrderState]| orders.values().filter(|s| want.contains(s)).count() as u32;
+        let (ordered, reported) = (orders.len() as u32, n(&[OrderState::Reported]));
+        let acknowledged = n(&[OrderState::Acknowledged, OrderState::Reported]);
+        f.progress.insert(id.clone(), (ordered, acknowledged, reported, ordered - reported));
+    }
+    for (id, (_, on_call)) in members {
+        let holding: Vec<&String> = f
+            .offers
+            .iter()
+            .filter(|(_, (inc, m, state))| {
+                *m == id
+                    && match state {
+                        OfferState::Offered => true,
+                        OfferState::Accepted | OfferState::Arrived => {
+                            !matches!(f.incidents[inc], Status::Resolved | Status::Cancelled)
+                        }
+                        _ => false,
+                    }
+            })
+            .map(|(o, _)| o)
+            .collect();
+        assert!(holding.len() <= 1, "{id} is held by several offers: {holding:?}");
+        f.duty.insert(id, (on_call, holding.first().map(|o| o.to_string())));
+    }
+    f
+}
+
+/// The same facts, as a state holds them.
+pub(super) fn facts_of_state(s: &State) -> Facts {
+    let mut f = Facts::default();
+    for inc in s.incidents.values() {
+        f.incidents.insert(inc.id.clone(), inc.status);
+        f.answered.insert(inc.id.clone(), (inc.accepted(), inc.arrived()));
+        for o in &inc.offers {
+            f.offers.insert(o.id.clone(), (inc.id.clone(), o.member_id.clone(), o.state));
+        }
+    }
+    for m in s.mobilizations.values() {
+        let orders = m.orders.iter().map(|o| (o.member_id.clone(), o.state)).collect();
+        f.mobilizations.insert(m.id.clone(), (orders, m.closed.is_some()));
+        let c = m.counts;
+        f.progress.insert(m.id.clone(), (c.ordered, c.acknowledged, c.reported, c.missing));
+    }
+    for (member, rt) in s.city.members().iter().zip(&s.roster.members) {
+        f.duty.insert(member.id.clone(), (rt.on_call, rt.engaged.clone()));
+    }
+    for o in s.orders.values() {
+        f.orders.insert(o.id.clone(), o.status);
+        for c in &o.claims {
+            f.claims.insert((o.id.clone(), c.member_id.clone()), (c.checkin.is_some(), c.checkout.is_some(), c.rating));
+        }
+    }
+    f
+}
+
+/// The state holds what the log says (see `Facts`).
+#[track_caller]
+pub(super) fn assert_states_the_log(s: &State, log: &[Event], what: &str) {
+    let (got, want) = (facts_of_state(s), facts_of_log(log));
+    // field by field, so a failure names what differs
+    assert_eq!(got.incidents, want.incidents, "{what}: incident statuses");
+    assert_eq!(got.offers, want.offers, "{what}: offers (incident, member, state)");
+    assert_eq!(got.answered, want.answered, "{what}: accepted and arrived per incident");
+    assert_eq!(got.mobilizations, want.mobilizations, "{what}: mobilization orders and closing");
+    assert_eq!(got.progress, want.progress, "{what}: mobilization counts");
+    assert_eq!(got.duty, want.duty, "{what}: members on call and the offers holding them");
+    assert_eq!(got.orders, want.orders, "{what}: order statuses");
+    assert_eq!(got.claims, want.claims, "{what}: claims (checked in, checked out, rating)");
+}
+
+// ---------------------------------------------------------------------------------------
 // Actors and commands
 // ---------------------------------------------------------------------------------------
 
@@ -410,7 +607,9 @@ pub(super) fn assert_err(e: &DomainError, kind: ErrorKind, code: &str) {
 
 /// For the scenario tests: a snapshot taken after any prefix of a log, restored, and fed the
 /// rest of the log, gives the frames and the state a replay of the whole log gives, and
-/// then decides as the replayed state does.
+/// then decides as the replayed state does. At every cut the replayed and the restored
+/// states must also hold what the events say (`assert_states_the_log`, a fold that does
+/// not use `apply`).
 pub fn assert_restores_at_every_cut(log: &[Event], rules: &Rules) {
     use super::dispatcher::{Actor, Command, apply, execute};
     use super::snapshot::{decode, encode, seq_of};
@@ -427,10 +626,13 @@ pub fn assert_restores_at_every_cut(log: &[Event], rules: &Rules) {
         if cut > 0 {
             apply(&mut prefix, &log[cut - 1]);
         }
+        // The replayed state says what the events say, by a fold of their own.
+        assert_states_the_log(&prefix, &log[..cut], &format!("replayed to cut {cut}"));
         let bytes = encode(&prefix);
         assert_eq!(seq_of(&bytes).unwrap(), cut as u64);
         let mut restored = decode(&bytes).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
         assert_eq!(encode(&restored), bytes, "cut {cut}: restoring changes nothing");
+        assert_states_the_log(&restored, &log[..cut], &format!("restored at cut {cut}"));
         for (e, want) in log[cut..].iter().zip(&frames[cut..]) {
             assert_eq!(&apply(&mut restored, e), want, "cut {cut}: the frames of event {}", e.seq);
         }

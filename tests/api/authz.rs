@@ -12,8 +12,6 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::helpers::*;
 
-const QUIET: Duration = Duration::from_millis(300);
-
 fn now_s() -> u64 {
     muster::engine::now_ms() as u64 / 1000
 }
@@ -342,9 +340,8 @@ async fn a_member_receives_only_their_own_offers_and_cannot_answer_anothers() {
     let offered = app.offered(&id, "offered").await;
     assert_eq!(offered.len(), 3, "headcount 2 × overbook 1.5");
 
-    // Frames are pushed together with the commit: give them a moment to arrive, then any
-    // frame a socket got is already buffered and a short look finds it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The raise has answered 201, so its frames are published: `quiet_for`'s probes find
+    // any frame a socket was sent, however slowly it travels.
     for (member, ws) in sockets.iter_mut() {
         match offered.iter().find(|(m, _)| m == member) {
             Some((_, offer_id)) => {
@@ -383,7 +380,7 @@ async fn a_member_receives_only_their_own_offers_and_cannot_answer_anothers() {
     let after: Vec<Value> =
         app.get(&app.command(), &format!("/v1/incidents/{id}/timeline")).await.json().await.unwrap();
     assert_eq!(before.len(), after.len());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every refusal was answered: anything they published is found by the probes.
     for (member, ws) in sockets.iter_mut() {
         assert!(ws.quiet_for(Duration::from_millis(10)).await, "{member} got a frame after the refusals");
     }
@@ -415,8 +412,8 @@ async fn scope_streams_carry_only_the_incidents_of_their_scope() {
     city.expect("incident.cancelled").await;
     own_staff.expect("incident.cancelled").await;
 
-    // By now every frame of the incident was pushed; what another socket got is buffered.
-    tokio::time::sleep(QUIET).await;
+    // The cancel answered 200 and the sockets of the scope heard it: every frame of the
+    // incident was published; the probes find any that reached another socket.
     let short = Duration::from_millis(10);
     assert!(other_staff.quiet_for(short).await, "staff of c002 heard of a c001 incident");
     assert!(other_district.quiet_for(short).await, "another district heard of the incident");
@@ -533,7 +530,11 @@ async fn a_socket_is_closed_with_1008_when_its_token_expires() {
     assert_eq!(ws.request("ping", json!({})).await["type"], "ok");
     let started = std::time::Instant::now();
     assert_eq!(ws.close_code().await, Some(1008));
-    assert!(started.elapsed() < Duration::from_secs(4), "closed late: {:?}", started.elapsed());
+    // Closed by the expiry (≈ 2 s), not by the pings (every 15 s by default); 10 s is the
+    // margin a loaded 2-core run of the whole suite needs (docs/PERFORMANCE.md).
+    let took = started.elapsed();
+    eprintln!("a 2-second token: socket closed after {took:?}");
+    assert!(took < Duration::from_secs(10), "closed late: {took:?}");
     // A socket with a long-lived token is untouched.
     assert_eq!(control.request("ping", json!({})).await["type"], "ok");
     // Once past its exp second, the same token can no longer open a socket or call the API.

@@ -52,10 +52,11 @@ fn file_size(p: &Path) -> u64 {
 /// shows every confirmed incident and nothing that was refused.
 #[tokio::test]
 async fn a_store_that_cannot_write_refuses_writes_with_503_and_keeps_serving_reads() {
-    if !Path::new("/usr/bin/prlimit").exists() {
-        eprintln!("skipped: /usr/bin/prlimit (util-linux) is not installed");
-        return;
-    }
+    // Not skipped without it: a missing tool must not pass as a store that copes.
+    assert!(
+        Path::new("/usr/bin/prlimit").exists(),
+        "the disk-full test needs /usr/bin/prlimit: install util-linux (apt-get install -y util-linux)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let staff_body = |i: usize| json!({"grid_id": "c001-g2", "category": "patrol", "level": "I", "headcount": 1, "note": format!("disk {i}")});
 
@@ -289,7 +290,11 @@ async fn a_member_that_stops_reading_is_dropped_and_resumes_without_loss() {
         t.await.unwrap();
     }
     let produced = started.elapsed();
-    assert!(worst < Duration::from_secs(2), "another member waited {worst:?} for its frame");
+    // A hub that waited on the full socket would hold this member's frames for as long as
+    // the slow one reads nothing. Promptly is well under a second; 10 s is the margin a
+    // loaded 2-core run of the whole suite needs, with the 1,500 orders produced meanwhile.
+    eprintln!("a slow member: another member's frames took at worst {worst:?}");
+    assert!(worst < Duration::from_secs(10), "another member waited {worst:?} for its frame");
 
     // The server let go of the slow socket by itself, while it still reads nothing: two
     // sessions remain (the fast one and the other member's).
@@ -297,7 +302,8 @@ async fn a_member_that_stops_reading_is_dropped_and_resumes_without_loss() {
         text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0)
     };
     let app2 = &app;
-    eventually(Duration::from_secs(5), "the slow session to end", || async move {
+    // The watchdog ends it 0.5 s after the overflow; the bound only ends a hung test.
+    eventually(Duration::from_secs(30), "the slow session to end", || async move {
         let text = app2.http.get(app2.url("/metrics")).send().await.unwrap().text().await.unwrap();
         let open = metric(&text, "muster_ws_connections ");
         let dropped = metric(&text, "muster_ws_slow_consumers_total ");
@@ -334,7 +340,7 @@ async fn a_member_that_stops_reading_is_dropped_and_resumes_without_loss() {
     let mut resumed = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while resumed.last().copied().unwrap_or(seen_last) < last && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(5), again.next()).await {
+        match tokio::time::timeout(Duration::from_secs(10), again.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => {
                 let f: Value = serde_json::from_str(&t).unwrap();
                 if let Some(s) = f["seq"].as_u64().filter(|s| *s > 0) {
@@ -439,9 +445,13 @@ async fn a_client_that_vanishes_without_closing_is_detected_and_its_offer_moves_
     cut.store(true, std::sync::atomic::Ordering::Release);
 
     let closed_at =
-        tokio::time::timeout(Duration::from_secs(10), closed).await.expect("the server ends the session").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), closed).await.expect("the server ends the session").unwrap();
     let took = closed_at - cut_at;
-    assert!(took <= Duration::from_secs(5), "detected after {took:?} (ping interval 1 s, timeout 2 s)");
+    // Ping timeout + interval is 3 s (it takes 2–3 s); without the ping timeout the
+    // session would wait for TCP to give up, minutes. 15 s is the margin a loaded 2-core
+    // run of the whole suite needs.
+    eprintln!("a vanished client: its session ended {took:?} after the cut");
+    assert!(took <= Duration::from_secs(15), "detected after {took:?} (ping interval 1 s, timeout 2 s)");
     let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.lines().any(|l| l == "muster_ws_connections 0"), "a session is still counted");
 
@@ -513,6 +523,7 @@ async fn five_hundred_members_reconnect_after_a_restart_and_all_are_admitted() {
     let p = start_child(dir.path(), &[]);
 
     // The herd: each waits a random 0–1000 ms, then retries with jittered backoff.
+    let seed = test_seed("five_hundred_members_reconnect_after_a_restart_and_all_are_admitted");
     let started = Instant::now();
     let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let tasks: Vec<_> = tokens
@@ -522,7 +533,7 @@ async fn five_hundred_members_reconnect_after_a_restart_and_all_are_admitted() {
         .map(|(i, (t, &seq))| {
             let (addr, t, failures) = (p.addr.clone(), t.clone(), failures.clone());
             tokio::spawn(async move {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(i as u64));
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(0..1000))).await;
                 for attempt in 0..6u32 {
                     if let Some(last) = try_connect(&addr, &t, seq).await {
@@ -548,6 +559,9 @@ async fn five_hundred_members_reconnect_after_a_restart_and_all_are_admitted() {
     let app = child_client(&p.addr);
     let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.lines().any(|l| l == format!("muster_ws_connections {N}")), "sessions: {text:.0}");
+    // Everyone waits up to 1 s and it takes 1–2 s; 20 s (×10) holds on a loaded 2-core run
+    // of the whole suite and still fails a server that admits the herd only slowly.
+    eprintln!("the herd of {N}: all admitted in {took:?}");
     assert!(took < Duration::from_secs(20), "the herd took {took:?}");
     drop(p);
 }
@@ -649,7 +663,8 @@ async fn check_confirmed(app: &TestApp, c: &Confirmed, round: usize) -> Vec<(Str
 async fn kill_9_twenty_times_in_a_surge_loses_nothing_confirmed() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("MUSTER_SERVER__MAX_LIST", "1000000")];
-    let seed = muster::engine::now_ms() as u64;
+    // The seed draws when each round's kill comes; the rest is the machine's timing.
+    let seed = test_seed("kill_9_twenty_times_in_a_surge_loses_nothing_confirmed");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let confirmed = Arc::new(Mutex::new(Confirmed::default()));
     let mut resumed_rounds = 0;

@@ -15,6 +15,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
 
+/// The seed of a randomized test: `MUSTER_TEST_SEED` when set, else from the clock. It is
+/// printed first (the harness shows it with a failure's output), so any run can be
+/// replayed: `MUSTER_TEST_SEED=N cargo test ... <test>`.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = match std::env::var("MUSTER_TEST_SEED") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("MUSTER_TEST_SEED={s:?} is not a u64")),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    };
+    eprintln!("{test}: seed={seed} (rerun with MUSTER_TEST_SEED={seed})");
+    seed
+}
+
 /// Settings for tests: port 0, a fresh data directory, short deadlines.
 pub fn test_settings(data: &Path, overrides: &[(&str, &str)]) -> Settings {
     let mut env = vec![
@@ -137,6 +149,18 @@ impl TestApp {
         Ws::connect(&self.addr, token, after_seq).await
     }
 
+    /// Stops the in-process server, lets `edit` change its data directory (the server
+    /// holds nothing open meanwhile), and starts a new one on it with default test
+    /// settings. Sockets to the old one are gone.
+    pub async fn restart(&mut self, edit: impl FnOnce(&Path)) {
+        self.app.take().expect("an in-process server").stop().await.unwrap();
+        let dir = self._dir.as_ref().expect("its data directory").path();
+        edit(dir);
+        let app = app::build(test_settings(dir, &[]), Options::default()).await.expect("app restarts");
+        self.addr = format!("127.0.0.1:{}", app.port());
+        self.app = Some(app);
+    }
+
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.stop().await.unwrap();
@@ -201,18 +225,70 @@ impl Ws {
         }
     }
 
-    /// True if no frame arrives within `d`.
+    /// True if the socket stays open and silent for `d` and is alive after it: false if a
+    /// stream frame arrives (it is kept for `next_frame`), a panic if the socket closes or
+    /// fails (a closed socket is not quiet). After the window it sends two probe `ping`s
+    /// and requires each `ok` answer; a stream frame before either answer makes it false.
+    ///
+    /// Why two: the server writes the frames queued for a socket right after its answer
+    /// to a message, in the same flush. So a frame published before the call (an HTTP or
+    /// websocket action that already returned has published its frames: the engine
+    /// publishes before it answers) arrives before the second answer at the latest,
+    /// however slow delivery is; no sleep is needed before asking.
     pub async fn quiet_for(&mut self, d: Duration) -> bool {
         if !self.pending.is_empty() {
             return false;
         }
-        match tokio::time::timeout(d, self.socket.next()).await {
-            Err(_) => true,
-            Ok(Some(Ok(Message::Text(t)))) => {
-                self.pending.push_back(serde_json::from_str(&t).unwrap());
-                false
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => break,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    self.pending.push_back(serde_json::from_str(&t).unwrap());
+                    return false;
+                }
+                // The server's keep-alive pings (and their pongs) are not stream frames.
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(other))) => panic!("not quiet: the socket ended during the window: {other:?}"),
+                Ok(Some(Err(e))) => panic!("not quiet: the socket failed during the window: {e}"),
+                Ok(None) => panic!("not quiet: the socket ended during the window"),
             }
-            Ok(_) => true,
+        }
+        let mut quiet = true;
+        for _ in 0..2 {
+            quiet &= self.probe().await;
+        }
+        quiet
+    }
+
+    /// Sends a `ping` and waits for its `ok` (a panic if the socket ends or it is
+    /// refused); true if no stream frame came before it (those that did are kept).
+    async fn probe(&mut self) -> bool {
+        let id = format!("probe-{}", self.next_id);
+        self.next_id += 1;
+        let msg = json!({"id": id, "type": "ping"});
+        if let Err(e) = self.socket.send(Message::Text(msg.to_string().into())).await {
+            panic!("not quiet: the probe could not be sent, the socket is gone: {e}");
+        }
+        let mut quiet = true;
+        loop {
+            let f = match tokio::time::timeout(WAIT, self.socket.next()).await {
+                Err(_) => panic!("the probe {id} was not answered within {WAIT:?}"),
+                Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Value>(&t).unwrap(),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(other))) => panic!("not quiet: the socket ended before answering the probe: {other:?}"),
+                Ok(Some(Err(e))) => panic!("not quiet: the socket failed before answering the probe: {e}"),
+                Ok(None) => panic!("not quiet: the socket ended before answering the probe"),
+            };
+            let answer = f["type"] == "ok" || f["type"] == "error";
+            if answer && f["data"]["re"] == json!(id) {
+                assert_eq!(f["type"], "ok", "the probe was refused: {f}");
+                return quiet;
+            }
+            if !answer {
+                quiet = false;
+                self.pending.push_back(f);
+            }
         }
     }
 
@@ -361,4 +437,31 @@ pub async fn assert_problem(resp: reqwest::Response, status: u16, code: Option<&
         assert_eq!(code_got, code, "{body}");
     }
     body
+}
+
+// ---------------------------------------------------------------- the helpers' own checks
+
+/// A socket the server closed is not quiet: `quiet_for` fails instead of passing.
+#[tokio::test]
+#[should_panic(expected = "not quiet")]
+async fn quiet_for_fails_on_a_closed_socket() {
+    let app = spawn_app().await;
+    let mut ws = app.ws(&app.staff("c001"), None).await;
+    // A binary frame is refused: the server closes the socket (1003).
+    ws.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
+    ws.quiet_for(Duration::from_millis(200)).await;
+}
+
+/// A frame published before the call is found even with no window at all: the probes
+/// come back after it.
+#[tokio::test]
+async fn quiet_for_finds_a_published_frame_without_waiting() {
+    let app = spawn_app().await;
+    let staff = app.staff("c001");
+    let mut ws = app.ws(&staff, None).await;
+    assert!(ws.quiet_for(Duration::ZERO).await, "nothing happened yet");
+    app.raise(&staff, json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 2})).await;
+    assert!(!ws.quiet_for(Duration::ZERO).await, "the raise's frames were published before its 201");
+    assert_eq!(ws.next_frame().await["type"], "incident.raised");
+    app.stop().await;
 }

@@ -2690,7 +2690,8 @@ async fn endpoints(app: &TestApp) -> Vec<(String, String)> {
     out
 }
 
-/// Reads a live socket until it has been quiet for a moment (bounded).
+/// Reads a live socket until it is quiet: silent for a moment and its probes answered
+/// with nothing before them (bounded; a closed socket fails the test).
 async fn drain(ws: &mut Ws) -> Vec<Value> {
     let mut out = Vec::new();
     for _ in 0..5000 {
@@ -2870,8 +2871,9 @@ async fn every_token_calls_every_endpoint_and_the_oracle_says_what_it_gets() {
         }
     }
 
-    // ---- the leak scan: every 2xx body, every frame of every stream (live and replayed)
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ---- the leak scan: every 2xx body, every frame of every stream (live and replayed).
+    // Every call above was answered, so its frames are published; `drain` stops at the
+    // first silence its probes confirm.
     s.refresh().await;
     let world = s.md.world();
     let seen = std::mem::take(&mut s.seen);
@@ -3005,7 +3007,11 @@ async fn a_socket_of_any_role_is_closed_when_its_token_expires() {
     for (role, ws) in sockets.iter_mut() {
         assert_eq!(ws.close_code().await, Some(1008), "{role:?}");
     }
-    assert!(started.elapsed() < Duration::from_secs(4));
+    // Closed by the expiry (≈ 2 s), not by the pings (every 15 s by default) nor never; 10 s
+    // is the margin a loaded 2-core run of the whole suite needs (docs/PERFORMANCE.md).
+    let took = started.elapsed();
+    eprintln!("2-second tokens: every socket closed after {took:?}");
+    assert!(took < Duration::from_secs(10), "closed late: {took:?}");
     app.stop().await;
 }
 

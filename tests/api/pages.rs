@@ -620,7 +620,9 @@ async fn the_member_page_reconnects_and_resumes_after_a_server_restart() {
     member.goto(&t.url("/m")).await;
     member.sign_in(&t.member(&member_id)).await;
     member.wait("offer A", &format!("return !!document.querySelector('#offers li[data-offer=\"{a_offer}\"]')")).await;
-    assert_eq!(t.post(&staff, &format!("/v1/incidents/{a_id}/cancel"), json!({})).await.status(), 200);
+    let cancelled: Value =
+        t.post(&staff, &format!("/v1/incidents/{a_id}/cancel"), json!({})).await.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     member
         .wait(
             "offer A withdrawn",
@@ -820,13 +822,33 @@ async fn the_reports_page_shows_a_community_report_and_an_offer_says_why_you() {
         .await;
     let id = inc["id"].as_str().unwrap();
     let (member_id, offer_id) = app.offered(id, "offered").await[0].clone();
+    // The reasons the offer carries, and the line the page must make of them (the Chinese
+    // strings of src/web/i18n.js, joined with 、).
+    let mut ws = app.ws(&app.member(&member_id), None).await;
+    let offer = ws.expect("offer").await;
+    assert_eq!(offer["data"]["offer_id"], offer_id.as_str());
+    let codes: Vec<&str> = offer["data"]["why"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(!codes.is_empty(), "a c001 member offered a c001 patrol has reasons: {offer}");
+    let zh = |code: &str| match code {
+        "near" => "离事发地近",
+        "skills" => "具备所需技能",
+        "lives_here" => "住在本网格",
+        "team_paired" => "所在队伍对口本社区",
+        "reliable" => "响应可靠",
+        "less_hard_work" => "承担的困难任务较少",
+        "rested" => "近期未值守",
+        "whistle" => "所在单位被吹哨",
+        other => panic!("a reason the test does not know: {other}"),
+    };
+    let expected = format!("为什么是您：{}", codes.iter().map(|c| zh(c)).collect::<Vec<_>>().join("、"));
     let member = driver.browser("member-why").await;
     member.goto(&app.url("/m")).await;
     member.sign_in(&app.member(&member_id)).await;
-    let why = format!(
-        "const p = document.querySelector('#offers li[data-offer=\"{offer_id}\"] .why'); return !!p && !p.hidden && p.textContent.length > 0"
-    );
+    let line = format!("#offers li[data-offer=\"{offer_id}\"] .why");
+    let why =
+        format!("const p = document.querySelector('{line}'); return !!p && !p.hidden && p.textContent.length > 0");
     member.wait("the why-you line", &why).await;
+    assert_eq!(member.text(&line).await, expected);
     member.screenshot("member-why").await;
     member.no_console_errors(&[]).await;
     member.close().await;

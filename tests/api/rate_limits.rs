@@ -120,9 +120,10 @@ async fn websocket_messages_over_the_rate_get_rate_limited_then_a_flood_is_close
         }
     }
     let (mut ok, mut limited, mut code) = (0, 0, None);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Bounds that only end a hung test: the answers come at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(5), flood.socket.next()).await {
+        match tokio::time::timeout(Duration::from_secs(10), flood.socket.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => {
                 let f: Value = serde_json::from_str(&t).unwrap();
                 match f["type"].as_str().unwrap() {
@@ -149,10 +150,13 @@ async fn websocket_messages_over_the_rate_get_rate_limited_then_a_flood_is_close
     assert!((5..=7).contains(&ok), "{ok} pings passed (burst 5)");
     assert_eq!(limited, 20, "20 rate_limited answers, then the close");
     assert_eq!(code, Some(4029));
-    // The control socket on the same server never noticed.
+    // The control socket on the same server never noticed: it answers at once (a few ms;
+    // 5 s is the margin a loaded 2-core run of the whole suite needs).
     let t = Instant::now();
     assert_eq!(control.request("ping", json!({})).await["type"], "ok");
-    assert!(t.elapsed() < Duration::from_secs(1));
+    let took = t.elapsed();
+    eprintln!("after a flood: the control socket answered in {took:?}");
+    assert!(took < Duration::from_secs(5), "the control socket answered after {took:?}");
     // A member whose socket was closed for flooding may connect again.
     let mut again = app.ws(&app.member(&m), None).await;
     assert_eq!(again.request("ping", json!({})).await["type"], "ok");

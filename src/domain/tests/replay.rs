@@ -85,6 +85,22 @@ fn replaying_the_log_rebuilds_the_same_state_and_frames() {
     }
 }
 
+/// The replay tests also compare the replayed state with a fold of the log that does not
+/// go through `apply` (`testkit::Facts`): it tells a state that missed an acceptance, or
+/// an arrival, from one that did not, which comparing two states built by `apply` cannot.
+#[test]
+fn a_state_that_missed_an_acceptance_or_an_arrival_does_not_state_the_log() {
+    let w = long_scenario();
+    let (r, _) = replay(&w.log);
+    assert_states_the_log(&r, &w.log, "the replay");
+    for (from, to) in [(OfferState::Accepted, OfferState::Offered), (OfferState::Arrived, OfferState::Accepted)] {
+        let mut missed = replay(&w.log).0;
+        let offer = missed.incidents.values_mut().flat_map(|i| i.offers.iter_mut()).find(|o| o.state == from);
+        offer.unwrap_or_else(|| panic!("the scenario has an offer {from:?}")).state = to;
+        assert_ne!(facts_of_state(&missed), facts_of_log(&w.log), "{from:?} left {to:?}");
+    }
+}
+
 #[test]
 fn a_replayed_state_decides_the_next_steps_as_the_live_one_does() {
     let mut live = long_scenario();
