@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz the HTTP API against its own OpenAPI document with schemathesis, once per role:
-# no answer may be a 5xx, and every answer must fit the documented schema.
+# no answer may be a 5xx, every answer must fit the documented schema, and no operation may
+# refuse every body generated from its schema (schemathesis' "Schema validation mismatch"
+# warning fails the run: the document must say what the server enforces).
 #
 #   scripts/schemathesis.sh                 # debug binary, 50 examples per operation
 #   MAX_EXAMPLES=200 SEED=7 scripts/schemathesis.sh
@@ -9,13 +11,17 @@
 # It makes a venv under target/schemathesis/ (pip install from PyPI on first use), starts
 # `muster serve --demo` on a free loopback port with a fresh data directory, mints a token
 # per role with `muster token`, and runs `schemathesis run` for each. Reports (JUnit) go to
-# target/schemathesis/<role>/. Not part of .ci/run: it needs PyPI and a few minutes.
+# target/schemathesis/<role>/. .ci/run runs it (SEED=1, MAX_EXAMPLES=20, every role).
 # Exit status: 0 when every role passed, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MAX_EXAMPLES="${MAX_EXAMPLES:-50}"
 SEED="${SEED:-1}"
+# One worker: with two, which operation runs first (and so the state each one meets) varies
+# from run to run, and hypothesis' lambda-source cache is not thread-safe (a KeyError in
+# hypothesis/internal/lambda_sources.py, reported as a schemathesis "Runtime Error").
+WORKERS="${WORKERS:-1}"
 ROLES="${ROLES:-command command_district staff unit_admin member}"
 CHECKS="${CHECKS:-not_a_server_error,response_schema_conformance}"
 DEMO_MEMBERS="${DEMO_MEMBERS:-3000}"
@@ -70,6 +76,34 @@ UNIT="$(scope unit_admin)"
 MEMBER="$(scope member)"
 token() { "$BIN" token --ttl 2h "$@"; }
 
+# Warnings that fail the run, and the operations exempt from the mismatch warning: those
+# no generated body can reach, whatever the document says, because what they need is state
+# a fuzzer does not build (see docs/RELIABILITY.md, "schemathesis").
+CONFIG="$WORK/schemathesis.toml"
+cat >"$CONFIG" <<'TOML'
+[warnings]
+fail-on = ["validation_mismatch"]
+
+# Importing a city replaces the demo city every token here is scoped to; and the run keeps
+# incidents open, which it refuses (409). Its 422s are the city validator's.
+[[operations]]
+include-path = "/v1/city"
+include-method = "PUT"
+warnings = false
+
+# A rating needs a member who worked the task (checked in and out, or arrived).
+[[operations]]
+include-path = "/v1/ratings"
+include-method = "POST"
+warnings = false
+
+# An exchange needs a balance, i.e. hours worked; the demo's members have none.
+[[operations]]
+include-path = "/v1/members/{id}/exchange"
+include-method = "POST"
+warnings = false
+TOML
+
 status=0
 for role in $ROLES; do
   case "$role" in
@@ -82,12 +116,12 @@ for role in $ROLES; do
   esac
   echo "== schemathesis as $role"
   # Run inside $WORK: schemathesis and hypothesis keep their databases in the working directory.
-  if ! (cd "$WORK" && "$VENV/bin/schemathesis" run "http://$ADDR/openapi.json" \
+  if ! (cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$CONFIG" run "http://$ADDR/openapi.json" \
       --header "Authorization: Bearer $T" \
       --checks "$CHECKS" \
       --max-examples "$MAX_EXAMPLES" \
       --seed "$SEED" \
-      --workers 2 \
+      --workers "$WORKERS" \
       --request-timeout 30 \
       --suppress-health-check all \
       --no-color \

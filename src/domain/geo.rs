@@ -19,7 +19,9 @@ const EARTH_RADIUS_M: f64 = 6_371_008.8;
 /// A WGS84 position, always finite and in range.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Position {
+    #[schema(minimum = -90, maximum = 90, example = 30.5971)]
     pub lat: f64,
+    #[schema(minimum = -180, maximum = 180, example = 114.3090)]
     pub lng: f64,
 }
 

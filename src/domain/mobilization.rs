@@ -15,6 +15,8 @@ use super::time::Ts;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Site {
+    /// 1 to 200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "Wuhan Sports Centre")]
     pub name: String,
     pub location: Position,
 }

@@ -27,21 +27,32 @@ use crate::store::TimelineEntry;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RaiseBody {
-    /// Exactly one of grid_id or location.
+    /// Exactly one of grid_id or location: a grid of the city in the caller's area.
+    #[schema(min_length = 1, example = "c001-g1")]
     pub grid_id: Option<String>,
+    /// A position inside a grid of the caller's area.
     pub location: Option<Position>,
+    /// A category id of `GET /v1/catalog`.
+    #[schema(min_length = 1, example = "patrol")]
     pub category: String,
     pub level: Level,
+    /// 1 to `dispatch.max_headcount`.
+    #[schema(minimum = 1, example = 2)]
     pub headcount: u32,
+    /// Skill ids of `GET /v1/catalog`, at most 16.
     #[serde(default)]
+    #[schema(max_items = 16, example = json!(["medical"]))]
     pub skills: Vec<String>,
+    #[schema(max_length = 1000, example = "two trees down across the road")]
     pub note: Option<String>,
     /// 1–5; defaults to the category's difficulty and may only raise it.
+    #[schema(minimum = 1, maximum = 5, example = 3)]
     pub difficulty: Option<u8>,
 }
 
 #[utoipa::path(post, path = "/v1/incidents", tag = API_TAG, security(("bearer" = [])), request_body = RaiseBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key answers the same incident")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", example = "raise-7f3a",
+        description = "1 to 200 visible ASCII characters; a retry with the same key answers the same incident")),
     responses(
         (status = 201, body = IncidentView, description = "durable; offers follow"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -99,6 +110,7 @@ pub(super) fn incident_view(app: &AppState, actor: &Actor, id: &str) -> Result<I
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// open, filled, resolved or cancelled; all when omitted.
+    #[param(pattern = "^(open|filled|resolved|cancelled)$")]
     pub status: Option<String>,
 }
 
@@ -169,7 +181,9 @@ pub async fn timeline(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
+    #[schema(max_length = 1000, example = "the crew has left the site")]
     pub note: Option<String>,
+    #[schema(max_length = 1000, example = "raised by mistake")]
     pub reason: Option<String>,
 }
 

@@ -67,7 +67,7 @@ const API_TAG: &str = "http";
         service::checkin, service::checkout, service::rate, service::exchange, service::member_report,
         service::unit_report, service::community_report
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &Enforced, &Links)
 )]
 pub struct ApiDoc;
 
@@ -81,6 +81,143 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
+}
+
+/// What the handlers enforce that the derives cannot say: a body that may be left out is
+/// an object or nothing (`Option<T>` reads as "or JSON null", which they refuse), and the
+/// bodies that take exactly one of a few fields say so with `oneOf`.
+struct Enforced;
+impl utoipa::Modify for Enforced {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::{RefOr, Required, Schema};
+        for item in openapi.paths.paths.values_mut() {
+            for op in operations(item) {
+                let Some(body) = op.request_body.as_mut() else { continue };
+                if body.required == Some(Required::True) {
+                    continue;
+                }
+                for content in body.content.values_mut() {
+                    if let Some(RefOr::T(Schema::OneOf(one))) = &content.schema
+                        && let [RefOr::T(Schema::Object(null)), inner] = one.items.as_slice()
+                        && null.schema_type == Type::Null.into()
+                    {
+                        content.schema = Some(inner.clone());
+                    }
+                }
+            }
+        }
+        let string = || ObjectBuilder::new().schema_type(Type::String).min_length(Some(1));
+        let id = |example: &str| string().examples([serde_json::json!(example)]).into();
+        let position = || RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Position"));
+        let branch = |field: &str, schema: RefOr<Schema>| -> RefOr<Schema> {
+            ObjectBuilder::new().required(field).property(field, schema).into()
+        };
+        let grid_or_location = || vec![branch("grid_id", id("c001-g1")), branch("location", position())];
+        let exactly_one: [(&str, Vec<RefOr<Schema>>); 4] = [
+            ("RaiseBody", grid_or_location()),
+            ("OrderBody", grid_or_location()),
+            ("RatingBody", vec![branch("order_id", id("ord-1")), branch("offer_id", id("off-1"))]),
+            (
+                "MobilizeBody",
+                vec![
+                    branch("teams", ArrayBuilder::new().items(string()).min_items(Some(1)).into()),
+                    branch("unit_id", id("u001")),
+                    branch("district_id", id("d01")),
+                    branch(
+                        "all_assault",
+                        ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])).into(),
+                    ),
+                ],
+            ),
+        ];
+        let Some(components) = openapi.components.as_mut() else { return };
+        for (name, branches) in exactly_one {
+            if let Some(schema) = components.schemas.remove(name) {
+                let one_of = branches.into_iter().fold(utoipa::openapi::schema::OneOfBuilder::new(), |b, s| b.item(s));
+                let all = utoipa::openapi::schema::AllOfBuilder::new().item(schema).item(one_of);
+                components.schemas.insert(name.to_string(), all.into());
+            }
+        }
+    }
+}
+
+/// OpenAPI links, so that a stateful run acts on what it made: from every `POST` that
+/// answers 201 with the new object (its `id`) to every operation on `{that path}/{id}`.
+struct Links;
+impl utoipa::Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::link::LinkBuilder;
+        let mut targets: Vec<(String, String, &str)> = Vec::new();
+        for (path, item) in &openapi.paths.paths {
+            for (method, op) in methods(item) {
+                targets.push((path.clone(), op.operation_id.clone().unwrap_or_default(), method));
+            }
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(post) = item.post.as_mut() else { continue };
+            let Some(RefOr::T(created)) = post.responses.responses.get_mut("201") else { continue };
+            let prefix = format!("{path}/{{id}}");
+            for (target, operation_id, method) in &targets {
+                if target != &prefix && !target.starts_with(&format!("{prefix}/")) {
+                    continue;
+                }
+                let pointer = format!("#/paths/{}/{method}", target.replace('~', "~0").replace('/', "~1"));
+                let link = LinkBuilder::new()
+                    .operation_ref(pointer)
+                    .parameter("id", "$response.body#/id")
+                    .description(format!("{} {target} on the object made", method.to_uppercase()))
+                    .build();
+                created.links.insert(format!("{method}_{operation_id}"), link.into());
+            }
+        }
+    }
+}
+
+/// GET /openapi.json: `ApiDoc`, with the link objects' fields spelled as OpenAPI spells them
+/// (utoipa 5.5 serializes `utoipa::openapi::link::Link` in snake_case: `operation_ref`).
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        let responses = paths
+            .values_mut()
+            .filter_map(|item| item.as_object_mut())
+            .flat_map(|item| item.values_mut())
+            .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+            .flat_map(|r| r.values_mut());
+        for response in responses {
+            let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else { continue };
+            for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                for (snake, camel) in [
+                    ("operation_ref", "operationRef"),
+                    ("operation_id", "operationId"),
+                    ("request_body", "requestBody"),
+                ] {
+                    if let Some(v) = link.remove(snake) {
+                        link.insert(camel.to_string(), v);
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// An item's operations with their lower-case methods.
+fn methods(item: &utoipa::openapi::PathItem) -> Vec<(&'static str, &utoipa::openapi::path::Operation)> {
+    let all = [
+        ("get", &item.get),
+        ("put", &item.put),
+        ("post", &item.post),
+        ("delete", &item.delete),
+        ("patch", &item.patch),
+    ];
+    all.into_iter().filter_map(|(m, op)| op.as_ref().map(|op| (m, op))).collect()
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
 }
 
 /// Logs and counts every request by its route template. The query string is never
@@ -156,7 +293,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
-        .route("/openapi.json", get(|| async { axum::Json(ApiDoc::openapi()) }))
+        .route("/openapi.json", get(|| async { axum::Json(document()) }))
         .route("/v1/catalog", get(city::catalog))
         .route("/v1/communities", get(city::list_communities))
         .route("/v1/members/{id}", get(city::get_member))

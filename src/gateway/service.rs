@@ -34,12 +34,23 @@ fn parse_time(field: &str, s: &str) -> Result<i64, ApiError> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
+    /// 1 to 64 bytes, chosen by whoever registers.
+    #[schema(pattern = "^[!-~]{1,64}$", example = "m90001")]
     pub id: String,
+    #[schema(example = "Li Wei")]
     pub name: String,
+    /// A unit in the caller's scope (a unit admin's own).
+    #[schema(min_length = 1, example = "u001")]
     pub unit_id: String,
+    /// A team of that unit.
+    #[schema(min_length = 1, example = "t0001")]
     pub team_id: Option<String>,
+    /// A grid of the city (for staff, of their community).
+    #[schema(min_length = 1, example = "c001-g1")]
     pub residence_grid_id: String,
+    /// Skill ids of `GET /v1/catalog`.
     #[serde(default)]
+    #[schema(example = json!(["driving"]))]
     pub skills: Vec<String>,
     /// Defaults to the centre of the residence grid.
     pub position: Option<Position>,
@@ -141,7 +152,8 @@ pub async fn list_members(
 /// `POST /v1/members/import`: CSV with the header
 /// `id,name,team_id,residence_grid_id,skills,lat,lng,on_call` (skills separated by `;`,
 /// lat/lng may be empty); a command token adds a `unit_id` column. All rows or none.
-#[utoipa::path(post, path = "/v1/members/import", security(("bearer" = [])), request_body(content = String, content_type = "text/csv"),
+#[utoipa::path(post, path = "/v1/members/import", security(("bearer" = [])), request_body(content = String, content_type = "text/csv",
+        example = "id,name,unit_id,team_id,residence_grid_id,skills,lat,lng,on_call\nm90002,Wang Fang,u001,t0001,c001-g1,driving;medical,,,false\n"),
     responses((status = 200, body = ImportResult), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn import(
     State(app): State<AppState>,
@@ -236,6 +248,8 @@ pub struct ImportResult {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnitRegisterBody {
+    /// A community one of the unit's teams is paired with.
+    #[schema(min_length = 1, example = "c001")]
     pub community_id: String,
 }
 
@@ -266,19 +280,34 @@ pub async fn get_registration(State(app): State<AppState>, caller: Caller) -> Re
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBody {
-    /// Exactly one of grid_id or location.
+    /// Exactly one of grid_id or location: a grid of the caller's area.
+    #[schema(min_length = 1, example = "c001-g1")]
     pub grid_id: Option<String>,
+    /// A position inside a grid of the caller's area.
     pub location: Option<Position>,
+    /// A category id of `GET /v1/catalog`.
+    #[schema(min_length = 1, example = "material_delivery")]
     pub category: String,
     /// 1–5; the category's by default, and not lower.
+    #[schema(minimum = 1, maximum = 5, example = 2)]
     pub difficulty: Option<u8>,
+    /// 1 to 200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "Deliver vegetables to building 3")]
     pub title: String,
+    #[schema(max_length = 1000, example = "the lift is out of order")]
     pub note: Option<String>,
     /// RFC 3339.
+    #[schema(format = DateTime, example = "2030-06-01T08:00:00+08:00")]
     pub window_start: String,
+    /// RFC 3339; after window_start, and in the future.
+    #[schema(format = DateTime, example = "2030-06-01T12:00:00+08:00")]
     pub window_end: String,
+    /// 1 to `dispatch.service.max_slots`.
+    #[schema(minimum = 1, example = 2)]
     pub slots: u32,
+    /// Skill ids of `GET /v1/catalog`.
     #[serde(default)]
+    #[schema(example = json!(["driving"]))]
     pub skills: Vec<String>,
 }
 
@@ -482,6 +511,7 @@ pub async fn claim(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignBody {
+    #[schema(min_length = 1, example = "m00001")]
     pub member_id: String,
 }
 
@@ -501,6 +531,7 @@ pub async fn assign(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelOrderBody {
+    #[schema(max_length = 1000, example = "the resident found help")]
     pub reason: Option<String>,
 }
 
@@ -521,7 +552,9 @@ pub async fn cancel(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StampBody {
+    #[schema(minimum = -90, maximum = 90, example = 30.5971)]
     pub lat: f64,
+    #[schema(minimum = -180, maximum = 180, example = 114.3090)]
     pub lng: f64,
 }
 
@@ -563,8 +596,12 @@ pub async fn checkout(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RatingBody {
+    #[schema(min_length = 1, example = "ord-1")]
     pub order_id: Option<String>,
+    #[schema(min_length = 1, example = "off-1")]
     pub offer_id: Option<String>,
+    /// A member who worked the task.
+    #[schema(min_length = 1, example = "m00001")]
     pub member_id: String,
     pub rating: Rating,
 }
@@ -635,6 +672,8 @@ pub async fn rate(
 #[serde(deny_unknown_fields)]
 pub struct ExchangeBody {
     pub from: Currency,
+    /// More than 0, at most 1,000,000, and no more than the balance.
+    #[schema(exclusive_minimum = 0, maximum = 1_000_000, example = 1)]
     pub amount: f64,
 }
 
@@ -660,10 +699,13 @@ pub async fn exchange(
 #[serde(deny_unknown_fields)]
 pub struct ReportQuery {
     /// RFC 3339; the start of time when omitted.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339; now when omitted.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `json` (default) or `csv` (also chosen by `Accept: text/csv`).
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 

@@ -27,6 +27,8 @@ use crate::engine::now_ms;
 #[serde(deny_unknown_fields)]
 pub struct ModeBody {
     pub mode: Mode,
+    /// 1 to 1000 characters, not all blank.
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S", example = "flood warning for the river districts")]
     pub reason: String,
 }
 
@@ -112,16 +114,25 @@ pub async fn put_district_mode(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MobilizeBody {
+    /// Team ids (`GET /v1/units`).
     #[serde(default)]
+    #[schema(example = json!(["t0002"]))]
     pub teams: Vec<String>,
+    #[schema(min_length = 1, example = "u001")]
     pub unit_id: Option<String>,
+    #[schema(min_length = 1, example = "d01")]
     pub district_id: Option<String>,
     #[serde(default)]
+    #[schema(example = true)]
     pub all_assault: bool,
+    #[schema(min_length = 1, example = "c001")]
     pub community_id: Option<String>,
     pub site: Option<Site>,
-    /// Seconds from now (default `dispatch.mobilization.default_deadline_s`).
+    /// Seconds from now, 1 to `dispatch.mobilization.max_deadline_s` (default
+    /// `dispatch.mobilization.default_deadline_s`).
+    #[schema(minimum = 1, example = 3600)]
     pub deadline_s: Option<u64>,
+    #[schema(max_length = 1000, example = "bring sandbags")]
     pub note: Option<String>,
 }
 
@@ -307,6 +318,7 @@ pub async fn get_mobilization(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseBody {
+    #[schema(max_length = 1000, example = "every team has reported")]
     pub reason: Option<String>,
 }
 
@@ -339,7 +351,25 @@ pub enum WhistleTo {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhistleBody {
+    /// `"paired_units"`, `"street_units"`, or 1 to 500 unit ids.
+    #[schema(schema_with = whistle_to)]
     pub to: WhistleTo,
+}
+
+/// The schema of `WhistleBody::to`: what `whistle` accepts, which the untagged enum does not say.
+fn whistle_to() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    let one_of = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["paired_units", "street_units"])))
+        .item(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)))
+                .min_items(Some(1))
+                .max_items(Some(500)),
+        )
+        .examples([serde_json::json!("paired_units")])
+        .build();
+    Schema::OneOf(one_of)
 }
 
 #[utoipa::path(post, path = "/v1/incidents/{id}/whistle", security(("bearer" = [])), params(("id" = String, Path)),
