@@ -15,4 +15,5 @@ mod pages;
 mod rate_limits;
 mod restart;
 mod service;
+mod signin;
 mod wartime;
