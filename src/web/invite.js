@@ -109,7 +109,16 @@ export function mountInvite(root, claims) {
   root.hidden = false;
 }
 
-/** The signed-in devices the caller may see, each with a revoke button. */
+/** A member's own signed-in devices ("my devices"), in its own <section>. */
+export function mountDevices(root, claims) {
+  root.replaceChildren(devices(claims));
+  root.hidden = false;
+}
+
+/**
+ * The signed-in devices the caller may see, each with a revoke button. A member sees their
+ * own at once; others name a member (or none: all they may see).
+ */
 function devices(claims) {
   const who = h("input", { id: "devices-who", type: "text", autocomplete: "off", spellcheck: false });
   const list = h("ul", { id: "devices", class: "cards" });
@@ -168,5 +177,9 @@ function devices(claims) {
     e.preventDefault();
     load();
   });
+  if (claims.role === "member") {
+    load();
+    return h("div", { class: "devices" }, h("h2", {}, t("invite.devices.mine")), msg, list);
+  }
   return h("div", { class: "devices" }, h("h3", {}, t("invite.devices")), form, msg, list);
 }

@@ -892,6 +892,12 @@ async fn a_member_signs_in_with_a_link_and_a_refresh_keeps_what_they_typed() {
     assert_eq!(phone.js("return location.hash").await, json!(""));
     phone.fits_360().await;
     phone.wait("the member's record", "return document.querySelector('#me-name').textContent.trim() !== ''").await;
+    phone
+        .wait(
+            "my devices: this one",
+            "const li = document.querySelectorAll('#devices-card li'); return li.length === 1 && !!li[0].querySelector('button.revoke')",
+        )
+        .await;
 
     // Half a form typed; the 4 s access token is renewed twice underneath it.
     phone.type_into("#lat", "30.612345").await;
