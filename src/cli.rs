@@ -127,10 +127,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let keys = TokenKeys::new(&settings.auth.secret);
             let ttl = settings.auth.token_ttl_s;
+            let kept = settings.clone();
             let app = app::build(settings, Options { demo, demo_members }).await?;
             println!("listening on http://{}", app.addr);
             if demo {
-                print_demo_tokens(&app.engine.read(), &keys, ttl, app.addr);
+                let people = demo_people(&app.engine.read());
+                print_demo_tokens(&app.engine.read(), &people, &keys, ttl, app.addr);
+                print_demo_links(&app.engine, &kept, &people, app.addr).await;
             }
             let stop = app.shutdown.clone();
             tokio::spawn(async move {
@@ -171,10 +174,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// One token per role for the demo, chosen so they fit together: the member lives in the
-/// staff's community, on call, in an assault team.
-fn print_demo_tokens(state: &State, keys: &TokenKeys, ttl: u64, addr: SocketAddr) {
-    let Some(city) = state.city.city() else { return };
+/// The demo's people, one per role, chosen so they fit together: the member lives in the
+/// staff's community, on call, in an assault team. (label, role, scope id)
+type People = Vec<(&'static str, Role, Option<String>)>;
+
+fn demo_people(state: &State) -> People {
+    let Some(city) = state.city.city() else { return Vec::new() };
     let member_idx = (0..city.members.len())
         .find(|&i| state.roster.members[i].on_call && city.members[i].team_id.is_some())
         .unwrap_or(0);
@@ -183,22 +188,69 @@ fn print_demo_tokens(state: &State, keys: &TokenKeys, ttl: u64, addr: SocketAddr
     let place = state.city.grid_places[grid as usize];
     let community = &city.communities[place.community as usize];
     let district = &city.districts[place.district as usize];
-    let now = now_s();
-    let tokens = [
+    vec![
         ("command (city)", Role::Command, None),
         ("command (district)", Role::Command, Some(district.id.clone())),
         ("staff", Role::Staff, Some(community.id.clone())),
         ("unit_admin", Role::UnitAdmin, Some(member.unit_id.clone())),
         ("member", Role::Member, Some(member.id.clone())),
-    ];
+    ]
+}
+
+/// One sign-in link per person (one-time, valid `auth.invitation_max_ttl_s`), made as
+/// invitations through the engine at every start: a click instead of a pasted token.
+async fn print_demo_links(
+    engine: &crate::engine::EngineHandle,
+    settings: &Settings,
+    people: &People,
+    addr: SocketAddr,
+) {
+    use crate::domain::dispatcher::Actor;
+    let actor = |role: Role, id: &Option<String>| {
+        let id = id.clone().unwrap_or_default();
+        match role {
+            Role::Command => Actor::Command { district: (!id.is_empty()).then_some(id) },
+            Role::Staff => Actor::Staff { community: id },
+            Role::UnitAdmin => Actor::UnitAdmin { unit: id },
+            Role::Member => Actor::Member { member: id },
+        }
+    };
+    let base = if settings.auth.public_url.is_empty() {
+        format!("http://{addr}")
+    } else {
+        settings.auth.public_url.trim_end_matches('/').to_string()
+    };
+    let invitees = people.iter().map(|(_, role, id)| actor(*role, id)).collect();
+    match crate::gateway::access::demo_links(engine, settings, &base, invitees).await {
+        Ok(links) => {
+            for ((label, _, id), link) in people.iter().zip(links) {
+                let id = id.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
+                println!("sign-in link {label}{id}: {link}");
+            }
+        }
+        Err(e) => eprintln!("the demo's sign-in links could not be made: {}", e.detail),
+    }
+}
+
+/// One token per person of the demo.
+fn print_demo_tokens(state: &State, people: &People, keys: &TokenKeys, ttl: u64, addr: SocketAddr) {
+    let Some(city) = state.city.city() else { return };
+    let member_idx = (0..city.members.len())
+        .find(|&i| state.roster.members[i].on_call && city.members[i].team_id.is_some())
+        .unwrap_or(0);
+    let member = &city.members[member_idx];
+    let grid = state.city.member_residence[member_idx];
+    let place = state.city.grid_places[grid as usize];
+    let community = &city.communities[place.community as usize];
+    let now = now_s();
     println!("demo city: {} communities, {} members", city.communities.len(), city.members.len());
     println!(
         "staff community {} ({}), grid {}; member {} ({})",
         community.id, community.name, member.residence_grid_id, member.id, member.name
     );
-    for (label, role, scope) in tokens {
-        let claims = Claims::new(role, scope.clone(), now, ttl).expect("demo scopes are complete");
-        let scope = scope.map(|s| format!(" {s}")).unwrap_or_default();
+    for (label, role, scope) in people {
+        let claims = Claims::new(*role, scope.clone(), now, ttl).expect("demo scopes are complete");
+        let scope = scope.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
         println!("token {label}{scope}: {}", keys.sign(&claims));
     }
     println!("try: curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/v1/catalog");

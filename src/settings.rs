@@ -51,6 +51,12 @@ pub struct Server {
 pub struct Auth {
     pub secret: String,
     pub token_ttl_s: u64,
+    pub access_ttl_s: u64,
+    pub session_ttl_s: u64,
+    pub invitation_ttl_s: u64,
+    pub invitation_max_ttl_s: u64,
+    pub public_url: String,
+    pub secure_cookie: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +81,8 @@ pub struct Limits {
     pub ws_messages_per_s: u32,
     pub ws_messages_burst: u32,
     pub ws_flood_close_after: u32,
+    pub session_per_ip_per_min: u32,
+    pub session_per_ip_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +167,18 @@ impl Settings {
         let bad = |m: &str| Err(SettingsError::Invalid(m.into()));
         if self.auth.secret.len() < 16 {
             return bad("auth.secret must be at least 16 characters");
+        }
+        let a = &self.auth;
+        if a.access_ttl_s == 0 || a.session_ttl_s == 0 || a.invitation_ttl_s == 0 {
+            return bad("auth.access_ttl_s, auth.session_ttl_s and auth.invitation_ttl_s must be at least 1");
+        }
+        if a.invitation_max_ttl_s < a.invitation_ttl_s
+            || a.invitation_max_ttl_s > crate::domain::access::MAX_INVITATION_TTL_S
+        {
+            return bad("auth.invitation_max_ttl_s must be at least auth.invitation_ttl_s and at most 366 days");
+        }
+        if !(a.public_url.is_empty() || a.public_url.starts_with("http://") || a.public_url.starts_with("https://")) {
+            return bad("auth.public_url must be empty or start with http:// or https://");
         }
         if !(1..=64).contains(&self.server.listeners) {
             return bad("server.listeners must be 1 to 64");

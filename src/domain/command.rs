@@ -174,6 +174,37 @@ pub enum Command {
     RevokeTokens {
         subject: String,
     },
+    /// Invitations to sign in (one, or a batch): all or none.
+    Invite {
+        invitations: Vec<super::access::Invite>,
+    },
+    RevokeInvitation {
+        invitation_id: String,
+    },
+    /// Opens session `family` with an invitation's code (its hash): the code is the proof.
+    Redeem {
+        code_hash: String,
+        family: String,
+        refresh_hash: String,
+        device: String,
+        ttl_s: u64,
+    },
+    /// Rotates a session's refresh credential (hashes only); a rotated one revokes the family.
+    Refresh {
+        family: String,
+        presented_hash: String,
+        refresh_hash: String,
+        ttl_s: u64,
+    },
+    /// Ends a session, proven by its refresh credential or asked by its person.
+    SignOut {
+        family: String,
+        refresh_hash: Option<String>,
+    },
+    /// Revokes a device: the person, or whoever may invite them.
+    RevokeSession {
+        family: String,
+    },
     /// Fire every deadline due at `now`.
     Tick,
     /// Publish the progress of the mobilizations acknowledged or reported to since the
@@ -211,6 +242,12 @@ impl Command {
             Command::Rate { .. } => "rate",
             Command::Exchange { .. } => "exchange",
             Command::RevokeTokens { .. } => "revoke_tokens",
+            Command::Invite { .. } => "invite",
+            Command::RevokeInvitation { .. } => "revoke_invitation",
+            Command::Redeem { .. } => "redeem",
+            Command::Refresh { .. } => "refresh",
+            Command::SignOut { .. } => "sign_out",
+            Command::RevokeSession { .. } => "revoke_session",
             Command::Tick => "tick",
             Command::Tally => "tally",
         }
@@ -254,6 +291,9 @@ pub enum Reply {
     Incident(String),
     Mobilization(String),
     Order(String),
+    /// A refresh presented a credential its family had rotated past: the family (this id)
+    /// is revoked, and the caller is refused.
+    RefreshReused(String),
 }
 
 #[derive(Debug, Default)]
@@ -392,6 +432,12 @@ mod tests {
             Command::RevokeTokens { .. } => 26,
             Command::Tick => 27,
             Command::Tally => 28,
+            Command::Invite { .. } => 29,
+            Command::RevokeInvitation { .. } => 30,
+            Command::Redeem { .. } => 31,
+            Command::Refresh { .. } => 32,
+            Command::SignOut { .. } => 33,
+            Command::RevokeSession { .. } => 34,
         }
     }
 
@@ -458,13 +504,36 @@ mod tests {
             Command::RevokeTokens { subject: "member:m00001".into() },
             Command::Tick,
             Command::Tally,
+            Command::Invite {
+                invitations: vec![super::super::access::Invite {
+                    invitee: Actor::Member { member: "m1".into() },
+                    ttl_s: 600,
+                    code_hash: "ab".repeat(32),
+                }],
+            },
+            Command::RevokeInvitation { invitation_id: "inv-000001".into() },
+            Command::Redeem {
+                code_hash: "ab".repeat(32),
+                family: "f".repeat(22),
+                refresh_hash: "cd".repeat(32),
+                device: "phone \"x\"".into(),
+                ttl_s: 86_400,
+            },
+            Command::Refresh {
+                family: "f".repeat(22),
+                presented_hash: "cd".repeat(32),
+                refresh_hash: "ef".repeat(32),
+                ttl_s: 86_400,
+            },
+            Command::SignOut { family: "f".repeat(22), refresh_hash: None },
+            Command::RevokeSession { family: "f".repeat(22) },
         ]
     }
 
     #[test]
     fn every_command_round_trips_tagged_by_its_name() {
         let all = commands();
-        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=28).collect::<Vec<_>>());
+        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=34).collect::<Vec<_>>());
         for cmd in &all {
             let json = round_trip(cmd);
             let v: Value = serde_json::from_str(&json).unwrap();
@@ -506,6 +575,7 @@ mod tests {
             Reply::Incident("inc-000001".into()),
             Reply::Mobilization("mob-1".into()),
             Reply::Order("ord-1".into()),
+            Reply::RefreshReused("f".repeat(22)),
         ];
         for r in &replies {
             round_trip(r);

@@ -13,7 +13,7 @@
 //! escalation) are data in the state, set by `apply`, so they resume after a restart.
 //!
 //! Here are only `execute` (which command goes to which feature: `incidents`, `wartime`,
-//! `service`), `tick` (which deadline goes where), `apply` (which event goes where), the
+//! `service`, `access`), `tick` (which deadline goes where), `apply` (which event goes where), the
 //! city import and the few member and token arms of their own. The features depend on
 //! `state`, `command` and `errors`, never on this file; this file depends on them.
 //!
@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
+use super::access;
 use super::command::{Answer, Tx, acting_member};
 use super::errors::err;
 use super::event::{Event, EventBody, Frame, RevokeReason, stream};
@@ -109,6 +110,18 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
             tx.emit(EventBody::TokensRevoked { subject, before_s: (now / 1000).max(0) as u64 });
             Reply::Done
         }
+        Command::Invite { invitations } => access::invite(&mut tx, actor, invitations)?,
+        Command::RevokeInvitation { invitation_id } => access::revoke_invitation(&mut tx, actor, &invitation_id)?,
+        Command::Redeem { code_hash, family, refresh_hash, device, ttl_s } => {
+            access::redeem(&mut tx, &code_hash, &family, &refresh_hash, &device, ttl_s)?
+        }
+        Command::Refresh { family, presented_hash, refresh_hash, ttl_s } => {
+            access::refresh(&mut tx, &family, &presented_hash, &refresh_hash, ttl_s)?
+        }
+        Command::SignOut { family, refresh_hash } => {
+            access::sign_out(&mut tx, actor, &family, refresh_hash.as_deref())?
+        }
+        Command::RevokeSession { family } => access::revoke_session(&mut tx, actor, &family)?,
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -288,7 +301,13 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::Exchanged { .. } => service::apply(state, event, &mut frames),
         EventBody::TokensRevoked { subject, before_s } => {
             std::sync::Arc::make_mut(&mut state.revoked).insert(subject.clone(), *before_s);
+            access::tokens_revoked(state, subject, *before_s);
         }
+        EventBody::InvitationIssued { .. }
+        | EventBody::InvitationRedeemed { .. }
+        | EventBody::InvitationRevoked { .. }
+        | EventBody::SessionRefreshed { .. }
+        | EventBody::SessionRevoked { .. } => access::apply(state, event),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

@@ -311,6 +311,36 @@ pub enum EventBody {
         points_delta: f64,
         hours_delta: f64,
     },
+    /// A sign-in link for `invitee` (role and scope); only the code's SHA-256 is logged.
+    InvitationIssued {
+        invitation_id: String,
+        invitee: super::command::Actor,
+        expires_at: Ts,
+        code_hash: String,
+        issued_by: String,
+    },
+    /// The link was opened: session `family` begins, with its first refresh credential's hash.
+    InvitationRedeemed {
+        invitation_id: String,
+        family: String,
+        device: String,
+        refresh_hash: String,
+        expires_at: Ts,
+    },
+    InvitationRevoked {
+        invitation_id: String,
+    },
+    /// The family's refresh credential was rotated.
+    SessionRefreshed {
+        family: String,
+        refresh_hash: String,
+        expires_at: Ts,
+    },
+    /// The family ended: its refresh and access tokens are refused from now on.
+    SessionRevoked {
+        family: String,
+        reason: super::access::SessionEnd,
+    },
 }
 
 impl EventBody {
@@ -351,6 +381,11 @@ impl EventBody {
             EventBody::Rated { .. } => "rated",
             EventBody::Exchanged { .. } => "exchanged",
             EventBody::TokensRevoked { .. } => "tokens_revoked",
+            EventBody::InvitationIssued { .. } => "invitation_issued",
+            EventBody::InvitationRedeemed { .. } => "invitation_redeemed",
+            EventBody::InvitationRevoked { .. } => "invitation_revoked",
+            EventBody::SessionRefreshed { .. } => "session_refreshed",
+            EventBody::SessionRevoked { .. } => "session_revoked",
         }
     }
 

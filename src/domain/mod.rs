@@ -15,7 +15,9 @@
 //! - `wartime`: 平战转换, mass mobilization, whistles, transfers (handlers and their `apply`).
 //! - `mobilization`: orders and progress; `balance`: surplus and deficit per community.
 //! - `workload`: difficulty-weighted load, the easy-task cap, fatigue; the Gini coefficient.
+//! - `access`: sign-in links (invitations) and the sessions they open (refresh rotation).
 
+pub mod access;
 pub mod balance;
 pub mod command;
 pub mod dispatcher;
@@ -38,6 +40,8 @@ pub mod time;
 pub mod wartime;
 pub mod workload;
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]

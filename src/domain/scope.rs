@@ -29,11 +29,18 @@
 //! - a **service order**: staff and command of its community, the members it fits and those
 //!   who took it; a **claim** on it: the claimant, and whoever sees the order but members;
 //! - a **stream**: each actor reads exactly one (`stream_of`), and the frames of an incident
-//!   go to the streams of those who see it (`incident_streams`; a test checks the two agree).
+//!   go to the streams of those who see it (`incident_streams`; a test checks the two agree);
+//! - **inviting** someone to sign in (`invites_role`, then `invites`): command invites staff
+//!   and unit admins (a district's, in its district), staff the members living in their
+//!   community, a unit admin their unit's members; a **sign-in link** (`invitation`) is
+//!   seen and revoked by whoever may invite its invitee; a **signed-in device**
+//!   (`session`) by its person and whoever may invite them. Redeeming a link and
+//!   refreshing a session need no role: the code or the refresh credential is the proof.
 //!
 //! Tokens fail closed: a claim naming a place or person the city does not hold is refused
 //! (`known`), never widened.
 
+use super::access::{Invitation, Session};
 use super::command::Actor;
 use super::errors::{Code, DomainError, err};
 use super::event::stream;
@@ -72,6 +79,8 @@ pub enum Action {
     CommunityReport,
     /// Answer an offer or an order over the websocket, report position and duty.
     AnswerAsMember,
+    /// Issue, list and revoke sign-in links (whom: `invites_role`, `invites`).
+    Invite,
 }
 
 /// The role table: may this kind of actor ever take this action?
@@ -92,6 +101,7 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
         ReadOrders => command || staff || member,
         ClaimOrder | StampOrder | AnswerAsMember => member,
         Exchange => command || member,
+        Invite => command || staff || unit,
     }
 }
 
@@ -137,6 +147,7 @@ impl Action {
             UnitReport => "unit reports",
             CommunityReport => "community reports",
             AnswerAsMember => "answering as a member",
+            Invite => "inviting people to sign in",
         }
     }
 }
@@ -328,4 +339,46 @@ pub(super) fn of_community(state: &State, member: u32, community: u32) -> bool {
 pub(super) fn fits(state: &State, member: u32, order: &ServiceOrder) -> bool {
     let have = &state.city.members()[member as usize].skills;
     of_community(state, member, order.community) && order.skills.iter().all(|s| have.contains(s))
+}
+
+/// The roles an actor may invite (403 `invitee_not_allowed` otherwise): command invites
+/// staff and unit admins; staff and unit admins invite members; the system (the demo
+/// loader) anyone but itself.
+pub fn invites_role(actor: &Actor, invitee: &Actor) -> bool {
+    match (actor, invitee) {
+        (_, Actor::System) => false,
+        (Actor::System, _) => true,
+        (Actor::Command { .. }, Actor::Staff { .. } | Actor::UnitAdmin { .. }) => true,
+        (Actor::Staff { .. } | Actor::UnitAdmin { .. }, Actor::Member { .. }) => true,
+        _ => false,
+    }
+}
+
+/// May the actor invite this person (role and scope)? City command: staff and unit admins
+/// anywhere; a district's command: staff of its communities and admins of units serving
+/// it (a team paired in the district); staff: members living in their community; a unit
+/// admin: members of their unit. A scope the city does not hold: nobody.
+pub fn invites(state: &State, actor: &Actor, invitee: &Actor) -> bool {
+    if !invites_role(actor, invitee) || !known(state, invitee) {
+        return false;
+    }
+    let c = &state.city;
+    match invitee {
+        Actor::Command { .. } => city_wide(actor),
+        Actor::Staff { community: id } => community(state, actor, c.community_by_id[id]),
+        Actor::UnitAdmin { unit: id } => unit(state, actor, c.unit_by_id[id]),
+        Actor::Member { member: id } => member(state, actor, c.member_by_id[id]),
+        Actor::System => false,
+    }
+}
+
+/// A sign-in link, its state and its revocation: whoever may invite its invitee now.
+pub fn invitation(state: &State, actor: &Actor, inv: &Invitation) -> bool {
+    invites(state, actor, &inv.invitee)
+}
+
+/// A signed-in device (a session family): the person it signed in, and whoever may invite
+/// them (who may list and revoke it).
+pub fn session(state: &State, actor: &Actor, s: &Session) -> bool {
+    *actor == s.subject || invites(state, actor, &s.subject)
 }

@@ -2,9 +2,11 @@
 //! and replays only the events after it instead of the whole log.
 //!
 //! A snapshot holds what the log has decided (incidents, offers, mobilizations, orders,
-//! members' duty, workload and ledgers, stream seqs, deadlines, 平战 mode) and the city as
+//! members' duty, workload and ledgers, stream seqs, deadlines, 平战 mode, sign-in links
+//! and open sessions) and the city as
 //! last imported or registered into. What is derived is not in it and is rebuilt on
-//! restore: the city's lookup tables (`CityIndex::build`), the spatial index and the hot
+//! restore: the city's lookup tables (`CityIndex::build`), `invitation_by_code`, the
+//! spatial index and the hot
 //! entries of the roster, `offer_index`, `Incident::offered`, `Mobilization::by_member`, `State::untallied`.
 //! Soft state is left out as after any restart: retries (`Deadline::Retry`) are
 //! re-armed by the engine. Positions are in it as the snapshotting node knew them; the
@@ -17,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::access::{Invitation, Session};
 use super::event::{Mode, Ts};
 use super::incident::Incident;
 use super::matching::{MemberRt, Roster};
@@ -60,6 +63,13 @@ struct Body {
     orders_posted: u64,
     unit_registrations: BTreeSet<(String, String)>,
     revoked: BTreeMap<String, u64>,
+    /// Absent before sign-in links existed: none then.
+    #[serde(default)]
+    invitations: Vec<Invitation>,
+    #[serde(default)]
+    invitations_issued: u64,
+    #[serde(default)]
+    sessions: Vec<Session>,
 }
 
 /// The state at its `last_seq`, encoded.
@@ -87,6 +97,9 @@ pub fn encode(state: &State) -> Vec<u8> {
         orders_posted: state.orders_posted,
         unit_registrations: state.unit_registrations.clone(),
         revoked: state.revoked.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        invitations: state.invitations.values().cloned().collect(),
+        invitations_issued: state.invitations_issued,
+        sessions: state.sessions.values().cloned().collect(),
     };
     serde_json::to_vec(&body).expect("a state serializes")
 }
@@ -158,6 +171,10 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.whistles_blown = body.whistles_blown;
     state.orders_posted = body.orders_posted;
     state.unit_registrations = body.unit_registrations;
+    state.invitation_by_code = body.invitations.iter().map(|i| (i.code_hash.clone(), i.id.clone())).collect();
+    state.invitations = body.invitations.into_iter().map(|i| (i.id.clone(), i)).collect();
+    state.invitations_issued = body.invitations_issued;
+    state.sessions = body.sessions.into_iter().map(|s| (s.family.clone(), s)).collect();
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
 }

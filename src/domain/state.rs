@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::access::{Invitation, Session};
 use super::event::{Frame, FrameData, Mode};
 use super::incident::{Incident, OfferState, Status};
 use super::matching::Roster;
@@ -89,7 +90,15 @@ pub struct State {
     /// Token subject -> tokens issued at or before this second are revoked.
     /// Shared with `EngineHandle::is_revoked` (copy on write), which checks every request
     /// without the state's lock.
+    /// Also `sid:<family>` for every ended session family (`access`), so that its access
+    /// tokens are refused from the same copy.
     pub revoked: std::sync::Arc<HashMap<String, u64>>,
+    /// Sign-in links by id (`inv-000001`…), and their ids by code hash (derived).
+    pub invitations: BTreeMap<String, Invitation>,
+    pub invitation_by_code: HashMap<String, String>,
+    pub invitations_issued: u64,
+    /// Open session families (devices signed in) by family id.
+    pub sessions: BTreeMap<String, Session>,
 }
 
 /// Was a token of this subject, issued at `iat` (seconds), revoked? (`State::revoked`, or

@@ -119,6 +119,12 @@ impl EngineHandle {
         dispatcher::is_revoked(&revoked, subject, iat)
     }
 
+    /// Has this session family ended (signed out, revoked, reused)? Read like `is_revoked`.
+    pub fn is_family_revoked(&self, family: &str) -> bool {
+        let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        crate::domain::access::family_revoked(&revoked, family)
+    }
+
     /// A read view of the committed state. Hold it briefly: the engine waits for it.
     ///
     /// The engine holds the write lock through each batch's append (tens of ms on Redis

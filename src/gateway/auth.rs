@@ -13,7 +13,7 @@ use super::error::ApiError;
 use crate::domain::dispatcher::Actor;
 use crate::domain::scope::{self, Action};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Command,
@@ -57,6 +57,10 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
     pub iat: u64,
+    /// The session family that issued it (a sign-in link's device); absent in tokens from
+    /// `muster token`. A family that ended has its tokens refused at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Required: `Validation` refuses a token without it (the default only lets the
     /// validator, not the parser, say so).
     #[serde(default)]
@@ -73,6 +77,7 @@ impl Claims {
             community: None,
             unit: None,
             member: None,
+            sid: None,
             iat: now_s,
             exp: now_s + ttl_s,
         };
@@ -185,6 +190,9 @@ pub fn authenticate(app: &AppState, token: &str) -> Result<(Claims, Actor), ApiE
     let (claims, actor) = app.keys.verify(token).map_err(ApiError::unauthorized)?;
     if app.engine.is_revoked(&claims.sub, claims.iat) {
         return Err(ApiError::unauthorized("the token has been revoked; ask for a new one"));
+    }
+    if claims.sid.as_deref().is_some_and(|sid| app.engine.is_family_revoked(sid)) {
+        return Err(ApiError::unauthorized("this device was signed out; sign in again"));
     }
     app.limits.check_subject(&claims.sub)?;
     if !scope::known(&app.engine.read(), &actor) {

@@ -16,6 +16,9 @@ use crate::settings;
 pub struct RateLimits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_subject: DefaultKeyedRateLimiter<String>,
+    /// Sign-ins with a link and refreshes: no token to key on, and each one is a guess at
+    /// a secret, so per IP and far below the general limit.
+    per_ip_session: DefaultKeyedRateLimiter<IpAddr>,
     socket: Quota,
     /// One clock for every limiter: making one probes the CPU (cpuid), which cost a
     /// reconnect storm a few percent of its CPU when each socket made its own.
@@ -45,6 +48,10 @@ impl RateLimits {
         RateLimits {
             per_ip: RateLimiter::keyed(quota(cfg.http_per_ip_per_s, cfg.http_per_ip_burst)),
             per_subject: RateLimiter::keyed(quota(cfg.http_per_subject_per_s, cfg.http_per_subject_burst)),
+            per_ip_session: RateLimiter::keyed({
+                let nz = |v: u32| NonZeroU32::new(v.max(1)).expect("at least 1");
+                Quota::per_minute(nz(cfg.session_per_ip_per_min)).allow_burst(nz(cfg.session_per_ip_burst))
+            }),
             socket: quota(cfg.ws_messages_per_s, cfg.ws_messages_burst),
             clock: DefaultClock::default(),
             flood_close_after: cfg.ws_flood_close_after,
@@ -59,6 +66,11 @@ impl RateLimits {
         self.per_subject.check_key(&subject.to_string()).map_err(|n| retry_after(n.wait_time_from(self.clock.now())))
     }
 
+    /// A sign-in with a link or a refresh from this address.
+    pub fn check_session(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.per_ip_session.check_key(&ip).map_err(|n| retry_after(n.wait_time_from(self.clock.now())))
+    }
+
     /// A limiter for one socket's incoming messages.
     pub fn socket_limiter(&self) -> DefaultDirectRateLimiter {
         RateLimiter::direct_with_clock(self.socket, self.clock.clone())
@@ -68,6 +80,8 @@ impl RateLimits {
     pub fn housekeeping(&self) {
         self.per_ip.retain_recent();
         self.per_subject.retain_recent();
+        self.per_ip_session.retain_recent();
+        self.per_ip_session.shrink_to_fit();
         self.per_ip.shrink_to_fit();
         self.per_subject.shrink_to_fit();
     }
@@ -87,6 +101,8 @@ mod tests {
             ws_messages_per_s: 1,
             ws_messages_burst: 1,
             ws_flood_close_after: 3,
+            session_per_ip_per_min: 1,
+            session_per_ip_burst: 1,
         };
         let l = RateLimits::new(&cfg);
         let ip: IpAddr = "127.0.0.9".parse().unwrap();
@@ -97,6 +113,7 @@ mod tests {
         assert!(l.check_ip("127.0.0.10".parse().unwrap()).is_ok(), "another address has its own bucket");
         assert!(l.check_subject("staff:c1").is_ok());
         assert!(l.check_subject("staff:c1").is_err());
+        assert!(l.check_session(ip).is_ok() && l.check_session(ip).is_err(), "sign-ins have their own bucket");
         let s = l.socket_limiter();
         assert!(s.check().is_ok() && s.check().is_err());
     }

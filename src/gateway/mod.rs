@@ -3,10 +3,12 @@
 //! - REST handlers: `incidents`, `city` (the city, its members and units, token revocation),
 //!   `wartime`, `service`, `pages`, `system` (probes, metrics, fallbacks); `views`: what
 //!   they answer; `error`: problem+json.
-//! - `auth`: JWT claims and the `Caller` extractor.
+//! - `auth`: JWT claims and the `Caller` extractor; `access`: sign-in links, sessions and
+//!   the refresh cookie.
 //! - `ws`: websocket sessions; `hub`: fan-out of committed frames to sockets.
 //! - `router(state)` builds the routes; `app::build` serves them.
 
+pub mod access;
 pub mod auth;
 pub mod city;
 pub mod error;
@@ -65,7 +67,9 @@ const API_TAG: &str = "http";
         service::register, service::list_members, service::import, service::register_unit, service::get_registration,
         service::post_order, service::list_orders, service::get_order, service::claim, service::assign, service::cancel,
         service::checkin, service::checkout, service::rate, service::exchange, service::member_report,
-        service::unit_report, service::community_report
+        service::unit_report, service::community_report,
+        access::invite, access::invite_batch, access::list_invitations, access::revoke_invitation,
+        access::redeem, access::refresh, access::sign_out, access::list_sessions, access::revoke_session
     ),
     modifiers(&BearerAuth, &Enforced, &Links)
 )]
@@ -331,6 +335,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/balance", get(wartime::get_balance))
         .route("/v1/balance/apply", post(wartime::apply_proposal))
         .route("/v1/fairness", get(wartime::get_fairness))
+        .route("/v1/invitations", post(access::invite).get(access::list_invitations))
+        .route("/v1/invitations/batch", post(access::invite_batch))
+        .route("/v1/invitations/{id}/revoke", post(access::revoke_invitation))
+        .route("/v1/session", post(access::redeem))
+        .route("/v1/session/refresh", post(access::refresh))
+        .route("/v1/session/signout", post(access::sign_out))
+        .route("/v1/sessions", get(access::list_sessions))
+        .route("/v1/sessions/{id}/revoke", post(access::revoke_session))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city_import)

@@ -108,6 +108,7 @@ pub async fn upgrade(
         expires_at: claims.exp,
         subject: claims.sub,
         issued_at: claims.iat,
+        sid: claims.sid.map(String::into_boxed_str),
         actor,
         after_seq: params.after_seq,
         engine: app.engine,
@@ -139,6 +140,8 @@ struct Session {
     expires_at: u64,
     subject: String,
     issued_at: u64,
+    /// The session family of a signed-in device's token, checked with the revocations.
+    sid: Option<Box<str>>,
     after_seq: Option<u64>,
 }
 
@@ -365,7 +368,9 @@ impl Session {
                         if now.saturating_duration_since(conn.last_heard) > ping_timeout {
                             return End::Close(close::PING_TIMEOUT, "no answer to pings");
                         }
-                        if self.engine.is_revoked(&self.subject, self.issued_at) {
+                        if self.engine.is_revoked(&self.subject, self.issued_at)
+                            || self.sid.as_deref().is_some_and(|f| self.engine.is_family_revoked(f))
+                        {
                             return End::Close(close::POLICY, "token revoked");
                         }
                         if let Err(end) = conn.send(Message::Ping(Default::default())).await {

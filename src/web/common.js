@@ -1,6 +1,13 @@
 // What every page shares: the token (sessionStorage), API calls with the bearer token,
 // a small DOM builder (text only: nothing user-supplied is parsed as HTML), formatting,
 // the sign-in form, the connection indicator and a reason/confirm dialog.
+//
+// Two ways in: a token pasted (kept per page in sessionStorage, never refreshed), or a
+// sign-in link (/join): a short-lived access token (kept in sessionStorage for every page
+// of the tab) and a refresh cookie the page cannot read. That access token is refreshed a
+// little before it expires and on a 401 (one refresh at a time); when the refresh is
+// refused, the sign-in card comes back and what was typed in the page's fields is saved
+// (localStorage, by page) and put back after the next sign-in, even after a reload.
 
 import { t, getLang, initLangToggle, applyI18n } from "/web/i18n.js";
 
@@ -52,19 +59,103 @@ export function claimsOf(token) {
 let currentToken = null;
 let onUnauthorized = null;
 
+/** Where a sign-in link's access token is kept: one for every page of the tab. */
+const ACCESS_KEY = "muster.access";
+
+export function storedAccess() {
+  try {
+    return sessionStorage.getItem(ACCESS_KEY);
+  } catch (_) {
+    return null;
+  }
+}
+
+export function storeAccess(token) {
+  try {
+    if (token) sessionStorage.setItem(ACCESS_KEY, token);
+    else sessionStorage.removeItem(ACCESS_KEY);
+  } catch (_) {
+    /* memory only */
+  }
+}
+
+/** The access token in use (refreshed ones included): for sockets that reconnect. */
+export function accessToken() {
+  return currentToken;
+}
+
+let refreshing = null;
+let refreshTimer = null;
+
+/** Is the token in use one a refresh can renew (from a sign-in link)? */
+function refreshable() {
+  return Boolean(claimsOf(currentToken)?.sid);
+}
+
+/** Renews the access token with the refresh cookie; resolves true when it did. */
+export function refreshSession() {
+  if (!refreshable()) return Promise.resolve(false);
+  if (!refreshing) {
+    refreshing = (async () => {
+      try {
+        const resp = await fetch("/v1/session/refresh", { method: "POST", headers: { Accept: "application/json" } });
+        if (!resp.ok) return false;
+        const data = await resp.json();
+        currentToken = data.access_token;
+        storeAccess(currentToken);
+        scheduleRefresh();
+        return true;
+      } catch (_) {
+        return false;
+      } finally {
+        setTimeout(() => {
+          refreshing = null;
+        }, 0);
+      }
+    })();
+  }
+  return refreshing;
+}
+
+/** A refresh a little before the access token expires (a fifth of its life, at most a minute). */
+function scheduleRefresh() {
+  clearTimeout(refreshTimer);
+  const c = claimsOf(currentToken);
+  if (!c?.sid || !c.exp) return;
+  const life = Math.max(1, c.exp - (c.iat || c.exp - 60));
+  const ahead = Math.min(60, life / 5);
+  const wait = Math.max(1000, (c.exp - ahead) * 1000 - Date.now());
+  refreshTimer = setTimeout(async () => {
+    if (!(await refreshSession()) && onUnauthorized) onUnauthorized();
+  }, wait);
+}
+
 export async function api(method, path, body, headers = {}) {
+  let resp = await send(method, path, body, headers);
+  if (resp.status === 401 && refreshable() && (await refreshSession())) {
+    resp = await send(method, path, body, headers);
+  }
+  return answer(resp);
+}
+
+/** One request: a string body goes as it is (give its Content-Type), anything else as JSON. */
+async function send(method, path, body, headers) {
   const init = { method, headers: { Accept: "application/json", ...headers } };
   if (currentToken) init.headers.Authorization = "Bearer " + currentToken;
-  if (body !== undefined) {
+  if (typeof body === "string") {
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  let resp;
   try {
-    resp = await fetch(path, init);
+    return await fetch(path, init);
   } catch (_) {
     throw new ApiError(0, "network", t("error.network"));
   }
+}
+
+async function answer(resp) {
   const text = await resp.text();
   let data = null;
   if (text) {
@@ -204,10 +295,66 @@ export function flash(el, text, kind = "info") {
   el.dataset.kind = kind;
 }
 
+/** What the person typed: every named field of `#app` (not passwords or files). */
+function draftKey(page) {
+  return "muster.draft." + page;
+}
+
+function fields() {
+  return [...document.querySelectorAll("#app input[id], #app textarea[id], #app select[id]")].filter(
+    (e) => !["password", "file", "hidden", "button", "submit"].includes(e.type),
+  );
+}
+
+/** Keeps what was typed, to put back after the next sign-in (also after a reload). */
+export function saveDraft(page) {
+  const values = {};
+  for (const e of fields()) {
+    if (e.type === "checkbox" || e.type === "radio") values[e.id] = { checked: e.checked };
+    else if (e.value !== e.defaultValue || e.tagName === "SELECT") values[e.id] = { value: e.value };
+  }
+  try {
+    localStorage.setItem(draftKey(page), JSON.stringify({ at: Date.now(), values }));
+  } catch (_) {
+    /* nowhere to keep it */
+  }
+}
+
+/**
+ * Puts a saved draft back, again a few times over the next seconds (a page fills some
+ * fields itself once its data arrives), but never over a field the person has typed in
+ * since; then forgets it.
+ */
+function restoreDraft(page) {
+  let saved = null;
+  try {
+    saved = JSON.parse(localStorage.getItem(draftKey(page)) || "null");
+    localStorage.removeItem(draftKey(page));
+  } catch (_) {
+    return;
+  }
+  if (!saved || Date.now() - saved.at > 24 * 3600 * 1000) return;
+  const typed = new Set();
+  const note = (e) => e.target?.id && typed.add(e.target.id);
+  document.addEventListener("input", note, true);
+  const put = () => {
+    for (const [id, v] of Object.entries(saved.values)) {
+      const e = document.getElementById(id);
+      if (!e || !e.closest("#app") || typed.has(id)) continue;
+      if ("checked" in v) e.checked = v.checked;
+      else if (e.tagName !== "SELECT" || [...e.options].some((o) => o.value === v.value)) e.value = v.value;
+    }
+  };
+  put();
+  for (const ms of [300, 1000, 3000]) setTimeout(put, ms);
+  setTimeout(() => document.removeEventListener("input", note, true), 3100);
+}
+
 /**
  * The page shell: language toggle, sign-in form, sign-out. Calls `start(token, claims)`
- * once a token for one of `roles` is there (from the form, the tab's sessionStorage, or
- * a `#token=` fragment, which is removed from the address at once).
+ * once a token for one of `roles` is there (from the form, the tab's sessionStorage, a
+ * sign-in link's access token, or a `#token=` fragment, which is removed from the address
+ * at once).
  */
 export function boot(page, roles, start) {
   initLangToggle($("#lang"));
@@ -223,17 +370,32 @@ export function boot(page, roles, start) {
     history.replaceState(null, "", location.pathname + location.search);
   }
 
-  const leave = () => {
+  const leave = async () => {
+    // Ends this device's session (the cookie, or the token's sid); harmless without one.
+    try {
+      const headers = currentToken ? { Authorization: "Bearer " + currentToken } : {};
+      await fetch("/v1/session/signout", { method: "POST", headers });
+    } catch (_) {
+      /* signed out here anyway */
+    }
     storeToken(page, null);
+    storeAccess(null);
     location.replace(location.pathname);
   };
   signout.addEventListener("click", leave);
   onUnauthorized = () => {
     setStatus("expired");
   };
-  // A refused or expired token: ask for a new one (the page keeps what it shows).
+  // A refused or expired token, and no refresh: ask for a new one. The page keeps what it
+  // shows, and what was typed is saved for after the next sign-in.
+  let leaving = false;
   onExpired = () => {
+    // A refresh that failed after a new token was entered must not forget the new one.
+    if (leaving) return;
+    clearTimeout(refreshTimer);
+    saveDraft(page);
     storeToken(page, null);
+    storeAccess(null);
     signin.hidden = false;
     flash(msg, t("status.expired"), "error");
   };
@@ -250,9 +412,13 @@ export function boot(page, roles, start) {
       return false;
     }
     currentToken = token.trim();
-    storeToken(page, currentToken);
+    if (claims.sid) storeAccess(currentToken);
+    else storeToken(page, currentToken);
     if (started) {
-      // A new token after the old one expired: start over with it.
+      // A new token after the old one expired: start over with it (the draft is kept).
+      leaving = true;
+      clearTimeout(refreshTimer);
+      saveDraft(page);
       location.reload();
       return true;
     }
@@ -260,7 +426,9 @@ export function boot(page, roles, start) {
     signin.hidden = true;
     app.hidden = false;
     signout.hidden = false;
+    scheduleRefresh();
     start(currentToken, claims);
+    restoreDraft(page);
     return true;
   };
 
@@ -269,7 +437,7 @@ export function boot(page, roles, start) {
     enter($("#token").value);
   });
 
-  const saved = storedToken(page);
+  const saved = storedToken(page) || storedAccess();
   if (!(saved && enter(saved))) {
     signin.hidden = false;
     app.hidden = true;

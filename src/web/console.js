@@ -4,6 +4,7 @@
 import { t, catalogName, onLangChange, applyI18n } from "/web/i18n.js";
 import { api, boot, h, $, fmtTime, levelBadge, throttle, ask, setStatus, flash, ApiError } from "/web/common.js";
 import { Live } from "/web/live.js";
+import { mountInvite } from "/web/invite.js";
 import { GeoMap } from "/web/map.js";
 
 const LEVELS = ["IV", "III", "II", "I"];
@@ -36,6 +37,7 @@ async function start(token, claims) {
     text: (f) => f.id.replace(/^.*-/, ""),
   });
   wireForm();
+  mountInvite($("#invite"), claims);
   live = new Live({
     token,
     key: `console.${claims.sub || claims.role}`,

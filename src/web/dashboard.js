@@ -5,6 +5,7 @@
 import { t, catalogName, onLangChange, applyI18n } from "/web/i18n.js";
 import { api, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash } from "/web/common.js";
 import { Live } from "/web/live.js";
+import { mountInvite } from "/web/invite.js";
 import { GeoMap } from "/web/map.js";
 
 const ACTIVE = new Set(["open", "filled"]);
@@ -36,6 +37,7 @@ async function start(token, c) {
     });
   }
   labelPans();
+  mountInvite($("#invite"), claims);
   live = new Live({ token, key: `dash.${claims.sub || "command"}`, onFrame, onHello: refreshAll, onStatus: setStatus });
   try {
     catalog = await api("GET", "/v1/catalog");

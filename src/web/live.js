@@ -2,7 +2,11 @@
 // subprotocols ["muster.v1", "bearer.<JWT>"]. It reconnects by itself with jittered
 // exponential backoff, resumes with after_seq = the last seq seen (kept in the tab's
 // sessionStorage), drops any frame whose seq it already handled, and answers each
-// request (`send`) with the server's ok or error.
+// request (`send`) with the server's ok or error. It connects with the page's current
+// access token (a sign-in link's is refreshed), and when the server closes it for an
+// expired token (1008) it refreshes once and reconnects before giving up.
+
+import { accessToken, refreshSession } from "/web/common.js";
 
 const BASE_MS = 400;
 const CAP_MS = 8000;
@@ -86,7 +90,7 @@ export class Live {
     this.status("connecting");
     let ws;
     try {
-      ws = new WebSocket(url, ["muster.v1", "bearer." + this.o.token]);
+      ws = new WebSocket(url, ["muster.v1", "bearer." + (accessToken() || this.o.token)]);
     } catch (_) {
       this.retry();
       return;
@@ -103,8 +107,16 @@ export class Live {
       this.pending.clear();
       if (this.stopped) return;
       if (ev.code === 1008) {
-        this.stopped = true;
-        this.status("expired");
+        refreshSession().then((renewed) => {
+          if (this.stopped) return;
+          if (renewed) {
+            this.attempt = 0;
+            this.connect();
+            return;
+          }
+          this.stopped = true;
+          this.status("expired");
+        });
         return;
       }
       this.retry();

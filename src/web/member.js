@@ -5,6 +5,7 @@
 import { t, catalogName, onLangChange, applyI18n } from "/web/i18n.js";
 import { api, boot, h, $, fmtTime, fmtDuration, fmtDistance, haversine, levelBadge, throttle, setStatus, flash } from "/web/common.js";
 import { Live } from "/web/live.js";
+import { mountDevices } from "/web/invite.js";
 
 const LOCATION_EVERY_MS = 10000;
 const LOCATION_MOVE_M = 25;
@@ -45,6 +46,7 @@ async function start(token, claims) {
   }
   wire();
   render();
+  mountDevices($("#devices-card"), claims);
   live = new Live({
     token,
     key: "m." + sub,

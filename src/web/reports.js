@@ -3,7 +3,8 @@
 // the same figures as CSV from the API.
 
 import { t } from "/web/i18n.js";
-import { api, boot, h, $, flash, setStatus } from "/web/common.js";
+import { api, accessToken, boot, h, $, flash, setStatus } from "/web/common.js";
+import { mountInvite } from "/web/invite.js";
 
 let token = null;
 
@@ -22,6 +23,8 @@ boot("reports", ["command", "staff", "unit_admin", "member"], (tok, claims) => {
     show();
   });
   $("#rep-csv").addEventListener("click", download);
+  // A unit admin's page: invite the unit's members to sign in.
+  if (claims.role === "unit_admin") mountInvite($("#invite"), claims);
   if (id) show();
   else setStatus("connected");
 });
@@ -74,7 +77,7 @@ async function show() {
 async function download() {
   const msg = $("#rep-msg");
   try {
-    const resp = await fetch(query("csv"), { headers: { Authorization: "Bearer " + token, Accept: "text/csv" } });
+    const resp = await fetch(query("csv"), { headers: { Authorization: "Bearer " + (accessToken() || token), Accept: "text/csv" } });
     if (!resp.ok) {
       const p = await resp.json().catch(() => ({}));
       throw new Error(p.detail || resp.statusText);

@@ -16,4 +16,5 @@ mod pages;
 mod rate_limits;
 mod restart;
 mod service;
+mod signin;
 mod wartime;

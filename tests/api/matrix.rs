@@ -632,6 +632,16 @@ enum Op {
     Balance,
     BalanceApply,
     Fairness,
+    Invite,
+    InviteBatch,
+    InvitationList,
+    InvitationRevoke,
+    /// Redeem, refresh and sign out: no bearer needed (the code or the cookie proves it).
+    SessionRedeem,
+    SessionRefresh,
+    SessionSignout,
+    SessionList,
+    SessionRevoke,
 }
 
 /// The operation of a (method, path) of /openapi.json; None: not classified.
@@ -682,6 +692,15 @@ fn classify(method: &str, path: &str) -> Option<Op> {
         ("GET", "/v1/balance") => Balance,
         ("POST", "/v1/balance/apply") => BalanceApply,
         ("GET", "/v1/fairness") => Fairness,
+        ("POST", "/v1/invitations") => Invite,
+        ("POST", "/v1/invitations/batch") => InviteBatch,
+        ("GET", "/v1/invitations") => InvitationList,
+        ("POST", "/v1/invitations/{id}/revoke") => InvitationRevoke,
+        ("POST", "/v1/session") => SessionRedeem,
+        ("POST", "/v1/session/refresh") => SessionRefresh,
+        ("POST", "/v1/session/signout") => SessionSignout,
+        ("GET", "/v1/sessions") => SessionList,
+        ("POST", "/v1/sessions/{id}/revoke") => SessionRevoke,
         _ => return None,
     })
 }
@@ -714,6 +733,13 @@ impl Op {
                 | Mobilize
                 | MobClose
                 | BalanceApply
+                | Invite
+                | InviteBatch
+                | InvitationRevoke
+                | SessionRedeem
+                | SessionRefresh
+                | SessionSignout
+                | SessionRevoke
         )
     }
 }
@@ -732,6 +758,9 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         // Unit reports: staff and members are decided by the probes (the rules name a
         // scope for them, docs/PROTOCOL.md does not name the roles).
         Public | GeoCommunity | MemberGet | MemberList | ReportMember | ReportUnit => ALL,
+        // Sign-in: a link or a cookie is the proof; a person lists and revokes their own devices.
+        SessionRedeem | SessionRefresh | SessionSignout | SessionList | SessionRevoke => ALL,
+        Invite | InviteBatch | InvitationList | InvitationRevoke => &[City, District, Staff, Unit],
         ImportCity | Revoke | CityMode | DistrictMode | Mobilize | MobList | MobGet | MobClose | BalanceApply => CMD,
         MemberRegister => &[City, District, Staff, Unit],
         MemberImport | UnitRegister => &[City, District, Unit],
@@ -1479,6 +1508,97 @@ impl Sweep {
                 // City command may import, but not while incidents are open.
                 v.push(if city { p.want(Want::No(409, "open_incidents")) } else { p });
             }
+            // ---- sign-in links: command invites staff and unit admins (a district's, in
+            // its district); staff and unit admins invite the members whose record they
+            // hold. A foreign id answers as an unknown one (422 unknown_*, an id in a body).
+            Invite => match w {
+                Who::City | Who::District(_) => {
+                    for c in [&fx.x, &fx.y] {
+                        v.push(
+                            post(&format!("staff of {c}"), template)
+                                .json(json!({"role": "staff", "community_id": c}))
+                                .scope(md.business(w, c), 422, "unknown_community")
+                                .group("invite staff"),
+                        );
+                    }
+                    v.push(
+                        post("staff of unknown", template)
+                            .json(json!({"role": "staff", "community_id": NO_COMMUNITY}))
+                            .want(Want::No(422, "unknown_community"))
+                            .reference("invite staff"),
+                    );
+                    for u in [U, Q] {
+                        v.push(
+                            post(&format!("admin of {u}"), template)
+                                .json(json!({"role": "unit_admin", "unit_id": u}))
+                                .scope(md.unit_rows(w, u), 422, "unknown_unit")
+                                .group("invite unit"),
+                        );
+                    }
+                    v.push(
+                        post("admin of unknown", template)
+                            .json(json!({"role": "unit_admin", "unit_id": NO_UNIT}))
+                            .want(Want::No(422, "unknown_unit"))
+                            .reference("invite unit"),
+                    );
+                    v.push(
+                        post("a member", template)
+                            .json(json!({"role": "member", "member_id": M}))
+                            .want(Want::No(403, "invitee_not_allowed")),
+                    );
+                }
+                _ => {
+                    for m in [M, P, N, L, S[0], NO_MEMBER] {
+                        let known = md.members.contains_key(m);
+                        let p = post(&format!("member {m}"), template)
+                            .json(json!({"role": "member", "member_id": m}))
+                            .scope(known && md.record(w, m), 422, "unknown_member");
+                        v.push(if known { p.group("invite member") } else { p.reference("invite member") });
+                    }
+                    v.push(
+                        post("staff", template)
+                            .json(json!({"role": "staff", "community_id": fx.x}))
+                            .want(Want::No(403, "invitee_not_allowed")),
+                    );
+                }
+            },
+            InviteBatch => {
+                let mine: Vec<&str> = [M, P, N, L, S[0]].into_iter().filter(|m| md.record(w, m)).collect();
+                let foreign: Vec<&str> = [M, P, N, L, S[0]].into_iter().filter(|m| !md.record(w, m)).collect();
+                let csv = |ids: &[&str]| format!("member_id\n{}\n", ids.join("\n"));
+                let members = matches!(w, Who::Staff(_) | Who::Unit(_));
+                if !mine.is_empty() {
+                    let p = Probe::new("own members", Method::POST, template);
+                    v.push(Probe { body: Body::Csv(csv(&mine)), ..p }.want(if members {
+                        Want::Ok
+                    } else {
+                        Want::No(403, "invitee_not_allowed")
+                    }));
+                }
+                if let Some(f) = foreign.first() {
+                    let p = Probe::new(format!("with {f}"), Method::POST, template);
+                    v.push(Probe { body: Body::Csv(csv(&[f])), ..p }.want(if members {
+                        Want::No(422, "unknown_member")
+                    } else {
+                        Want::No(403, "invitee_not_allowed")
+                    }));
+                }
+            }
+            InvitationList => v.push(Probe::get("", template)),
+            InvitationRevoke => {
+                v.push(post("unknown", "/v1/invitations/inv-999999/revoke").want(Want::No(404, "unknown_invitation")))
+            }
+            SessionRedeem => v.push(
+                post("unknown code", template)
+                    .json(json!({"code": "aaaaaaaaaaaaaaaaaaaaaaaaaa"}))
+                    .want(Want::No(401, "unknown_invitation")),
+            ),
+            SessionRefresh => v.push(post("no cookie", template).want(Want::No(401, "unauthorized"))),
+            SessionSignout => v.push(post("no cookie, a token without a session", template)),
+            SessionList => v.push(Probe::get("", template).check(Check::Eq { at: "", want: json!([]) })),
+            SessionRevoke => v.push(
+                post("unknown", "/v1/sessions/nope-nope-nope-nope/revoke").want(Want::No(404, "unknown_session")),
+            ),
             Revoke => v.push(
                 post(&format!("member:{CANARY}"), "/v1/tokens/revoke")
                     .json(json!({"subject": format!("member:{CANARY}")}))
@@ -2941,6 +3061,7 @@ async fn tokens_naming_no_scope_the_city_holds_are_refused() {
         community: scope[1].map(str::to_string),
         unit: scope[2].map(str::to_string),
         member: scope[3].map(str::to_string),
+        sid: None,
         iat: now,
         exp: now + 600,
     };

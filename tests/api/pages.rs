@@ -534,7 +534,7 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
         .await;
 
     // Keyboard: Tab walks through the main controls of each page.
-    let walk = console.tab_walk(45).await;
+    let walk = console.tab_walk(55).await;
     has_all(
         &walk,
         &[
@@ -550,15 +550,30 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             "#show-closed",
             "[action=resolve]",
             "[action=timeline]",
+            "#invite-who",
+            "#invite-submit",
+            "#invite-batch",
+            "#devices-show",
         ],
         "console",
     );
     let walk = member.tab_walk(20).await;
     has_all(&walk, &["#lang", "#signout", "#duty", "#share", "#lat", "#lng", "#setpos"], "member");
-    let walk = dash.tab_walk(25).await;
+    let walk = dash.tab_walk(35).await;
     has_all(
         &walk,
-        &["#lang", "#signout", "#zoom-in", "#zoom-out", "#pan-n", "#zoom-reset", "[district=city]", "[district=d01]"],
+        &[
+            "#lang",
+            "#signout",
+            "#zoom-in",
+            "#zoom-out",
+            "#pan-n",
+            "#zoom-reset",
+            "[district=city]",
+            "[district=d01]",
+            "#invite-role",
+            "#invite-submit",
+        ],
         "dashboard",
     );
 
@@ -852,5 +867,102 @@ async fn the_reports_page_shows_a_community_report_and_an_offer_says_why_you() {
     member.screenshot("member-why").await;
     member.no_console_errors(&[]).await;
     member.close().await;
+    app.stop().await;
+}
+
+/// Issue 17: a member opens their sign-in link on a 360 px phone and lands on /m signed in;
+/// the short-lived access token is refreshed underneath a half-filled form without losing
+/// a character; when the device is revoked the sign-in card comes back, and signing in
+/// again puts the typed text back. Staff make a link (and its QR code) on the console.
+#[tokio::test]
+async fn a_member_signs_in_with_a_link_and_a_refresh_keeps_what_they_typed() {
+    let app = spawn_app_with(&[("MUSTER_AUTH__ACCESS_TTL_S", "4")]).await;
+    let staff = app.staff("c001");
+    let m = app.city.members[0].id.clone();
+    let driver = Driver::start().await;
+    let (phone, console) = tokio::join!(driver.browser("member-join"), driver.browser("console-invite"));
+
+    // Staff make the link on the console: one card with its QR code.
+    console.goto(&app.url("/console")).await;
+    console.sign_in(&staff).await;
+    console.wait("the invite panel", "return !document.querySelector('#invite').hidden").await;
+    console.type_into("#invite-who", &m).await;
+    console.click("#invite-submit").await;
+    console
+        .wait(
+            "a link and its QR code",
+            "const li = document.querySelector('#invite-out li.invite-card'); \
+             return !!li && li.querySelector('img.qr').naturalWidth > 0 \
+             && /\\/join#[a-z2-7]{26}$/.test(li.querySelector('input.invite-link').value)",
+        )
+        .await;
+    let link = console.js("return document.querySelector('#invite-out input.invite-link').value").await;
+    let link = link.as_str().unwrap().to_string();
+    assert!(link.starts_with(&app.url("/join#")), "{link}");
+    console.screenshot("console-invite").await;
+    console.no_console_errors(&[]).await;
+
+    // The phone opens it: /m, signed in, the code gone from the address.
+    phone.goto(&link).await;
+    phone
+        .wait(
+            "the member page, signed in",
+            "return location.pathname === '/m' && document.querySelector('#conn').dataset.state === 'connected' \
+             && document.querySelector('#signin').hidden",
+        )
+        .await;
+    assert_eq!(phone.js("return location.hash").await, json!(""));
+    phone.fits_360().await;
+    phone.wait("the member's record", "return document.querySelector('#me-name').textContent.trim() !== ''").await;
+    phone
+        .wait(
+            "my devices: this one",
+            "const li = document.querySelectorAll('#devices-card li'); return li.length === 1 && !!li[0].querySelector('button.revoke')",
+        )
+        .await;
+
+    // Half a form typed; the 4 s access token is renewed twice underneath it.
+    phone.type_into("#lat", "30.612345").await;
+    const TOKEN: &str = "return sessionStorage.getItem('muster.access')";
+    let first = phone.js(TOKEN).await;
+    for round in 0..2 {
+        let before = phone.js(TOKEN).await;
+        phone
+            .wait(&format!("refresh {round}"), &format!("return sessionStorage.getItem('muster.access') !== {before}"))
+            .await;
+    }
+    let now = phone.js(TOKEN).await;
+    assert_ne!(now, first);
+    // Past the first token's life: the socket came back with a fresh one, the text stayed.
+    phone
+        .wait(
+            "connected again with the text kept",
+            "return document.querySelector('#conn').dataset.state === 'connected' \
+             && document.querySelector('#lat').value === '30.612345' && document.querySelector('#signin').hidden",
+        )
+        .await;
+    assert_eq!(app.get(now.as_str().unwrap(), &format!("/v1/members/{m}")).await.status(), 200);
+    assert_eq!(app.get(first.as_str().unwrap(), &format!("/v1/members/{m}")).await.status(), 401, "expired");
+
+    // Staff revoke the device: the next refresh is refused, the sign-in card comes back and
+    // the typed text is still there.
+    let devices: Value = app.get(&staff, &format!("/v1/sessions?member_id={m}")).await.json().await.unwrap();
+    let family = devices[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(app.post(&staff, &format!("/v1/sessions/{family}/revoke"), json!({})).await.status(), 204);
+    phone
+        .wait(
+            "the sign-in card",
+            "return !document.querySelector('#signin').hidden && document.querySelector('#lat').value === '30.612345'",
+        )
+        .await;
+    phone.screenshot("member-signed-out-keeps-text").await;
+    // Signing in again (a pasted token this time) reloads the page: the text comes back.
+    phone.sign_in(&app.member(&m)).await;
+    phone.wait("the typed text back", "return document.querySelector('#lat').value === '30.612345'").await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(phone.js("return document.querySelector('#lat').value").await, json!("30.612345"));
+    phone.no_console_errors(&["401", "WebSocket connection to"]).await;
+    phone.close().await;
+    console.close().await;
     app.stop().await;
 }

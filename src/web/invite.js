@@ -1,0 +1,185 @@
+// The "invite to sign in" panel of /console (staff: members of their community, one or a
+// batch) and /dashboard (command: staff and unit admins), and the signed-in devices the
+// caller may see, with revocation. A link is shown once, with its QR code (an SVG the
+// server draws, shown as a data: image: nothing from elsewhere, nothing parsed as HTML),
+// and can be printed: printing shows only the cards.
+
+import { t } from "/web/i18n.js";
+import { api, h, $, fmtTime, flash, ask } from "/web/common.js";
+
+/**
+ * @param {HTMLElement} root   the panel's <section>
+ * @param {object} claims      the caller's token claims
+ */
+export function mountInvite(root, claims) {
+  const staffLike = claims.role === "staff" || claims.role === "unit_admin";
+  const roles = staffLike ? ["member"] : ["staff", "unit_admin"];
+  const scopeField = { member: "member_id", staff: "community_id", unit_admin: "unit_id" };
+
+  const role = h("select", { id: "invite-role" }, ...roles.map((r) => h("option", { value: r }, t("invite.role." + r))));
+  const who = h("input", { id: "invite-who", type: "text", autocomplete: "off", spellcheck: false, required: true });
+  const ttl = h(
+    "select",
+    { id: "invite-ttl" },
+    ...[1, 7, 30].map((d) => h("option", { value: String(d * 86400), selected: d === 7 }, t("invite.ttl." + d))),
+  );
+  const msg = h("p", { id: "invite-msg", class: "msg", role: "status" });
+  const out = h("ul", { id: "invite-out", class: "invite-cards" });
+  const print = h("button", { type: "button", id: "invite-print", hidden: true }, t("invite.print"));
+
+  const show = (made) => {
+    out.replaceChildren(
+      ...made.map((inv) => {
+        const id = inv[scopeField[inv.role]] || "";
+        const label = `${t("invite.role." + inv.role)} ${id}`;
+        return h(
+          "li",
+          { class: "invite-card", dataset: { id: inv.id } },
+          h("strong", {}, label),
+          h("img", {
+            class: "qr",
+            alt: t("invite.qr", { who: label }),
+            src: "data:image/svg+xml;charset=utf-8," + encodeURIComponent(inv.qr_svg),
+          }),
+          h("input", { class: "invite-link", type: "text", readOnly: true, value: inv.link, "aria-label": label }),
+          h("span", { class: "muted" }, t("invite.expires", { at: new Date(inv.expires_at).toLocaleString() })),
+        );
+      }),
+    );
+    print.hidden = made.length === 0;
+    flash(msg, t("invite.made", { n: made.length }), "ok");
+  };
+
+  const one = h(
+    "form",
+    { id: "invite-form", novalidate: true },
+    h("div", { class: "row fill" },
+      h("div", {}, h("label", { for: "invite-role" }, t("invite.role")), role),
+      h("div", {}, h("label", { for: "invite-who" }, t("invite.who")), who),
+      h("div", {}, h("label", { for: "invite-ttl" }, t("invite.ttl")), ttl),
+    ),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "invite-submit" }, t("invite.make"))),
+  );
+  one.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const id = who.value.trim();
+    if (!id) {
+      who.focus();
+      return;
+    }
+    try {
+      const body = { role: role.value, [scopeField[role.value]]: id, ttl_s: Number(ttl.value) };
+      show([await api("POST", "/v1/invitations", body)]);
+    } catch (err) {
+      flash(msg, t("error.generic", { detail: err.message }), "error");
+    }
+  });
+
+  const parts = [h("h2", { id: "invite-h" }, t("invite.title")), one];
+  if (staffLike) {
+    const list = h("textarea", { id: "invite-batch", rows: 4, spellcheck: false });
+    const batch = h(
+      "form",
+      { id: "invite-batch-form", novalidate: true },
+      h("label", { for: "invite-batch" }, t("invite.batch")),
+      list,
+      h("div", { class: "actions" }, h("button", { type: "submit", id: "invite-batch-submit" }, t("invite.batch.make"))),
+    );
+    batch.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      let text = list.value.trim();
+      if (!text) return;
+      if (!/^member_id\b/m.test(text.split("\n")[0])) text = "member_id\n" + text;
+      try {
+        const res = await api("POST", `/v1/invitations/batch?ttl_s=${ttl.value}`, text + "\n", { "Content-Type": "text/csv" });
+        show(res.invitations);
+      } catch (err) {
+        flash(msg, t("error.generic", { detail: err.message }), "error");
+      }
+    });
+    parts.push(batch);
+  }
+  print.addEventListener("click", () => {
+    document.body.classList.add("print-invites");
+    window.print();
+  });
+  window.addEventListener("afterprint", () => document.body.classList.remove("print-invites"));
+  parts.push(msg, h("div", { class: "actions" }, print), out, devices(claims));
+  root.replaceChildren(...parts);
+  root.hidden = false;
+}
+
+/** A member's own signed-in devices ("my devices"), in its own <section>. */
+export function mountDevices(root, claims) {
+  root.replaceChildren(devices(claims));
+  root.hidden = false;
+}
+
+/**
+ * The signed-in devices the caller may see, each with a revoke button. A member sees their
+ * own at once; others name a member (or none: all they may see).
+ */
+function devices(claims) {
+  const who = h("input", { id: "devices-who", type: "text", autocomplete: "off", spellcheck: false });
+  const list = h("ul", { id: "devices", class: "cards" });
+  const msg = h("p", { id: "devices-msg", class: "msg", role: "status" });
+  const load = async () => {
+    const id = who.value.trim();
+    try {
+      const rows = await api("GET", "/v1/sessions" + (id ? `?member_id=${encodeURIComponent(id)}` : ""));
+      list.replaceChildren(
+        ...rows.map((d) =>
+          h(
+            "li",
+            { dataset: { id: d.id } },
+            h("strong", {}, d.sub),
+            " · ",
+            d.device,
+            " · ",
+            h("span", { class: "muted" }, t("invite.devices.since", { at: fmtTime(d.created_at) })),
+            " ",
+            h(
+              "button",
+              {
+                type: "button",
+                class: "revoke",
+                on: {
+                  click: async () => {
+                    if ((await ask(t("invite.devices.revoke.ask", { who: d.sub, device: d.device }))) === null) return;
+                    try {
+                      await api("POST", `/v1/sessions/${encodeURIComponent(d.id)}/revoke`, {});
+                      flash(msg, t("invite.devices.revoked"), "ok");
+                      load();
+                    } catch (err) {
+                      flash(msg, t("error.generic", { detail: err.message }), "error");
+                    }
+                  },
+                },
+              },
+              t("invite.devices.revoke"),
+            ),
+          ),
+        ),
+      );
+      if (!rows.length) flash(msg, t("invite.devices.empty"));
+      else msg.textContent = "";
+    } catch (err) {
+      flash(msg, t("error.generic", { detail: err.message }), "error");
+    }
+  };
+  const form = h(
+    "form",
+    { id: "devices-form", novalidate: true },
+    h("label", { for: "devices-who" }, t(claims.role === "command" ? "invite.who" : "invite.devices.who")),
+    h("div", { class: "row" }, who, h("button", { type: "submit", id: "devices-show" }, t("invite.devices.show"))),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    load();
+  });
+  if (claims.role === "member") {
+    load();
+    return h("div", { class: "devices" }, h("h2", {}, t("invite.devices.mine")), msg, list);
+  }
+  return h("div", { class: "devices" }, h("h3", {}, t("invite.devices")), form, msg, list);
+}
