@@ -163,7 +163,7 @@ pub(super) fn invite(tx: &mut Tx<'_>, actor: &Actor, invites: Vec<Invite>) -> Re
             return Err(first.clone());
         }
         let detail = refusals.iter().map(|(row, e)| format!("row {row}: {}", e.detail)).collect::<Vec<_>>().join("; ");
-        return Err(err_as(first.kind, first.id(), detail));
+        return Err(err_as(first.kind, first.code, detail));
     }
     for inv in invites {
         let n = tx.state.invitations_issued + 1;

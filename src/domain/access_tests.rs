@@ -199,7 +199,7 @@ fn who_may_invite_whom() {
             }
             Some(c) => {
                 let e = w.refuse(&inviter, cmd);
-                assert_eq!(e.code, c, "{inviter:?} inviting {invitee:?}: {}", e.detail);
+                assert_eq!(e.code.as_str(), c, "{inviter:?} inviting {invitee:?}: {}", e.detail);
             }
         }
     }
@@ -218,7 +218,7 @@ fn a_batch_is_all_or_nothing_with_every_bad_row_named() {
             .collect(),
     };
     let e = w.refuse(&unit_admin("u1"), batch(&[("m1", 1), ("m2", 2), ("m3", 3), ("zz", 4)]));
-    assert_eq!(e.code, "unknown_member");
+    assert_eq!(e.code.as_str(), "unknown_member");
     assert!(e.detail.contains("row 2:") && e.detail.contains("row 4:") && !e.detail.contains("row 1:"), "{}", e.detail);
     let e = w.refuse(&unit_admin("u1"), batch(&[("m1", 1), ("m1", 2)]));
     assert!(e.detail.contains("row 2:"), "{}", e.detail);

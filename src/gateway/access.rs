@@ -656,7 +656,7 @@ pub async fn sign_out(State(app): State<AppState>, headers: HeaderMap) -> Result
         match app.engine.submit(actor, cmd).await {
             Ok(_) => {}
             // Already over: signed out all the same.
-            Err(crate::engine::EngineError::Domain(e)) if e.id() == Code::UnknownSession => {}
+            Err(crate::engine::EngineError::Domain(e)) if e.code == Code::UnknownSession => {}
             Err(e) => return Err(e.into()),
         }
     }
