@@ -531,10 +531,20 @@ impl RedisReader {
         RedisReader { client, keys, idle: Mutex::new(Vec::new()) }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
+    /// Runs a read on a pooled connection. A pooled connection may have died with Redis or
+    /// the link to it (a restart, a cut) while it sat idle; every read here is idempotent, so
+    /// one that fails on a reused connection is tried once more on a fresh one, instead of
+    /// closing the socket that asked (history checking, anomaly 2).
+    fn with<T>(&self, f: impl Fn(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
+        let fresh = || RedisConn::new(self.client.clone(), Duration::from_secs(5));
         let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = taken.unwrap_or_else(|| RedisConn::new(self.client.clone(), Duration::from_secs(5)));
-        let r = conn.run(f);
+        let reused = taken.is_some();
+        let mut conn = taken.unwrap_or_else(fresh);
+        let mut r = conn.run(&f);
+        if reused && r.as_ref().is_err_and(|e| e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) {
+            conn = fresh();
+            r = conn.run(&f);
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < 8 {
             idle.push(conn);
@@ -624,7 +634,7 @@ impl LogReader for RedisReader {
         // Seq n is at index n - 1: the frames after `after` start at index `after`.
         self.with(|c| {
             let entries: Vec<String> =
-                redis::cmd("LRANGE").arg(key).arg(after).arg(after + limit as u64 - 1).query(c)?;
+                redis::cmd("LRANGE").arg(&key).arg(after).arg(after + limit as u64 - 1).query(c)?;
             self.texts(c, (after + 1..).zip(entries).collect())
         })
     }
@@ -642,13 +652,13 @@ impl LogReader for RedisReader {
         }
         self.with(|c| {
             let found: Vec<Option<String>> = pipe.query(c)?;
-            self.texts(c, seqs.into_iter().zip(found).filter_map(|(seq, t)| Some((seq, t?))).collect())
+            self.texts(c, seqs.iter().copied().zip(found).filter_map(|(seq, t)| Some((seq, t?))).collect())
         })
     }
 
     fn timeline(&self, incident_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
         let key = self.keys.incident(incident_id);
-        let entries: Entries = self.with(|c| redis::cmd("XRANGE").arg(key).arg("-").arg("+").query(c))?;
+        let entries: Entries = self.with(|c| redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query(c))?;
         let mut out = Vec::with_capacity(entries.len());
         for (id, f) in entries {
             let seq = seq_of(&id)?;
