@@ -33,6 +33,20 @@ pub fn summary(inc: &Incident) -> Value {
     })
 }
 
+/// What matching looks for on the incident's behalf.
+fn target_of(inc: &Incident, own_community: Option<u32>, wartime: bool) -> Target<'_> {
+    Target {
+        location: inc.location,
+        grid: inc.grid,
+        skills: &inc.skills,
+        offered: &inc.offered,
+        difficulty: inc.difficulty,
+        class: inc.class,
+        own_community,
+        wartime,
+    }
+}
+
 /// Sends as many offers as the incident wants, reach by reach. In peacetime a call
 /// that was not escalated and is below level Ⅱ stays within the community's own members.
 pub(super) fn refill(tx: &mut Tx<'_>, incident_id: &str) {
@@ -47,31 +61,12 @@ pub(super) fn refill(tx: &mut Tx<'_>, incident_id: &str) {
     let ttl_ms = tx.rules.offer_ttl_ms(wartime);
     let reaches = tx.rules.reach(inc.level, wartime).to_vec();
     for reach in reaches {
-        let inc = &tx.state.incidents[incident_id];
-        let target = Target {
-            location: inc.location,
-            grid: inc.grid,
-            skills: &inc.skills,
-            offered: &inc.offered,
-            difficulty: inc.difficulty,
-            class: inc.class,
-            own_community,
-            wartime,
-        };
+        let target = target_of(&tx.state.incidents[incident_id], own_community, wartime);
         let found = matching::find(&tx.state.city, &tx.state.roster, tx.rules, &target, reach, wanted, tx.now);
         for c in found {
             let member_id = tx.state.city.members()[c.member as usize].id.clone();
-            let inc = &tx.state.incidents[incident_id];
-            let target = Target {
-                location: inc.location,
-                grid: inc.grid,
-                skills: &inc.skills,
-                offered: &inc.offered,
-                difficulty: inc.difficulty,
-                class: inc.class,
-                own_community,
-                wartime,
-            };
+            // Built again: the offer just emitted changed the incident's `offered`.
+            let target = target_of(&tx.state.incidents[incident_id], own_community, wartime);
             let why = matching::why(&tx.state.city, &tx.state.roster, tx.rules, &target, &c, tx.now);
             tx.emit(EventBody::OfferSent {
                 offer_id: format!("off-{}", tx.state.offers_sent + 1),

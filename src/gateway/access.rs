@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::{Caller, Claims, Role, require};
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Problem, require_csv};
 use crate::domain::access::{self, Invitation, InvitationState, Invite, Session};
 use crate::domain::dispatcher::{Actor, Code, Command, DomainError, Reply, State as DomainState, rfc3339};
 use crate::domain::scope::{self, Action};
@@ -386,15 +386,7 @@ pub async fn invite_batch(
 ) -> Result<Response, ApiError> {
     require(&caller, Action::Invite)?;
     let Query(q) = q?;
-    let csv_type =
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
-    if !csv_type {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the members as text/csv with a member_id column",
-        ));
-    }
+    require_csv(&headers, "send the members as text/csv with a member_id column")?;
     let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(body.as_ref());
     let column = rdr
         .headers()

@@ -144,3 +144,13 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// A body that must be sent as `text/csv` (member imports, batch invitations): 415 otherwise,
+/// with `detail` saying what to send.
+pub fn require_csv(headers: &axum::http::HeaderMap, detail: &str) -> Result<(), ApiError> {
+    let csv = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/csv"));
+    if csv { Ok(()) } else { Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", detail)) }
+}

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::auth::require;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Problem, require_csv};
 use super::views::MemberView;
 use crate::domain::dispatcher::{self, Actor, Command, Reply, rfc3339};
 use crate::domain::geo::Position;
@@ -162,15 +162,7 @@ pub async fn import(
     body: Bytes,
 ) -> Result<Json<ImportResult>, ApiError> {
     require(&caller, Action::ImportMembers)?;
-    let csv_type =
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
-    if !csv_type {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the members as text/csv",
-        ));
-    }
+    require_csv(&headers, "send the members as text/csv")?;
     #[derive(Deserialize)]
     struct Row {
         id: String,
