@@ -178,11 +178,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// staff's community, on call, in an assault team. (label, role, scope id)
 type People = Vec<(&'static str, Role, Option<String>)>;
 
+/// The demo's member: the first on call in a team (every other person is chosen around them).
+fn demo_member(state: &State) -> usize {
+    let members = state.city.members();
+    (0..members.len()).find(|&i| state.roster.members[i].on_call && members[i].team_id.is_some()).unwrap_or(0)
+}
+
 fn demo_people(state: &State) -> People {
     let Some(city) = state.city.city() else { return Vec::new() };
-    let member_idx = (0..city.members.len())
-        .find(|&i| state.roster.members[i].on_call && city.members[i].team_id.is_some())
-        .unwrap_or(0);
+    let member_idx = demo_member(state);
     let member = &city.members[member_idx];
     let grid = state.city.member_residence[member_idx];
     let place = state.city.grid_places[grid as usize];
@@ -205,15 +209,11 @@ async fn print_demo_links(
     people: &People,
     addr: SocketAddr,
 ) {
-    use crate::domain::dispatcher::Actor;
+    // The actor a token of this role and scope stands for, as the tokens printed beside.
     let actor = |role: Role, id: &Option<String>| {
-        let id = id.clone().unwrap_or_default();
-        match role {
-            Role::Command => Actor::Command { district: (!id.is_empty()).then_some(id) },
-            Role::Staff => Actor::Staff { community: id },
-            Role::UnitAdmin => Actor::UnitAdmin { unit: id },
-            Role::Member => Actor::Member { member: id },
-        }
+        Claims::new(role, id.clone(), 0, 1)
+            .and_then(|c| c.actor().map_err(str::to_string))
+            .expect("demo scopes are complete")
     };
     let base = if settings.auth.public_url.is_empty() {
         format!("http://{addr}")
@@ -235,9 +235,7 @@ async fn print_demo_links(
 /// One token per person of the demo.
 fn print_demo_tokens(state: &State, people: &People, keys: &TokenKeys, ttl: u64, addr: SocketAddr) {
     let Some(city) = state.city.city() else { return };
-    let member_idx = (0..city.members.len())
-        .find(|&i| state.roster.members[i].on_call && city.members[i].team_id.is_some())
-        .unwrap_or(0);
+    let member_idx = demo_member(state);
     let member = &city.members[member_idx];
     let grid = state.city.member_residence[member_idx];
     let place = state.city.grid_places[grid as usize];
