@@ -1,5 +1,9 @@
-//! Geography shared by the wartime and service domain tests: two districts, three streets
-//! and four communities laid out as grids of two resolution-9 cells each, in a row.
+//! The domain tests' geography: one row of resolution-9 cells running east from a fixed
+//! origin, laid out two ways, two cells per grid:
+//! - `tiny_city` (the incident tests, the city index's): one district, one street,
+//!   communities c1 (g1, g2) and c2 (g3, g4); unit u1 with assault team t1 paired with c1;
+//! - `two_districts` (the wartime and service tests): two districts, three streets, four
+//!   communities, four units with their teams.
 
 use super::geo::{Cell, Position};
 use super::org::{City, Community, District, Grid, Member, Street, Team, TeamKind, Unit};
@@ -14,6 +18,38 @@ pub(super) fn row() -> Vec<Cell> {
             Some(here)
         })
         .collect()
+}
+
+/// A small city: one district, one street, two communities side by side, each with two
+/// grids of two cells (the first eight cells of the row); one unit with an assault team
+/// paired with community c1.
+pub(super) fn tiny_city(members: Vec<Member>) -> City {
+    let cells = row();
+    let grid = |id: &str, i: usize| Grid { id: id.into(), cells: cells[i..i + 2].to_vec() };
+    let community = |id: &str, grids: Vec<Grid>| Community {
+        id: id.into(),
+        name: id.to_uppercase(),
+        street_id: "s1".into(),
+        grids,
+    };
+    City {
+        name: "tiny".into(),
+        districts: vec![District { id: "d1".into(), name: "D1".into(), seat: cells[0].center() }],
+        streets: vec![Street { id: "s1".into(), name: "S1".into(), district_id: "d1".into() }],
+        communities: vec![
+            community("c1", vec![grid("g1", 0), grid("g2", 2)]),
+            community("c2", vec![grid("g3", 4), grid("g4", 6)]),
+        ],
+        units: vec![Unit { id: "u1".into(), name: "U1".into() }],
+        teams: vec![Team {
+            id: "t1".into(),
+            name: "T1".into(),
+            unit_id: "u1".into(),
+            kind: TeamKind::Assault,
+            community_id: "c1".into(),
+        }],
+        members,
+    }
 }
 
 /// The grid ids, in order along the row (two cells each).

@@ -422,49 +422,7 @@ impl CityIndex {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    /// A small city: one district, one street, two communities side by side, each with
-    /// two grids of a few cells; one unit with an assault team paired with community c1.
-    pub fn tiny_city(members: Vec<Member>) -> City {
-        let origin = Position::new(30.59, 114.30).unwrap().cell();
-        let row: Vec<Cell> = (0..8u32)
-            .scan(origin, |c, _| {
-                let here = *c;
-                // walk east-ish: pick the ring-1 neighbour with the largest longitude
-                *c = c.ring(1).into_iter().max_by(|a, b| a.center().lng.total_cmp(&b.center().lng)).unwrap();
-                Some(here)
-            })
-            .collect();
-        let grid = |id: &str, cells: &[Cell]| Grid { id: id.into(), cells: cells.to_vec() };
-        City {
-            name: "tiny".into(),
-            districts: vec![District { id: "d1".into(), name: "D1".into(), seat: origin.center() }],
-            streets: vec![Street { id: "s1".into(), name: "S1".into(), district_id: "d1".into() }],
-            communities: vec![
-                Community {
-                    id: "c1".into(),
-                    name: "C1".into(),
-                    street_id: "s1".into(),
-                    grids: vec![grid("g1", &row[0..2]), grid("g2", &row[2..4])],
-                },
-                Community {
-                    id: "c2".into(),
-                    name: "C2".into(),
-                    street_id: "s1".into(),
-                    grids: vec![grid("g3", &row[4..6]), grid("g4", &row[6..8])],
-                },
-            ],
-            units: vec![Unit { id: "u1".into(), name: "U1".into() }],
-            teams: vec![Team {
-                id: "t1".into(),
-                name: "T1".into(),
-                unit_id: "u1".into(),
-                kind: TeamKind::Assault,
-                community_id: "c1".into(),
-            }],
-            members,
-        }
-    }
+    use crate::domain::fixtures::tiny_city;
 
     #[test]
     fn builds_indexes_and_neighbours() {

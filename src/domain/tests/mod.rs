@@ -1,6 +1,6 @@
 //! Domain tests: the dispatcher driven through `execute`, with time passed in.
 //!
-//! The fixture is `org::tests::tiny_city`: one district d1, one street s1, communities c1
+//! The fixture is `fixtures::tiny_city`: one district d1, one street s1, communities c1
 //! (grids g1, g2) and c2 (grids g3, g4), laid out eastward in a row of res-9 cells about
 //! 320 m apart, two cells per grid; unit u1 with assault team t1 paired with c1.
 //! `outpost_city` adds a detached grid g5 to c1, west of g1, so that the community reach
@@ -14,10 +14,10 @@ use std::collections::{BTreeSet, HashSet};
 
 use super::dispatcher::{Actor, Command, Deadline, ErrorKind, RaiseIncident, Reply, State, execute};
 use super::event::{EscalationReason, EventBody, Frame, RevokeReason, Ts};
+use super::fixtures::tiny_city;
 use super::geo::{Cell, Position};
 use super::incident::{OfferState, Status};
 use super::matching::{self, Target};
-use super::org::tests::tiny_city;
 use super::org::{City, CityIndex, Grid, Member};
 use super::response::{Level, Reach, Rules};
 use crate::domain::testkit::*;
