@@ -154,3 +154,16 @@ pub fn require_csv(headers: &axum::http::HeaderMap, detail: &str) -> Result<(), 
         .is_some_and(|v| v.starts_with("text/csv"));
     if csv { Ok(()) } else { Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", detail)) }
 }
+
+/// A `?status=` filter: `None` when absent, the value named, or 400 `invalid_query` naming
+/// the choices.
+pub fn status_filter<T: Copy>(given: Option<&str>, choices: &[(&str, T)]) -> Result<Option<T>, ApiError> {
+    let Some(given) = given else { return Ok(None) };
+    match choices.iter().find(|(name, _)| *name == given) {
+        Some((_, v)) => Ok(Some(*v)),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            Err(ApiError::bad_request("invalid_query", format!("status '{given}' is not one of {}", names.join(", "))))
+        }
+    }
+}

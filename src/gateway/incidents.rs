@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::auth::{Caller, require};
-use super::error::{ApiError, Problem, optional_body};
+use super::error::{ApiError, Problem, optional_body, status_filter};
 use super::views::IncidentView;
 use super::{API_TAG, AppState};
 use crate::domain::dispatcher::{Actor, Command, RaiseIncident, Reply};
@@ -124,19 +124,13 @@ pub async fn list_incidents(
 ) -> Result<Json<Vec<IncidentView>>, ApiError> {
     require(&caller, Action::Incidents)?;
     let Query(p) = params?;
-    let status = match p.status.as_deref() {
-        None => None,
-        Some("open") => Some(Status::Open),
-        Some("filled") => Some(Status::Filled),
-        Some("resolved") => Some(Status::Resolved),
-        Some("cancelled") => Some(Status::Cancelled),
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("status '{other}' is not one of open, filled, resolved, cancelled"),
-            ));
-        }
-    };
+    let choices = [
+        ("open", Status::Open),
+        ("filled", Status::Filled),
+        ("resolved", Status::Resolved),
+        ("cancelled", Status::Cancelled),
+    ];
+    let status = status_filter(p.status.as_deref(), &choices)?;
     let state = app.engine.read();
     let list = state
         .incidents

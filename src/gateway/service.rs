@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::auth::require;
-use super::error::{ApiError, Problem, require_csv};
+use super::error::{ApiError, Problem, require_csv, status_filter};
 use super::views::MemberView;
 use crate::domain::dispatcher::{self, Actor, Command, Reply, rfc3339};
 use crate::domain::geo::Position;
@@ -447,18 +447,8 @@ pub async fn list_orders(
 ) -> Result<Json<Vec<OrderView>>, ApiError> {
     require(&caller, Action::ReadOrders)?;
     let Query(q) = q?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some("open") => Some(OrderStatus::Open),
-        Some("full") => Some(OrderStatus::Full),
-        Some("cancelled") => Some(OrderStatus::Cancelled),
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("status '{other}' is not open, full or cancelled"),
-            ));
-        }
-    };
+    let choices = [("open", OrderStatus::Open), ("full", OrderStatus::Full), ("cancelled", OrderStatus::Cancelled)];
+    let status = status_filter(q.status.as_deref(), &choices)?;
     let state = app.engine.read();
     Ok(Json(
         state

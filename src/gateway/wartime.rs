@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::auth::require;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Problem, status_filter};
 use super::views::IncidentView;
 use crate::domain::balance::{self, CommunityBalance, Proposal};
 use crate::domain::dispatcher::{self, Actor, Command, Reply, rfc3339};
@@ -283,14 +283,7 @@ pub async fn list_mobilizations(
 ) -> Result<Json<Vec<MobilizationView>>, ApiError> {
     require(&caller, Action::ReadMobilizations)?;
     let Query(q) = q?;
-    let want_open = match q.status.as_deref() {
-        None => None,
-        Some("open") => Some(true),
-        Some("closed") => Some(false),
-        Some(other) => {
-            return Err(ApiError::bad_request("invalid_query", format!("status '{other}' is not open or closed")));
-        }
-    };
+    let want_open = status_filter(q.status.as_deref(), &[("open", true), ("closed", false)])?;
     let state = app.engine.read();
     Ok(Json(
         state
