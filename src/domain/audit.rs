@@ -116,8 +116,19 @@ pub fn place(state: &State, body: &EventBody) -> Place {
     match body {
         EventBody::ModeSwitched { district_id: None, .. } => p.city_wide = true,
         EventBody::ModeSwitched { district_id: Some(d), .. } => p.district(d),
-        EventBody::MobilizationOrdered { mobilization_id, .. }
-        | EventBody::MobilizationClosed { mobilization_id, .. } => {
+        EventBody::MobilizationOrdered { mobilization_id, teams, .. } => {
+            for t in teams {
+                if let Some(c) = &t.community_id {
+                    p.community(state, c);
+                }
+            }
+            if let Some(m) = state.mobilizations.get(mobilization_id) {
+                for d in &m.districts {
+                    p.district(d);
+                }
+            }
+        }
+        EventBody::MobilizationClosed { mobilization_id, .. } => {
             if let Some(m) = state.mobilizations.get(mobilization_id) {
                 for d in &m.districts {
                     p.district(d);
@@ -175,6 +186,48 @@ pub fn place(state: &State, body: &EventBody) -> Place {
     p.districts.sort();
     p.communities.sort();
     p
+}
+
+/// What a district's command is shown of an entry it sees (`scope::audit_entry`): the
+/// place cut to its district, and of an entry about several districts, its part (the teams
+/// of a mobilization reporting into it, the members registered living in it), as a
+/// mobilization's view is cut (`scope::mobilization_part`). Everyone else: all of it.
+pub fn part_for(state: &State, actor: &Actor, body: &EventBody, place: &mut Place) -> EventBody {
+    let Actor::Command { district: Some(d) } = actor else { return body.clone() };
+    let in_district = |c: u32| state.city.district_id_of_community(c) == d;
+    let community_in = |id: &str| state.city.community_by_id.get(id).is_some_and(|&c| in_district(c));
+    place.districts.retain(|x| x == d);
+    place.communities.retain(|c| community_in(c));
+    match body {
+        EventBody::MobilizationOrdered { mobilization_id, teams, site, deadline, note } => {
+            let team_in = |t: &super::event::TeamOrder| match &t.community_id {
+                Some(c) => community_in(c),
+                None => state.city.city().is_some_and(|city| {
+                    city.teams
+                        .iter()
+                        .position(|x| x.id == t.team_id)
+                        .is_some_and(|i| in_district(state.city.team_community[i]))
+                }),
+            };
+            EventBody::MobilizationOrdered {
+                mobilization_id: mobilization_id.clone(),
+                teams: teams.iter().filter(|t| team_in(t)).cloned().collect(),
+                site: site.clone(),
+                deadline: *deadline,
+                note: note.clone(),
+            }
+        }
+        EventBody::MembersRegistered { members } => EventBody::MembersRegistered {
+            members: members
+                .iter()
+                .filter(|m| {
+                    state.city.member_by_id.get(&m.id).is_some_and(|&i| in_district(state.city.residence_community(i)))
+                })
+                .cloned()
+                .collect(),
+        },
+        other => other.clone(),
+    }
 }
 
 /// One line saying what was decided (English, for people and the CSV).

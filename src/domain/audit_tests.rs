@@ -171,3 +171,33 @@ fn the_place_of_a_transfer_names_both_communities_and_their_districts() {
     assert_eq!(p.districts, ["d1", "d2"]);
     assert!(!p.city_wide);
 }
+
+#[test]
+fn a_district_command_is_shown_its_part_of_an_entry_about_both_districts() {
+    use super::event::TeamOrder;
+    let (w, _, _) = world();
+    let order = |t: &str, c: &str| TeamOrder { team_id: t.into(), community_id: Some(c.into()) };
+    let body = EventBody::MobilizationOrdered {
+        mobilization_id: "mob-9".into(),
+        teams: vec![order("t1", "c1"), order("t4", "c4")],
+        site: None,
+        deadline: 0,
+        note: None,
+    };
+    let mut place = audit::place(&w.state, &body);
+    let cut = audit::part_for(&w.state, &district_command("d2"), &body, &mut place);
+    let EventBody::MobilizationOrdered { teams, .. } = &cut else { panic!() };
+    assert_eq!(teams, &[order("t4", "c4")]);
+    assert_eq!((place.districts, place.communities), (vec!["d2".to_string()], vec!["c4".to_string()]));
+    let regs = EventBody::MembersRegistered { members: vec![member("a", "g1"), member("z", "g7")] };
+    let mut place = audit::place(&w.state, &regs);
+    let EventBody::MembersRegistered { members } =
+        audit::part_for(&w.state, &district_command("d1"), &regs, &mut place)
+    else {
+        panic!()
+    };
+    assert_eq!(members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["a"]);
+    let mut place = audit::place(&w.state, &regs);
+    assert_eq!(audit::part_for(&w.state, &city_command(), &regs, &mut place), regs);
+    assert_eq!(place.districts, ["d1", "d2"]);
+}

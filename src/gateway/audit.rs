@@ -185,7 +185,8 @@ pub async fn list_audit(
                 if !scope::audit_entry(&state, &caller.actor, &e.body) {
                     continue;
                 }
-                let place = audit::place(&state, &e.body);
+                let mut place = audit::place(&state, &e.body);
+                let body = audit::part_for(&state, &caller.actor, &e.body, &mut place);
                 if community.as_ref().is_some_and(|c| !place.communities.contains(c))
                     || district.as_ref().is_some_and(|d| !place.districts.contains(d))
                 {
@@ -195,10 +196,10 @@ pub async fn list_audit(
                 entries.push(AuditEntry {
                     seq: e.seq,
                     at: rfc3339(e.at),
-                    kind: e.body.kind().to_string(),
+                    kind: body.kind().to_string(),
                     actor: e.actor,
-                    summary: audit::summary(&e.body),
-                    data: audit::data(&e.body),
+                    summary: audit::summary(&body),
+                    data: audit::data(&body),
                     place: AuditPlace {
                         district_id: one(&place.districts),
                         community_id: one(&place.communities),
