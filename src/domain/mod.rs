@@ -18,6 +18,7 @@
 //! - `access`: sign-in links (invitations) and the sessions they open (refresh rotation).
 
 pub mod access;
+pub mod audit;
 pub mod balance;
 pub mod command;
 pub mod dispatcher;
@@ -42,6 +43,8 @@ pub mod workload;
 
 #[cfg(test)]
 mod access_tests;
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]

@@ -30,6 +30,11 @@
 //!   who took it; a **claim** on it: the claimant, and whoever sees the order but members;
 //! - a **stream**: each actor reads exactly one (`stream_of`), and the frames of an incident
 //!   go to the streams of those who see it (`incident_streams`; a test checks the two agree);
+//! - an **audit entry** (a decision in the log, `audit::place`): city command sees all; a
+//!   district's command, those about a place in its district (its mode switch, a
+//!   mobilization reporting into it, a whistle, rating, registration, exchange, transfer,
+//!   invitation or revocation about one of its communities) and the city-wide switches
+//!   (`audit_entry`);
 //! - **inviting** someone to sign in (`invites_role`, then `invites`): command invites staff
 //!   and unit admins (a district's, in its district), staff the members living in their
 //!   community, a unit admin their unit's members; a **sign-in link** (`invitation`) is
@@ -41,6 +46,7 @@
 //! (`known`), never widened.
 
 use super::access::{Invitation, Session};
+use super::audit;
 use super::command::Actor;
 use super::errors::{Code, DomainError, err};
 use super::event::stream;
@@ -81,6 +87,8 @@ pub enum Action {
     AnswerAsMember,
     /// Issue, list and revoke sign-in links (whom: `invites_role`, `invites`).
     Invite,
+    /// Read the audit of decisions (`GET /v1/audit`; which entries: `audit_entry`).
+    ReadAudit,
 }
 
 /// The role table: may this kind of actor ever take this action?
@@ -94,7 +102,7 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
     match action {
         ImportCity | RevokeTokens => city,
         Incidents | PostOrder | AssignOrder | CancelOrder | Rate | CommunityReport | ReadBalance => command || staff,
-        SwitchMode | Mobilize | ReadMobilizations | ApplyTransfer => command,
+        SwitchMode | Mobilize | ReadMobilizations | ApplyTransfer | ReadAudit => command,
         ReadFairness | ReadRegistration => command || staff || unit,
         RegisterMembers => command || staff || unit,
         ImportMembers | RegisterUnit | UnitReport => command || unit,
@@ -148,6 +156,7 @@ impl Action {
             CommunityReport => "community reports",
             AnswerAsMember => "answering as a member",
             Invite => "inviting people to sign in",
+            ReadAudit => "the audit",
         }
     }
 }
@@ -381,4 +390,19 @@ pub fn invitation(state: &State, actor: &Actor, inv: &Invitation) -> bool {
 /// them (who may list and revoke it).
 pub fn session(state: &State, actor: &Actor, s: &Session) -> bool {
     *actor == s.subject || invites(state, actor, &s.subject)
+}
+
+/// An audit entry (a logged decision, `audit::KINDS`): city command sees every one; a
+/// district's command, those about its district or one of its communities (the place is
+/// read from the present state: `audit::place`) and the city-wide mode switches; nobody
+/// else (the role table already refuses them: `Action::ReadAudit`).
+pub fn audit_entry(state: &State, actor: &Actor, body: &super::event::EventBody) -> bool {
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::Command { district: Some(d) } => {
+            let place = audit::place(state, body);
+            place.city_wide || place.districts.contains(d)
+        }
+        Actor::Staff { .. } | Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+    }
 }

@@ -9,6 +9,7 @@
 //! - `router(state)` builds the routes; `app::build` serves them.
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod city;
 pub mod error;
@@ -69,7 +70,8 @@ const API_TAG: &str = "http";
         service::checkin, service::checkout, service::rate, service::exchange, service::member_report,
         service::unit_report, service::community_report,
         access::invite, access::invite_batch, access::list_invitations, access::revoke_invitation,
-        access::redeem, access::refresh, access::sign_out, access::list_sessions, access::revoke_session
+        access::redeem, access::refresh, access::sign_out, access::list_sessions, access::revoke_session,
+        audit::list_audit
     ),
     modifiers(&BearerAuth, &Enforced, &Links)
 )]
@@ -343,6 +345,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/session/signout", post(access::sign_out))
         .route("/v1/sessions", get(access::list_sessions))
         .route("/v1/sessions/{id}/revoke", post(access::revoke_session))
+        .route("/v1/audit", get(audit::list_audit))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city_import)

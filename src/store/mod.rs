@@ -70,6 +70,28 @@ pub struct TimelineEntry {
     pub data: serde_json::Value,
 }
 
+/// Which logged decisions `LogReader::decisions` reads: those of `kinds` (each one of
+/// `domain::audit::KINDS`; others are ignored), by `actor` when given, logged at
+/// `from <= at < to` (ms), with seq > `after`: oldest first, at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionQuery {
+    pub kinds: Vec<String>,
+    pub actor: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub after: u64,
+    pub limit: usize,
+}
+
+/// What `LogReader::decisions` found, and how far it read.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionPage {
+    pub events: Vec<Event>,
+    /// Every match up to this seq is in `events`: read on after it. `None`: the end of the
+    /// log was reached.
+    pub through: Option<u64>,
+}
+
 /// A stored frame: its seq in the stream and its wire text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredFrame {
@@ -132,4 +154,8 @@ pub trait LogReader: Send + Sync + 'static {
     fn frames_at(&self, stream: &str, seqs: &[u64]) -> Result<Vec<StoredFrame>, StoreError>;
     /// Every event of one incident, in order.
     fn timeline(&self, incident_id: &str) -> Result<Vec<TimelineEntry>, StoreError>;
+    /// Logged decisions (the audit), oldest first: see `DecisionQuery`. A store may stop
+    /// before `limit` (Redis reads a bounded number of log entries per call); `through`
+    /// says where to go on.
+    fn decisions(&self, q: &DecisionQuery) -> Result<DecisionPage, StoreError>;
 }

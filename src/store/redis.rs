@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, ConnectionLike, RedisResult, Script};
 
-use super::{EventLog, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry};
+use super::{DecisionPage, DecisionQuery, EventLog, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry};
 use crate::domain::event::{Event, EventBody, Frame, frame_data, frame_text};
 use crate::domain::geo::Position;
 
@@ -668,7 +668,55 @@ impl LogReader for RedisReader {
         }
         Ok(out)
     }
+
+    /// XRANGE over `{p}:log` from the cursor, the events filtered here. The log holds what
+    /// came after the latest snapshot (older entries are trimmed when one is saved): on
+    /// Redis the audit reaches back that far.
+    fn decisions(&self, q: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+        let wanted = |e: &Event| {
+            e.seq > q.after
+                && q.kinds.iter().any(|k| k == e.body.kind())
+                && crate::domain::audit::is_audit_kind(e.body.kind())
+                && q.from.is_none_or(|f| e.at >= f)
+                && q.to.is_none_or(|t| e.at < t)
+                && q.actor.as_ref().is_none_or(|a| a == &e.actor)
+        };
+        let mut events = Vec::new();
+        let mut cursor = q.after;
+        if q.limit == 0 {
+            return Ok(DecisionPage { events, through: None });
+        }
+        let key = self.keys.log();
+        for _ in 0..DECISION_ROUNDS {
+            let from = format!("(0-{cursor}");
+            let entries: Entries = self.with(|c| {
+                redis::cmd("XRANGE").arg(&key).arg(&from).arg("+").arg("COUNT").arg(DECISION_ENTRIES).query(c)
+            })?;
+            let end = entries.len() < DECISION_ENTRIES;
+            if let Some((id, _)) = entries.last() {
+                cursor = seq_of(id)?;
+            }
+            for e in events_of(entries)? {
+                if wanted(&e) {
+                    let seq = e.seq;
+                    events.push(e);
+                    if events.len() == q.limit {
+                        return Ok(DecisionPage { events, through: Some(seq) });
+                    }
+                }
+            }
+            if end {
+                return Ok(DecisionPage { events, through: None });
+            }
+        }
+        Ok(DecisionPage { events, through: Some(cursor) })
+    }
 }
+
+/// Log entries `decisions` reads per call at most, `DECISION_ENTRIES` at a time: a page of
+/// the audit costs a bounded read; the answer says where to go on (`through`).
+const DECISION_ROUNDS: usize = 20;
+const DECISION_ENTRIES: usize = 100;
 
 fn seq_of(id: &str) -> Result<u64, StoreError> {
     id.strip_prefix("0-").and_then(|s| s.parse().ok()).ok_or_else(|| corrupt(id, "an entry id not of the form 0-<seq>"))

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{EventLog, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry};
+use super::{DecisionPage, DecisionQuery, EventLog, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry};
 use crate::domain::event::{Event, EventBody, Frame};
 use crate::domain::geo::Position;
 
@@ -52,6 +52,22 @@ CREATE UNIQUE INDEX IF NOT EXISTS frames_by_stream ON frames (stream, seq);
 const SCHEMA_VERSION: i64 = 1;
 
 pub const DB_FILE: &str = "muster.db";
+
+/// The decisions' kinds as an SQL list, `('mode_switched', …)` (`audit::KINDS`: fixed
+/// names, no quotes in them).
+fn decision_kinds() -> String {
+    let quoted: Vec<String> = crate::domain::audit::KINDS.iter().map(|k| format!("'{k}'")).collect();
+    format!("({})", quoted.join(", "))
+}
+
+/// The audit reads the decisions through a partial index of them alone (a few in a
+/// thousand events), in seq order: no scan of the offers and answers, and appends of those
+/// do not touch it. Built on open when missing (no schema version: an index of what is
+/// there). Its name carries the list's version: a change of `audit::KINDS` must name a new
+/// one and drop this (an index whose list differs from the query's is not used).
+fn decisions_index() -> String {
+    format!("CREATE INDEX IF NOT EXISTS events_decisions_v1 ON events (seq) WHERE kind IN {};", decision_kinds())
+}
 
 /// Brings a database of an older schema version to the current one, in one transaction.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -153,6 +169,7 @@ impl SqliteLog {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&decisions_index())?;
         migrate(&mut conn)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = Checkpointer::start(&dir.join(DB_FILE))?;
@@ -436,6 +453,42 @@ impl LogReader for SqliteReader {
             Ok(out)
         })
     }
+
+    fn decisions(&self, q: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+        let kinds: Vec<&str> =
+            q.kinds.iter().map(String::as_str).filter(|k| crate::domain::audit::is_audit_kind(k)).collect();
+        if kinds.is_empty() || q.limit == 0 {
+            return Ok(DecisionPage { events: Vec::new(), through: None });
+        }
+        // The first IN is the partial index's own term, which lets SQLite use it.
+        let sql = format!(
+            "SELECT seq, at, actor, body FROM events WHERE kind IN {} AND kind IN ({}) AND seq > ? AND at >= ? AND at < ?
+             AND (? IS NULL OR actor = ?) ORDER BY seq LIMIT ?",
+            decision_kinds(),
+            vec!["?"; kinds.len()].join(", ")
+        );
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut args: Vec<rusqlite::types::Value> = kinds.iter().map(|k| k.to_string().into()).collect();
+            args.push((q.after as i64).into());
+            args.push(q.from.unwrap_or(i64::MIN).into());
+            args.push(q.to.unwrap_or(i64::MAX).into());
+            args.push(q.actor.clone().into());
+            args.push(q.actor.clone().into());
+            args.push((q.limit as i64).into());
+            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            let mut events = Vec::new();
+            while let Some(row) = rows.next()? {
+                let seq: u64 = row.get(0)?;
+                let body: String = row.get(3)?;
+                let body: EventBody =
+                    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(seq, e.to_string()))?;
+                events.push(Event { seq, at: row.get(1)?, actor: row.get(2)?, body });
+            }
+            let through = if events.len() == q.limit { events.last().map(|e| e.seq) } else { None };
+            Ok(DecisionPage { events, through })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -451,6 +504,52 @@ mod tests {
             actor: "system".into(),
             body: EventBody::DutyChanged { member_id: "m".into(), on_call: true },
         }
+    }
+
+    #[test]
+    fn decisions_are_read_by_kind_actor_time_and_cursor_through_their_index() {
+        use crate::domain::event::Mode;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SqliteLog::open(dir.path()).unwrap();
+        let switch = |seq: u64, actor: &str| Event {
+            seq,
+            at: seq as i64 * 1000,
+            actor: actor.into(),
+            body: EventBody::ModeSwitched { district_id: None, mode: Mode::Wartime, reason: "r".into() },
+        };
+        let events: Vec<Event> = (1..=9)
+            .map(|s| match s % 3 {
+                0 => switch(s, "command"),
+                1 => switch(s, "command:d1"),
+                _ => duty(s),
+            })
+            .collect();
+        log.append(&events, &[]).unwrap();
+        let reader = SqliteReader::open(dir.path(), 1).unwrap();
+        let seqs = |q: DecisionQuery| {
+            let p = reader.decisions(&q).unwrap();
+            (p.events.iter().map(|e| e.seq).collect::<Vec<_>>(), p.through)
+        };
+        let all = DecisionQuery {
+            kinds: vec!["mode_switched".into(), "duty_changed".into()],
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(seqs(all.clone()), (vec![1, 3, 4, 6, 7, 9], None), "duty_changed is no decision");
+        assert_eq!(seqs(DecisionQuery { limit: 2, ..all.clone() }), (vec![1, 3], Some(3)));
+        assert_eq!(seqs(DecisionQuery { after: 3, limit: 2, ..all.clone() }), (vec![4, 6], Some(6)));
+        assert_eq!(seqs(DecisionQuery { actor: Some("command".into()), ..all.clone() }), (vec![3, 6, 9], None));
+        assert_eq!(seqs(DecisionQuery { from: Some(4000), to: Some(7000), ..all.clone() }), (vec![4, 6], None));
+        let plan: String = reader
+            .with(|c| {
+                let sql = format!(
+                    "EXPLAIN QUERY PLAN SELECT seq FROM events WHERE kind IN {} AND kind IN ('x') AND seq > 0 ORDER BY seq",
+                    decision_kinds()
+                );
+                Ok(c.query_row(&sql, [], |r| r.get::<_, String>(3))?)
+            })
+            .unwrap();
+        assert!(plan.contains("events_decisions_v1"), "{plan}");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 // incidents by level, live counters, mobilization progress, whistles awaiting an answer,
 // and each district's mode with its switch. Live from the command stream.
 
-import { t, catalogName, onLangChange, applyI18n } from "/web/i18n.js";
-import { api, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash } from "/web/common.js";
+import { t, catalogName, onLangChange, applyI18n, getLang } from "/web/i18n.js";
+import { api, accessToken, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
 import { GeoMap } from "/web/map.js";
@@ -38,6 +38,7 @@ async function start(token, c) {
   }
   labelPans();
   mountInvite($("#invite"), claims);
+  mountAudit(token);
   live = new Live({ token, key: `dash.${claims.sub || "command"}`, onFrame, onHello: refreshAll, onStatus: setStatus });
   try {
     catalog = await api("GET", "/v1/catalog");
@@ -53,6 +54,7 @@ async function start(token, c) {
     renderIncidents();
     renderModes();
     renderMobs();
+    renderAudit();
   });
 }
 
@@ -428,3 +430,108 @@ function onFrame(f) {
 }
 
 applyI18n(document);
+
+// ---------------------------------------------------------------- audit (审计)
+
+const AUDIT_KINDS = [
+  "mode_switched", "mobilization_ordered", "mobilization_closed", "units_whistled", "members_transferred",
+  "members_registered", "unit_registered", "rated", "exchanged", "tokens_revoked", "invitation_issued",
+  "invitation_revoked", "session_revoked",
+];
+let auditToken = null;
+let auditRows = [];
+let auditNext = null;
+
+function mountAudit(token) {
+  auditToken = token;
+  const select = $("#audit-kind");
+  for (const k of AUDIT_KINDS) select.append(h("option", { value: k, dataset: { i18n: "audit.k." + k } }, t("audit.k." + k)));
+  $("#audit-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadAudit(false);
+  });
+  $("#audit-more").addEventListener("click", () => loadAudit(true));
+  $("#audit-csv").addEventListener("click", downloadAudit);
+  loadAudit(false);
+}
+
+// The filters as a query (times from the local datetime inputs, sent as UTC).
+function auditQuery(extra) {
+  const q = new URLSearchParams();
+  const kind = $("#audit-kind").value;
+  const actor = $("#audit-actor").value.trim();
+  const from = $("#audit-from").value;
+  const to = $("#audit-to").value;
+  if (kind) q.set("kind", kind);
+  if (actor) q.set("actor", actor);
+  if (from) q.set("from", new Date(from).toISOString());
+  if (to) q.set("to", new Date(to).toISOString());
+  for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
+  return "/v1/audit?" + q.toString();
+}
+
+async function loadAudit(more) {
+  const msg = $("#audit-msg");
+  try {
+    const page = await api("GET", auditQuery(more && auditNext !== null ? { after: auditNext } : {}));
+    auditRows = more ? auditRows.concat(page.entries) : page.entries;
+    auditNext = page.next;
+    renderAudit();
+    flash(msg, auditRows.length ? "" : t("audit.empty"));
+  } catch (e) {
+    flash(msg, e.detail || e.message, "error");
+  }
+}
+
+function placeText(p) {
+  if (p.city_wide) return t("audit.city");
+  return [...p.district_ids, ...p.community_ids].join(" / ") || "—";
+}
+
+function renderAudit() {
+  const table = $("#audit-table");
+  if (!table) return;
+  const cols = ["seq", "at", "kind", "actor", "place", "summary"];
+  table.replaceChildren(
+    h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, t("audit.col." + c))))),
+    h(
+      "tbody",
+      {},
+      auditRows.map((e) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, String(e.seq)),
+          h("td", {}, h("time", { dateTime: e.at }, new Date(e.at).toLocaleString())),
+          h("td", {}, t("audit.k." + e.kind)),
+          h("td", {}, e.actor),
+          h("td", {}, placeText(e.place)),
+          h("td", {}, e.summary),
+        ),
+      ),
+    ),
+  );
+  $("#audit-more").hidden = auditNext === null;
+}
+
+// The CSV with the signed-in token (a plain link would carry none), as /reports does.
+async function downloadAudit() {
+  const msg = $("#audit-msg");
+  try {
+    const lang = getLang() === "en" ? "en" : "zh";
+    const resp = await fetch(auditQuery({ format: "csv", lang, limit: 500 }), {
+      headers: { Authorization: "Bearer " + (accessToken() || auditToken), Accept: "text/csv" },
+    });
+    if (!resp.ok) {
+      const p = await resp.json().catch(() => ({}));
+      throw new Error(p.detail || resp.statusText);
+    }
+    const blob = await resp.blob();
+    const a = h("a", { href: URL.createObjectURL(blob), download: "muster-audit.csv" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) {
+    flash(msg, e.message, "error");
+  }
+}

@@ -642,6 +642,8 @@ enum Op {
     SessionSignout,
     SessionList,
     SessionRevoke,
+    /// The decisions in the log (issue 17): command only; a district's command, its part.
+    Audit,
 }
 
 /// The operation of a (method, path) of /openapi.json; None: not classified.
@@ -701,6 +703,7 @@ fn classify(method: &str, path: &str) -> Option<Op> {
         ("POST", "/v1/session/signout") => SessionSignout,
         ("GET", "/v1/sessions") => SessionList,
         ("POST", "/v1/sessions/{id}/revoke") => SessionRevoke,
+        ("GET", "/v1/audit") => Audit,
         _ => return None,
     })
 }
@@ -761,7 +764,8 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         // Sign-in: a link or a cookie is the proof; a person lists and revokes their own devices.
         SessionRedeem | SessionRefresh | SessionSignout | SessionList | SessionRevoke => ALL,
         Invite | InviteBatch | InvitationList | InvitationRevoke => &[City, District, Staff, Unit],
-        ImportCity | Revoke | CityMode | DistrictMode | Mobilize | MobList | MobGet | MobClose | BalanceApply => CMD,
+        ImportCity | Revoke | CityMode | DistrictMode | Mobilize | MobList | MobGet | MobClose | BalanceApply
+        | Audit => CMD,
         MemberRegister => &[City, District, Staff, Unit],
         MemberImport | UnitRegister => &[City, District, Unit],
         Exchange => &[City, District, Member],
@@ -1596,6 +1600,33 @@ impl Sweep {
             SessionRefresh => v.push(post("no cookie", template).want(Want::No(401, "unauthorized"))),
             SessionSignout => v.push(post("no cookie, a token without a session", template)),
             SessionList => v.push(Probe::get("", template).check(Check::Eq { at: "", want: json!([]) })),
+            // The entries (JSON and CSV) go through the sweep's search for foreign ids like
+            // every 2xx body; which decisions a district's command sees is tests/api/audit.rs's.
+            Audit => {
+                let kinds = [
+                    "mode_switched",
+                    "mobilization_ordered",
+                    "mobilization_closed",
+                    "units_whistled",
+                    "members_transferred",
+                    "members_registered",
+                    "unit_registered",
+                    "rated",
+                    "exchanged",
+                    "tokens_revoked",
+                    "invitation_issued",
+                    "invitation_revoked",
+                    "session_revoked",
+                ];
+                v.push(Probe::get("", template).check(Check::Sub {
+                    at: "/entries",
+                    key: "kind",
+                    want: kinds.iter().map(|k| k.to_string()).collect(),
+                }));
+                v.push(Probe::get("csv", "/v1/audit?format=csv"));
+                v.push(Probe::get("limit 0", "/v1/audit?limit=0").want(Want::No(400, "invalid_query")));
+                v.push(Probe::get("unknown kind", "/v1/audit?kind=offer_sent").want(Want::No(400, "invalid_query")));
+            }
             SessionRevoke => v.push(
                 post("unknown", "/v1/sessions/nope-nope-nope-nope/revoke").want(Want::No(404, "unknown_session")),
             ),

@@ -559,7 +559,8 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
     );
     let walk = member.tab_walk(20).await;
     has_all(&walk, &["#lang", "#signout", "#duty", "#share", "#lat", "#lng", "#setpos"], "member");
-    let walk = dash.tab_walk(35).await;
+    // (each datetime-local input of the audit panel is several tab stops)
+    let walk = dash.tab_walk(60).await;
     has_all(
         &walk,
         &[
@@ -571,6 +572,11 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             "#zoom-reset",
             "[district=city]",
             "[district=d01]",
+            "#audit-kind",
+            "#audit-actor",
+            "#audit-from",
+            "#audit-to",
+            "#audit-csv",
             "#invite-role",
             "#invite-submit",
         ],
