@@ -754,3 +754,48 @@ async fn a_node_that_fell_behind_the_trimmed_log_restores_the_snapshot_and_catch
     eventually(Duration::from_secs(15), "B ready again", || ready(&b)).await;
     drop(b_proc);
 }
+
+/// The audit trail reads the Redis log too (`RedisReader::decisions`): a decision made
+/// through one node is listed by the other, with its kind, actor and place, and paging by
+/// the cursor ends.
+#[tokio::test]
+async fn the_audit_trail_reads_the_redis_log_from_any_node() {
+    let prefix = Prefix::new(SHARED_REDIS);
+    let a = node(SHARED_REDIS, &prefix, false).await;
+    let b = node(SHARED_REDIS, &prefix, false).await;
+    assert_eq!(a.put_city(&a.command(), &a.city).await.status(), 200);
+    let district = a.city.districts[0].id.clone();
+    let body = json!({"mode": "wartime", "reason": "audit on redis"});
+    let resp = a
+        .http
+        .put(a.url(&format!("/v1/districts/{district}/mode")))
+        .bearer_auth(a.command())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let listed = |b: &TestApp| {
+        let (http, url, token) = (b.http.clone(), b.url("/v1/audit?kind=mode_switched"), b.command());
+        async move {
+            let r = http.get(url).bearer_auth(token).send().await.ok()?;
+            let v: Value = r.json().await.ok()?;
+            v["entries"].as_array().and_then(|e| e.first().cloned())
+        }
+    };
+    eventually(Duration::from_secs(10), "node B lists the switch", || {
+        let f = listed(&b);
+        async move { f.await.is_some() }
+    })
+    .await;
+    let found = listed(&b).await;
+    let entry = found.unwrap();
+    assert_eq!(entry["kind"], "mode_switched", "{entry}");
+    assert_eq!(entry["actor"], "command", "{entry}");
+    assert_eq!(entry["place"]["district_id"], district.as_str(), "{entry}");
+    // the cursor pages to the end
+    let seq = entry["seq"].as_u64().unwrap();
+    let v: Value =
+        b.get(&b.command(), &format!("/v1/audit?kind=mode_switched&after={seq}")).await.json().await.unwrap();
+    assert_eq!(v["entries"].as_array().map(Vec::len), Some(0), "{v}");
+}
