@@ -26,6 +26,8 @@ pub struct Final {
     pub mobilizations: Vec<Value>,
     pub orders: Vec<Value>,
     pub modes: Value,
+    /// Every entry of `GET /v1/audit`, all pages, as city command.
+    pub audit: Vec<Value>,
     /// member → frames replayed from seq 0 at the end: (seq, type, data)
     pub streams: HashMap<String, Vec<(u64, String, Value)>>,
     /// member → frames in the log (single node: SQLite's frames table)
@@ -676,6 +678,8 @@ pub fn check(ctx: &Ctx, fold: &Fold, fin: &Final, seen: Option<&[Seen]>) -> Repo
 
     let store_503 = ops.iter().filter(|o| matches!(&o.outcome, Outcome::Unknown(r) if r.starts_with("503 "))).count();
     stats.insert("503 counted unknown".into(), store_503);
+    check_sign_in(&ops, fold, &mut ck);
+    check_audit(fold, fin, &mut ck);
     Report { anomalies: ck.out, stats }
 }
 
@@ -727,6 +731,17 @@ fn the_checker_reports_planted_anomalies() {
     };
     raise("k1", Outcome::Ok(json!({"id": "inc-000001"})));
     raise("k2", Outcome::Fail("unavailable".into()));
+    // a link acknowledged but not in the log, and one code accepted twice
+    ctx.record("staff:c001", "invite", json!({"path": "/v1/invitations"}), 10, Outcome::Ok(json!({"id": "inv-9"})));
+    for _ in 0..2 {
+        ctx.record(
+            "visitor",
+            "redeem",
+            json!({"path": "/v1/session", "body": {"code": "c0de"}}),
+            12,
+            Outcome::Ok(json!({})),
+        );
+    }
     ctx.frame("m1", FrameRec { seq: 1, kind: "duty".into(), data: json!({}), conn: 1, at: 20 });
     ctx.frame("m1", FrameRec { seq: 3, kind: "duty".into(), data: json!({}), conn: 1, at: 30 });
     let at = ctx.start_ms + 100;
@@ -744,6 +759,13 @@ fn the_checker_reports_planted_anomalies() {
             at + 5,
             "member:m1".to_string(),
             json!({"type": "offer_accepted", "offer_id": "off-1", "incident_id": "inc-000002", "member_id": "m1"}),
+        ),
+        // a decision the audit trail below leaves out
+        (
+            4,
+            at + 6,
+            "command".to_string(),
+            json!({"type": "mode_switched", "district_id": null, "mode": "wartime", "reason": "x"}),
         ),
     ];
     let fold = Fold::run(&events);
@@ -767,7 +789,93 @@ fn the_checker_reports_planted_anomalies() {
         "at or after its expiry",
         "m1: gap: seq 3 after 1",
         "appended by node0/1 while the lease was Some(\"node1/2\")",
+        "invitation inv-9 got 201 but is not in the log",
+        "a sign-in link was opened 2 times",
+        "the audit trail lists 0 decisions, the log has 1",
     ] {
         assert!(all.iter().any(|a| a.contains(want)), "not reported: {want}\nreported: {all:#?}");
+    }
+}
+
+/// Sign-in links: every 201 is a link in the log, no refused one is, and a link opens at
+/// most once (also when a page sends it twice).
+fn check_sign_in(ops: &[Op], fold: &Fold, ck: &mut Ck) {
+    let mut issued_ok = 0;
+    let mut unknown = 0;
+    for op in ops.iter().filter(|o| o.kind == "invite") {
+        match &op.outcome {
+            Outcome::Ok(v) => {
+                issued_ok += 1;
+                let id = v["id"].as_str().unwrap_or_default();
+                if !fold.invitations.contains_key(id) {
+                    ck.bad(format!("invitation {id} got 201 but is not in the log"), Some(op.complete), &[id]);
+                }
+            }
+            Outcome::Unknown(_) => unknown += 1,
+            Outcome::Fail(_) => {}
+        }
+    }
+    let issued = fold.invitations.len();
+    if issued < issued_ok || issued > issued_ok + unknown {
+        ck.bad(
+            format!("{issued} links in the log for {issued_ok} acknowledged and {unknown} unknown invitations"),
+            None,
+            &[],
+        );
+    }
+    let mut opened: BTreeMap<String, usize> = BTreeMap::new();
+    for op in ops.iter().filter(|o| o.kind == "redeem" && matches!(o.outcome, Outcome::Ok(_))) {
+        *opened.entry(body(op)["code"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    if let Some((_, n)) = opened.iter().find(|(_, n)| **n > 1) {
+        ck.bad(format!("a sign-in link was opened {n} times"), None, &[]);
+    }
+    let redeemed: usize = fold.invitations.values().sum();
+    let ok = opened.values().sum::<usize>();
+    let unknown = ops.iter().filter(|o| o.kind == "redeem" && o.outcome.is_unknown()).count();
+    if redeemed < ok || redeemed > ok + unknown {
+        ck.bad(format!("{redeemed} redemptions in the log for {ok} acknowledged and {unknown} unknown"), None, &[]);
+    }
+}
+
+/// The kinds of decision the audit trail lists, as docs/PROTOCOL.md names them.
+const AUDITED: &[&str] = &[
+    "mode_switched",
+    "mobilization_ordered",
+    "mobilization_closed",
+    "units_whistled",
+    "members_transferred",
+    "members_registered",
+    "unit_registered",
+    "rated",
+    "exchanged",
+    "tokens_revoked",
+    "invitation_issued",
+    "invitation_revoked",
+    "session_revoked",
+];
+
+/// The audit trail, read whole as city command, is exactly the log's decisions, in order.
+fn check_audit(fold: &Fold, fin: &Final, ck: &mut Ck) {
+    let logged: Vec<(u64, &str)> =
+        fold.seq_kinds.iter().filter(|(_, k)| AUDITED.contains(&k.as_str())).map(|(q, k)| (*q, k.as_str())).collect();
+    let listed: Vec<(u64, &str)> = fin
+        .audit
+        .iter()
+        .map(|e| (e["seq"].as_u64().unwrap_or_default(), e["kind"].as_str().unwrap_or_default()))
+        .collect();
+    if listed != logged {
+        let first = listed.iter().zip(&logged).position(|(a, b)| a != b).unwrap_or(listed.len().min(logged.len()));
+        ck.bad(
+            format!(
+                "the audit trail lists {} decisions, the log has {}; first difference at #{first}: {:?} / {:?}",
+                listed.len(),
+                logged.len(),
+                listed.get(first),
+                logged.get(first)
+            ),
+            None,
+            &[],
+        );
     }
 }

@@ -140,7 +140,10 @@ impl Ctx {
     ) -> Outcome {
         let invoke = self.now();
         let url = format!("http://{}{}", self.addr(node), path);
-        let mut req = self.http.request(method.clone(), url).bearer_auth(token);
+        let mut req = self.http.request(method.clone(), url);
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
         if let Some(b) = &body {
             req = req.json(b);
         }

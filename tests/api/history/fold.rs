@@ -105,6 +105,10 @@ pub struct Fold {
     /// (order or offer id, member)
     pub rated: Vec<(String, String)>,
     pub team_members: HashMap<String, Vec<String>>,
+    /// sign-in link → how many times it was redeemed (a link works once)
+    pub invitations: BTreeMap<String, usize>,
+    /// (seq, kind) of every event, for the audit trail's check
+    pub seq_kinds: Vec<(u64, String)>,
     pub kinds: BTreeMap<String, usize>,
     /// (seq, at, what): an invariant broken at that point of the log.
     pub violations: Vec<(u64, i64, String)>,
@@ -166,7 +170,23 @@ impl Fold {
     fn apply(&mut self, seq: u64, at: i64, b: &Value) {
         let kind = s(&b["type"]);
         *self.kinds.entry(kind.clone()).or_default() += 1;
+        self.seq_kinds.push((seq, kind.clone()));
         match kind.as_str() {
+            "invitation_issued" => {
+                self.invitations.insert(s(&b["invitation_id"]), 0);
+            }
+            "invitation_redeemed" => {
+                let id = s(&b["invitation_id"]);
+                let times = self.invitations.get_mut(&id).map(|n| {
+                    *n += 1;
+                    *n
+                });
+                match times {
+                    Some(n) if n > 1 => self.bad(seq, at, format!("sign-in link {id} redeemed {n} times")),
+                    Some(_) => {}
+                    None => self.bad(seq, at, format!("sign-in link {id} redeemed but never issued")),
+                }
+            }
             "city_imported" => {
                 self.team_members.clear();
                 for m in b["city"]["members"].as_array().into_iter().flatten() {

@@ -381,6 +381,15 @@ async fn run(n_nodes: usize, default_secs: u64) {
         fin.orders.push(get_json(&ctx, 0, &cmd, &format!("/v1/orders/{id}")).await);
     }
     fin.modes = get_json(&ctx, 0, &cmd, "/v1/modes").await;
+    let mut after = 0;
+    loop {
+        let page = get_json(&ctx, 0, &cmd, &format!("/v1/audit?limit=500&after={after}")).await;
+        fin.audit.extend(page["entries"].as_array().into_iter().flatten().cloned());
+        match page["next"].as_u64() {
+            Some(n) if n > after => after = n,
+            _ => break,
+        }
+    }
     for (i, m) in world.members.iter().enumerate() {
         let frames = replay(&ctx, i % n_nodes, &m.id).await;
         if cluster.is_none() {

@@ -225,7 +225,8 @@ pub async fn staff(ctx: Shared, w: std::sync::Arc<World>, ci: usize, seed: u64, 
         match rng.gen_range(0..100) {
             0..40 => raise(&ctx, &w, &who, &token, node, &mut rng, ci, false).await,
             40..70 => incident_op(&ctx, &w, &who, &token, node, &mut rng, Some(ci)).await,
-            70..95 => order_op(&ctx, &w, &who, &token, node, &mut rng, ci).await,
+            70..92 => order_op(&ctx, &w, &who, &token, node, &mut rng, ci).await,
+            92..96 => invite(&ctx, &w, &who, &token, node, &mut rng, ci).await,
             _ => {
                 // Another community's incident: answered as unknown.
                 let other = pick(&w.incidents, &mut rng, |(_, x)| *x != ci);
@@ -235,6 +236,23 @@ pub async fn staff(ctx: Shared, w: std::sync::Arc<World>, ci: usize, seed: u64, 
                 }
             }
         }
+    }
+}
+
+/// Staff invite a resident (sometimes another community's: refused) and the link is
+/// redeemed, sometimes twice (the second must be refused: a link works once).
+async fn invite(ctx: &Shared, w: &World, who: &str, token: &str, node: usize, rng: &mut StdRng, ci: usize) {
+    let mine: Vec<&MemberInfo> = w.members.iter().filter(|m| m.community == ci).collect();
+    let theirs: Vec<&MemberInfo> = w.members.iter().filter(|m| m.community != ci).collect();
+    let foreign = rng.gen_bool(0.15) || mine.is_empty();
+    let Some(m) = (if foreign { theirs.choose(rng) } else { mine.choose(rng) }) else { return };
+    let body = json!({"role": "member", "member_id": m.id});
+    let o = ctx.call(node, who, "invite", Method::POST, "/v1/invitations", token, Some(body), None).await;
+    let Outcome::Ok(v) = o else { return };
+    let Some(code) = v["code"].as_str() else { return };
+    for _ in 0..(1 + rng.gen_range(0..2)) {
+        let body = json!({"code": code});
+        ctx.call(node, "visitor", "redeem", Method::POST, "/v1/session", "", Some(body), None).await;
     }
 }
 
@@ -303,7 +321,10 @@ pub async fn command(ctx: Shared, w: std::sync::Arc<World>, seed: u64, node: usi
                 let ci = rng.gen_range(0..w.communities.len());
                 raise(&ctx, &w, &who, &token, node, &mut rng, ci, true).await;
             }
-            60..90 => incident_op(&ctx, &w, &who, &token, node, &mut rng, None).await,
+            60..87 => incident_op(&ctx, &w, &who, &token, node, &mut rng, None).await,
+            87..90 => {
+                ctx.call(node, &who, "audit", Method::GET, "/v1/audit?limit=50", &token, None, None).await;
+            }
             _ => {
                 let p = "/v1/mobilizations/mob-999999/close";
                 ctx.call(node, &who, "close_mobilization", Method::POST, p, &token, Some(json!({})), None).await;
