@@ -17,6 +17,7 @@ pub mod hub;
 pub mod incidents;
 pub mod limits;
 pub mod pages;
+pub mod reports;
 pub mod service;
 pub mod system;
 pub mod views;
@@ -67,8 +68,8 @@ const API_TAG: &str = "http";
                 pages::geo_city, pages::geo_community,
         service::register, service::list_members, service::import, service::register_unit, service::get_registration,
         service::post_order, service::list_orders, service::get_order, service::claim, service::assign, service::cancel,
-        service::checkin, service::checkout, service::rate, service::exchange, service::member_report,
-        service::unit_report, service::community_report,
+        service::checkin, service::checkout, service::rate, service::exchange, reports::member_report,
+        reports::unit_report, reports::community_report,
         access::invite, access::invite_batch, access::list_invitations, access::revoke_invitation,
         access::redeem, access::refresh, access::sign_out, access::list_sessions, access::revoke_session,
         audit::list_audit
@@ -318,9 +319,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}/checkin", post(service::checkin))
         .route("/v1/orders/{id}/checkout", post(service::checkout))
         .route("/v1/ratings", post(service::rate))
-        .route("/v1/reports/members/{id}", get(service::member_report))
-        .route("/v1/reports/units/{id}", get(service::unit_report))
-        .route("/v1/reports/communities/{id}", get(service::community_report))
+        .route("/v1/reports/members/{id}", get(reports::member_report))
+        .route("/v1/reports/units/{id}", get(reports::unit_report))
+        .route("/v1/reports/communities/{id}", get(reports::community_report))
         .route("/v1/incidents", post(incidents::raise).get(incidents::list_incidents))
         .route("/v1/incidents/{id}", get(incidents::get_incident))
         .route("/v1/incidents/{id}/timeline", get(incidents::timeline))

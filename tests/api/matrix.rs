@@ -2868,8 +2868,11 @@ async fn replay(app: &TestApp, token: &str) -> (Value, Vec<Value>) {
 #[tokio::test]
 async fn every_token_calls_every_endpoint_and_the_oracle_says_what_it_gets() {
     // Nothing moves with the clock while states are compared: no retries, long offers,
-    // and no rate limit on the read-backs.
+    // no rate limit on the read-backs, and no socket dropped for pings it did not answer
+    // (the test reads each socket only between steps; on a loaded machine a walk of every
+    // operation can outlast the 60 s of silence the default allows).
     let app = spawn_app_with(&[
+        ("MUSTER_WS__PING_TIMEOUT_S", "3600"),
         ("MUSTER_DISPATCH__RETRY_S", "3600"),
         ("MUSTER_DISPATCH__OFFER_TTL_S", "3600"),
         ("MUSTER_DISPATCH__WARTIME__OFFER_TTL_S", "3600"),

@@ -1,0 +1,169 @@
+//! Reports (服务纪实 and 双报告 figures) of a member, a unit or a community, as JSON or CSV
+//! (UTF-8 with a BOM). The rows are computed in `domain::reports`; scope is the domain's: an
+//! object outside it answers 404.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::{Caller, require};
+use super::error::{ApiError, Problem};
+use super::service::parse_time;
+use crate::domain::reports::{self, Period, Report};
+use crate::domain::scope::Action;
+use crate::engine::now_ms;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// RFC 3339; the start of time when omitted.
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// RFC 3339; now when omitted.
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// `json` (default) or `csv` (also chosen by `Accept: text/csv`).
+    #[param(pattern = "^(json|csv)$")]
+    pub format: Option<String>,
+}
+
+fn report_response(r: Report, csv_out: bool) -> Result<Response, ApiError> {
+    if !csv_out {
+        return Ok(Json(r).into_response());
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "id",
+        "name",
+        "members",
+        "registered",
+        "registration_rate",
+        "hours",
+        "points",
+        "tasks_d1",
+        "tasks_d2",
+        "tasks_d3",
+        "tasks_d4",
+        "tasks_d5",
+        "very_good",
+        "good",
+        "fair",
+        "offered",
+        "accepted",
+        "arrived",
+        "reliability",
+    ];
+    w.write_record(header).map_err(|e| ApiError::internal("csv", e))?;
+    for row in std::iter::once(&r.total).chain(r.members.iter()) {
+        let f = &row.figures;
+        let mut rec = vec![
+            row.id.clone(),
+            row.name.clone(),
+            row.members.to_string(),
+            row.registered.to_string(),
+            row.registration_rate.to_string(),
+            f.hours.to_string(),
+            f.points.to_string(),
+        ];
+        rec.extend(f.tasks_by_difficulty.iter().map(u32::to_string));
+        rec.extend(
+            [f.ratings.very_good, f.ratings.good, f.ratings.fair, f.offered, f.accepted, f.arrived]
+                .map(|v| v.to_string()),
+        );
+        rec.push(f.reliability.map(|r| format!("{r:.4}")).unwrap_or_default());
+        w.write_record(&rec).map_err(|e| ApiError::internal("csv", e))?;
+    }
+    let body = w.into_inner().map_err(|e| ApiError::internal("csv", e))?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
+}
+
+/// The period of `?from=&to=`: the start of time and now by default.
+fn period(q: &ReportQuery) -> Result<Period, ApiError> {
+    let from = q.from.as_deref().map(|s| parse_time("from", s)).transpose()?;
+    let to = q.to.as_deref().map(|s| parse_time("to", s)).transpose()?.unwrap_or_else(|| now_ms() + 1);
+    Ok(Period { from, to })
+}
+
+fn wants_csv(q: &ReportQuery, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match q.format.as_deref() {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::bad_request("invalid_query", format!("format '{other}' is not json or csv"))),
+        None => Ok(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/csv"))),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/reports/members/{id}", security(("bearer" = [])), params(("id" = String, Path), ReportQuery),
+    responses((status = 200, body = Report), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn member_report(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    answer_report(&app, &caller, &headers, q, &id, ReportOn::Member)
+}
+
+#[utoipa::path(get, path = "/v1/reports/units/{id}", security(("bearer" = [])), params(("id" = String, Path), ReportQuery),
+    responses((status = 200, body = Report), (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn unit_report(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    require(&caller, Action::UnitReport)?;
+    answer_report(&app, &caller, &headers, q, &id, ReportOn::Unit)
+}
+
+#[utoipa::path(get, path = "/v1/reports/communities/{id}", security(("bearer" = [])), params(("id" = String, Path), ReportQuery),
+    responses((status = 200, body = Report), (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn community_report(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    require(&caller, Action::CommunityReport)?;
+    answer_report(&app, &caller, &headers, q, &id, ReportOn::Community)
+}
+
+/// What a report is on, and how an id outside the caller's scope is answered.
+#[derive(Clone, Copy)]
+enum ReportOn {
+    Member,
+    Unit,
+    Community,
+}
+
+/// A report's answer: the period and format from the query, the report built in the
+/// caller's scope (`domain::reports`), 404 outside it.
+fn answer_report(
+    app: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+    id: &str,
+    on: ReportOn,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let csv_out = wants_csv(&q, headers)?;
+    let period = period(&q)?;
+    let (build, code, what): (fn(&_, &_, &str, Period) -> Option<Report>, _, _) = match on {
+        ReportOn::Member => (reports::member_report, "unknown_member", "member"),
+        ReportOn::Unit => (reports::unit_report, "unknown_unit", "unit"),
+        ReportOn::Community => (reports::community_report, "unknown_community", "community"),
+    };
+    let r = build(&app.engine.read(), &caller.actor, id, period)
+        .ok_or_else(|| ApiError::not_found(code, format!("no {what} '{id}' in your scope")))?;
+    report_response(r, csv_out)
+}
