@@ -799,3 +799,44 @@ async fn the_audit_trail_reads_the_redis_log_from_any_node() {
         b.get(&b.command(), &format!("/v1/audit?kind=mode_switched&after={seq}")).await.json().await.unwrap();
     assert_eq!(v["entries"].as_array().map(Vec::len), Some(0), "{v}");
 }
+
+/// A reader's idle pooled connection that died with the link to Redis (a cut, a restart)
+/// does not fail the next read: reads are idempotent and one that fails on a reused
+/// connection is tried again on a fresh one (RELIABILITY.md, anomaly 2: a member's replay
+/// from seq 0 that came back empty and closed). Without the retry in `RedisReader::with` the
+/// second read below fails with a broken connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_a_pooled_connection_whose_link_was_cut_is_retried_on_a_fresh_one() {
+    use muster::domain::event::{Event, EventBody, Frame, FrameEncoder};
+    use muster::store::redis::RedisReader;
+    use muster::store::{EventLog, LogReader};
+
+    use crate::history::proxy::Proxy;
+
+    let (_prefix, _dir, node, mut log) = leading_node();
+    let proxy = Proxy::start("127.0.0.1:6379".into()).await;
+    let through_proxy = redis::Client::open(format!("redis://127.0.0.1:{}/", proxy.port)).unwrap();
+    let reader = std::sync::Arc::new(RedisReader::new(through_proxy, node.keys.clone()));
+
+    let frame = Frame { stream: "member:a".into(), seq: 1, kind: "duty", data: json!({"on_call": true}).into() };
+    let text = FrameEncoder::default().encode(&frame);
+    let event = Event {
+        seq: 1,
+        at: 1_700_000_000_000,
+        actor: "system".into(),
+        body: EventBody::DutyChanged { member_id: "a".into(), on_call: true },
+    };
+    log.append(&[event], &[(frame, text.clone())]).unwrap();
+
+    let read = |reader: std::sync::Arc<RedisReader>| async move {
+        tokio::task::spawn_blocking(move || reader.frames_after("member:a", 0, 10)).await.unwrap()
+    };
+    let first = read(reader.clone()).await.expect("the first read, on a new connection");
+    assert_eq!(first.iter().map(|f| (f.seq, f.text.clone())).collect::<Vec<_>>(), [(1, text.clone())]);
+
+    // The link dies while the connection sits in the pool; the proxy takes new ones.
+    proxy.cut();
+    let second = read(reader.clone()).await.expect("a read after the cut (retried on a fresh connection)");
+    assert_eq!(second.iter().map(|f| (f.seq, f.text.clone())).collect::<Vec<_>>(), [(1, text)]);
+    proxy.stop();
+}

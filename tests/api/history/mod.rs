@@ -15,7 +15,7 @@ mod fold;
 mod monitor;
 mod nemesis;
 mod ops;
-mod proxy;
+pub mod proxy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -161,6 +161,9 @@ async fn replay_once(ctx: &Shared, node: usize, member: &str) -> (Vec<(u64, Stri
     let mut out = Vec::new();
     let mut last = None;
     while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+        if let Message::Close(c) = &msg {
+            println!("replay of {member} on node{node} closed by the server: {c:?}");
+        }
         let Message::Text(t) = msg else { continue };
         let f: Value = serde_json::from_str(&t).unwrap();
         if f["type"] == "hello" {
