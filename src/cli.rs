@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{self, Options};
 use crate::domain::dispatcher::State;
+use crate::domain::incidents::first_offers;
+use crate::domain::response::{Level, Rules};
 use crate::gateway::auth::{Claims, Role, TokenKeys};
 use crate::settings::{LogFormat, Settings, is_development_secret};
 
@@ -131,7 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = app::build(settings, Options { demo, demo_members }).await?;
             println!("listening on http://{}", app.addr);
             if demo {
-                let people = demo_people(&app.engine.read());
+                let people = demo_people(&app.engine.read(), &app.engine.rules);
                 print_demo_tokens(&app.engine.read(), &people, &keys, ttl, app.addr);
                 print_demo_links(&app.engine, &kept, &people, app.addr).await;
             }
@@ -178,15 +180,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// staff's community, on call, in an assault team. (label, role, scope id)
 type People = Vec<(&'static str, Role, Option<String>)>;
 
-/// The demo's member: the first on call in a team (every other person is chosen around them).
-fn demo_member(state: &State) -> usize {
+/// The README's example call: a patrol at level III for two people in the printed grid.
+const README_CALL: (&str, Level, u32) = ("patrol", Level::III, 2);
+
+/// The demo's member (every other person is chosen around them): the first on call in a
+/// team who would be offered the README's example call raised in their own residence grid,
+/// so the walkthrough's member is among those offered; else the first on call in a team.
+fn demo_member(state: &State, rules: &Rules) -> usize {
     let members = state.city.members();
-    (0..members.len()).find(|&i| state.roster.members[i].on_call && members[i].team_id.is_some()).unwrap_or(0)
+    let on_call = |i: &usize| state.roster.members[*i].on_call && members[*i].team_id.is_some();
+    let (category, level, headcount) = README_CALL;
+    let now = crate::engine::now_ms();
+    let offered = |i: &usize| {
+        let grid = state.city.member_residence[*i];
+        first_offers(state, rules, grid, category, level, headcount, now).contains(&(*i as u32))
+    };
+    // Bounded: a few hundred searches at start-up, a few milliseconds each at most.
+    (0..members.len()).filter(on_call).take(500).find(offered).or_else(|| (0..members.len()).find(on_call)).unwrap_or(0)
 }
 
-fn demo_people(state: &State) -> People {
+fn demo_people(state: &State, rules: &Rules) -> People {
     let Some(city) = state.city.city() else { return Vec::new() };
-    let member_idx = demo_member(state);
+    let member_idx = demo_member(state, rules);
     let member = &city.members[member_idx];
     let grid = state.city.member_residence[member_idx];
     let place = state.city.grid_places[grid as usize];
@@ -235,7 +250,12 @@ async fn print_demo_links(
 /// One token per person of the demo.
 fn print_demo_tokens(state: &State, people: &People, keys: &TokenKeys, ttl: u64, addr: SocketAddr) {
     let Some(city) = state.city.city() else { return };
-    let member_idx = demo_member(state);
+    let Some(member_idx) =
+        people.iter().find(|p| p.1 == Role::Member).and_then(|p| p.2.as_ref()).and_then(|id| state.member_index(id))
+    else {
+        return;
+    };
+    let member_idx = member_idx as usize;
     let member = &city.members[member_idx];
     let grid = state.city.member_residence[member_idx];
     let place = state.city.grid_places[grid as usize];

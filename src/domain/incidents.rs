@@ -15,7 +15,7 @@ use super::errors::{Code, DomainError, err};
 use super::event::{EscalationReason, Event, EventBody, Frame, RevokeReason, stream};
 use super::incident::{Incident, Offer, OfferState, Status};
 use super::matching::{self, Target};
-use super::response::Level;
+use super::response::{Level, Rules};
 use super::scope;
 use super::state::{Deadline, State, end_duty_unless_mobilized};
 use super::time::{Ts, rfc3339};
@@ -262,6 +262,52 @@ pub(super) fn raise(tx: &mut Tx<'_>, actor: &Actor, r: RaiseIncident) -> Result<
     });
     refill(tx, &incident_id);
     Ok(Reply::Incident(incident_id))
+}
+
+/// The members a call raised now at the centre of `grid` (this category, level and
+/// headcount; no skills) would be offered first, best first, as `refill` would choose them:
+/// read-only, nothing is emitted. The demo picks the member it prints among these, so the
+/// README's walkthrough (staff raise in the printed grid, the printed member accepts) works.
+pub fn first_offers(
+    state: &State,
+    rules: &Rules,
+    grid: u32,
+    category: &str,
+    level: Level,
+    headcount: u32,
+    now: Ts,
+) -> Vec<u32> {
+    let Some(cat) = rules.category(category) else { return Vec::new() };
+    let Some(&location) = state.city.grid_centers.get(grid as usize) else { return Vec::new() };
+    let place = state.city.grid_places[grid as usize];
+    let district = state.city.district_id_of_community(place.community);
+    let wartime = state.wartime(district);
+    let own_community = (rules.peacetime_own_community && !wartime && level <= Level::III).then_some(place.community);
+    let mut wanted = (headcount as f64 * rules.overbook).ceil() as usize;
+    let mut offered = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for &reach in rules.reach(level, wartime) {
+        let target = Target {
+            location,
+            grid,
+            skills: &[],
+            offered: &offered,
+            difficulty: cat.difficulty,
+            class: TaskClass::of(cat.difficulty, rules),
+            own_community,
+            wartime,
+        };
+        let found = matching::find(&state.city, &state.roster, rules, &target, reach, wanted, now);
+        wanted -= found.len().min(wanted);
+        for c in found {
+            offered.insert(c.member);
+            out.push(c.member);
+        }
+        if wanted == 0 {
+            break;
+        }
+    }
+    out
 }
 
 pub(super) fn answer(tx: &mut Tx<'_>, actor: &Actor, offer_id: &str, answer: Answer) -> Result<Reply, DomainError> {

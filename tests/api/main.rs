@@ -15,6 +15,7 @@ mod logs;
 mod matrix;
 mod pages;
 mod rate_limits;
+mod readme;
 mod restart;
 mod service;
 mod signin;

@@ -305,3 +305,31 @@ fn a_member_is_never_offered_the_same_incident_twice() {
     }
     assert_eq!(w.incident(&inc).offers.len(), 2);
 }
+
+/// `first_offers` (the demo's choice of the member it prints) predicts, without emitting
+/// anything, exactly the members a raise in that grid then offers, in order: at level III
+/// (the community's reach; peacetime's own-community rule) and at level I (the whole city).
+#[test]
+fn first_offers_predicts_whom_a_raise_offers() {
+    use crate::domain::incidents::first_offers;
+    let c = grid_center("g1");
+    let members = || {
+        vec![
+            member("near", offset(c, 150.0, 0.0)),
+            member("mid", offset(c, 0.0, 450.0)),
+            member("far", offset(c, 1900.0, 0.0)),
+            member("farther", offset(c, -2600.0, 0.0)),
+        ]
+    };
+    for (level, headcount) in [(Level::III, 2), (Level::I, 1), (Level::I, 3)] {
+        let mut w = world(members());
+        let grid = *w.state.city.grid_flat.get("g1").unwrap();
+        let predicted: Vec<String> = first_offers(&w.state, &w.rules, grid, "rescue", level, headcount, w.now)
+            .into_iter()
+            .map(|i| w.state.city.members()[i as usize].id.clone())
+            .collect();
+        let (_, out) = w.raise(&city_command(), rescue("g1", level, headcount));
+        assert!(!predicted.is_empty());
+        assert_eq!(predicted, sent_to(&out), "level {level:?}, headcount {headcount}");
+    }
+}
