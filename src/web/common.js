@@ -290,6 +290,19 @@ export function setStatus(state) {
   el.textContent = t("status." + state);
 }
 
+/**
+ * A refusal in the reader's language: the string of its code (`code.<code>`), never the
+ * server's English detail; an unknown code is named as it is.
+ */
+export function problemText(e) {
+  if (e?.code) {
+    const k = "code." + e.code;
+    const s = t(k);
+    return s === k ? t("error.code", { code: e.code }) : s;
+  }
+  return e?.status === 0 ? t("error.network") : t("error.code", { code: e?.status ?? "?" });
+}
+
 export function flash(el, text, kind = "info") {
   el.textContent = text;
   el.dataset.kind = kind;

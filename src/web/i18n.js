@@ -1,6 +1,9 @@
 // Every string the pages show, in Chinese (the default) and English, in one place.
 // Markup names a string with data-i18n (text), data-i18n-placeholder, data-i18n-aria-label
-// or data-i18n-title; scripts call t(key, {vars}).
+// or data-i18n-title; scripts call t(key, {vars}). Peacetime service and the refusal
+// codes are in i18n-service.js, merged in here.
+
+import { SERVICE_STRINGS } from "/web/i18n-service.js";
 
 const STRINGS = {
   zh: {
@@ -655,6 +658,8 @@ const CATALOG_EN = {
   electrician: "Electrician",
   psychology: "Counselling",
 };
+
+for (const l of ["zh", "en"]) Object.assign(STRINGS[l], SERVICE_STRINGS[l]);
 
 const KEY = "muster.lang";
 let lang = "zh";

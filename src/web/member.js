@@ -3,9 +3,10 @@
 // member's duties, load and hours. Everything live arrives on the member's own stream.
 
 import { t, catalogName, onLangChange, applyI18n } from "/web/i18n.js";
-import { api, boot, h, $, fmtTime, fmtDuration, fmtDistance, haversine, levelBadge, throttle, setStatus, flash } from "/web/common.js";
+import { api, boot, h, $, fmtTime, fmtDuration, fmtDistance, haversine, levelBadge, throttle, setStatus, flash, problemText } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountDevices } from "/web/invite.js";
+import { mountService } from "/web/member-service.js";
 
 const LOCATION_EVERY_MS = 10000;
 const LOCATION_MOVE_M = 25;
@@ -20,6 +21,7 @@ let position = null; // {lat, lng, sent}
 let lastSent = null;
 let watchId = null;
 let audio = null;
+let service = null;
 const cards = new Map(); // "offer:<id>" | "order:<id>" -> {li, r}
 
 boot("m", ["member"], start);
@@ -46,6 +48,16 @@ async function start(token, claims) {
   }
   wire();
   render();
+  service = mountService({
+    memberId,
+    catalog: () => catalog,
+    fallback: () => position,
+    onMember: (view) => {
+      me = { ...me, ...view };
+      showMe();
+    },
+    onStats: () => reloadMe(),
+  });
   mountDevices($("#devices-card"), claims);
   live = new Live({
     token,
@@ -63,12 +75,14 @@ async function start(token, claims) {
   setInterval(tick, 1000);
   onLangChange(() => {
     render(true);
+    service.render(true);
     showMe();
     if (position) showPosition();
   });
   try {
     catalog = await api("GET", "/v1/catalog");
     render(true);
+    service.render(true);
   } catch (_) {
     /* names fall back to ids */
   }
@@ -86,7 +100,7 @@ async function loadMe() {
     }
     showMe();
   } catch (e) {
-    flash($("#me-msg"), t("error.generic", { detail: e.message }), "error");
+    flash($("#me-msg"), problemText(e), "error");
   }
 }
 
@@ -120,7 +134,7 @@ function wire() {
       me.on_call = want;
       showMe();
     } catch (e) {
-      flash($("#me-msg"), t("error.generic", { detail: e.detail || e.message }), "error");
+      flash($("#me-msg"), problemText(e), "error");
     }
   });
   $("#share").addEventListener("click", () => {
@@ -154,6 +168,7 @@ function showPosition() {
     p.textContent = t("member.pos", { lat: position.lat.toFixed(5), lng: position.lng.toFixed(5) });
   }
   renderOffers();
+  service?.render();
 }
 
 async function sendLocation(force) {
@@ -169,7 +184,7 @@ async function sendLocation(force) {
     flash($("#pos-msg"), t("member.pos.sent"), "ok");
   } catch (e) {
     lastSent = null;
-    flash($("#pos-msg"), t("error.generic", { detail: e.detail || e.message }), "error");
+    flash($("#pos-msg"), problemText(e), "error");
   }
 }
 
@@ -264,10 +279,12 @@ function reasonText(r) {
 function onHello() {
   if (position) sendLocation(true);
   reloadMe();
+  service.load();
 }
 
 function onFrame(f) {
   const d = f.data || {};
+  if (service.onFrame(f)) return;
   switch (f.type) {
     case "offer": {
       const isNew = !state.offers[d.offer_id];
@@ -483,12 +500,15 @@ async function arrive(id, r) {
   try {
     await live.send("arrive", { offer_id: id, lat: position.lat, lng: position.lng });
   } catch (e) {
-    flash(r.msg, e.detail || e.message, "error");
+    // Outside the geofence: how far the page reckons the member is, from its own figures.
+    const o = state.offers[id];
+    const far = e.code === "outside_geofence" && o?.location ? ` ${t("member.distance", { d: fmtDistance(haversine(position, o.location)) })}` : "";
+    flash(r.msg, problemText(e) + far, "error");
   }
 }
 
 function answerError(id, r, e) {
-  flash(r.msg, e.detail || e.message, "error");
+  flash(r.msg, problemText(e), "error");
   if (["offer_expired", "offer_revoked", "offer_declined", "unknown_offer", "incident_closed"].includes(e.code)) {
     setTimeout(() => {
       delete state.offers[id];
@@ -570,7 +590,7 @@ async function order(id, what, r) {
     save();
     render();
   } catch (e) {
-    flash(r.msg, e.detail || e.message, "error");
+    flash(r.msg, problemText(e), "error");
   }
 }
 
