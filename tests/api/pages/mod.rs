@@ -273,6 +273,29 @@ impl Browser {
             .await;
     }
 
+    /// The phone's GPS: a position (the geolocation permission granted), or `None` for a
+    /// position that cannot be had (the page then falls back on what it was given by hand).
+    pub(crate) async fn geolocation(&self, at: Option<(f64, f64)>) {
+        let origin = self.js("return location.origin").await;
+        self.driver_cmd(
+            "goog/cdp/execute",
+            json!({"cmd": "Browser.grantPermissions", "params": {"permissions": ["geolocation"], "origin": origin}}),
+        )
+        .await;
+        let params = match at {
+            Some((lat, lng)) => json!({"latitude": lat, "longitude": lng, "accuracy": 5}),
+            None => json!({}),
+        };
+        let v = self
+            .driver_cmd("goog/cdp/execute", json!({"cmd": "Emulation.setGeolocationOverride", "params": params}))
+            .await;
+        assert!(
+            v.get("value").is_some_and(|x| !x.is_null() || v.get("error").is_none()),
+            "{}: geolocation: {v}",
+            self.name
+        );
+    }
+
     /// Emulates a screen `width` px wide (360: the phone; 1920: a desktop at 1920×1080).
     pub(crate) async fn set_width(&self, width: u64) {
         self.width.store(width, Ordering::Relaxed);

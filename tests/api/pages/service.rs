@@ -24,3 +24,108 @@ pub(crate) async fn post_order(app: &TestApp, staff: &str, grid: &str, slots: u3
     assert_eq!(resp.status(), 201);
     resp.json().await.unwrap()
 }
+
+/// The order's place.
+fn place(order: &Value) -> (f64, f64) {
+    (order["location"]["lat"].as_f64().unwrap(), order["location"]["lng"].as_f64().unwrap())
+}
+
+/// The one claim of `member` on order `id`, as command reads it.
+async fn claim_of(app: &TestApp, id: &str, member: &str) -> Value {
+    let o: Value = app.get(&app.command(), &format!("/v1/orders/{id}")).await.json().await.unwrap();
+    o["claims"].as_array().unwrap().iter().find(|c| c["member_id"] == member).cloned().unwrap_or(Value::Null)
+}
+
+/// Issue 17: a member on a 360 px phone takes an order, checks in with the phone's
+/// position (GPS, emulated through the DevTools protocol) and out with the position typed
+/// when GPS fails; staff rate the work through the API and the page shows the rating and
+/// the points; an exchange beyond the balance is refused in the page's own words.
+#[tokio::test]
+async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
+    let app = spawn_app().await;
+    let staff = app.staff("c001");
+    let m = app.city.members[0].id.clone();
+    let order = post_order(&app, &staff, "c001-g1", 2).await;
+    let id = order["id"].as_str().unwrap().to_string();
+    let (lat, lng) = place(&order);
+
+    let driver = Driver::start().await;
+    let phone = driver.browser("member-service").await;
+    phone.goto(&app.url("/m")).await;
+    phone.sign_in(&app.member(&m)).await;
+    let card = format!("#svc-list li[data-order=\"{id}\"]");
+    phone.wait("the open order", &format!("return document.querySelector('{card}')?.dataset.state === 'open'")).await;
+    assert!(phone.text(&format!("{card} .title")).await.contains("楼栋巡查"));
+    assert!(
+        phone
+            .js(&format!("return document.querySelector('{card} a.nav').href"))
+            .await
+            .as_str()
+            .unwrap()
+            .starts_with("geo:")
+    );
+
+    // 接单.
+    phone.click(&format!("{card} button.claim")).await;
+    phone.wait("taken", &format!("return document.querySelector('{card}').dataset.state === 'claimed'")).await;
+    assert_eq!(claim_of(&app, &id, &m).await["assigned"], json!(false));
+
+    // Check in where the phone's GPS says: at the order's place, 20 m north.
+    phone.geolocation(Some((lat + 0.00018, lng))).await;
+    phone.click(&format!("{card} button.checkin")).await;
+    phone.wait("checked in", &format!("return document.querySelector('{card}').dataset.state === 'checked_in'")).await;
+    assert_eq!(phone.text(&format!("{card} .msg")).await, "已按手机定位记录。");
+    let c = claim_of(&app, &id, &m).await;
+    assert_eq!(c["checkin"]["flagged"], json!(false), "{c}");
+    let d = c["checkin"]["distance_m"].as_f64().unwrap();
+    assert!((10.0..40.0).contains(&d), "the GPS position was used: {d} m");
+
+    // GPS fails: the member types the position (55 m east) and checks out with it.
+    phone.geolocation(None).await;
+    phone.type_into("#lat", &format!("{lat:.6}")).await;
+    phone.type_into("#lng", &format!("{:.6}", lng + 0.00058)).await;
+    phone.click("#setpos").await;
+    phone.click(&format!("{card} button.checkout")).await;
+    phone
+        .wait("checked out", &format!("return document.querySelector('{card}').dataset.state === 'checked_out'"))
+        .await;
+    assert_eq!(phone.text(&format!("{card} .msg")).await, "定位失败，已按手动输入的位置记录。");
+    let c = claim_of(&app, &id, &m).await;
+    assert_eq!(c["checkout"]["flagged"], json!(false), "{c}");
+    let d = c["checkout"]["distance_m"].as_f64().unwrap();
+    assert!((40.0..80.0).contains(&d), "the typed position was used: {d} m");
+
+    // Staff rate the work (一事一评); the page shows it, and the points the record has.
+    let resp = app.post(&staff, "/v1/ratings", json!({"order_id": id, "member_id": m, "rating": "very_good"})).await;
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    phone.wait("rated", &format!("return document.querySelector('{card}').dataset.state === 'rated'")).await;
+    assert!(phone.text(&format!("{card} .status")).await.contains("很好"));
+    phone
+        .wait("the rating notice", "return document.querySelector('#svc-msg').textContent.startsWith('收到评价：很好')")
+        .await;
+    let me: Value = app.get(&app.command(), &format!("/v1/members/{m}")).await.json().await.unwrap();
+    let points = format!("{:.1}", me["points_balance"].as_f64().unwrap());
+    phone
+        .wait("the points", &format!("return document.querySelector('#stat-points').textContent === '{points}'"))
+        .await;
+
+    // An exchange beyond the balance: refused, in the page's words (not the server's detail).
+    let balance = me["points_balance"].as_f64().unwrap();
+    phone.type_into("#ex-amount", &format!("{}", balance.floor() + 5.0)).await;
+    phone.click("#ex-submit").await;
+    phone.wait("the refusal", "return document.querySelector('#ex-msg').dataset.kind === 'error'").await;
+    assert_eq!(phone.text("#ex-msg").await, "余额不足。");
+
+    phone.fits_360().await;
+    phone.accessible("/m after the service flow").await;
+    phone.screenshot("member-service").await;
+    phone.click("#lang").await;
+    phone
+        .wait("English", &format!("return document.querySelector('{card} .status').textContent.includes('Very good')"))
+        .await;
+    phone.screenshot("member-service-en").await;
+    // The browser logs the refused request itself (a 422); nothing else.
+    phone.no_console_errors(&["/exchange - Failed to load resource: the server responded with a status of 422"]).await;
+    phone.close().await;
+    app.stop().await;
+}
