@@ -129,3 +129,130 @@ async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
     phone.close().await;
     app.stop().await;
 }
+
+/// Issue 17: staff post an order on the console; a member takes it and works it (through
+/// the API); the console shows the claim live and staff rate the work there (一事一评).
+/// Staff also assign a member, cancel an order with a reason, and whistle a named unit.
+#[tokio::test]
+async fn staff_post_an_order_on_the_console_and_rate_the_work() {
+    let app = spawn_app().await;
+    let staff = app.staff("c001");
+    let driver = Driver::start().await;
+    let console = driver.browser("console-service").await;
+    console.goto(&app.url("/console")).await;
+    console.sign_in(&staff).await;
+    console.wait("the order form", "return document.querySelectorAll('#svc-grid option').length === 3").await;
+
+    // Post: grid 2, a patrol, one place, the default window (now, three hours).
+    console.type_into("#svc-title", "独居老人探访").await;
+    console.client.find(Locator::Css("#svc-grid")).await.unwrap().select_by_value("c001-g2").await.unwrap();
+    console.client.find(Locator::Css("#svc-category")).await.unwrap().select_by_value("patrol").await.unwrap();
+    console.type_into("#svc-slots", "1").await;
+    console.type_into("#svc-note", "5号楼").await;
+    console.click("#svc-submit").await;
+    console.wait("posted", "return document.querySelector('#svc-post-msg').dataset.kind === 'ok'").await;
+    let orders: Value = app.get(&staff, "/v1/orders").await.json().await.unwrap();
+    let order =
+        orders.as_array().unwrap().iter().find(|o| o["title"] == "独居老人探访").expect("the order posted").clone();
+    assert_eq!((order["grid_id"].as_str(), order["category"].as_str()), (Some("c001-g2"), Some("patrol")));
+    assert_eq!((order["slots"].as_u64(), order["note"].as_str()), (Some(1), Some("5号楼")));
+    let id = order["id"].as_str().unwrap().to_string();
+    let card = format!("#svc-orders li[data-order=\"{id}\"]");
+    console
+        .wait("the order's card", &format!("return document.querySelector('{card}')?.dataset.status === 'open'"))
+        .await;
+
+    // A member takes it and works it from their phone (the API here): the console follows.
+    let m = app.city.members[0].id.clone();
+    let (lat, lng) = place(&order);
+    let member = app.member(&m);
+    for (path, body) in [
+        ("claim", json!({})),
+        ("checkin", json!({"lat": lat, "lng": lng})),
+        ("checkout", json!({"lat": lat, "lng": lng})),
+    ] {
+        let resp = app.post(&member, &format!("/v1/orders/{id}/{path}"), body).await;
+        assert!(resp.status().is_success(), "{path}: {}", resp.text().await.unwrap());
+    }
+    let row = format!("{card} .claims li[data-member=\"{m}\"]");
+    console.wait("the claim, ready to rate", &format!("return !!document.querySelector('{row} select.rating')")).await;
+    console
+        .client
+        .find(Locator::Css(&format!("{row} select.rating")))
+        .await
+        .unwrap()
+        .select_by_value("good")
+        .await
+        .unwrap();
+    console.click(&format!("{row} button.rate")).await;
+    console.wait("rated", &format!("return document.querySelector('{row}')?.dataset.rated === 'good'")).await;
+    assert_eq!(claim_of(&app, &id, &m).await["rating"], "good");
+
+    // Assign (社区派单) on a second order, then cancel it with a reason.
+    let second = post_order(&app, &staff, "c001-g1", 2).await;
+    let sid = second["id"].as_str().unwrap().to_string();
+    let card2 = format!("#svc-orders li[data-order=\"{sid}\"]");
+    console
+        .wait("the second order", &format!("return !!document.querySelector('{card2} select.assign-who option')"))
+        .await;
+    let who = app.city.members[1].id.clone();
+    console
+        .client
+        .find(Locator::Css(&format!("{card2} select.assign-who")))
+        .await
+        .unwrap()
+        .select_by_value(&who)
+        .await
+        .unwrap();
+    console.click(&format!("{card2} button.assign")).await;
+    console
+        .wait("assigned", &format!("return !!document.querySelector('{card2} .claims li[data-member=\"{who}\"]')"))
+        .await;
+    assert_eq!(claim_of(&app, &sid, &who).await["assigned"], json!(true));
+    console.click(&format!("{card2} button.cancel")).await;
+    console.wait("the cancel dialog", "return document.querySelector('#ask').open").await;
+    console.type_into("#ask-input", "天气原因").await;
+    console.click("#ask-ok").await;
+    console.wait("cancelled", &format!("return !document.querySelector('{card2}')")).await;
+    let o: Value = app.get(&staff, &format!("/v1/orders/{sid}")).await.json().await.unwrap();
+    assert_eq!(o["status"], "cancelled");
+
+    // A whistle to one named unit (one that serves the community, first in the list).
+    let inc = app
+        .raise(&staff, json!({"grid_id": "c001-g2", "category": "flood_control", "level": "II", "headcount": 20}))
+        .await;
+    let iid = inc["id"].as_str().unwrap().to_string();
+    let icard = format!("#incidents li[data-id=\"{iid}\"]");
+    let pick = format!("{icard} select.whistle-to optgroup option");
+    console.wait("the units to whistle", &format!("return !!document.querySelector('{pick}')")).await;
+    let unit = console.js(&format!("return document.querySelector('{pick}').value")).await;
+    let unit = unit.as_str().unwrap().strip_prefix("unit:").unwrap().to_string();
+    console
+        .client
+        .find(Locator::Css(&format!("{icard} select.whistle-to")))
+        .await
+        .unwrap()
+        .select_by_value(&format!("unit:{unit}"))
+        .await
+        .unwrap();
+    console.click(&format!("{icard} button[data-action=\"whistle\"]")).await;
+    console.wait("the whistle dialog", "return document.querySelector('#ask').open").await;
+    console.click("#ask-ok").await;
+    console
+        .wait("the whistle on the card", &format!("return !document.querySelector('{icard} .whistle').hidden"))
+        .await;
+    let units: Vec<String> = app.incident(&iid).await["whistles"][0]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(units, vec![unit]);
+
+    console.fits_360().await;
+    console.accessible("/console after the service flow").await;
+    console.screenshot("console-service").await;
+    console.no_console_errors(&[]).await;
+    console.close().await;
+    app.stop().await;
+}
