@@ -185,7 +185,9 @@ export function mountService({ memberId, catalog, fallback, onMember, onStats })
       return;
     }
     try {
-      orders.set(id, await api("POST", `/v1/orders/${encodeURIComponent(id)}/${what}`, { lat: fix.lat, lng: fix.lng }));
+      const oid = encodeURIComponent(id);
+      const path = what === "checkin" ? `/v1/orders/${oid}/checkin` : `/v1/orders/${oid}/checkout`;
+      orders.set(id, await api("POST", path, { lat: fix.lat, lng: fix.lng }));
       flash(r.msg, fix.gps ? t("svc.by_gps") : t("svc.by_hand"), "ok");
       render();
       onStats();

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 mod a11y;
+mod coverage;
 mod flows;
 mod service;
 
@@ -185,12 +186,17 @@ impl Browser {
         }
     }
 
+    /// Clicks an element, scrolled to the middle of the window first, as a person would
+    /// (chromedriver leaves an element that is in view where it is, even under the sticky
+    /// header).
     pub(crate) async fn click(&self, selector: &str) {
         let el = self
             .client
             .find(Locator::Css(selector))
             .await
             .unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.name));
+        let arg = serde_json::to_value(&el).unwrap();
+        let _ = self.client.execute("arguments[0].scrollIntoView({block: 'center'})", vec![arg]).await;
         el.click().await.unwrap_or_else(|e| panic!("{}: click {selector}: {e}", self.name));
     }
 
