@@ -117,6 +117,9 @@ async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
     assert_eq!(phone.text("#ex-msg").await, "余额不足。");
 
     phone.fits_360().await;
+    // Keyboard: the service controls are tab stops.
+    let walk = phone.tab_walk(30).await;
+    has_all(&walk, &["#duty", "a.nav", "#ex-from", "#ex-amount", "#ex-submit", "#setpos"], "member");
     phone.accessible("/m after the service flow").await;
     phone.screenshot("member-service").await;
     phone.click("#lang").await;
@@ -250,6 +253,24 @@ async fn staff_post_an_order_on_the_console_and_rate_the_work() {
     assert_eq!(units, vec![unit]);
 
     console.fits_360().await;
+    let walk = console.tab_walk(90).await;
+    has_all(
+        &walk,
+        &[
+            "#whistle-to-",
+            "#svc-title",
+            "#svc-grid",
+            "#svc-category",
+            "#svc-slots",
+            "#svc-difficulty",
+            "#svc-start",
+            "#svc-end",
+            "#svc-note",
+            "#svc-submit",
+            "#svc-show-closed",
+        ],
+        "console",
+    );
     console.accessible("/console after the service flow").await;
     console.screenshot("console-service").await;
     console.no_console_errors(&[]).await;
