@@ -295,17 +295,43 @@ export function setStatus(state) {
  * server's English detail; an unknown code is named as it is.
  */
 export function problemText(e) {
-  if (e?.code) {
-    const k = "code." + e.code;
-    const s = t(k);
-    return s === k ? t("error.code", { code: e.code }) : s;
-  }
-  return e?.status === 0 ? t("error.network") : t("error.code", { code: e?.status ?? "?" });
+  const [key, vars] = problemKey(e);
+  return t(key, vars);
 }
 
+/** The string key (and its values) of a refusal, for `say`. */
+export function problemKey(e) {
+  if (e?.code) {
+    const k = "code." + e.code;
+    return t(k) === k ? ["error.code", { code: e.code }] : [k, undefined];
+  }
+  return e?.status === 0 ? ["error.network", undefined] : ["error.code", { code: e?.status ?? "?" }];
+}
+
+/** Shows a text as it is (it is not translated again when the language changes). */
 export function flash(el, text, kind = "info") {
+  delete el.dataset.i18n;
+  delete el.dataset.i18nVars;
   el.textContent = text;
   el.dataset.kind = kind;
+}
+
+/**
+ * Shows the string `key` (with `vars`); applyI18n shows it again in the other language
+ * when the person switches.
+ */
+export function say(el, key, vars, kind = "info") {
+  el.dataset.i18n = key;
+  if (vars) el.dataset.i18nVars = JSON.stringify(vars);
+  else delete el.dataset.i18nVars;
+  el.textContent = t(key, vars);
+  el.dataset.kind = kind;
+}
+
+/** A refusal, shown by its code (again in the other language after a switch). */
+export function sayProblem(el, e) {
+  const [key, vars] = problemKey(e);
+  say(el, key, vars, "error");
 }
 
 /** What the person typed: every named field of `#app` (not passwords or files). */

@@ -5,7 +5,7 @@
 // reads the list again. Refusals are shown from the string tables by their code.
 
 import { t, catalogName } from "/web/i18n.js";
-import { api, ask, h, $, fmtTime, flash, problemText, throttle } from "/web/common.js";
+import { api, ask, h, $, fmtTime, flash, say, sayProblem, throttle } from "/web/common.js";
 
 const RATINGS = ["very_good", "good", "fair"];
 
@@ -50,14 +50,14 @@ export function mountConsoleService(catalog) {
     const msg = $("#svc-post-msg");
     const title = $("#svc-title").value.trim();
     if (!title) {
-      flash(msg, t("code.bad_title"), "error");
+      say(msg, "code.bad_title", undefined, "error");
       $("#svc-title").focus();
       return;
     }
     const start = new Date($("#svc-start").value);
     const end = new Date($("#svc-end").value);
     if (isNaN(start) || isNaN(end) || end <= start) {
-      flash(msg, t("code.bad_window"), "error");
+      say(msg, "code.bad_window", undefined, "error");
       $("#svc-end").focus();
       return;
     }
@@ -77,11 +77,11 @@ export function mountConsoleService(catalog) {
       const o = await api("POST", "/v1/orders", body);
       orders.set(o.id, o);
       render();
-      flash(msg, t("svc.posted", { title: o.title }), "ok");
+      say(msg, "svc.posted", { title: o.title }, "ok");
       $("#svc-title").value = "";
       $("#svc-note").value = "";
     } catch (err) {
-      flash(msg, problemText(err), "error");
+      sayProblem(msg, err);
     }
   });
   $("#svc-show-closed").addEventListener("change", () => render());
@@ -95,7 +95,7 @@ export function mountConsoleService(catalog) {
       render();
       flash($("#svc-list-msg"), "");
     } catch (e) {
-      flash($("#svc-list-msg"), problemText(e), "error");
+      sayProblem($("#svc-list-msg"), e);
     }
   }
   const reload = throttle(load, 400);
@@ -216,9 +216,9 @@ export function mountConsoleService(catalog) {
     try {
       orders.set(id, await api("POST", `/v1/orders/${encodeURIComponent(id)}/assign`, { member_id: who }));
       render();
-      flash(cards.get(id).r.msg, t("svc.assigned.to", { who: nameOf(who) }), "ok");
+      say(cards.get(id).r.msg, "svc.assigned.to", { who: nameOf(who) }, "ok");
     } catch (e) {
-      flash(r.msg, problemText(e), "error");
+      sayProblem(r.msg, e);
     }
   }
 
@@ -229,17 +229,17 @@ export function mountConsoleService(catalog) {
       orders.set(id, await api("POST", `/v1/orders/${encodeURIComponent(id)}/cancel`, reason ? { reason } : {}));
       render();
     } catch (e) {
-      flash(r.msg, problemText(e), "error");
+      sayProblem(r.msg, e);
     }
   }
 
   async function rate(id, member, rating, msg) {
     try {
       const got = await api("POST", "/v1/ratings", { order_id: id, member_id: member, rating });
-      flash(msg, t("svc.rate.done", { r: t("rating." + got.rating), p: Number(got.points).toFixed(2) }), "ok");
+      say(msg, "svc.rate.done", { r: { k: "rating." + got.rating }, p: Number(got.points).toFixed(2) }, "ok");
       reload();
     } catch (e) {
-      flash(msg, problemText(e), "error");
+      sayProblem(msg, e);
     }
   }
 

@@ -6,7 +6,7 @@
 // list; a refusal is shown from the string tables by its code.
 
 import { t, catalogName } from "/web/i18n.js";
-import { api, h, $, fmtTime, fmtDistance, flash, haversine, problemText, throttle } from "/web/common.js";
+import { api, h, $, fmtTime, fmtDistance, flash, say, sayProblem, haversine, throttle } from "/web/common.js";
 
 const GPS_TIMEOUT_MS = 8000;
 
@@ -44,7 +44,7 @@ export function mountService({ memberId, catalog, fallback, onMember, onStats })
       loaded = true;
       render();
     } catch (e) {
-      flash($("#svc-msg"), problemText(e), "error");
+      sayProblem($("#svc-msg"), e);
     }
   }
   const reload = throttle(load, 500);
@@ -177,10 +177,10 @@ export function mountService({ memberId, catalog, fallback, onMember, onStats })
   }
 
   async function stamp(id, r, what) {
-    flash(r.msg, t("svc.locating"), "info");
+    say(r.msg, "svc.locating", undefined, "info");
     const fix = await position();
     if (!fix) {
-      flash(r.msg, t("svc.nopos"), "error");
+      say(r.msg, "svc.nopos", undefined, "error");
       $("#lat").focus();
       return;
     }
@@ -188,7 +188,7 @@ export function mountService({ memberId, catalog, fallback, onMember, onStats })
       const oid = encodeURIComponent(id);
       const path = what === "checkin" ? `/v1/orders/${oid}/checkin` : `/v1/orders/${oid}/checkout`;
       orders.set(id, await api("POST", path, { lat: fix.lat, lng: fix.lng }));
-      flash(r.msg, fix.gps ? t("svc.by_gps") : t("svc.by_hand"), "ok");
+      say(r.msg, fix.gps ? "svc.by_gps" : "svc.by_hand", undefined, "ok");
       render();
       onStats();
     } catch (e) {
@@ -197,7 +197,7 @@ export function mountService({ memberId, catalog, fallback, onMember, onStats })
   }
 
   function refused(id, r, e) {
-    flash(r.msg, problemText(e), "error");
+    sayProblem(r.msg, e);
     // The order moved on underneath: show it as it is now.
     if (e.status === 404 || e.status === 409) loadOne(id);
   }
@@ -225,18 +225,18 @@ export function mountService({ memberId, catalog, fallback, onMember, onStats })
     const msg = $("#ex-msg");
     const amount = parseFloat($("#ex-amount").value);
     if (!(amount > 0)) {
-      flash(msg, t("svc.ex.amount"), "error");
+      say(msg, "svc.ex.amount", undefined, "error");
       $("#ex-amount").focus();
       return;
     }
     const from = $("#ex-from").value;
     try {
       const view = await api("POST", `/v1/members/${encodeURIComponent(memberId)}/exchange`, { from, amount });
-      flash(msg, t("svc.ex.done"), "ok");
+      say(msg, "svc.ex.done", undefined, "ok");
       $("#ex-amount").value = "";
       onMember(view);
     } catch (err) {
-      flash(msg, problemText(err), "error");
+      sayProblem(msg, err);
     }
   });
 
@@ -255,12 +255,12 @@ export function mountService({ memberId, catalog, fallback, onMember, onStats })
         const o = orders.get(d.order_id);
         if (o) o.status = "cancelled";
         render();
-        if (o && mine(o)) flash($("#svc-msg"), t("svc.cancelled.note", { title: o.title, reason: d.reason || t("none") }), "info");
+        if (o && mine(o)) say($("#svc-msg"), "svc.cancelled.note", { title: o.title, reason: d.reason || "—" }, "info");
         return true;
       }
       case "rating":
         if (d.order_id) loadOne(d.order_id);
-        flash($("#svc-msg"), t("svc.rating.note", { r: t("rating." + d.rating), p: Number(d.points || 0).toFixed(2) }), "ok");
+        say($("#svc-msg"), "svc.rating.note", { r: { k: "rating." + d.rating }, p: Number(d.points || 0).toFixed(2) }, "ok");
         return false; // member.js reloads the record too
       default:
         return false;

@@ -3,7 +3,7 @@
 // member's duties, load and hours. Everything live arrives on the member's own stream.
 
 import { t, catalogName, onLangChange, applyI18n } from "/web/i18n.js";
-import { api, boot, h, $, fmtTime, fmtDuration, fmtDistance, haversine, levelBadge, throttle, setStatus, flash, problemText } from "/web/common.js";
+import { api, boot, h, $, fmtTime, fmtDuration, fmtDistance, haversine, levelBadge, throttle, setStatus, flash, say, sayProblem, problemText } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountDevices } from "/web/invite.js";
 import { mountService } from "/web/member-service.js";
@@ -100,7 +100,7 @@ async function loadMe() {
     }
     showMe();
   } catch (e) {
-    flash($("#me-msg"), problemText(e), "error");
+    sayProblem($("#me-msg"), e);
   }
 }
 
@@ -134,7 +134,7 @@ function wire() {
       me.on_call = want;
       showMe();
     } catch (e) {
-      flash($("#me-msg"), problemText(e), "error");
+      sayProblem($("#me-msg"), e);
     }
   });
   $("#share").addEventListener("click", () => {
@@ -148,7 +148,7 @@ function wire() {
     const lat = parseFloat($("#lat").value);
     const lng = parseFloat($("#lng").value);
     if (!isFinite(lat) || !isFinite(lng) || Math.abs(lat) > 90 || Math.abs(lng) > 180) {
-      flash($("#pos-msg"), t("error.generic", { detail: `${t("console.lat")} / ${t("console.lng")}` }), "error");
+      say($("#pos-msg"), "member.pos.invalid", undefined, "error");
       return;
     }
     position = { lat, lng };
@@ -181,16 +181,16 @@ async function sendLocation(force) {
   lastSent = { ...position, at: now };
   try {
     await live.send("location", { lat: position.lat, lng: position.lng });
-    flash($("#pos-msg"), t("member.pos.sent"), "ok");
+    say($("#pos-msg"), "member.pos.sent", undefined, "ok");
   } catch (e) {
     lastSent = null;
-    flash($("#pos-msg"), problemText(e), "error");
+    sayProblem($("#pos-msg"), e);
   }
 }
 
 function startSharing() {
   if (!("geolocation" in navigator)) {
-    flash($("#pos-msg"), t("member.geo.none"), "error");
+    say($("#pos-msg"), "member.geo.none", undefined, "error");
     return;
   }
   watchId = navigator.geolocation.watchPosition(
@@ -203,7 +203,8 @@ function startSharing() {
     },
     (err) => {
       stopSharing();
-      flash($("#pos-msg"), t("member.geo.denied", { detail: err.message || err.code }), "error");
+      // The browser's own message is in its language, not the page's: say it by its code.
+      say($("#pos-msg"), "member.geo.err." + ([1, 2, 3].includes(err.code) ? err.code : 2), undefined, "error");
     },
     { enableHighAccuracy: true, maximumAge: 10000, timeout: 30000 },
   );
@@ -493,7 +494,7 @@ async function decline(id, reason, r) {
 async function arrive(id, r) {
   flash(r.msg, "");
   if (!position) {
-    flash(r.msg, t("member.nopos"), "error");
+    say(r.msg, "member.nopos", undefined, "error");
     $("#lat").focus();
     return;
   }
@@ -508,7 +509,7 @@ async function arrive(id, r) {
 }
 
 function answerError(id, r, e) {
-  flash(r.msg, problemText(e), "error");
+  sayProblem(r.msg, e);
   if (["offer_expired", "offer_revoked", "offer_declined", "unknown_offer", "incident_closed"].includes(e.code)) {
     setTimeout(() => {
       delete state.offers[id];
@@ -581,7 +582,7 @@ async function order(id, what, r) {
       if (state.orders[id]?.state === "ordered") state.orders[id].state = "acknowledged";
     } else {
       if (!position) {
-        flash(r.msg, t("member.nopos"), "error");
+        say(r.msg, "member.nopos", undefined, "error");
         return;
       }
       await live.send("mobilization.report", { mobilization_id: id, lat: position.lat, lng: position.lng });
@@ -590,7 +591,7 @@ async function order(id, what, r) {
     save();
     render();
   } catch (e) {
-    flash(r.msg, problemText(e), "error");
+    sayProblem(r.msg, e);
   }
 }
 

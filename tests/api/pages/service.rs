@@ -126,6 +126,9 @@ async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
     phone
         .wait("English", &format!("return document.querySelector('{card} .status').textContent.includes('Very good')"))
         .await;
+    // What the page said before the switch is said again in English.
+    assert_eq!(phone.text("#ex-msg").await, "Not enough balance.");
+    assert!(phone.text("#svc-msg").await.starts_with("Rated Very good"), "{}", phone.text("#svc-msg").await);
     phone.screenshot("member-service-en").await;
     // The browser logs the refused request itself (a 422); nothing else.
     phone.no_console_errors(&["/exchange - Failed to load resource: the server responded with a status of 422"]).await;
