@@ -13,9 +13,10 @@ const GPS_TIMEOUT_MS = 8000;
 /**
  * Mounts the service card. `memberId`: who is signed in; `catalog()`: the catalog (names);
  * `fallback()`: the position the page knows ({lat, lng} or null) for when GPS fails;
- * `onMember(view)`: a fresh member record (after an exchange); `onStats()`: reload it.
+ * `onMember(view)`: a fresh member record (after an exchange); `onStats()`: reload it;
+ * `onAlert()`: sound and vibrate (a hard order kept for this member).
  */
-export function mountService({ memberId, catalog, fallback, onMember, onStats }) {
+export function mountService({ memberId, catalog, fallback, onMember, onStats, onAlert }) {
   const list = $("#svc-list");
   const orders = new Map(); // id -> order view
   const cards = new Map(); // id -> {li, r, shown}
@@ -245,6 +246,11 @@ export function mountService({ memberId, catalog, fallback, onMember, onStats })
     const d = f.data || {};
     switch (f.type) {
       case "order.offer":
+        // A hard order kept for this member for a while: say so, and ring.
+        say($("#svc-msg"), "svc.offer.note", { title: d.title || d.order_id, until: fmtTime(d.reserved_until) }, "info");
+        onAlert();
+        loadOne(d.order_id);
+        return true;
       case "order.assigned":
       case "order.checked_in":
       case "order.checked_out":

@@ -57,6 +57,7 @@ async function start(token, claims) {
       showMe();
     },
     onStats: () => reloadMe(),
+    onAlert: () => alertUser(),
   });
   mountDevices($("#devices-card"), claims);
   live = new Live({

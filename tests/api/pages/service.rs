@@ -116,6 +116,53 @@ async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
     phone.wait("the refusal", "return document.querySelector('#ex-msg').dataset.kind === 'error'").await;
     assert_eq!(phone.text("#ex-msg").await, "余额不足。");
 
+    // Live: staff assign the member a second order (社区派单), then cancel it; the page
+    // follows the `order.assigned` and `order.cancelled` frames without a reload.
+    let second = post_order(&app, &staff, "c001-g2", 1).await;
+    let sid = second["id"].as_str().unwrap().to_string();
+    let resp = app.post(&staff, &format!("/v1/orders/{sid}/assign"), json!({"member_id": m})).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let card2 = format!("#svc-list li[data-order=\"{sid}\"]");
+    phone
+        .wait(
+            "the assigned order",
+            &format!(
+                "const li = document.querySelector('{card2}'); return !!li && li.dataset.state === 'claimed' \
+                 && li.querySelector('.status').textContent === '社区已派给您，到达后请签到。' && !!li.querySelector('button.checkin')"
+            ),
+        )
+        .await;
+    let resp = app.post(&staff, &format!("/v1/orders/{sid}/cancel"), json!({"reason": "天气原因"})).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    phone
+        .wait(
+            "the cancelled order",
+            &format!(
+                "return document.querySelector('{card2}').dataset.state === 'cancelled' \
+                 && !document.querySelector('{card2} button') \
+                 && document.querySelector('#svc-msg').textContent.includes('天气原因')"
+            ),
+        )
+        .await;
+
+    // A hard order is kept first for the members who have done the least hard work: this
+    // one, the community's first (nobody has done hard work); the `order.offer` says so.
+    let now = now_ms();
+    let hard = json!({"grid_id": "c001-g3", "category": "patrol", "difficulty": 5, "title": "高空清理",
+        "window_start": rfc3339(now - 60_000), "window_end": rfc3339(now + 3_600_000), "slots": 1});
+    let resp = app.post(&staff, "/v1/orders", hard).await;
+    assert_eq!(resp.status(), 201);
+    let hid = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    phone
+        .wait(
+            "the hard order kept for this member",
+            &format!(
+                "return document.querySelector('#svc-msg').textContent.startsWith('困难订单「高空清理」优先留给您') \
+                 && !!document.querySelector('#svc-list li[data-order=\"{hid}\"] button.claim')"
+            ),
+        )
+        .await;
+
     phone.fits_360().await;
     // Keyboard: the service controls are tab stops.
     let walk = phone.tab_walk(30).await;
@@ -128,7 +175,8 @@ async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
         .await;
     // What the page said before the switch is said again in English.
     assert_eq!(phone.text("#ex-msg").await, "Not enough balance.");
-    assert!(phone.text("#svc-msg").await.starts_with("Rated Very good"), "{}", phone.text("#svc-msg").await);
+    let said = phone.text("#svc-msg").await;
+    assert!(said.starts_with("The hard order “高空清理” is kept for you until "), "{said}");
     phone.screenshot("member-service-en").await;
     // The browser logs the refused request itself (a 422); nothing else.
     phone.no_console_errors(&["/exchange - Failed to load resource: the server responded with a status of 422"]).await;
