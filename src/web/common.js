@@ -193,6 +193,29 @@ export function h(tag, attrs, ...children) {
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
+/**
+ * Shows `items` in the list `ul` as their cards, in order: `cards` keeps each card
+ * (`{li, ...}`) by `keyOf(item)`, `cardOf(item)` makes or updates one; the cards of items
+ * gone are dropped, and the list is rebuilt only when its order changed (so the focus
+ * stays put). `relabel`: make every card anew (after a language switch).
+ */
+export function syncCards(ul, cards, items, keyOf, cardOf, relabel) {
+  if (relabel) {
+    for (const c of cards.values()) c.li.remove();
+    cards.clear();
+  }
+  const keep = new Set(items.map(keyOf));
+  for (const [k, c] of cards) {
+    if (!keep.has(k)) {
+      c.li.remove();
+      cards.delete(k);
+    }
+  }
+  const want = items.map((x) => cardOf(x).li);
+  const now = [...ul.children];
+  if (!(want.length === now.length && want.every((li, i) => li === now[i]))) ul.replaceChildren(...want);
+}
+
 export function fmtTime(iso) {
   if (!iso) return t("none");
   const d = new Date(iso);

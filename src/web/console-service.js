@@ -5,7 +5,7 @@
 // reads the list again. Refusals are shown from the string tables by their code.
 
 import { t, catalogName } from "/web/i18n.js";
-import { api, ask, h, $, fmtTime, flash, say, sayProblem, throttle } from "/web/common.js";
+import { api, ask, h, $, fmtTime, flash, say, syncCards, sayProblem, throttle } from "/web/common.js";
 
 const RATINGS = ["very_good", "good", "fair"];
 
@@ -101,24 +101,11 @@ export function mountConsoleService(catalog) {
   const reload = throttle(load, 400);
 
   function render(relabel) {
-    if (relabel) {
-      for (const c of cards.values()) c.li.remove();
-      cards.clear();
-    }
     const all = $("#svc-show-closed").checked;
     const shown = [...orders.values()]
       .filter((o) => all || o.status !== "cancelled")
       .sort((a, b) => String(b.posted_at).localeCompare(String(a.posted_at)));
-    for (const [id, c] of cards) {
-      if (!shown.some((o) => o.id === id)) {
-        c.li.remove();
-        cards.delete(id);
-      }
-    }
-    const ul = $("#svc-orders");
-    const want = shown.map((o) => card(o).li);
-    const now = [...ul.children];
-    if (!(want.length === now.length && want.every((li, i) => li === now[i]))) ul.replaceChildren(...want);
+    syncCards($("#svc-orders"), cards, shown, (o) => o.id, card, relabel);
     $("#svc-none").hidden = shown.length > 0;
   }
 

@@ -6,7 +6,7 @@
 // list; a refusal is shown from the string tables by its code.
 
 import { t, catalogName } from "/web/i18n.js";
-import { api, h, $, fmtTime, fmtDistance, flash, say, sayProblem, haversine, throttle } from "/web/common.js";
+import { api, h, $, fmtTime, fmtDistance, flash, say, sayProblem, syncCards, haversine, throttle } from "/web/common.js";
 
 const GPS_TIMEOUT_MS = 8000;
 
@@ -61,22 +61,10 @@ export function mountService({ memberId, catalog, fallback, onMember, onStats, o
   }
 
   function render(relabel) {
-    if (relabel) {
-      for (const c of cards.values()) c.li.remove();
-      cards.clear();
-    }
     const shown = [...orders.values()]
       .filter((o) => stateOf(o) !== "full")
       .sort((a, b) => ORDER[stateOf(a)] - ORDER[stateOf(b)] || String(b.posted_at).localeCompare(String(a.posted_at)));
-    for (const [id, c] of cards) {
-      if (!shown.some((o) => o.id === id)) {
-        c.li.remove();
-        cards.delete(id);
-      }
-    }
-    const want = shown.map((o) => card(o).li);
-    const now = [...list.children];
-    if (!(want.length === now.length && want.every((li, i) => li === now[i]))) list.replaceChildren(...want);
+    syncCards(list, cards, shown, (o) => o.id, card, relabel);
     $("#svc-empty").hidden = !loaded || shown.length > 0;
     list.dataset.loaded = String(loaded);
   }

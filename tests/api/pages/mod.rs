@@ -200,6 +200,16 @@ impl Browser {
         el.click().await.unwrap_or_else(|e| panic!("{}: click {selector}: {e}", self.name));
     }
 
+    /// Picks the option `value` of a select.
+    pub(crate) async fn select(&self, selector: &str, value: &str) {
+        let el = self
+            .client
+            .find(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.name));
+        el.select_by_value(value).await.unwrap_or_else(|e| panic!("{}: select {value} in {selector}: {e}", self.name));
+    }
+
     pub(crate) async fn type_into(&self, selector: &str, text: &str) {
         let el = self
             .client

@@ -199,8 +199,8 @@ async fn staff_post_an_order_on_the_console_and_rate_the_work() {
 
     // Post: grid 2, a patrol, one place, the default window (now, three hours).
     console.type_into("#svc-title", "独居老人探访").await;
-    console.client.find(Locator::Css("#svc-grid")).await.unwrap().select_by_value("c001-g2").await.unwrap();
-    console.client.find(Locator::Css("#svc-category")).await.unwrap().select_by_value("patrol").await.unwrap();
+    console.select("#svc-grid", "c001-g2").await;
+    console.select("#svc-category", "patrol").await;
     console.type_into("#svc-slots", "1").await;
     console.type_into("#svc-note", "5号楼").await;
     console.click("#svc-submit").await;
@@ -230,14 +230,7 @@ async fn staff_post_an_order_on_the_console_and_rate_the_work() {
     }
     let row = format!("{card} .claims li[data-member=\"{m}\"]");
     console.wait("the claim, ready to rate", &format!("return !!document.querySelector('{row} select.rating')")).await;
-    console
-        .client
-        .find(Locator::Css(&format!("{row} select.rating")))
-        .await
-        .unwrap()
-        .select_by_value("good")
-        .await
-        .unwrap();
+    console.select(&format!("{row} select.rating"), "good").await;
     console.click(&format!("{row} button.rate")).await;
     console.wait("rated", &format!("return document.querySelector('{row}')?.dataset.rated === 'good'")).await;
     assert_eq!(claim_of(&app, &id, &m).await["rating"], "good");
@@ -250,14 +243,7 @@ async fn staff_post_an_order_on_the_console_and_rate_the_work() {
         .wait("the second order", &format!("return !!document.querySelector('{card2} select.assign-who option')"))
         .await;
     let who = app.city.members[1].id.clone();
-    console
-        .client
-        .find(Locator::Css(&format!("{card2} select.assign-who")))
-        .await
-        .unwrap()
-        .select_by_value(&who)
-        .await
-        .unwrap();
+    console.select(&format!("{card2} select.assign-who"), &who).await;
     console.click(&format!("{card2} button.assign")).await;
     console
         .wait("assigned", &format!("return !!document.querySelector('{card2} .claims li[data-member=\"{who}\"]')"))
@@ -281,14 +267,7 @@ async fn staff_post_an_order_on_the_console_and_rate_the_work() {
     console.wait("the units to whistle", &format!("return !!document.querySelector('{pick}')")).await;
     let unit = console.js(&format!("return document.querySelector('{pick}').value")).await;
     let unit = unit.as_str().unwrap().strip_prefix("unit:").unwrap().to_string();
-    console
-        .client
-        .find(Locator::Css(&format!("{icard} select.whistle-to")))
-        .await
-        .unwrap()
-        .select_by_value(&format!("unit:{unit}"))
-        .await
-        .unwrap();
+    console.select(&format!("{icard} select.whistle-to"), &format!("unit:{unit}")).await;
     console.click(&format!("{icard} button[data-action=\"whistle\"]")).await;
     console.wait("the whistle dialog", "return document.querySelector('#ask').open").await;
     console.click("#ask-ok").await;
