@@ -74,7 +74,13 @@ async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
     phone.geolocation(Some((lat + 0.00018, lng))).await;
     phone.click(&format!("{card} button.checkin")).await;
     phone.wait("checked in", &format!("return document.querySelector('{card}').dataset.state === 'checked_in'")).await;
-    assert_eq!(phone.text(&format!("{card} .msg")).await, "已按手机定位记录。");
+    // (the stream's frame may redraw the card before the answer comes: wait for the words)
+    phone
+        .wait(
+            "how it was recorded",
+            &format!("return document.querySelector('{card} .msg').textContent === '已按手机定位记录。'"),
+        )
+        .await;
     let c = claim_of(&app, &id, &m).await;
     assert_eq!(c["checkin"]["flagged"], json!(false), "{c}");
     let d = c["checkin"]["distance_m"].as_f64().unwrap();
@@ -89,7 +95,15 @@ async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
     phone
         .wait("checked out", &format!("return document.querySelector('{card}').dataset.state === 'checked_out'"))
         .await;
-    assert_eq!(phone.text(&format!("{card} .msg")).await, "定位失败，已按手动输入的位置记录。");
+    // (the stream's frame may redraw the card before the answer comes: wait for the words)
+    phone
+        .wait(
+            "how it was recorded",
+            &format!(
+                "return document.querySelector('{card} .msg').textContent === '定位失败，已按手动输入的位置记录。'"
+            ),
+        )
+        .await;
     let c = claim_of(&app, &id, &m).await;
     assert_eq!(c["checkout"]["flagged"], json!(false), "{c}");
     let d = c["checkout"]["distance_m"].as_f64().unwrap();
