@@ -293,6 +293,8 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
     for b in [&console, &member, &dash] {
         b.fits_360().await;
         b.screenshot(b.name).await;
+        // As the flow left them: a timeline open, an arrival, live counters.
+        b.accessible("after raise, accept and arrive").await;
     }
     assert_eq!(dash.text("h1").await, "指挥大屏");
     dash.click("#lang").await;
@@ -509,6 +511,10 @@ async fn wartime_modes_mobilizations_and_whistles_on_the_pages() {
     dash.fits_360().await;
     console.screenshot("console-whistle").await;
     dash.screenshot("dashboard-wartime").await;
+    // Wartime, a mobilization order and a whistle on the pages: still accessible.
+    for b in [&dash, &console, &member] {
+        b.accessible("in wartime with a mobilization and a whistle").await;
+    }
     console.click(&format!("{card} button[data-action=\"cancel\"]")).await;
     console.wait("the cancel dialog", "return document.querySelector('#ask').open").await;
     console.type_into("#ask-input", "误报").await;
