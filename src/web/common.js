@@ -193,6 +193,29 @@ export function h(tag, attrs, ...children) {
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
+/**
+ * Shows `items` in the list `ul` as their cards, in order: `cards` keeps each card
+ * (`{li, ...}`) by `keyOf(item)`, `cardOf(item)` makes or updates one; the cards of items
+ * gone are dropped, and the list is rebuilt only when its order changed (so the focus
+ * stays put). `relabel`: make every card anew (after a language switch).
+ */
+export function syncCards(ul, cards, items, keyOf, cardOf, relabel) {
+  if (relabel) {
+    for (const c of cards.values()) c.li.remove();
+    cards.clear();
+  }
+  const keep = new Set(items.map(keyOf));
+  for (const [k, c] of cards) {
+    if (!keep.has(k)) {
+      c.li.remove();
+      cards.delete(k);
+    }
+  }
+  const want = items.map((x) => cardOf(x).li);
+  const now = [...ul.children];
+  if (!(want.length === now.length && want.every((li, i) => li === now[i]))) ul.replaceChildren(...want);
+}
+
 export function fmtTime(iso) {
   if (!iso) return t("none");
   const d = new Date(iso);
@@ -290,9 +313,48 @@ export function setStatus(state) {
   el.textContent = t("status." + state);
 }
 
+/**
+ * A refusal in the reader's language: the string of its code (`code.<code>`), never the
+ * server's English detail; an unknown code is named as it is.
+ */
+export function problemText(e) {
+  const [key, vars] = problemKey(e);
+  return t(key, vars);
+}
+
+/** The string key (and its values) of a refusal, for `say`. */
+export function problemKey(e) {
+  if (e?.code) {
+    const k = "code." + e.code;
+    return t(k) === k ? ["error.code", { code: e.code }] : [k, undefined];
+  }
+  return e?.status === 0 ? ["error.network", undefined] : ["error.code", { code: e?.status ?? "?" }];
+}
+
+/** Shows a text as it is (it is not translated again when the language changes). */
 export function flash(el, text, kind = "info") {
+  delete el.dataset.i18n;
+  delete el.dataset.i18nVars;
   el.textContent = text;
   el.dataset.kind = kind;
+}
+
+/**
+ * Shows the string `key` (with `vars`); applyI18n shows it again in the other language
+ * when the person switches.
+ */
+export function say(el, key, vars, kind = "info") {
+  el.dataset.i18n = key;
+  if (vars) el.dataset.i18nVars = JSON.stringify(vars);
+  else delete el.dataset.i18nVars;
+  el.textContent = t(key, vars);
+  el.dataset.kind = kind;
+}
+
+/** A refusal, shown by its code (again in the other language after a switch). */
+export function sayProblem(el, e) {
+  const [key, vars] = problemKey(e);
+  say(el, key, vars, "error");
 }
 
 /** What the person typed: every named field of `#app` (not passwords or files). */

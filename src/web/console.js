@@ -2,10 +2,11 @@
 // incident's live state with escalate, whistle, cancel, resolve and its timeline.
 
 import { t, catalogName, onLangChange, applyI18n } from "/web/i18n.js";
-import { api, boot, h, $, fmtTime, levelBadge, throttle, ask, setStatus, flash, ApiError } from "/web/common.js";
+import { api, boot, h, $, fmtTime, levelBadge, throttle, ask, setStatus, flash, ApiError, problemText } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
 import { GeoMap } from "/web/map.js";
+import { mountConsoleService } from "/web/console-service.js";
 
 const LEVELS = ["IV", "III", "II", "I"];
 const ACTIVE = new Set(["open", "filled"]);
@@ -20,6 +21,8 @@ const incidents = new Map(); // id -> incident view (with open_offers)
 const cards = new Map(); // id -> {li, refs}
 const timelines = new Set(); // ids whose timeline is open
 let idemKey = null;
+let service = null;
+let unitList = []; // [{id, name}] for whistles to named units
 
 boot("console", ["staff", "command"], start);
 
@@ -37,12 +40,16 @@ async function start(token, claims) {
     text: (f) => f.id.replace(/^.*-/, ""),
   });
   wireForm();
+  service = mountConsoleService(() => catalog);
   mountInvite($("#invite"), claims);
   live = new Live({
     token,
     key: `console.${claims.sub || claims.role}`,
     onFrame,
-    onHello: () => refresh(),
+    onHello: () => {
+      refresh();
+      service.reload();
+    },
     onStatus: setStatus,
   });
   try {
@@ -64,8 +71,9 @@ async function start(token, claims) {
       communityId = mine[0]?.id;
     }
     await loadCommunity();
+    loadUnits();
   } catch (e) {
-    flash($("#list-msg"), t("error.generic", { detail: e.message }), "error");
+    flash($("#list-msg"), problemText(e), "error");
   }
   live.start();
   onLangChange(() => {
@@ -73,7 +81,22 @@ async function start(token, claims) {
     map.relabel();
     for (const inc of incidents.values()) updateCard(inc);
     for (const id of timelines) loadTimeline(id);
+    service.relabel();
   });
+}
+
+async function loadUnits() {
+  try {
+    // The units whose teams serve this community first, then the others.
+    unitList = (await api("GET", "/v1/units")).map((u) => ({
+      id: u.id,
+      name: u.name,
+      paired: (u.teams || []).some((tm) => tm.community_id === communityId),
+    }));
+    for (const inc of incidents.values()) updateCard(inc);
+  } catch (_) {
+    unitList = [];
+  }
 }
 
 async function loadCommunity() {
@@ -87,6 +110,7 @@ async function loadCommunity() {
   grid.replaceChildren(...gridIds.map((id) => h("option", { value: id }, id)));
   selectGrid(gridIds[0]);
   await load();
+  await service.setCommunity(communityId, gridIds);
 }
 
 // ---- the raise form ----
@@ -208,7 +232,7 @@ async function raise(e) {
   } catch (err) {
     // A network failure or 503 keeps the key, so pressing again is a safe retry.
     if (!(err instanceof ApiError && (err.status === 0 || err.status === 503))) idemKey = null;
-    flash(msg, t("error.generic", { detail: err.message }), "error");
+    flash(msg, problemText(err), "error");
   } finally {
     button.disabled = false;
   }
@@ -237,13 +261,14 @@ async function load() {
     for (const id of timelines) loadTimeline(id);
     flash($("#list-msg"), "");
   } catch (e) {
-    flash($("#list-msg"), t("error.generic", { detail: e.message }), "error");
+    flash($("#list-msg"), problemText(e), "error");
   }
 }
 
 const refresh = throttle(load, 400);
 
 function onFrame(f) {
+  if (service.onFrame(f)) return;
   if (!f.type.startsWith("incident.")) return;
   const id = f.data?.incident_id;
   const inc = incidents.get(id);
@@ -312,6 +337,8 @@ function ensureCard(inc) {
   r.timeline = h("ol", { class: "timeline", hidden: true });
   r.escalate = btn("escalate", "", () => act(inc.id, "escalate"));
   r.whistleBtn = btn("whistle", "", () => act(inc.id, "whistle"));
+  r.whistleTo = h("select", { id: `whistle-to-${inc.id}`, class: "whistle-to" });
+  r.whistleLabel = h("label", { for: r.whistleTo.id, class: "sr-label" });
   r.cancel = btn("cancel", "", () => act(inc.id, "cancel"));
   r.resolve = btn("resolve", "go", () => act(inc.id, "resolve"));
   r.tl = btn("timeline", "", () => toggleTimeline(inc.id));
@@ -330,7 +357,7 @@ function ensureCard(inc) {
     r.meter,
     r.meta,
     r.whistle,
-    h("div", { class: "actions" }, r.escalate, r.whistleBtn, r.cancel, r.resolve, r.tl),
+    h("div", { class: "actions" }, r.escalate, r.whistleLabel, r.whistleTo, r.whistleBtn, r.cancel, r.resolve, r.tl),
     r.msg,
     r.timeline,
   );
@@ -376,11 +403,34 @@ function updateCard(inc) {
   const active = ACTIVE.has(inc.status);
   r.escalate.disabled = inc.status !== "open" || inc.level === "I";
   r.whistleBtn.disabled = inc.status !== "open";
+  r.whistleLabel.textContent = t("console.whistle.to");
+  const to = r.whistleTo.value;
+  r.whistleTo.replaceChildren(
+    h("option", { value: "paired_units" }, t("console.whistle.paired")),
+    h("option", { value: "street_units" }, t("console.whistle.street")),
+    ...[true, false].map((paired) =>
+      h(
+        "optgroup",
+        { label: t(paired ? "console.whistle.group.paired" : "console.whistle.group.other") },
+        unitList.filter((u) => u.paired === paired).map((u) => h("option", { value: "unit:" + u.id }, t("console.whistle.unit", { name: u.name }))),
+      ),
+    ),
+  );
+  if (to) r.whistleTo.value = to;
+  r.whistleTo.disabled = r.whistleBtn.disabled;
   r.cancel.disabled = !active;
   r.resolve.disabled = !active;
   for (const b of [r.escalate, r.whistleBtn, r.cancel, r.resolve]) b.textContent = t("console." + b.dataset.action);
   r.tl.textContent = t(timelines.has(inc.id) ? "console.timeline.hide" : "console.timeline");
 }
+
+/** Each action's path, written out (the coverage test looks for each in the page's code). */
+const ACTIONS = {
+  escalate: (id, body) => api("POST", `/v1/incidents/${id}/escalate`, body),
+  whistle: (id, body) => api("POST", `/v1/incidents/${id}/whistle`, body),
+  cancel: (id, body) => api("POST", `/v1/incidents/${id}/cancel`, body),
+  resolve: (id, body) => api("POST", `/v1/incidents/${id}/resolve`, body),
+};
 
 async function act(id, action) {
   const inc = incidents.get(id);
@@ -396,17 +446,19 @@ async function act(id, action) {
     if (note === null) return;
     if (note) body = { note };
   } else if (action === "whistle") {
-    if ((await ask(t("console.whistle.ask", { id }))) === null) return;
-    body = { to: "paired_units" };
+    const to = r.whistleTo.value || "paired_units";
+    const whom = r.whistleTo.selectedOptions[0]?.textContent || t("console.whistle.paired");
+    if ((await ask(t("console.whistle.ask.to", { id, whom }))) === null) return;
+    body = { to: to.startsWith("unit:") ? [to.slice(5)] : to };
   }
   try {
-    const view = await api("POST", `/v1/incidents/${encodeURIComponent(id)}/${action}`, body);
+    const view = await ACTIONS[action](encodeURIComponent(id), body);
     setIncident(view);
     renderList();
     flash(r.msg, t("console.done", { what: t("console." + action) }), "ok");
     if (timelines.has(id)) loadTimelineSoon(id);
   } catch (e) {
-    flash(r.msg, t("error.generic", { detail: e.message }), "error");
+    flash(r.msg, problemText(e), "error");
   }
 }
 
@@ -470,7 +522,7 @@ async function loadTimeline(id) {
       ),
     );
   } catch (e) {
-    flash(c.r.msg, t("error.generic", { detail: e.message }), "error");
+    flash(c.r.msg, problemText(e), "error");
   }
 }
 

@@ -1,6 +1,9 @@
 // Every string the pages show, in Chinese (the default) and English, in one place.
 // Markup names a string with data-i18n (text), data-i18n-placeholder, data-i18n-aria-label
-// or data-i18n-title; scripts call t(key, {vars}).
+// or data-i18n-title; scripts call t(key, {vars}). Peacetime service and the refusal
+// codes are in i18n-service.js, merged in here.
+
+import { SERVICE_STRINGS } from "/web/i18n-service.js";
 
 const STRINGS = {
   zh: {
@@ -222,7 +225,6 @@ const STRINGS = {
     "member.share": "共享实时位置",
     "member.sharing": "正在共享位置",
     "member.share.stop": "停止共享",
-    "member.geo.denied": "无法获取定位：{detail}。请手动输入。",
     "member.geo.none": "此浏览器不支持定位，请手动输入。",
     "member.manual": "手动输入位置",
     "member.setpos": "更新位置",
@@ -537,7 +539,6 @@ const STRINGS = {
     "member.share": "Share live location",
     "member.sharing": "Sharing location",
     "member.share.stop": "Stop sharing",
-    "member.geo.denied": "No location: {detail}. Enter it by hand.",
     "member.geo.none": "This browser has no geolocation; enter it by hand.",
     "member.manual": "Enter position by hand",
     "member.setpos": "Update position",
@@ -656,6 +657,8 @@ const CATALOG_EN = {
   psychology: "Counselling",
 };
 
+for (const l of ["zh", "en"]) Object.assign(STRINGS[l], SERVICE_STRINGS[l]);
+
 const KEY = "muster.lang";
 let lang = "zh";
 try {
@@ -673,7 +676,9 @@ export function getLang() {
 export function t(key, vars) {
   let s = STRINGS[lang][key] ?? STRINGS.zh[key] ?? key;
   if (vars) {
-    s = s.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m));
+    // A value {k: key} is itself a string of the tables (shown in the current language).
+    const show = (v) => (v && typeof v === "object" && typeof v.k === "string" ? t(v.k) : String(v));
+    s = s.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? show(vars[name]) : m));
   }
   return s;
 }
@@ -688,7 +693,15 @@ export function catalogName(entry, id) {
 
 export function applyI18n(root = document) {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n]")) {
+    let vars;
+    try {
+      vars = el.dataset.i18nVars ? JSON.parse(el.dataset.i18nVars) : undefined;
+    } catch (_) {
+      vars = undefined;
+    }
+    el.textContent = t(el.dataset.i18n, vars);
+  }
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
   for (const el of root.querySelectorAll("[data-i18n-aria-label]"))
     el.setAttribute("aria-label", t(el.dataset.i18nAriaLabel));

@@ -3,9 +3,10 @@
 // member's duties, load and hours. Everything live arrives on the member's own stream.
 
 import { t, catalogName, onLangChange, applyI18n } from "/web/i18n.js";
-import { api, boot, h, $, fmtTime, fmtDuration, fmtDistance, haversine, levelBadge, throttle, setStatus, flash } from "/web/common.js";
+import { api, boot, h, $, fmtTime, fmtDuration, fmtDistance, haversine, levelBadge, throttle, setStatus, flash, say, sayProblem, problemText } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountDevices } from "/web/invite.js";
+import { mountService } from "/web/member-service.js";
 
 const LOCATION_EVERY_MS = 10000;
 const LOCATION_MOVE_M = 25;
@@ -20,6 +21,7 @@ let position = null; // {lat, lng, sent}
 let lastSent = null;
 let watchId = null;
 let audio = null;
+let service = null;
 const cards = new Map(); // "offer:<id>" | "order:<id>" -> {li, r}
 
 boot("m", ["member"], start);
@@ -46,6 +48,17 @@ async function start(token, claims) {
   }
   wire();
   render();
+  service = mountService({
+    memberId,
+    catalog: () => catalog,
+    fallback: () => position,
+    onMember: (view) => {
+      me = { ...me, ...view };
+      showMe();
+    },
+    onStats: () => reloadMe(),
+    onAlert: () => alertUser(),
+  });
   mountDevices($("#devices-card"), claims);
   live = new Live({
     token,
@@ -63,12 +76,14 @@ async function start(token, claims) {
   setInterval(tick, 1000);
   onLangChange(() => {
     render(true);
+    service.render(true);
     showMe();
     if (position) showPosition();
   });
   try {
     catalog = await api("GET", "/v1/catalog");
     render(true);
+    service.render(true);
   } catch (_) {
     /* names fall back to ids */
   }
@@ -86,7 +101,7 @@ async function loadMe() {
     }
     showMe();
   } catch (e) {
-    flash($("#me-msg"), t("error.generic", { detail: e.message }), "error");
+    sayProblem($("#me-msg"), e);
   }
 }
 
@@ -120,7 +135,7 @@ function wire() {
       me.on_call = want;
       showMe();
     } catch (e) {
-      flash($("#me-msg"), t("error.generic", { detail: e.detail || e.message }), "error");
+      sayProblem($("#me-msg"), e);
     }
   });
   $("#share").addEventListener("click", () => {
@@ -134,7 +149,7 @@ function wire() {
     const lat = parseFloat($("#lat").value);
     const lng = parseFloat($("#lng").value);
     if (!isFinite(lat) || !isFinite(lng) || Math.abs(lat) > 90 || Math.abs(lng) > 180) {
-      flash($("#pos-msg"), t("error.generic", { detail: `${t("console.lat")} / ${t("console.lng")}` }), "error");
+      say($("#pos-msg"), "member.pos.invalid", undefined, "error");
       return;
     }
     position = { lat, lng };
@@ -154,6 +169,7 @@ function showPosition() {
     p.textContent = t("member.pos", { lat: position.lat.toFixed(5), lng: position.lng.toFixed(5) });
   }
   renderOffers();
+  service?.render();
 }
 
 async function sendLocation(force) {
@@ -166,16 +182,16 @@ async function sendLocation(force) {
   lastSent = { ...position, at: now };
   try {
     await live.send("location", { lat: position.lat, lng: position.lng });
-    flash($("#pos-msg"), t("member.pos.sent"), "ok");
+    say($("#pos-msg"), "member.pos.sent", undefined, "ok");
   } catch (e) {
     lastSent = null;
-    flash($("#pos-msg"), t("error.generic", { detail: e.detail || e.message }), "error");
+    sayProblem($("#pos-msg"), e);
   }
 }
 
 function startSharing() {
   if (!("geolocation" in navigator)) {
-    flash($("#pos-msg"), t("member.geo.none"), "error");
+    say($("#pos-msg"), "member.geo.none", undefined, "error");
     return;
   }
   watchId = navigator.geolocation.watchPosition(
@@ -188,7 +204,8 @@ function startSharing() {
     },
     (err) => {
       stopSharing();
-      flash($("#pos-msg"), t("member.geo.denied", { detail: err.message || err.code }), "error");
+      // The browser's own message is in its language, not the page's: say it by its code.
+      say($("#pos-msg"), "member.geo.err." + ([1, 2, 3].includes(err.code) ? err.code : 2), undefined, "error");
     },
     { enableHighAccuracy: true, maximumAge: 10000, timeout: 30000 },
   );
@@ -264,10 +281,12 @@ function reasonText(r) {
 function onHello() {
   if (position) sendLocation(true);
   reloadMe();
+  service.load();
 }
 
 function onFrame(f) {
   const d = f.data || {};
+  if (service.onFrame(f)) return;
   switch (f.type) {
     case "offer": {
       const isNew = !state.offers[d.offer_id];
@@ -476,19 +495,22 @@ async function decline(id, reason, r) {
 async function arrive(id, r) {
   flash(r.msg, "");
   if (!position) {
-    flash(r.msg, t("member.nopos"), "error");
+    say(r.msg, "member.nopos", undefined, "error");
     $("#lat").focus();
     return;
   }
   try {
     await live.send("arrive", { offer_id: id, lat: position.lat, lng: position.lng });
   } catch (e) {
-    flash(r.msg, e.detail || e.message, "error");
+    // Outside the geofence: how far the page reckons the member is, from its own figures.
+    const o = state.offers[id];
+    const far = e.code === "outside_geofence" && o?.location ? ` ${t("member.distance", { d: fmtDistance(haversine(position, o.location)) })}` : "";
+    flash(r.msg, problemText(e) + far, "error");
   }
 }
 
 function answerError(id, r, e) {
-  flash(r.msg, e.detail || e.message, "error");
+  sayProblem(r.msg, e);
   if (["offer_expired", "offer_revoked", "offer_declined", "unknown_offer", "incident_closed"].includes(e.code)) {
     setTimeout(() => {
       delete state.offers[id];
@@ -561,7 +583,7 @@ async function order(id, what, r) {
       if (state.orders[id]?.state === "ordered") state.orders[id].state = "acknowledged";
     } else {
       if (!position) {
-        flash(r.msg, t("member.nopos"), "error");
+        say(r.msg, "member.nopos", undefined, "error");
         return;
       }
       await live.send("mobilization.report", { mobilization_id: id, lat: position.lat, lng: position.lng });
@@ -570,7 +592,7 @@ async function order(id, what, r) {
     save();
     render();
   } catch (e) {
-    flash(r.msg, e.detail || e.message, "error");
+    sayProblem(r.msg, e);
   }
 }
 

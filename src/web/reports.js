@@ -37,7 +37,13 @@ function query(format) {
   if (to) q.set("to", new Date(to + "T23:59:59").toISOString());
   if (format) q.set("format", format);
   const s = q.toString();
-  return `/v1/reports/${encodeURIComponent($("#rep-kind").value)}/${encodeURIComponent($("#rep-id").value.trim())}` + (s ? "?" + s : "");
+  const id = encodeURIComponent($("#rep-id").value.trim());
+  const path = {
+    members: `/v1/reports/members/${id}`,
+    units: `/v1/reports/units/${id}`,
+    communities: `/v1/reports/communities/${id}`,
+  }[$("#rep-kind").value];
+  return path + (s ? "?" + s : "");
 }
 
 const COLUMNS = [
