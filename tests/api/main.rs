@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod authz;
 mod bad_input;
+mod city_geojson;
 mod cluster;
 mod faults;
 mod flow;

@@ -7,7 +7,7 @@ use geojson::{Feature, FeatureCollection, Geometry, GeometryValue, JsonObject};
 use h3o::geom::SolventBuilder;
 use serde_json::{Value, json};
 
-use super::Roster;
+use super::{GridReport, Roster};
 use crate::domain::geo::Cell;
 use crate::domain::org::{City, Member};
 
@@ -79,4 +79,20 @@ pub fn export(city: &City, members: &[Member]) -> FeatureCollection {
     extra.insert("name".into(), Value::from(city.name.as_str()));
     extra.insert("roster".into(), serde_json::to_value(&roster).unwrap_or(Value::Null));
     FeatureCollection { bbox: None, features, foreign_members: Some(extra) }
+}
+
+/// The grids of a dry run, each traced from the cells the tiling gave it: what the city's
+/// grids will look like, for a preview on the map (`kind`, `id`, `parent`, `cells`).
+pub fn preview(grids: &[GridReport]) -> FeatureCollection {
+    let features = grids
+        .iter()
+        .map(|g| {
+            let mut f = feature("grid", &g.id, None, Some(&g.community_id), outline(g.cells.iter()));
+            if let Some(p) = f.properties.as_mut() {
+                p.insert("cells".into(), Value::from(g.cell_count));
+            }
+            f
+        })
+        .collect();
+    FeatureCollection { bbox: None, features, foreign_members: None }
 }

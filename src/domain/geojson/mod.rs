@@ -21,7 +21,7 @@ mod export;
 #[cfg(test)]
 mod tests;
 
-pub use export::export;
+pub use export::{export, preview};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
