@@ -20,11 +20,11 @@ use crate::domain::org::CityIndex;
 use crate::domain::scope::Action;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GeoImportParams {
-    /// `true`: only report what the import would do; nothing is changed.
-    #[serde(default)]
-    pub dry_run: bool,
+    /// `true`: only report what the import would do; nothing is changed. Default `false`.
+    pub dry_run: Option<bool>,
 }
 
 /// The report of an import, and the grids as the tiling made them, for a map.
@@ -46,13 +46,19 @@ pub struct GeoImportAnswer {
     pub preview: ::geojson::FeatureCollection,
 }
 
+/// Always `FeatureCollection`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum CollectionType {
+    FeatureCollection,
+}
+
 /// The body: a GeoJSON FeatureCollection of districts, streets, communities and grids.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct GeoCityBody {
-    /// Always `FeatureCollection`.
-    #[schema(rename = "type", example = "FeatureCollection")]
-    kind: String,
+    #[schema(rename = "type")]
+    kind: CollectionType,
     /// Features whose properties are `kind`, `id`, `name`, `parent` (and a district's
     /// optional `seat` `{lat, lng}`); geometry a Polygon or MultiPolygon ([lng, lat]).
     #[schema(value_type = Vec<Object>)]
@@ -74,7 +80,7 @@ pub struct GeoCityBody {
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "not a FeatureCollection, or errors (the first is named; dry_run=true lists them all)")))]
-pub async fn import(
+pub async fn import_city_geojson(
     State(app): State<AppState>,
     caller: Caller,
     params: Result<Query<GeoImportParams>, QueryRejection>,
@@ -121,7 +127,7 @@ pub async fn import(
             }
         }
     });
-    if !params.dry_run {
+    if !params.dry_run.unwrap_or(false) {
         let Some(city) = city else {
             let first = report.errors.first();
             let detail = match first {
@@ -155,7 +161,7 @@ pub async fn import(
      description = "the whole city: its features and, as the collection's `name` and `roster`, the rest; POST it back to get the same city"),
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 403, body = Problem, content_type = "application/problem+json")))]
-pub async fn export(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+pub async fn export_city_geojson(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     require(&caller, Action::ExportCity)?;
     let (city, members) = {
         let state = app.engine.read();

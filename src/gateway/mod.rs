@@ -60,7 +60,7 @@ const API_TAG: &str = "http";
 #[openapi(
     info(title = "muster", description = "Emergency mobilization dispatcher. Websocket protocol: docs/PROTOCOL.md."),
     paths(
-        system::healthz, system::readyz, system::metrics, city::catalog, city::put_city, city_geojson::import, city_geojson::export, city::list_communities,
+        system::healthz, system::readyz, system::metrics, city::catalog, city::put_city, city_geojson::import_city_geojson, city_geojson::export_city_geojson, city::list_communities,
                         city::get_member, city::list_units, incidents::raise, city::revoke, incidents::list_incidents, incidents::get_incident, incidents::timeline,
                 incidents::escalate, incidents::resolve, incidents::cancel,
         wartime::get_modes, wartime::put_city_mode, wartime::put_district_mode, wartime::mobilize,
@@ -297,7 +297,7 @@ pub fn router(state: AppState) -> Router {
     let limits = &state.settings.server;
     let city_import = Router::new()
         .route("/v1/city", put(city::put_city))
-        .route("/v1/city/geojson", post(city_geojson::import).get(city_geojson::export))
+        .route("/v1/city/geojson", post(city_geojson::import_city_geojson).get(city_geojson::export_city_geojson))
         .layer(DefaultBodyLimit::max(limits.max_city_bytes));
     let api = Router::new()
         .route("/healthz", get(system::healthz))

@@ -770,8 +770,8 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         // Sign-in: a link or a cookie is the proof; a person lists and revokes their own devices.
         SessionRedeem | SessionRefresh | SessionSignout | SessionList | SessionRevoke => ALL,
         Invite | InviteBatch | InvitationList | InvitationRevoke => &[City, District, Staff, Unit],
-        ImportCity | CityGeoImport | CityGeoExport | Revoke | CityMode | DistrictMode | Mobilize | MobList | MobGet | MobClose | BalanceApply
-        | Audit => CMD,
+        ImportCity | CityGeoImport | CityGeoExport | Revoke | CityMode | DistrictMode | Mobilize | MobList | MobGet
+        | MobClose | BalanceApply | Audit => CMD,
         MemberRegister => &[City, District, Staff, Unit],
         MemberImport | UnitRegister => &[City, District, Unit],
         Exchange => &[City, District, Member],

@@ -56,15 +56,11 @@ pub struct Finding {
     pub code: String,
     pub feature: Option<String>,
     pub message: String,
-    #[serde(skip_serializing_if = "is_zero")]
+    /// Cells concerned (overlaps, gaps, cells outside a parent); 0 for the others.
     pub count: usize,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Up to ten of those cells.
     #[schema(value_type = Vec<String>)]
     pub sample: Vec<Cell>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// A grid as the tiling made it.
