@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+#[path = "pages_city.rs"]
+mod city;
+
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const WAIT_UI: Duration = Duration::from_secs(30);
