@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::helpers::{SECRET, TestApp, assert_problem, spawn_app, test_settings};
 
 /// A server with no city at all.
-async fn spawn_empty() -> TestApp {
+async fn spawn_empty(overrides: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let app = app::build(test_settings(dir.path(), &[]), Options::default()).await.expect("app starts");
+    let app = app::build(test_settings(dir.path(), overrides), Options::default()).await.expect("app starts");
     TestApp {
         addr: format!("127.0.0.1:{}", app.port()),
         app: Some(app),
@@ -96,7 +96,7 @@ async fn the_export_imports_into_an_empty_muster_as_the_same_city() {
     let seats = |c: &City| c.districts.iter().map(|d| (d.id.clone(), d.name.clone(), d.seat)).collect::<Vec<_>>();
     assert_eq!(seats(&back), seats(&a.city));
 
-    let b = spawn_empty().await;
+    let b = spawn_empty(&[]).await;
     let resp = import(&b, &b.command(), &fc, false).await;
     let status = resp.status();
     let report: Value = resp.json().await.unwrap();
@@ -224,5 +224,20 @@ async fn only_city_command_imports_or_exports() {
     }
     let anonymous = app.http.get(app.url("/v1/city/geojson")).send().await.unwrap();
     assert_problem(anonymous, 401, None).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_city_body_limit_holds_and_an_empty_muster_exports_an_empty_collection() {
+    let app = spawn_empty(&[("MUSTER_SERVER__MAX_CITY_BYTES", "4096")]).await;
+    let (_, fc) = export(&app).await;
+    assert_eq!(fc, json!({"type": "FeatureCollection", "features": []}));
+    let mut big = fc.clone();
+    big["name"] = json!("x".repeat(5000));
+    assert_problem(import(&app, &app.command(), &big, true).await, 413, Some("body_too_large")).await;
+    // Within the limit, an empty collection is reported, not applied.
+    let report: Value = import(&app, &app.command(), &fc, true).await.json().await.unwrap();
+    assert_eq!(report["errors"][0]["code"], "no_community");
+    assert_problem(import(&app, &app.command(), &fc, false).await, 422, Some("invalid_geojson")).await;
     app.stop().await;
 }
