@@ -174,7 +174,7 @@ fn bad_properties_and_parents_name_the_feature() {
 #[test]
 fn community_polygons_report_gaps_and_cells_outside() {
     let community = vec![square(X, Y, 0.03)];
-    let g = vec![square(X, Y, 0.02), square(X + 0.025, Y + 0.025, 0.01)];
+    let g = [square(X, Y, 0.02), square(X + 0.025, Y + 0.025, 0.01)];
     let out =
         import(&collection(vec![grid("g1", vec![g[0].clone()]), grid("g2", vec![g[1].clone()])], Some(community)));
     assert!(out.report.ok, "{:?}", out.report.errors);
