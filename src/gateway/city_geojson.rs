@@ -103,6 +103,19 @@ pub async fn import_city_geojson(
             teams: c.teams.clone(),
             members: state.city.members().to_vec(),
         });
+        // What the import itself refuses (docs/PROTOCOL.md): said in the report beforehand.
+        if let Some(i) = state.incidents.values().find(|i| !i.status.is_closed()) {
+            report.warnings.push(notice(
+                "open_incidents",
+                format!("incident {} is open: applying is refused until every incident is closed", i.id),
+            ));
+        }
+        if let Some(m) = state.mobilizations.values().find(|m| m.is_open()) {
+            report.warnings.push(notice(
+                "open_mobilizations",
+                format!("mobilization {} is open: applying is refused until it is closed", m.id),
+            ));
+        }
         (state.city.city().map(|c| c.name.clone()), current)
     };
     let roster = roster.or(current).unwrap_or_default();
@@ -111,17 +124,21 @@ pub async fn import_city_geojson(
         city.units = roster.units.clone();
         city.teams = roster.teams.clone();
         city.members = roster.members.clone();
-        // The roster against the new geography: a team's community, a member's grid.
-        match CityIndex::build(city.clone()) {
-            Ok(_) => Some(city),
-            Err(e) => {
-                report.errors.push(geojson::Finding {
-                    code: "roster_conflict".into(),
-                    feature: None,
-                    message: format!("the roster does not fit this geography: {e}"),
-                    count: 0,
-                    sample: vec![],
-                });
+        // The roster against the new geography (a team's community, a member's grid) and
+        // the catalog, as the import will check them.
+        let unknown_skill = city.members.iter().find_map(|m| {
+            let s = m.skills.iter().find(|s| !app.engine.rules.has_skill(s))?;
+            Some(format!("member '{}' has skill '{s}', which is not in the catalog", m.id))
+        });
+        let problem = match (unknown_skill, CityIndex::build(city.clone())) {
+            (Some(skill), _) => Some(("unknown_skill", skill)),
+            (None, Err(e)) => Some(("roster_conflict", format!("the roster does not fit this geography: {e}"))),
+            (None, Ok(_)) => None,
+        };
+        match problem {
+            None => Some(city),
+            Some((code, message)) => {
+                report.errors.push(notice(code, message));
                 report.ok = false;
                 None
             }
@@ -154,6 +171,10 @@ pub async fn import_city_geojson(
         report,
         preview,
     }))
+}
+
+fn notice(code: &str, message: String) -> geojson::Finding {
+    geojson::Finding { code: code.into(), feature: None, message, count: 0, sample: vec![] }
 }
 
 #[utoipa::path(get, path = "/v1/city/geojson", tag = API_TAG, security(("bearer" = [])), responses(

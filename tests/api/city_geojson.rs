@@ -187,6 +187,12 @@ async fn without_a_roster_the_current_one_is_kept_and_must_fit() {
     assert_eq!(report["ok"], false);
     assert_eq!(report["errors"][0]["code"], "roster_conflict", "{}", report["errors"]);
     assert_problem(import(&app, &app.command(), &fc, false).await, 422, Some("invalid_geojson")).await;
+    // A roster with a skill the catalog does not hold: reported before the import refuses it.
+    let (_, mut fc) = export(&app).await;
+    fc["roster"]["members"][0]["skills"] = json!(["juggling"]);
+    let report: Value = import(&app, &app.command(), &fc, true).await.json().await.unwrap();
+    assert_eq!(report["errors"][0]["code"], "unknown_skill", "{}", report["errors"]);
+    assert!(report["warnings"].as_array().unwrap().iter().all(|w| w["code"] != "open_incidents"));
     app.stop().await;
 }
 
@@ -198,8 +204,14 @@ async fn applying_is_refused_while_an_incident_is_open() {
         .await;
     let before = snapshot(&app).await;
     assert_problem(import(&app, &app.command(), &fc, false).await, 409, Some("open_incidents")).await;
-    // The dry run still reports.
-    assert_eq!(import(&app, &app.command(), &fc, true).await.status(), 200);
+    // The dry run still reports, and says the import would be refused.
+    let report: Value = import(&app, &app.command(), &fc, true).await.json().await.unwrap();
+    assert_eq!(report["ok"], true);
+    assert!(
+        report["warnings"].as_array().unwrap().iter().any(|w| w["code"] == "open_incidents"),
+        "{}",
+        report["warnings"]
+    );
     assert_eq!(snapshot(&app).await, before);
     app.stop().await;
 }
