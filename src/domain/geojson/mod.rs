@@ -37,6 +37,13 @@ use super::org::{City, Community, District, Grid, Member, Street, Team, Unit};
 /// How many cells a warning lists as a sample.
 pub const SAMPLE: usize = 10;
 
+/// The most cells one feature's polygon may span (h3o's estimate from its bounding box):
+/// about 100,000 km² at resolution 9, more than any city's district. Larger is an error
+/// (`too_large`), so that no upload can make the server tile a continent.
+pub const MAX_FEATURE_CELLS: usize = 1_000_000;
+/// The most cells all the features of one file together may span.
+pub const MAX_FILE_CELLS: usize = 4_000_000;
+
 /// The roster that travels with the geography as the FeatureCollection's `roster` member.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -166,9 +173,10 @@ pub fn import(fc: &FeatureCollection) -> GeoImport {
     let mut out = Collector { errors: Vec::new(), warnings: Vec::new() };
     let mut items: Vec<Item> = Vec::new();
     let mut seen: HashMap<(Kind, String), usize> = HashMap::new();
+    let mut budget = MAX_FILE_CELLS;
     for (n, feature) in fc.features.iter().enumerate() {
         let label = feature_label(feature.properties.as_ref(), feature.id.as_ref(), n);
-        let Some(item) = read_feature(feature, &label, &mut out) else { continue };
+        let Some(item) = read_feature(feature, &label, &mut out, &mut budget) else { continue };
         if seen.insert((item.kind, item.id.clone()), items.len()).is_some() {
             out.error("duplicate_id", &label, format!("{} id '{}' appears twice", kind_name(item.kind), item.id));
             continue;
@@ -435,7 +443,7 @@ fn string_prop(props: &JsonObject, key: &str, label: &str, out: &mut Collector) 
     }
 }
 
-fn read_feature(feature: &geojson::Feature, label: &str, out: &mut Collector) -> Option<Item> {
+fn read_feature(feature: &geojson::Feature, label: &str, out: &mut Collector, budget: &mut usize) -> Option<Item> {
     let Some(props) = &feature.properties else {
         out.error("bad_properties", label, format!("feature '{label}' has no properties (it needs `kind` and `id`)"));
         return None;
@@ -486,14 +494,14 @@ fn read_feature(feature: &geojson::Feature, label: &str, out: &mut Collector) ->
         }
         None => None,
         // A geometry that fails was reported; the feature still stands as a parent.
-        Some(g) => tile(&g.value, label, out),
+        Some(g) => tile(&g.value, label, out, budget),
     };
     Some(Item { kind, id, name: name.unwrap_or_default(), parent, seat, tiled })
 }
 
 /// Checks every ring as written (closed, at least four positions, in range), then the
 /// polygons with `geo`'s validation (self-intersections and the like), then tiles them.
-fn tile(value: &GeometryValue, label: &str, out: &mut Collector) -> Option<BTreeSet<Cell>> {
+fn tile(value: &GeometryValue, label: &str, out: &mut Collector, budget: &mut usize) -> Option<BTreeSet<Cell>> {
     let polygons: Vec<&PolygonType> = match value {
         GeometryValue::Polygon { coordinates } => vec![coordinates],
         GeometryValue::MultiPolygon { coordinates } => coordinates.iter().collect(),
@@ -559,5 +567,17 @@ fn tile(value: &GeometryValue, label: &str, out: &mut Collector) -> Option<BTree
             return None;
         }
     }
+    let span = tiler.coverage_size_hint();
+    if span > MAX_FEATURE_CELLS || span > *budget {
+        out.error(
+            "too_large",
+            label,
+            format!(
+                "feature '{label}' spans about {span} cells; at most {MAX_FEATURE_CELLS} per feature and {MAX_FILE_CELLS} per file"
+            ),
+        );
+        return None;
+    }
+    *budget -= span;
     Some(tiler.into_coverage().map(Cell).collect())
 }

@@ -227,3 +227,27 @@ fn an_export_imports_back_to_the_same_city() {
         );
     }
 }
+
+#[test]
+fn degenerate_and_huge_polygons_are_refused_without_a_panic() {
+    let same = vec![vec![[X, Y], [X, Y], [X, Y], [X, Y]]];
+    let flat = vec![vec![[X, Y], [X + 0.01, Y], [X + 0.02, Y], [X, Y]]];
+    let continent = vec![square(70.0, 10.0, 40.0)];
+    let antimeridian = vec![vec![[179.99, 0.0], [-179.99, 0.0], [-179.99, 0.01], [179.99, 0.01], [179.99, 0.0]]];
+    let out = import(&collection(
+        vec![
+            grid("same", same),
+            grid("flat", flat),
+            grid("huge", continent),
+            grid("g1", vec![square(X, Y, 0.02)]),
+            grid("am", antimeridian),
+        ],
+        None,
+    ));
+    let got = codes(&out.report.errors);
+    for id in ["same", "flat", "huge"] {
+        assert!(got.iter().any(|(_, f)| f.as_deref() == Some(id)), "{id} not refused: {got:?}");
+    }
+    assert!(got.contains(&("too_large".into(), Some("huge".into()))), "{got:?}");
+    assert!(out.city.is_none());
+}
