@@ -519,18 +519,19 @@ function renderAudit() {
 
 // The CSV with the signed-in token (a plain link would carry none), as /reports does.
 async function downloadAudit() {
-  const msg = $("#audit-msg");
+  const lang = getLang() === "en" ? "en" : "zh";
+  await download(auditQuery({ format: "csv", lang, limit: 500 }), "text/csv", "muster-audit.csv", $("#audit-msg"));
+}
+
+/** Fetches `path` with the signed-in token and saves the answer as `file`; errors go to `msg`. */
+async function download(path, accept, file, msg) {
   try {
-    const lang = getLang() === "en" ? "en" : "zh";
-    const resp = await fetch(auditQuery({ format: "csv", lang, limit: 500 }), {
-      headers: { Authorization: "Bearer " + (accessToken() || auditToken), Accept: "text/csv" },
-    });
+    const resp = await fetch(path, { headers: { Authorization: "Bearer " + (accessToken() || auditToken), Accept: accept } });
     if (!resp.ok) {
       const p = await resp.json().catch(() => ({}));
       throw new Error(p.detail || resp.statusText);
     }
-    const blob = await resp.blob();
-    const a = h("a", { href: URL.createObjectURL(blob), download: "muster-audit.csv" });
+    const a = h("a", { href: URL.createObjectURL(await resp.blob()), download: file });
     document.body.append(a);
     a.click();
     a.remove();
@@ -618,20 +619,6 @@ async function applyGeo() {
 }
 
 // The export with the signed-in token (a plain link would carry none).
-async function downloadGeo() {
-  try {
-    const resp = await fetch("/v1/city/geojson", {
-      headers: { Authorization: "Bearer " + accessToken(), Accept: "application/geo+json" },
-    });
-    if (!resp.ok) {
-      const p = await resp.json().catch(() => ({}));
-      throw new Error(p.detail || resp.statusText);
-    }
-    const a = h("a", { href: URL.createObjectURL(await resp.blob()), download: "muster-city.geojson" });
-    document.body.append(a);
-    a.click();
-    a.remove();
-  } catch (e) {
-    flash($("#geo-msg"), e.message, "error");
-  }
+function downloadGeo() {
+  return download("/v1/city/geojson", "application/geo+json", "muster-city.geojson", $("#geo-msg"));
 }

@@ -91,6 +91,21 @@ async fn city_command_previews_and_applies_a_geojson_city_on_the_dashboard() {
     let after: Value = app.get(&app.command(), "/v1/communities").await.json().await.unwrap();
     let ids: Vec<&str> = after.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["k1", "k2"]);
+    // The export downloads the new city (the blob handed to the link is read back).
+    dash.js("const keep = URL.createObjectURL; URL.createObjectURL = (b) => { b.text().then((t) => { window.savedText = t; }); return keep(b); }; return true;")
+        .await;
+    dash.click("#geo-export").await;
+    dash.wait("the download", "return typeof window.savedText === 'string'").await;
+    let saved: Value = serde_json::from_str(dash.js("return window.savedText").await.as_str().unwrap()).unwrap();
+    let grids: Vec<&str> = saved["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["properties"]["kind"] == "grid")
+        .map(|f| f["properties"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(grids, ["k1-a", "k1-b", "k2-a"]);
+    assert_eq!(saved["name"], "试点市");
     dash.no_console_errors(&[]).await;
     dash.close().await;
     app.stop().await;
