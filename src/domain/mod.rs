@@ -2,7 +2,7 @@
 //! time (`now`) is passed in, so every rule can be tested without a runtime and replaying
 //! the log gives the same state.
 //!
-//! - `geo`: positions, H3 cells, haversine.
+//! - `geo`: positions, H3 cells, haversine; `geojson`: the city as GeoJSON polygons (import, export).
 //! - `org`: the imported city and its lookup tables.
 //! - `response`: the four response levels, their reach, and the configured rules.
 //! - `incident`: incidents and offers.
@@ -25,6 +25,7 @@ pub mod dispatcher;
 pub mod errors;
 pub mod event;
 pub mod geo;
+pub mod geojson;
 pub mod incident;
 pub mod incidents;
 pub mod matching;

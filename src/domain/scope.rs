@@ -59,7 +59,12 @@ use super::state::State;
 /// role may ask for (a member's record, an order) are not here: scope alone decides them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Replace the city: `PUT /v1/city`, `POST /v1/city/geojson` (its dry run too: a
+    /// report tells the whole city's geography, so it is city command's alone).
     ImportCity,
+    /// `GET /v1/city/geojson`: the whole city with its roster, every district's included;
+    /// city command only, since a district's command would see the other districts' people.
+    ExportCity,
     RevokeTokens,
     /// Raise, read, escalate, resolve, cancel, whistle.
     Incidents,
@@ -100,7 +105,7 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
     let unit = matches!(actor, Actor::UnitAdmin { .. });
     let member = matches!(actor, Actor::Member { .. });
     match action {
-        ImportCity | RevokeTokens => city,
+        ImportCity | ExportCity | RevokeTokens => city,
         Incidents | PostOrder | AssignOrder | CancelOrder | Rate | CommunityReport | ReadBalance => command || staff,
         SwitchMode | Mobilize | ReadMobilizations | ApplyTransfer | ReadAudit => command,
         ReadFairness | ReadRegistration => command || staff || unit,
@@ -119,7 +124,7 @@ pub fn require(actor: &Actor, action: Action) -> Result<(), DomainError> {
     if permits(actor, action) {
         return Ok(());
     }
-    let city_only = matches!(action, Action::ImportCity | Action::RevokeTokens);
+    let city_only = matches!(action, Action::ImportCity | Action::ExportCity | Action::RevokeTokens);
     if city_only && matches!(actor, Actor::Command { .. }) {
         return Err(err(Code::CityCommandOnly, "only city-wide command may do this"));
     }
@@ -132,6 +137,7 @@ impl Action {
         use Action::*;
         match self {
             ImportCity => "importing the city",
+            ExportCity => "exporting the city",
             RevokeTokens => "revoking tokens",
             Incidents => "raising, reading and acting on incidents",
             SwitchMode => "switching modes",

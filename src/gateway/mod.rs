@@ -1,6 +1,7 @@
 //! The gateway: everything between the network and the engine.
 //!
 //! - REST handlers: `incidents`, `city` (the city, its members and units, token revocation),
+//!   `city_geojson` (the city as GeoJSON: import with a dry run, export),
 //!   `wartime`, `service`, `pages`, `system` (probes, metrics, fallbacks); `views`: what
 //!   they answer; `error`: problem+json.
 //! - `auth`: JWT claims and the `Caller` extractor; `access`: sign-in links, sessions and
@@ -12,6 +13,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod city;
+pub mod city_geojson;
 pub mod error;
 pub mod hub;
 pub mod incidents;
@@ -59,7 +61,7 @@ const API_TAG: &str = "http";
 #[openapi(
     info(title = "muster", description = "Emergency mobilization dispatcher. Websocket protocol: docs/PROTOCOL.md."),
     paths(
-        system::healthz, system::readyz, system::metrics, city::catalog, city::put_city, city::list_communities,
+        system::healthz, system::readyz, system::metrics, city::catalog, city::put_city, city_geojson::import_city_geojson, city_geojson::export_city_geojson, city::list_communities,
                         city::get_member, city::list_units, incidents::raise, city::revoke, incidents::list_incidents, incidents::get_incident, incidents::timeline,
                 incidents::escalate, incidents::resolve, incidents::cancel,
         wartime::get_modes, wartime::put_city_mode, wartime::put_district_mode, wartime::mobilize,
@@ -294,8 +296,10 @@ async fn problem_everywhere(req: axum::extract::Request, next: axum::middleware:
 
 pub fn router(state: AppState) -> Router {
     let limits = &state.settings.server;
-    let city_import =
-        Router::new().route("/v1/city", put(city::put_city)).layer(DefaultBodyLimit::max(limits.max_city_bytes));
+    let city_import = Router::new()
+        .route("/v1/city", put(city::put_city))
+        .route("/v1/city/geojson", post(city_geojson::import_city_geojson).get(city_geojson::export_city_geojson))
+        .layer(DefaultBodyLimit::max(limits.max_city_bytes));
     let api = Router::new()
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))

@@ -149,9 +149,34 @@ pub async fn list_members(
     Ok(Json(rows))
 }
 
+/// The text of a CSV file as spreadsheets here save it: UTF-8 with or without a BOM, or
+/// GB18030 (said by `charset=gb18030`/`gbk`/`gb2312` in the Content-Type, or found when the
+/// bytes are not UTF-8). 422 `invalid_csv` for bytes that are neither.
+pub(super) fn csv_text(body: &[u8], headers: &HeaderMap) -> Result<String, ApiError> {
+    let charset = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("charset=")))
+        .map(|c| c.trim_matches('"').to_ascii_lowercase());
+    let gb = matches!(charset.as_deref(), Some("gb18030" | "gbk" | "gb2312"));
+    if !gb {
+        let bytes = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return Ok(text.to_string());
+        }
+    }
+    let (text, _, bad) = encoding_rs::GB18030.decode(body);
+    if bad {
+        return Err(ApiError::unprocessable("invalid_csv", "the file is neither UTF-8 nor GB18030 text"));
+    }
+    Ok(text.into_owned())
+}
+
 /// `POST /v1/members/import`: CSV with the header
 /// `id,name,team_id,residence_grid_id,skills,lat,lng,on_call` (skills separated by `;`,
-/// lat/lng may be empty); a command token adds a `unit_id` column. All rows or none.
+/// lat/lng may be empty; `residence_grid_id` may be empty when lat/lng are given: the member
+/// lives in the grid holding that point); a command token adds a `unit_id` column. UTF-8
+/// (with or without BOM) or GB18030 (`csv_text`). All rows or none.
 #[utoipa::path(post, path = "/v1/members/import", security(("bearer" = [])), request_body(content = String, content_type = "text/csv",
         example = "id,name,unit_id,team_id,residence_grid_id,skills,lat,lng,on_call\nm90002,Wang Fang,u001,t0001,c001-g1,driving;medical,,,false\n"),
     responses((status = 200, body = ImportResult), (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -171,6 +196,7 @@ pub async fn import(
         unit_id: Option<String>,
         #[serde(default)]
         team_id: Option<String>,
+        #[serde(default)]
         residence_grid_id: String,
         #[serde(default)]
         skills: String,
@@ -187,7 +213,8 @@ pub async fn import(
     let mut members = Vec::new();
     {
         let state = app.engine.read();
-        let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body.as_ref());
+        let text = csv_text(&body, &headers)?;
+        let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
         for (i, row) in rdr.deserialize::<Row>().enumerate() {
             let line = i + 2;
             let r = row.map_err(|e| ApiError::unprocessable("invalid_csv", format!("line {line}: {e}")))?;
@@ -211,13 +238,31 @@ pub async fn import(
                     ));
                 }
             };
+            let residence_grid_id = match (r.residence_grid_id.is_empty(), position) {
+                (false, _) => r.residence_grid_id,
+                (true, Some(p)) => match state.city.grid_at(p) {
+                    Some(g) => state.city.grid_ids[g as usize].clone(),
+                    None => {
+                        return Err(ApiError::unprocessable(
+                            "invalid_csv",
+                            format!("line {line}: no grid holds ({}, {}); give residence_grid_id", p.lat, p.lng),
+                        ));
+                    }
+                },
+                (true, None) => {
+                    return Err(ApiError::unprocessable(
+                        "invalid_csv",
+                        format!("line {line}: give residence_grid_id, or lat and lng"),
+                    ));
+                }
+            };
             let skills = r.skills.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
             let b = RegisterBody {
                 id: r.id,
                 name: r.name,
                 unit_id,
                 team_id: r.team_id.filter(|t| !t.is_empty()),
-                residence_grid_id: r.residence_grid_id,
+                residence_grid_id,
                 skills,
                 position,
                 on_call: r.on_call.unwrap_or(false),

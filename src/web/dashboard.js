@@ -1,6 +1,7 @@
 // Command dashboard (/dashboard): the city's H3 cells coloured by supply against demand,
 // incidents by level, live counters, mobilization progress, whistles awaiting an answer,
-// and each district's mode with its switch. Live from the command stream.
+// and each district's mode with its switch. Live from the command stream. City command also
+// loads the city from a GeoJSON file here (a dry run with a preview first) and downloads it.
 
 import { t, catalogName, onLangChange, applyI18n, getLang } from "/web/i18n.js";
 import { api, accessToken, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash } from "/web/common.js";
@@ -39,6 +40,7 @@ async function start(token, c) {
   labelPans();
   mountInvite($("#invite"), claims);
   mountAudit(token);
+  mountCityGeo();
   live = new Live({ token, key: `dash.${claims.sub || "command"}`, onFrame, onHello: refreshAll, onStatus: setStatus });
   try {
     catalog = await api("GET", "/v1/catalog");
@@ -55,6 +57,7 @@ async function start(token, c) {
     renderModes();
     renderMobs();
     renderAudit();
+    if (geoReport) renderGeoReport(geoReport);
   });
 }
 
@@ -516,22 +519,106 @@ function renderAudit() {
 
 // The CSV with the signed-in token (a plain link would carry none), as /reports does.
 async function downloadAudit() {
-  const msg = $("#audit-msg");
+  const lang = getLang() === "en" ? "en" : "zh";
+  await download(auditQuery({ format: "csv", lang, limit: 500 }), "text/csv", "muster-audit.csv", $("#audit-msg"));
+}
+
+/** Fetches `path` with the signed-in token and saves the answer as `file`; errors go to `msg`. */
+async function download(path, accept, file, msg) {
   try {
-    const lang = getLang() === "en" ? "en" : "zh";
-    const resp = await fetch(auditQuery({ format: "csv", lang, limit: 500 }), {
-      headers: { Authorization: "Bearer " + (accessToken() || auditToken), Accept: "text/csv" },
-    });
+    const resp = await fetch(path, { headers: { Authorization: "Bearer " + (accessToken() || auditToken), Accept: accept } });
     if (!resp.ok) {
       const p = await resp.json().catch(() => ({}));
       throw new Error(p.detail || resp.statusText);
     }
-    const blob = await resp.blob();
-    const a = h("a", { href: URL.createObjectURL(blob), download: "muster-audit.csv" });
+    const a = h("a", { href: URL.createObjectURL(await resp.blob()), download: file });
     document.body.append(a);
     a.click();
     a.remove();
   } catch (e) {
     flash(msg, e.message, "error");
   }
+}
+
+// ---- the city as GeoJSON (city command only: the API refuses a district's command)
+
+let geoText = null;
+let geoReport = null;
+let geoPreview = null;
+const GEO_FIGURES = ["districts", "streets", "communities", "grids", "cells", "units", "teams", "members"];
+
+function mountCityGeo() {
+  if (claims.district) return;
+  $("#city-geo").hidden = false;
+  geoPreview = new GeoMap($("#geo-preview"), {
+    label: (f) => t("geo.grid", { id: f.properties?.id, n: f.properties?.cells }),
+  });
+  $("#geo-file").addEventListener("change", checkGeo);
+  $("#geo-apply").addEventListener("click", applyGeo);
+  $("#geo-export").addEventListener("click", downloadGeo);
+}
+
+/** The dry run of the chosen file: its report and the grids as tiled, nothing changed. */
+async function checkGeo() {
+  const msg = $("#geo-msg");
+  const file = $("#geo-file").files[0];
+  geoText = null;
+  $("#geo-apply").disabled = true;
+  $("#geo-report").hidden = true;
+  if (!file) return;
+  try {
+    const text = await file.text();
+    const r = await api("POST", "/v1/city/geojson?dry_run=true", text, { "Content-Type": "application/geo+json" });
+    renderGeoReport(r);
+    if (r.ok) geoText = text;
+    $("#geo-apply").disabled = !r.ok;
+    flash(msg, r.ok ? t("geo.checked") : t("geo.has_errors", { n: r.errors.length }), r.ok ? "ok" : "error");
+  } catch (e) {
+    flash(msg, e.detail || e.message, "error");
+  }
+}
+
+function findingItem(f) {
+  const where = f.feature ? `「${f.feature}」` : "";
+  const cells = f.count ? " " + t("geo.cells", { n: f.count, sample: f.sample.slice(0, 3).join(", ") }) : "";
+  return h("li", { dataset: { code: f.code, feature: f.feature || "" } }, `${t("geo.code." + f.code)}${where}: ${f.message}${cells}`);
+}
+
+function renderGeoReport(r) {
+  geoReport = r;
+  $("#geo-report").hidden = false;
+  $("#geo-figures").replaceChildren(
+    ...GEO_FIGURES.map((k) =>
+      h("div", {}, h("dt", {}, t("geo.fig." + k)), h("dd", { id: "geo-fig-" + k }, String(r[k]))),
+    ),
+  );
+  $("#geo-errors").replaceChildren(...(r.errors.length ? r.errors.map(findingItem) : [h("li", { class: "muted" }, t("geo.none"))]));
+  $("#geo-warnings").replaceChildren(
+    ...(r.warnings.length ? r.warnings.map(findingItem) : [h("li", { class: "muted" }, t("geo.none"))]),
+  );
+  geoPreview.load({ type: "FeatureCollection", features: r.preview.features.filter((f) => f.geometry) });
+}
+
+async function applyGeo() {
+  const msg = $("#geo-msg");
+  if (!geoText) return;
+  const grids = $("#geo-fig-grids")?.textContent;
+  const members = $("#geo-fig-members")?.textContent;
+  if ((await ask(t("geo.confirm", { grids, members }))) === null) return;
+  try {
+    const r = await api("POST", "/v1/city/geojson", geoText, { "Content-Type": "application/geo+json" });
+    flash(msg, t("geo.applied", { grids: r.grids, members: r.members }), "ok");
+    geoText = null;
+    $("#geo-apply").disabled = true;
+    await loadGeo();
+    loadUnits();
+    refreshAll();
+  } catch (e) {
+    flash(msg, e.detail || e.message, "error");
+  }
+}
+
+// The export with the signed-in token (a plain link would carry none).
+function downloadGeo() {
+  return download("/v1/city/geojson", "application/geo+json", "muster-city.geojson", $("#geo-msg"));
 }

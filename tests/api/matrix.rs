@@ -644,6 +644,9 @@ enum Op {
     SessionRevoke,
     /// The decisions in the log (issue 17): command only; a district's command, its part.
     Audit,
+    /// The city as GeoJSON (issue 23): import (with a dry run) and export, city command only.
+    CityGeoImport,
+    CityGeoExport,
 }
 
 /// The operation of a (method, path) of /openapi.json; None: not classified.
@@ -657,6 +660,8 @@ fn classify(method: &str, path: &str) -> Option<Op> {
         ) => Public,
         ("GET", "/v1/geo/communities/{id}") => GeoCommunity,
         ("PUT", "/v1/city") => ImportCity,
+        ("POST", "/v1/city/geojson") => CityGeoImport,
+        ("GET", "/v1/city/geojson") => CityGeoExport,
         ("POST", "/v1/tokens/revoke") => Revoke,
         ("GET", "/v1/members/{id}") => MemberGet,
         ("GET", "/v1/members") => MemberList,
@@ -714,6 +719,7 @@ impl Op {
         matches!(
             self,
             ImportCity
+                | CityGeoImport
                 | Revoke
                 | MemberRegister
                 | MemberImport
@@ -754,7 +760,7 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
     const ALL: &[Kind] = &[City, District, Staff, Unit, Member];
     const CMD: &[Kind] = &[City, District];
     const STAFF_CMD: &[Kind] = &[City, District, Staff];
-    if matches!(op, ImportCity | Revoke | CityMode) && w.kind() == District {
+    if matches!(op, ImportCity | CityGeoImport | CityGeoExport | Revoke | CityMode) && w.kind() == District {
         return Some(Want::No(403, "city_command_only"));
     }
     let roles: &[Kind] = match op {
@@ -764,8 +770,8 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         // Sign-in: a link or a cookie is the proof; a person lists and revokes their own devices.
         SessionRedeem | SessionRefresh | SessionSignout | SessionList | SessionRevoke => ALL,
         Invite | InviteBatch | InvitationList | InvitationRevoke => &[City, District, Staff, Unit],
-        ImportCity | Revoke | CityMode | DistrictMode | Mobilize | MobList | MobGet | MobClose | BalanceApply
-        | Audit => CMD,
+        ImportCity | CityGeoImport | CityGeoExport | Revoke | CityMode | DistrictMode | Mobilize | MobList | MobGet
+        | MobClose | BalanceApply | Audit => CMD,
         MemberRegister => &[City, District, Staff, Unit],
         MemberImport | UnitRegister => &[City, District, Unit],
         Exchange => &[City, District, Member],
@@ -1512,6 +1518,16 @@ impl Sweep {
                 // City command may import, but not while incidents are open.
                 v.push(if city { p.want(Want::No(409, "open_incidents")) } else { p });
             }
+            CityGeoImport => {
+                let c: muster::domain::org::City = serde_json::from_value(self.city_json.clone()).unwrap();
+                let fc = serde_json::to_value(muster::domain::geojson::export(&c, &c.members)).unwrap();
+                // The dry run answers a report and changes nothing; applying is refused like
+                // `PUT /v1/city` while incidents are open.
+                v.push(Probe::new("dry run", Method::POST, "/v1/city/geojson?dry_run=true").json(fc.clone()));
+                let p = Probe::new("apply", Method::POST, "/v1/city/geojson").json(fc);
+                v.push(if city { p.want(Want::No(409, "open_incidents")) } else { p });
+            }
+            CityGeoExport => v.push(Probe::get("", template)),
             // ---- sign-in links: command invites staff and unit admins (a district's, in
             // its district); staff and unit admins invite the members whose record they
             // hold. A foreign id answers as an unknown one (422 unknown_*, an id in a body).

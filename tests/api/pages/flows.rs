@@ -283,6 +283,8 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             "#audit-from",
             "#audit-to",
             "#audit-csv",
+            "#geo-file",
+            "#geo-export",
             "#invite-role",
             "#invite-submit",
         ],
