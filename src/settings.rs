@@ -219,10 +219,14 @@ impl Settings {
         }
         let w = &self.webhooks;
         if let Some(c) = w.allow_cidrs.iter().find(|c| c.parse::<ipnet::IpNet>().is_err()) {
-            return Err(SettingsError::Invalid(format!("webhooks.allow_cidrs: '{c}' is not a CIDR such as 10.0.0.0/8")));
+            return Err(SettingsError::Invalid(format!(
+                "webhooks.allow_cidrs: '{c}' is not a CIDR such as 10.0.0.0/8"
+            )));
         }
         if w.attempts == 0 || w.timeout_ms == 0 || w.poll_ms == 0 || w.backoff_max_ms < w.backoff_base_ms {
-            return bad("webhooks.attempts, timeout_ms and poll_ms must be at least 1, backoff_max_ms at least backoff_base_ms");
+            return bad(
+                "webhooks.attempts, timeout_ms and poll_ms must be at least 1, backoff_max_ms at least backoff_base_ms",
+            );
         }
         if !self.redis_url.is_empty() {
             if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("redis+unix://")) {

@@ -167,7 +167,10 @@ pub(super) fn register(
         || !(lower.starts_with("http://") || lower.starts_with("https://"))
         || url.chars().any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(err(Code::InvalidWebhook, format!("url must be an http or https URL of at most {MAX_URL_CHARS} characters")));
+        return Err(err(
+            Code::InvalidWebhook,
+            format!("url must be an http or https URL of at most {MAX_URL_CHARS} characters"),
+        ));
     }
     if types.is_empty() {
         return Err(err(Code::UnknownEventType, "name at least one event type"));

@@ -263,7 +263,11 @@ pub async fn enable(
     (status = 204, description = "deleted, with its dead letters"),
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json", description = "unknown_webhook")))]
-pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     require(&caller, Action::Webhooks)?;
     endpoint(&app, &caller.actor, &id)?;
     app.engine.submit(caller.actor.clone(), Command::DeleteWebhook { webhook_id: id.clone() }).await?;

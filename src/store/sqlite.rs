@@ -355,7 +355,8 @@ impl HookStore for SqliteHooks {
 
 /// Logged events with seq > `after`, in order, at most `limit`.
 fn events_after(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT seq, at, actor, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, at, actor, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
     let mut rows = stmt.query(params![after, limit as i64])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {

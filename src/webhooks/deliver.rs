@@ -59,7 +59,11 @@ pub fn start(hooks: Arc<Hooks>, engine: EngineHandle, cancel: CancellationToken)
 enum Outcome {
     Delivered,
     /// Every try failed, or the receiver answered 410 Gone (`gone`).
-    Dead { error: String, attempts: u32, gone: bool },
+    Dead {
+        error: String,
+        attempts: u32,
+        gone: bool,
+    },
     /// The endpoint was disabled or deleted, this node stopped being the engine, or the
     /// server is stopping: the message stays where it was.
     Stopped,
@@ -85,7 +89,12 @@ async fn run(hooks: Arc<Hooks>, engine: EngineHandle, id: String, stop: Cancella
 
 /// The endpoint's loop: replays first, then the log after its cursor. Returns when it
 /// should stop (the supervisor starts it again if it should not have).
-async fn endpoint(hooks: &Arc<Hooks>, engine: &EngineHandle, id: &str, stop: &CancellationToken) -> Result<(), StoreError> {
+async fn endpoint(
+    hooks: &Arc<Hooks>,
+    engine: &EngineHandle,
+    id: &str,
+    stop: &CancellationToken,
+) -> Result<(), StoreError> {
     let registered = match engine.read().webhooks.get(id) {
         Some(ep) if ep.active => ep.registered_seq,
         _ => return Ok(()),
@@ -98,7 +107,12 @@ async fn endpoint(hooks: &Arc<Hooks>, engine: &EngineHandle, id: &str, stop: &Ca
             return Ok(());
         }
         for mut letter in hooks.dead_letters(id).await?.into_iter().filter(|l| l.replay) {
-            let msg = Message { seq: letter.seq, id: letter.message_id.clone(), kind: letter.kind.clone(), body: letter.body.clone() };
+            let msg = Message {
+                seq: letter.seq,
+                id: letter.message_id.clone(),
+                kind: letter.kind.clone(),
+                body: letter.body.clone(),
+            };
             match send_until_done(hooks, engine, id, &msg, &mut status, stop).await {
                 Outcome::Delivered => hooks.remove_dead_letter(id, letter.seq).await?,
                 Outcome::Dead { error, attempts, gone } => {
@@ -218,7 +232,8 @@ async fn died(
 /// The pause before try `n + 1` after `n` failed: base × 2^(n−1), capped, half of it fixed
 /// and half drawn at random (jitter), so a fleet of endpoints does not retry in step.
 fn backoff(settings: &crate::settings::Webhooks, n: u32) -> Duration {
-    let full = settings.backoff_base_ms.saturating_mul(1u64 << (n.saturating_sub(1)).min(30)).min(settings.backoff_max_ms);
+    let full =
+        settings.backoff_base_ms.saturating_mul(1u64 << (n.saturating_sub(1)).min(30)).min(settings.backoff_max_ms);
     let half = full / 2;
     Duration::from_millis(half + rand::thread_rng().gen_range(0..=full - half))
 }

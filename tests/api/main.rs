@@ -19,3 +19,4 @@ mod restart;
 mod service;
 mod signin;
 mod wartime;
+mod webhooks;
