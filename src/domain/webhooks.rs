@@ -82,9 +82,9 @@ pub fn districts_of(state: &State, body: &EventBody) -> Option<Vec<String>> {
         return Some(state.incidents.get(id).map(|i| vec![i.district_id.clone()]).unwrap_or_default());
     }
     match body {
-        EventBody::MobilizationDeadlinePassed { mobilization_id } => Some(
-            state.mobilizations.get(mobilization_id).map(|m| m.districts.iter().cloned().collect()).unwrap_or_default(),
-        ),
+        EventBody::MobilizationDeadlinePassed { mobilization_id } => {
+            Some(state.mobilizations.get(mobilization_id).map(|m| m.districts.to_vec()).unwrap_or_default())
+        }
         _ => {
             let place = audit::place(state, body);
             if place.city_wide { None } else { Some(place.districts) }

@@ -37,10 +37,10 @@ pub fn start(hooks: Arc<Hooks>, engine: EngineHandle, cancel: CancellationToken)
                 keep
             });
             for id in wanted {
-                if !running.contains_key(&id) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(id) {
                     let stop = cancel.child_token();
-                    let task = tokio::spawn(run(hooks.clone(), engine.clone(), id.clone(), stop.clone()));
-                    running.insert(id, (stop, task));
+                    let task = tokio::spawn(run(hooks.clone(), engine.clone(), slot.key().clone(), stop.clone()));
+                    slot.insert((stop, task));
                 }
             }
             tokio::select! {

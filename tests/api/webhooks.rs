@@ -331,7 +331,7 @@ async fn events_arrive_signed_in_order_filtered_by_type_and_scope() {
     let ids = |hs: &[Hit]| {
         hs.iter().map(|h| body(h)["data"]["incident_id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
     };
-    assert_eq!(ids(&other_got), [c.clone()]);
+    assert_eq!(ids(&other_got), [c]);
     assert_eq!(ids(&own_got), [a.clone(), b.clone()]);
     assert!(own_got.iter().all(|h| verify(&own_secret, h) && h.id.starts_with(&format!("msg_{own_id}_"))));
     assert!(verify(&other_secret, &other_got[0]));
