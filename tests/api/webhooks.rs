@@ -634,3 +634,65 @@ async fn kill_9_during_delivery_resumes_from_the_cursor() {
     assert!(count.keys().all(|k| k.starts_with(&format!("msg_{id}_"))));
     drop(p);
 }
+
+/// Two nodes on Redis: only the engine's node delivers, so each message arrives once
+/// whichever node took the command, and either node answers the endpoint's status (kept
+/// in Redis beside the log).
+#[tokio::test]
+async fn on_several_nodes_only_the_engine_delivers_each_message_once() {
+    let url = "redis://127.0.0.1:6379/";
+    let prefix = crate::cluster::Prefix::new(url);
+    let node = || {
+        let prefix = prefix.name.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut env: Vec<(&str, &str)> = fast(&[
+                ("MUSTER_REDIS_URL", url),
+                ("MUSTER_REDIS__LEASE_MS", "1000"),
+                ("MUSTER_REDIS__REQUIRE_PERSISTENCE", "false"),
+            ]);
+            env.push(("MUSTER_REDIS__PREFIX", &prefix));
+            let settings = test_settings(dir.path(), &env);
+            let app = muster::app::build(settings, muster::app::Options::default()).await.expect("node starts");
+            TestApp {
+                addr: format!("127.0.0.1:{}", app.port()),
+                app: Some(app),
+                http: reqwest::Client::new(),
+                keys: muster::gateway::auth::TokenKeys::new(SECRET),
+                city: test_city(),
+                _dir: Some(dir),
+            }
+        }
+    };
+    let a = node().await;
+    let b = node().await;
+    assert_eq!(a.put_city(&a.command(), &a.city).await.status(), 200);
+    let rx = Receiver::start().await;
+    let (id, secret) = register(&b, &b.command(), json!({"url": rx.url("/"), "types": ["incident.raised"]})).await;
+    let mut raised = Vec::new();
+    for (i, n) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let inc = n
+            .raise(&n.command(), json!({"grid_id": format!("c001-g{}", i % 3 + 1), "category": "patrol", "level": "III", "headcount": 1}))
+            .await;
+        raised.push(inc["id"].as_str().unwrap().to_string());
+    }
+    let acked = eventually("the four", || Some(rx.acked()).filter(|h| h.len() >= 4)).await;
+    let got: Vec<String> = acked.iter().map(|h| body(h)["data"]["incident_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(got, raised, "each once, in order");
+    assert!(acked.iter().all(|h| verify(&secret, h)));
+    for n in [&a, &b] {
+        let path = format!("/v1/webhooks/{id}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = json_of(n.get(&n.command(), &path).await, 200).await;
+            if v["delivered"] == 4 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{path}: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(rx.hits().len(), 4, "nothing sent twice");
+    b.stop().await;
+    a.stop().await;
+}
