@@ -57,3 +57,5 @@ mod testkit;
 mod tests;
 #[cfg(test)]
 mod wartime_tests;
+#[cfg(test)]
+mod webhooks_tests;
