@@ -26,14 +26,30 @@ use crate::webhooks::{DeadLetter, guard, sign};
 pub struct WebhookBody {
     /// An http or https URL; it must resolve to a public address (or one in
     /// `webhooks.allow_cidrs`).
-    #[schema(example = "https://ops.example/muster-hooks", min_length = 1, max_length = 2000)]
+    #[schema(
+        example = "https://ops.example/muster-hooks",
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[hH][tT][tT][pP][sS]?://"
+    )]
     pub url: String,
     /// Event types (`event_types` of `GET /v1/webhooks`), at least one.
-    #[schema(example = json!(["incident.raised", "incident.filled"]), min_items = 1)]
+    #[schema(schema_with = event_types_schema)]
     pub types: Vec<String>,
     /// The district whose events it is sent; absent: the city (a district's command: its
     /// own district, always).
     pub district_id: Option<String>,
+}
+
+/// `types`: one or more of the public event types.
+fn event_types_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let one = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(webhooks::TYPES.iter().map(|(t, _)| *t)));
+    ArrayBuilder::new()
+        .items(one)
+        .min_items(Some(1))
+        .examples([serde_json::json!(["incident.raised", "incident.filled"])])
+        .build()
 }
 
 /// An endpoint as command sees it: never its secret.
