@@ -17,9 +17,9 @@ use crate::domain::dispatcher::{Actor, Command};
 use crate::engine::{self, EngineConfig, EngineHandle};
 use crate::gateway::{self, AppState, auth::TokenKeys, hub::Hub, limits::RateLimits};
 use crate::settings::Settings;
-use crate::store::redis::{RedisLog, RedisReader, RedisSnapshots};
-use crate::store::sqlite::{SqliteLog, SqliteReader, SqliteSnapshots};
-use crate::store::{EventLog, LogReader, SnapshotStore};
+use crate::store::redis::{RedisHooks, RedisLog, RedisReader, RedisSnapshots};
+use crate::store::sqlite::{SqliteHooks, SqliteLog, SqliteReader, SqliteSnapshots};
+use crate::store::{EventLog, HookStore, LogReader, SnapshotStore};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -36,6 +36,7 @@ pub struct App {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     engine_thread: std::thread::JoinHandle<()>,
     snapshot_thread: Option<std::thread::JoinHandle<()>>,
+    deliverer: tokio::task::JoinHandle<()>,
     grace: Duration,
 }
 
@@ -47,7 +48,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 
 pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> {
     survive_file_size_limit();
-    let (log, reader, node, snapshots) = open_store(&settings)?;
+    let (log, reader, node, snapshots, hook_store) = open_store(&settings)?;
     let hub = Arc::new(Hub::default());
     let shutdown = CancellationToken::new();
     let cfg = EngineConfig {
@@ -67,6 +68,9 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
             shutdown.child_token(),
         )
     });
+
+    let hooks = Arc::new(crate::webhooks::Hooks::new(hook_store, settings.webhooks.clone())?);
+    let deliverer = crate::webhooks::start(hooks.clone(), engine.clone(), shutdown.child_token());
 
     let listeners = bind(settings.server.listen, settings.server.listen_backlog, settings.server.listeners)
         .with_context(|| format!("binding {}", settings.server.listen))?;
@@ -92,6 +96,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         metrics: metrics_handle(),
         shutdown: shutdown.clone(),
         limits: limits.clone(),
+        hooks,
     };
     let router = gateway::router(state);
     let stop = shutdown.clone();
@@ -119,7 +124,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         Ok(())
     });
 
-    let app = App { addr, engine, shutdown, server, engine_thread, snapshot_thread, grace };
+    let app = App { addr, engine, shutdown, server, engine_thread, snapshot_thread, deliverer, grace };
     app.wait_ready(Duration::from_secs(120)).await?;
     if options.demo {
         app.load_demo(options.demo_members.unwrap_or(crate::demo::DEFAULT_MEMBERS)).await?;
@@ -127,7 +132,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
     Ok(app)
 }
 
-type Store = (Box<dyn EventLog>, Arc<dyn LogReader>, Option<Node>, Box<dyn SnapshotStore>);
+type Store = (Box<dyn EventLog>, Arc<dyn LogReader>, Option<Node>, Box<dyn SnapshotStore>, Box<dyn HookStore>);
 
 /// The embedded SQLite store, or Redis when `redis_url` is set (then this is one node of
 /// several, see `crate::cluster`).
@@ -137,14 +142,16 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         let log = SqliteLog::open(dir).with_context(|| format!("opening the store in {}", dir.display()))?;
         let reader = SqliteReader::open(dir, 4).context("opening read connections")?;
         let snapshots = SqliteSnapshots::open(dir).context("opening the snapshotter's connection")?;
-        return Ok((Box::new(log), Arc::new(reader), None, Box::new(snapshots)));
+        let hooks = SqliteHooks::open(dir).context("opening the webhook deliverer's connection")?;
+        return Ok((Box::new(log), Arc::new(reader), None, Box::new(snapshots), Box::new(hooks)));
     }
     let node = Node::new(settings).context("redis_url")?;
     tracing::info!(node = %node.id, prefix = %settings.redis.prefix, "several nodes on Redis");
     let log = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), node.require_persistence);
     let reader = RedisReader::new(node.client.clone(), node.keys.clone());
     let snapshots = RedisSnapshots::new(node.client.clone(), node.keys.clone(), node.require_persistence);
-    Ok((Box::new(log), Arc::new(reader), Some(node), Box::new(snapshots)))
+    let hooks = RedisHooks::new(node.client.clone(), node.keys.clone());
+    Ok((Box::new(log), Arc::new(reader), Some(node), Box::new(snapshots), Box::new(hooks)))
 }
 
 impl App {
@@ -188,6 +195,7 @@ impl App {
             Ok(r) => r??,
             Err(_) => tracing::warn!("connections still open after the grace period; closing"),
         }
+        let _ = self.deliverer.await;
         let thread = self.engine_thread;
         tokio::task::spawn_blocking(move || thread.join()).await?.ok();
         if let Some(thread) = self.snapshot_thread {

@@ -28,3 +28,4 @@ pub mod mailbox;
 pub mod settings;
 pub mod snapshotter;
 pub mod store;
+pub mod webhooks;

@@ -29,7 +29,29 @@ pub struct Settings {
     pub engine: Engine,
     pub limits: Limits,
     pub log: Log,
+    pub webhooks: Webhooks,
     pub dispatch: Rules,
+}
+
+/// `[webhooks]`: outbound delivery (`crate::webhooks`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhooks {
+    /// CIDRs a webhook URL may resolve to although private, loopback or link-local.
+    pub allow_cidrs: Vec<String>,
+    pub attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub timeout_ms: u64,
+    pub disable_after_dead: u32,
+    pub poll_ms: u64,
+}
+
+impl Webhooks {
+    /// The allow-list, parsed (`validate` made sure it parses).
+    pub fn allowed(&self) -> Vec<ipnet::IpNet> {
+        self.allow_cidrs.iter().filter_map(|c| c.parse().ok()).collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +216,17 @@ impl Settings {
         }
         if !(-20..=19).contains(&self.engine.replica_nice) {
             return bad("engine.replica_nice must be a nice value, -20 to 19");
+        }
+        let w = &self.webhooks;
+        if let Some(c) = w.allow_cidrs.iter().find(|c| c.parse::<ipnet::IpNet>().is_err()) {
+            return Err(SettingsError::Invalid(format!(
+                "webhooks.allow_cidrs: '{c}' is not a CIDR such as 10.0.0.0/8"
+            )));
+        }
+        if w.attempts == 0 || w.timeout_ms == 0 || w.poll_ms == 0 || w.backoff_max_ms < w.backoff_base_ms {
+            return bad(
+                "webhooks.attempts, timeout_ms and poll_ms must be at least 1, backoff_max_ms at least backoff_base_ms",
+            );
         }
         if !self.redis_url.is_empty() {
             if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("redis+unix://")) {

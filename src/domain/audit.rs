@@ -10,7 +10,8 @@ use super::state::State;
 
 /// The kinds of event the audit lists: mode switches, mobilizations ordered and closed,
 /// whistles to units, transfers, registrations (members, units), ratings, exchanges, token
-/// revocations, sign-in links issued and revoked, and sessions ended. Not the answers,
+/// revocations, sign-in links issued and revoked, sessions ended, and outbound webhooks
+/// registered, enabled, disabled (by command or for failing), re-keyed and deleted. Not the answers,
 /// offers, tallies and refreshes that follow from them.
 pub const KINDS: &[&str] = &[
     "mode_switched",
@@ -26,6 +27,11 @@ pub const KINDS: &[&str] = &[
     "invitation_issued",
     "invitation_revoked",
     "session_revoked",
+    "webhook_registered",
+    "webhook_enabled",
+    "webhook_disabled",
+    "webhook_secret_rotated",
+    "webhook_deleted",
 ];
 
 pub fn is_audit_kind(kind: &str) -> bool {
@@ -181,6 +187,15 @@ pub fn place(state: &State, body: &EventBody) -> Place {
                 p.actor(state, &s.subject);
             }
         }
+        EventBody::WebhookRegistered { district_id, .. }
+        | EventBody::WebhookEnabled { district_id, .. }
+        | EventBody::WebhookDisabled { district_id, .. }
+        | EventBody::WebhookSecretRotated { district_id, .. }
+        | EventBody::WebhookDeleted { district_id, .. } => {
+            if let Some(d) = district_id {
+                p.district(d);
+            }
+        }
         _ => {}
     }
     p.districts.sort();
@@ -259,6 +274,11 @@ pub fn summary(body: &EventBody) -> String {
         }
         EventBody::InvitationRevoked { invitation_id } => invitation_id.clone(),
         EventBody::SessionRevoked { reason, .. } => format!("a session ended: {}", name(reason)),
+        EventBody::WebhookRegistered { webhook_id, url, .. } => format!("{webhook_id}: {}", redact_url(url)),
+        EventBody::WebhookDisabled { webhook_id, reason, .. } => format!("{webhook_id} disabled: {reason}"),
+        EventBody::WebhookEnabled { webhook_id, .. }
+        | EventBody::WebhookSecretRotated { webhook_id, .. }
+        | EventBody::WebhookDeleted { webhook_id, .. } => webhook_id.clone(),
         other => other.kind().to_string(),
     }
 }
@@ -271,6 +291,11 @@ pub fn data(body: &EventBody) -> Value {
         map.remove("type");
         map.remove("code_hash");
         map.remove("refresh_hash");
+        map.remove("secret");
+        if let Some(url) = map.get("url").and_then(Value::as_str) {
+            let url = redact_url(url);
+            map.insert("url".into(), url.into());
+        }
         for key in ["deadline", "expires_at"] {
             if let Some(t) = map.get(key).and_then(Value::as_i64) {
                 map.insert(key.into(), super::time::rfc3339(t).into());
@@ -278,6 +303,18 @@ pub fn data(body: &EventBody) -> Value {
         }
     }
     v
+}
+
+/// A webhook URL without what may be a credential in it (user info, the query): the
+/// scheme, host and path.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let rest = match rest.split_once('/') {
+        Some((auth, path)) => format!("{}/{path}", auth.rsplit('@').next().unwrap_or(auth)),
+        None => rest.rsplit('@').next().unwrap_or(rest).to_string(),
+    };
+    format!("{scheme}://{rest}")
 }
 
 /// The snake_case name a unit-like enum serializes to.

@@ -128,6 +128,34 @@ fn cases(mob: &str, inc: &str) -> Vec<(EventBody, [bool; 3])> {
         ),
         (EventBody::InvitationRevoked { invitation_id: "inv-404".into() }, [true, false, false]),
         (EventBody::SessionRevoked { family: "gone".into(), reason: SessionEnd::Admin }, [true, false, false]),
+        (
+            EventBody::WebhookRegistered {
+                webhook_id: "wh-1".into(),
+                url: "https://user:pw@hooks.example/in?token=abc".into(),
+                types: vec!["incident.raised".into()],
+                district_id: Some("d1".into()),
+                secret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXh4".into(),
+            },
+            [true, true, false],
+        ),
+        (EventBody::WebhookEnabled { webhook_id: "wh-1".into(), district_id: None }, [true, false, false]),
+        (
+            EventBody::WebhookDisabled {
+                webhook_id: "wh-2".into(),
+                district_id: Some("d2".into()),
+                reason: "manual".into(),
+            },
+            [true, false, true],
+        ),
+        (
+            EventBody::WebhookSecretRotated {
+                webhook_id: "wh-2".into(),
+                district_id: Some("d2".into()),
+                secret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXh4".into(),
+            },
+            [true, false, true],
+        ),
+        (EventBody::WebhookDeleted { webhook_id: "wh-1".into(), district_id: Some("d1".into()) }, [true, true, false]),
     ]
 }
 
@@ -157,6 +185,8 @@ fn the_cases_cover_every_audit_kind_and_data_keeps_no_hashes() {
         assert!(audit::is_audit_kind(body.kind()));
         let data = audit::data(&body);
         assert!(data.get("type").is_none() && !data.to_string().contains("code_hash"), "{data}");
+        let shown = format!("{data} {}", audit::summary(&body));
+        assert!(!shown.contains("whsec_") && !shown.contains("token=abc") && !shown.contains("pw@"), "{shown}");
         assert!(!audit::summary(&body).is_empty());
     }
     assert!(!audit::is_audit_kind("offer_sent"));

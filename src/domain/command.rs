@@ -205,6 +205,26 @@ pub enum Command {
     RevokeSession {
         family: String,
     },
+    /// Registers an outbound webhook endpoint; the gateway drew its secret.
+    RegisterWebhook {
+        url: String,
+        types: Vec<String>,
+        district_id: Option<String>,
+        secret: String,
+    },
+    /// Enables or disables an endpoint (`reason` for a disable; `manual` by default).
+    SetWebhook {
+        webhook_id: String,
+        active: bool,
+        reason: Option<String>,
+    },
+    DeleteWebhook {
+        webhook_id: String,
+    },
+    RotateWebhookSecret {
+        webhook_id: String,
+        secret: String,
+    },
     /// Fire every deadline due at `now`.
     Tick,
     /// Publish the progress of the mobilizations acknowledged or reported to since the
@@ -248,6 +268,10 @@ impl Command {
             Command::Refresh { .. } => "refresh",
             Command::SignOut { .. } => "sign_out",
             Command::RevokeSession { .. } => "revoke_session",
+            Command::RegisterWebhook { .. } => "register_webhook",
+            Command::SetWebhook { .. } => "set_webhook",
+            Command::DeleteWebhook { .. } => "delete_webhook",
+            Command::RotateWebhookSecret { .. } => "rotate_webhook_secret",
             Command::Tick => "tick",
             Command::Tally => "tally",
         }
@@ -294,6 +318,7 @@ pub enum Reply {
     /// A refresh presented a credential its family had rotated past: the family (this id)
     /// is revoked, and the caller is refused.
     RefreshReused(String),
+    Webhook(String),
 }
 
 #[derive(Debug, Default)]
@@ -438,6 +463,10 @@ mod tests {
             Command::Refresh { .. } => 32,
             Command::SignOut { .. } => 33,
             Command::RevokeSession { .. } => 34,
+            Command::RegisterWebhook { .. } => 35,
+            Command::SetWebhook { .. } => 36,
+            Command::DeleteWebhook { .. } => 37,
+            Command::RotateWebhookSecret { .. } => 38,
         }
     }
 
@@ -527,13 +556,22 @@ mod tests {
             },
             Command::SignOut { family: "f".repeat(22), refresh_hash: None },
             Command::RevokeSession { family: "f".repeat(22) },
+            Command::RegisterWebhook {
+                url: "https://hooks.example/muster?x=1".into(),
+                types: vec!["incident.raised".into()],
+                district_id: Some("d1".into()),
+                secret: format!("whsec_{}", "A".repeat(32)),
+            },
+            Command::SetWebhook { webhook_id: "wh-1".into(), active: false, reason: Some("manual".into()) },
+            Command::DeleteWebhook { webhook_id: "wh-1".into() },
+            Command::RotateWebhookSecret { webhook_id: "wh-1".into(), secret: format!("whsec_{}", "B".repeat(32)) },
         ]
     }
 
     #[test]
     fn every_command_round_trips_tagged_by_its_name() {
         let all = commands();
-        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=34).collect::<Vec<_>>());
+        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=38).collect::<Vec<_>>());
         for cmd in &all {
             let json = round_trip(cmd);
             let v: Value = serde_json::from_str(&json).unwrap();

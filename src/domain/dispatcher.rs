@@ -36,6 +36,7 @@ use super::scope;
 use super::service;
 use super::service_data::OrderStatus;
 use super::wartime;
+use super::webhooks;
 
 pub use super::command::{Actor, Command, Outcome, RaiseIncident, Reply};
 pub use super::errors::{Code, DomainError, ErrorKind};
@@ -122,6 +123,14 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
             access::sign_out(&mut tx, actor, &family, refresh_hash.as_deref())?
         }
         Command::RevokeSession { family } => access::revoke_session(&mut tx, actor, &family)?,
+        Command::RegisterWebhook { url, types, district_id, secret } => {
+            webhooks::register(&mut tx, actor, url, types, district_id, secret)?
+        }
+        Command::SetWebhook { webhook_id, active, reason } => {
+            webhooks::set_active(&mut tx, actor, &webhook_id, active, reason)?
+        }
+        Command::DeleteWebhook { webhook_id } => webhooks::delete(&mut tx, actor, &webhook_id)?,
+        Command::RotateWebhookSecret { webhook_id, secret } => webhooks::rotate(&mut tx, actor, &webhook_id, secret)?,
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -308,6 +317,13 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::InvitationRevoked { .. }
         | EventBody::SessionRefreshed { .. }
         | EventBody::SessionRevoked { .. } => access::apply(state, event),
+        EventBody::WebhookRegistered { .. }
+        | EventBody::WebhookEnabled { .. }
+        | EventBody::WebhookDisabled { .. }
+        | EventBody::WebhookSecretRotated { .. }
+        | EventBody::WebhookDeleted { .. } => {
+            webhooks::apply(state, event.seq, event.at, &event.actor, &event.body, &mut frames)
+        }
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

@@ -93,6 +93,7 @@ codes! {
     InvalidSite = "invalid_site" => Invalid,
     InvalidSubject = "invalid_subject" => Invalid,
     InvalidTransfer = "invalid_transfer" => Invalid,
+    InvalidWebhook = "invalid_webhook" => Invalid,
     InvitationExpired = "invitation_expired" => Conflict,
     InvitationRevoked = "invitation_revoked" => Conflict,
     InvitationUsed = "invitation_used" => Conflict,
@@ -135,6 +136,7 @@ codes! {
     TaskNotFinished = "task_not_finished" => Conflict,
     TextTooLong = "text_too_long" => Invalid,
     TooManySkills = "too_many_skills" => Invalid,
+    TooManyWebhooks = "too_many_webhooks" => Conflict,
     TopLevel = "top_level" => Conflict,
     UnknownCategory = "unknown_category" => Invalid,
     /// Also `Invalid` where the id is input to check rather than something to find: the
@@ -143,6 +145,7 @@ codes! {
     /// Also `Invalid` where the id is input to check rather than something to find: the
     /// calls say which (`err_as`).
     UnknownDistrict = "unknown_district" => NotFound,
+    UnknownEventType = "unknown_event_type" => Invalid,
     UnknownGrid = "unknown_grid" => Invalid,
     UnknownIncident = "unknown_incident" => NotFound,
     UnknownInvitation = "unknown_invitation" => NotFound,
@@ -159,6 +162,7 @@ codes! {
     /// Also `Invalid` where the id is input to check rather than something to find: the
     /// calls say which (`err_as`).
     UnknownUnit = "unknown_unit" => NotFound,
+    UnknownWebhook = "unknown_webhook" => NotFound,
 
     /// Read off the wire from a node that knows a code this build does not (a newer
     /// one's); never refused with here. Its kind is the one on the wire.

@@ -341,6 +341,34 @@ pub enum EventBody {
         family: String,
         reason: super::access::SessionEnd,
     },
+    /// An outbound webhook endpoint (`domain::webhooks`), with its signing secret: the
+    /// nodes that deliver need it; the audit never shows it.
+    WebhookRegistered {
+        webhook_id: String,
+        url: String,
+        types: Vec<String>,
+        district_id: Option<String>,
+        secret: String,
+    },
+    WebhookEnabled {
+        webhook_id: String,
+        district_id: Option<String>,
+    },
+    /// By command (`manual`), or by the deliverer after repeated dead letters.
+    WebhookDisabled {
+        webhook_id: String,
+        district_id: Option<String>,
+        reason: String,
+    },
+    WebhookSecretRotated {
+        webhook_id: String,
+        district_id: Option<String>,
+        secret: String,
+    },
+    WebhookDeleted {
+        webhook_id: String,
+        district_id: Option<String>,
+    },
 }
 
 impl EventBody {
@@ -386,6 +414,11 @@ impl EventBody {
             EventBody::InvitationRevoked { .. } => "invitation_revoked",
             EventBody::SessionRefreshed { .. } => "session_refreshed",
             EventBody::SessionRevoked { .. } => "session_revoked",
+            EventBody::WebhookRegistered { .. } => "webhook_registered",
+            EventBody::WebhookEnabled { .. } => "webhook_enabled",
+            EventBody::WebhookDisabled { .. } => "webhook_disabled",
+            EventBody::WebhookSecretRotated { .. } => "webhook_secret_rotated",
+            EventBody::WebhookDeleted { .. } => "webhook_deleted",
         }
     }
 

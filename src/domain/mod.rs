@@ -16,6 +16,7 @@
 //! - `mobilization`: orders and progress; `balance`: surplus and deficit per community.
 //! - `workload`: difficulty-weighted load, the easy-task cap, fatigue; the Gini coefficient.
 //! - `access`: sign-in links (invitations) and the sessions they open (refresh rotation).
+//! - `webhooks`: outbound webhook endpoints, and which events each is sent.
 
 pub mod access;
 pub mod audit;
@@ -40,6 +41,7 @@ pub mod snapshot;
 pub mod state;
 pub mod time;
 pub mod wartime;
+pub mod webhooks;
 pub mod workload;
 
 #[cfg(test)]
@@ -56,3 +58,5 @@ mod testkit;
 mod tests;
 #[cfg(test)]
 mod wartime_tests;
+#[cfg(test)]
+mod webhooks_tests;

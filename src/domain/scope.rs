@@ -42,6 +42,11 @@
 //!   (`session`) by its person and whoever may invite them. Redeeming a link and
 //!   refreshing a session need no role: the code or the refresh credential is the proof.
 //!
+//! - an outbound **webhook** endpoint (`webhook`): city command manages every one and may
+//!   scope one to the city or to any district; a district's command manages (and
+//!   registers) only endpoints scoped to its own district, which are sent only the events
+//!   about that district (`webhooks::wants`).
+//!
 //! Tokens fail closed: a claim naming a place or person the city does not hold is refused
 //! (`known`), never widened.
 
@@ -94,6 +99,9 @@ pub enum Action {
     Invite,
     /// Read the audit of decisions (`GET /v1/audit`; which entries: `audit_entry`).
     ReadAudit,
+    /// Register, list, enable, disable, delete outbound webhooks and replay their dead
+    /// letters (which endpoints: `webhook`).
+    Webhooks,
 }
 
 /// The role table: may this kind of actor ever take this action?
@@ -107,7 +115,7 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
     match action {
         ImportCity | ExportCity | RevokeTokens => city,
         Incidents | PostOrder | AssignOrder | CancelOrder | Rate | CommunityReport | ReadBalance => command || staff,
-        SwitchMode | Mobilize | ReadMobilizations | ApplyTransfer | ReadAudit => command,
+        SwitchMode | Mobilize | ReadMobilizations | ApplyTransfer | ReadAudit | Webhooks => command,
         ReadFairness | ReadRegistration => command || staff || unit,
         RegisterMembers => command || staff || unit,
         ImportMembers | RegisterUnit | UnitReport => command || unit,
@@ -163,6 +171,7 @@ impl Action {
             AnswerAsMember => "answering as a member",
             Invite => "inviting people to sign in",
             ReadAudit => "the audit",
+            Webhooks => "webhooks",
         }
     }
 }
@@ -409,6 +418,16 @@ pub fn audit_entry(state: &State, actor: &Actor, body: &super::event::EventBody)
             let place = audit::place(state, body);
             place.city_wide || place.districts.contains(d)
         }
+        Actor::Staff { .. } | Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+    }
+}
+
+/// An outbound webhook endpoint: city command every one; a district's command those scoped
+/// to its district (a city-wide one is not its to see).
+pub fn webhook(actor: &Actor, ep: &super::webhooks::Endpoint) -> bool {
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::Command { district: Some(d) } => ep.district_id.as_deref() == Some(d.as_str()),
         Actor::Staff { .. } | Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! A snapshot holds what the log has decided (incidents, offers, mobilizations, orders,
 //! members' duty, workload and ledgers, stream seqs, deadlines, 平战 mode, sign-in links
-//! and open sessions) and the city as
+//! and open sessions, webhook endpoints) and the city as
 //! last imported or registered into. What is derived is not in it and is rebuilt on
 //! restore: the city's lookup tables (`CityIndex::build`), `invitation_by_code`, the
 //! spatial index and the hot
@@ -70,6 +70,11 @@ struct Body {
     invitations_issued: u64,
     #[serde(default)]
     sessions: Vec<Session>,
+    /// Absent before outbound webhooks existed: none then.
+    #[serde(default)]
+    webhooks: Vec<super::webhooks::Endpoint>,
+    #[serde(default)]
+    webhooks_registered: u64,
 }
 
 /// The state at its `last_seq`, encoded.
@@ -100,6 +105,8 @@ pub fn encode(state: &State) -> Vec<u8> {
         invitations: state.invitations.values().cloned().collect(),
         invitations_issued: state.invitations_issued,
         sessions: state.sessions.values().cloned().collect(),
+        webhooks: state.webhooks.values().cloned().collect(),
+        webhooks_registered: state.webhooks_registered,
     };
     serde_json::to_vec(&body).expect("a state serializes")
 }
@@ -175,6 +182,8 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.invitations = body.invitations.into_iter().map(|i| (i.id.clone(), i)).collect();
     state.invitations_issued = body.invitations_issued;
     state.sessions = body.sessions.into_iter().map(|s| (s.family.clone(), s)).collect();
+    state.webhooks = body.webhooks.into_iter().map(|w| (w.id.clone(), w)).collect();
+    state.webhooks_registered = body.webhooks_registered;
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
 }

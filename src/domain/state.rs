@@ -99,6 +99,9 @@ pub struct State {
     pub invitations_issued: u64,
     /// Open session families (devices signed in) by family id.
     pub sessions: BTreeMap<String, Session>,
+    /// Outbound webhook endpoints by id (`wh-1`…).
+    pub webhooks: BTreeMap<String, super::webhooks::Endpoint>,
+    pub webhooks_registered: u64,
 }
 
 /// Was a token of this subject, issued at `iat` (seconds), revoked? (`State::revoked`, or

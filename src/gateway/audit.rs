@@ -32,7 +32,9 @@ pub struct AuditParams {
     /// One decision kind, or several separated by commas; all when omitted. Kinds:
     /// mode_switched, mobilization_ordered, mobilization_closed, units_whistled,
     /// members_transferred, members_registered, unit_registered, rated, exchanged,
-    /// tokens_revoked, invitation_issued, invitation_revoked, session_revoked.
+    /// tokens_revoked, invitation_issued, invitation_revoked, session_revoked,
+    /// webhook_registered, webhook_enabled, webhook_disabled, webhook_secret_rotated,
+    /// webhook_deleted.
     #[param(pattern = "^[a-z_]+(,[a-z_]+)*$", example = "mode_switched,mobilization_ordered")]
     pub kind: Option<String>,
     /// The actor as logged: `command`, `command:d01`, `staff:c001`, `system`…

@@ -6,6 +6,7 @@
 //!   they answer; `error`: problem+json.
 //! - `auth`: JWT claims and the `Caller` extractor; `access`: sign-in links, sessions and
 //!   the refresh cookie.
+//! - `webhooks`: command's outbound webhook endpoints and their dead letters.
 //! - `ws`: websocket sessions; `hub`: fan-out of committed frames to sockets.
 //! - `router(state)` builds the routes; `app::build` serves them.
 
@@ -24,6 +25,7 @@ pub mod service;
 pub mod system;
 pub mod views;
 pub mod wartime;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     pub shutdown: CancellationToken,
     pub limits: Arc<limits::RateLimits>,
+    /// Outbound webhooks' records (status, dead letters) and the URL guard's allow-list.
+    pub hooks: Arc<crate::webhooks::Hooks>,
 }
 
 /// The OpenAPI tag of the system, city and incident handlers: the module they shared until
@@ -74,7 +78,9 @@ const API_TAG: &str = "http";
         reports::unit_report, reports::community_report,
         access::invite, access::invite_batch, access::list_invitations, access::revoke_invitation,
         access::redeem, access::refresh, access::sign_out, access::list_sessions, access::revoke_session,
-        audit::list_audit
+        audit::list_audit,
+        webhooks::register, webhooks::list, webhooks::get_one, webhooks::disable, webhooks::enable,
+        webhooks::delete, webhooks::rotate, webhooks::dead_letters, webhooks::replay
     ),
     modifiers(&BearerAuth, &Enforced, &Links)
 )]
@@ -351,6 +357,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(access::list_sessions))
         .route("/v1/sessions/{id}/revoke", post(access::revoke_session))
         .route("/v1/audit", get(audit::list_audit))
+        .route("/v1/webhooks", post(webhooks::register).get(webhooks::list))
+        .route("/v1/webhooks/{id}", get(webhooks::get_one).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/disable", post(webhooks::disable))
+        .route("/v1/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/v1/webhooks/{id}/rotate", post(webhooks::rotate))
+        .route("/v1/webhooks/{id}/dead-letters", get(webhooks::dead_letters))
+        .route("/v1/webhooks/{id}/dead-letters/replay", post(webhooks::replay))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city_import)

@@ -4,6 +4,7 @@
 //!
 //! - `EventLog`: the engine's side (replay, append, soft positions). One writer.
 //! - `LogReader`: the gateway's side (frames after a seq, the timeline). Many readers.
+//! - `HookStore`: the webhook deliverer's (the log after a cursor, cursors, dead letters).
 //! - `sqlite`: the embedded store (WAL, synchronous=FULL), the default.
 //! - `redis`: several nodes on one Redis (a fenced stream log), see `crate::cluster`.
 
@@ -113,6 +114,20 @@ pub trait SnapshotStore: Send + 'static {
     /// wholly before the snapshot it replaces may then go: Redis trims its log stream
     /// there; SQLite keeps its events, which the incident timelines read.
     fn save(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError>;
+}
+
+/// The webhook deliverer's side of a store (`crate::webhooks`): it reads the log on its
+/// own connection, and keeps a few small records per endpoint (its cursor, its status, its
+/// dead letters) under string keys, each write durable before it returns (SQLite: a
+/// table beside the log, synced; Redis: one hash, under the same persistence as the log).
+pub trait HookStore: Send + 'static {
+    /// Logged events with seq > `after`, in order, a piece at a time (as `SnapshotStore`).
+    fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    fn get(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    fn put(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    fn delete(&mut self, key: &str) -> Result<(), StoreError>;
+    /// Every record whose key starts with `prefix`, in key order.
+    fn scan(&mut self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 pub trait EventLog: Send + 'static {

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, ConnectionLike, RedisResult, Script};
 
-use super::{DecisionPage, DecisionQuery, EventLog, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry};
+use super::{
+    DecisionPage, DecisionQuery, EventLog, HookStore, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry,
+};
 use crate::domain::event::{Event, EventBody, Frame, frame_data, frame_text};
 use crate::domain::geo::Position;
 
@@ -79,6 +81,10 @@ impl RedisKeys {
     }
     pub fn payloads(&self) -> String {
         format!("{}d", self.base)
+    }
+    /// The webhook deliverer's records (`HookStore`), one hash.
+    pub fn hooks(&self) -> String {
+        format!("{}hooks", self.base)
     }
 }
 
@@ -202,6 +208,48 @@ fn load_snapshot(conn: &mut RedisConn, keys: &RedisKeys) -> Result<Option<(u64, 
 }
 
 /// The snapshotter's connection to Redis (`crate::snapshots`).
+/// The webhook deliverer's connection (`HookStore`): the log, and its records in one hash.
+pub struct RedisHooks {
+    conn: RedisConn,
+    keys: RedisKeys,
+}
+
+impl RedisHooks {
+    pub fn new(client: Client, keys: RedisKeys) -> Self {
+        RedisHooks { conn: RedisConn::new(client, Duration::from_secs(5)), keys }
+    }
+}
+
+impl HookStore for RedisHooks {
+    fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let keys = &self.keys;
+        self.conn.run(|c| Ok(read_log(c, keys, after, (limit / 10).max(1))))?
+    }
+
+    fn get(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        let hash = self.keys.hooks();
+        Ok(self.conn.run(|c| redis::cmd("HGET").arg(&hash).arg(key).query(c))?)
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        let hash = self.keys.hooks();
+        Ok(self.conn.run(|c| redis::cmd("HSET").arg(&hash).arg(key).arg(value).exec(c))?)
+    }
+
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        let hash = self.keys.hooks();
+        Ok(self.conn.run(|c| redis::cmd("HDEL").arg(&hash).arg(key).exec(c))?)
+    }
+
+    fn scan(&mut self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let hash = self.keys.hooks();
+        let all: Vec<(String, String)> = self.conn.run(|c| redis::cmd("HGETALL").arg(&hash).query(c))?;
+        let mut found: Vec<(String, String)> = all.into_iter().filter(|(k, _)| k.starts_with(prefix)).collect();
+        found.sort();
+        Ok(found)
+    }
+}
+
 pub struct RedisSnapshots {
     conn: RedisConn,
     keys: RedisKeys,

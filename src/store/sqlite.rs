@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{DecisionPage, DecisionQuery, EventLog, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry};
+use super::{
+    DecisionPage, DecisionQuery, EventLog, HookStore, LogReader, SnapshotStore, StoreError, StoredFrame, TimelineEntry,
+};
 use crate::domain::event::{Event, EventBody, Frame};
 use crate::domain::geo::Position;
 
@@ -31,6 +33,10 @@ CREATE TABLE IF NOT EXISTS probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS webhook_records (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Frames in the order they were logged, found by (stream, seq) through an index: a batch
@@ -66,7 +72,10 @@ fn decision_kinds() -> String {
 /// there). Its name carries the list's version: a change of `audit::KINDS` must name a new
 /// one and drop this (an index whose list differs from the query's is not used).
 fn decisions_index() -> String {
-    format!("CREATE INDEX IF NOT EXISTS events_decisions_v1 ON events (seq) WHERE kind IN {};", decision_kinds())
+    format!(
+        "DROP INDEX IF EXISTS events_decisions_v1; CREATE INDEX IF NOT EXISTS events_decisions_v2 ON events (seq) WHERE kind IN {};",
+        decision_kinds()
+    )
 }
 
 /// Brings a database of an older schema version to the current one, in one transaction.
@@ -296,6 +305,69 @@ fn last_logged(conn: &Connection) -> Result<u64, StoreError> {
 }
 
 /// The snapshotter's store: a read-only connection to follow the log, and the directory.
+/// The webhook deliverer's connection (`HookStore`): reads the log, writes its records,
+/// each write synced (`synchronous = FULL`) before it returns.
+pub struct SqliteHooks {
+    conn: Connection,
+}
+
+impl SqliteHooks {
+    /// Opens a connection to the database `SqliteLog::open` made (and its table).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(Self { conn })
+    }
+}
+
+impl HookStore for SqliteHooks {
+    fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        events_after(&self.conn, after, limit)
+    }
+
+    fn get(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT value FROM webhook_records WHERE key = ?1")?;
+        Ok(stmt.query_row(params![key], |r| r.get(0)).optional()?)
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO webhook_records (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+        )?;
+        stmt.execute(params![key, value])?;
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.conn.prepare_cached("DELETE FROM webhook_records WHERE key = ?1")?.execute(params![key])?;
+        Ok(())
+    }
+
+    fn scan(&mut self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, value FROM webhook_records WHERE substr(key, 1, ?2) = ?1 ORDER BY key")?;
+        let rows = stmt.query_map(params![prefix, prefix.len() as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Logged events with seq > `after`, in order, at most `limit`.
+fn events_after(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, at, actor, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+    let mut rows = stmt.query(params![after, limit as i64])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let seq: u64 = row.get(0)?;
+        let body: String = row.get(3)?;
+        let body: EventBody = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(seq, e.to_string()))?;
+        out.push(Event { seq, at: row.get(1)?, actor: row.get(2)?, body });
+    }
+    Ok(out)
+}
+
 pub struct SqliteSnapshots {
     conn: Connection,
     dir: PathBuf,
@@ -325,17 +397,7 @@ impl SnapshotStore for SqliteSnapshots {
     }
 
     fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT seq, at, actor, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let mut rows = stmt.query(params![after, limit as i64])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let seq: u64 = row.get(0)?;
-            let body: String = row.get(3)?;
-            let body: EventBody = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(seq, e.to_string()))?;
-            out.push(Event { seq, at: row.get(1)?, actor: row.get(2)?, body });
-        }
-        Ok(out)
+        events_after(&self.conn, after, limit)
     }
 
     /// Written to a temporary file, synced, renamed into place and the directory synced:
@@ -549,7 +611,7 @@ mod tests {
                 Ok(c.query_row(&sql, [], |r| r.get::<_, String>(3))?)
             })
             .unwrap();
-        assert!(plan.contains("events_decisions_v1"), "{plan}");
+        assert!(plan.contains("events_decisions_v2"), "{plan}");
     }
 
     #[test]

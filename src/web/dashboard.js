@@ -1,12 +1,14 @@
 // Command dashboard (/dashboard): the city's H3 cells coloured by supply against demand,
 // incidents by level, live counters, mobilization progress, whistles awaiting an answer,
-// and each district's mode with its switch. Live from the command stream. City command also
-// loads the city from a GeoJSON file here (a dry run with a preview first) and downloads it.
+// and each district's mode with its switch, the audit, and outbound webhooks. Live from
+// the command stream. City command also loads the city from a GeoJSON file here (a dry
+// run with a preview first) and downloads it.
 
 import { t, catalogName, onLangChange, applyI18n, getLang } from "/web/i18n.js";
 import { api, accessToken, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
+import { mountWebhooks, refreshWebhooks, renderWebhooks } from "/web/webhooks.js";
 import { GeoMap } from "/web/map.js";
 
 const ACTIVE = new Set(["open", "filled"]);
@@ -41,6 +43,7 @@ async function start(token, c) {
   mountInvite($("#invite"), claims);
   mountAudit(token);
   mountCityGeo();
+  mountWebhooks($("#webhooks"), claims);
   live = new Live({ token, key: `dash.${claims.sub || "command"}`, onFrame, onHello: refreshAll, onStatus: setStatus });
   try {
     catalog = await api("GET", "/v1/catalog");
@@ -58,6 +61,7 @@ async function start(token, c) {
     renderMobs();
     renderAudit();
     if (geoReport) renderGeoReport(geoReport);
+    renderWebhooks();
   });
 }
 
@@ -427,6 +431,8 @@ function onFrame(f) {
     refreshBalance();
   } else if (f.type === "balance.transferred") {
     refreshBalance();
+  } else if (f.type === "webhook.changed") {
+    refreshWebhooks();
   } else if (f.type === "city.imported") {
     guarded(loadGeo).then(refreshAll);
   }
@@ -439,7 +445,8 @@ applyI18n(document);
 const AUDIT_KINDS = [
   "mode_switched", "mobilization_ordered", "mobilization_closed", "units_whistled", "members_transferred",
   "members_registered", "unit_registered", "rated", "exchanged", "tokens_revoked", "invitation_issued",
-  "invitation_revoked", "session_revoked",
+  "invitation_revoked", "session_revoked", "webhook_registered", "webhook_enabled", "webhook_disabled",
+  "webhook_secret_rotated", "webhook_deleted",
 ];
 let auditToken = null;
 let auditRows = [];

@@ -22,3 +22,4 @@ mod roster_csv;
 mod service;
 mod signin;
 mod wartime;
+mod webhooks;

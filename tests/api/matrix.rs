@@ -647,6 +647,17 @@ enum Op {
     /// The city as GeoJSON (issue 23): import (with a dry run) and export, city command only.
     CityGeoImport,
     CityGeoExport,
+    /// Outbound webhooks (issue 18): command only; a district's command, its district's
+    /// endpoints (tests/api/webhooks.rs makes them; here no endpoint exists).
+    WebhookRegister,
+    WebhookList,
+    WebhookGet,
+    WebhookDisable,
+    WebhookEnable,
+    WebhookDelete,
+    WebhookRotate,
+    WebhookDeadLetters,
+    WebhookReplay,
 }
 
 /// The operation of a (method, path) of /openapi.json; None: not classified.
@@ -709,6 +720,15 @@ fn classify(method: &str, path: &str) -> Option<Op> {
         ("GET", "/v1/sessions") => SessionList,
         ("POST", "/v1/sessions/{id}/revoke") => SessionRevoke,
         ("GET", "/v1/audit") => Audit,
+        ("POST", "/v1/webhooks") => WebhookRegister,
+        ("GET", "/v1/webhooks") => WebhookList,
+        ("GET", "/v1/webhooks/{id}") => WebhookGet,
+        ("POST", "/v1/webhooks/{id}/disable") => WebhookDisable,
+        ("POST", "/v1/webhooks/{id}/enable") => WebhookEnable,
+        ("DELETE", "/v1/webhooks/{id}") => WebhookDelete,
+        ("POST", "/v1/webhooks/{id}/rotate") => WebhookRotate,
+        ("GET", "/v1/webhooks/{id}/dead-letters") => WebhookDeadLetters,
+        ("POST", "/v1/webhooks/{id}/dead-letters/replay") => WebhookReplay,
         _ => return None,
     })
 }
@@ -749,6 +769,12 @@ impl Op {
                 | SessionRefresh
                 | SessionSignout
                 | SessionRevoke
+                | WebhookRegister
+                | WebhookDisable
+                | WebhookEnable
+                | WebhookDelete
+                | WebhookRotate
+                | WebhookReplay
         )
     }
 }
@@ -772,6 +798,8 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         Invite | InviteBatch | InvitationList | InvitationRevoke => &[City, District, Staff, Unit],
         ImportCity | CityGeoImport | CityGeoExport | Revoke | CityMode | DistrictMode | Mobilize | MobList | MobGet
         | MobClose | BalanceApply | Audit => CMD,
+        WebhookRegister | WebhookList | WebhookGet | WebhookDisable | WebhookEnable | WebhookDelete | WebhookRotate
+        | WebhookDeadLetters | WebhookReplay => CMD,
         MemberRegister => &[City, District, Staff, Unit],
         MemberImport | UnitRegister => &[City, District, Unit],
         Exchange => &[City, District, Member],
@@ -1633,6 +1661,11 @@ impl Sweep {
                     "invitation_issued",
                     "invitation_revoked",
                     "session_revoked",
+                    "webhook_registered",
+                    "webhook_enabled",
+                    "webhook_disabled",
+                    "webhook_secret_rotated",
+                    "webhook_deleted",
                 ];
                 v.push(Probe::get("", template).check(Check::Sub {
                     at: "/entries",
@@ -1645,6 +1678,35 @@ impl Sweep {
             }
             SessionRevoke => v.push(
                 post("unknown", "/v1/sessions/nope-nope-nope-nope/revoke").want(Want::No(404, "unknown_session")),
+            ),
+            // Refused inputs only: an endpoint that is made would be sent the sweep's events.
+            WebhookRegister => {
+                v.push(
+                    post("unknown type", template)
+                        .json(json!({"url": "https://hooks.example/x", "types": ["offer.sent"]}))
+                        .want(Want::No(422, "unknown_event_type")),
+                );
+                v.push(
+                    post("not http", template)
+                        .json(json!({"url": "ftp://hooks.example/x", "types": ["incident.raised"]}))
+                        .want(Want::No(422, "invalid_webhook")),
+                );
+                v.push(
+                    post("loopback", template)
+                        .json(json!({"url": "http://127.0.0.1:9/x", "types": ["incident.raised"]}))
+                        .want(Want::No(422, "webhook_url_not_allowed")),
+                );
+            }
+            WebhookList => v.push(Probe::get("", template).check(Check::Eq { at: "/webhooks", want: json!([]) })),
+            WebhookGet | WebhookDeadLetters => {
+                v.push(Probe::get("unknown", template.replace("{id}", "wh-999")).want(Want::No(404, "unknown_webhook")))
+            }
+            WebhookDisable | WebhookEnable | WebhookRotate | WebhookReplay => {
+                v.push(post("unknown", &template.replace("{id}", "wh-999")).want(Want::No(404, "unknown_webhook")))
+            }
+            WebhookDelete => v.push(
+                Probe::new("unknown", Method::DELETE, template.replace("{id}", "wh-999"))
+                    .want(Want::No(404, "unknown_webhook")),
             ),
             Revoke => v.push(
                 post(&format!("member:{CANARY}"), "/v1/tokens/revoke")

@@ -853,6 +853,11 @@ const AUDITED: &[&str] = &[
     "invitation_issued",
     "invitation_revoked",
     "session_revoked",
+    "webhook_registered",
+    "webhook_enabled",
+    "webhook_disabled",
+    "webhook_secret_rotated",
+    "webhook_deleted",
 ];
 
 /// The audit trail, read whole as city command, is exactly the log's decisions, in order.

@@ -95,7 +95,8 @@ async fn pages_are_static_with_a_strict_csp_and_the_maps_are_geojson() {
 
 #[tokio::test]
 async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
-    let app = spawn_app().await;
+    // Loopback allowed for webhooks: the dashboard registers one (nothing listens there).
+    let app = spawn_app_with(&[("MUSTER_WEBHOOKS__ALLOW_CIDRS", r#"["127.0.0.0/8"]"#)]).await;
     let driver = Driver::start().await;
     let base = app.url("");
     let (console, dash) = tokio::join!(driver.browser("console"), driver.browser("dashboard"));
@@ -238,6 +239,26 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             ),
         )
         .await;
+
+    // The dashboard registers an outbound webhook through its form: the secret is shown
+    // once, and the endpoint is listed, active.
+    dash.type_into("#hook-url", "http://127.0.0.1:9/muster-hooks").await;
+    dash.click("#hook-types input[value=\"mode.switched\"]").await;
+    dash.click("#hook-add").await;
+    dash.wait(
+        "the secret, shown once",
+        "return !document.querySelector('#hook-secret').hidden \
+         && document.querySelector('#hook-secret-value').value.startsWith('whsec_')",
+    )
+    .await;
+    dash.wait(
+        "the endpoint listed",
+        "const row = document.querySelector('#hook-table tbody tr[data-id=\"wh-1\"]'); \
+         return !!row && row.textContent.includes('http://127.0.0.1:9/muster-hooks') && row.textContent.includes('启用')",
+    )
+    .await;
+    let listed = app.get(&app.command(), "/v1/webhooks").await.json::<Value>().await.unwrap();
+    assert_eq!(listed["webhooks"][0]["types"], json!(["mode.switched"]), "{listed}");
 
     // Keyboard: Tab walks through the main controls of each page.
     let walk = console.tab_walk(55).await;
