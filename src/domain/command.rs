@@ -205,6 +205,10 @@ pub enum Command {
     RevokeSession {
         family: String,
     },
+    /// Campaigns (issue #19): `{"type":"campaign","action":{"op":"create",…}}`.
+    Campaign {
+        action: Box<super::campaign::CampaignCommand>,
+    },
     /// Fire every deadline due at `now`.
     Tick,
     /// Publish the progress of the mobilizations acknowledged or reported to since the
@@ -248,6 +252,7 @@ impl Command {
             Command::Refresh { .. } => "refresh",
             Command::SignOut { .. } => "sign_out",
             Command::RevokeSession { .. } => "revoke_session",
+            Command::Campaign { .. } => "campaign",
             Command::Tick => "tick",
             Command::Tally => "tally",
         }
@@ -294,6 +299,7 @@ pub enum Reply {
     /// A refresh presented a credential its family had rotated past: the family (this id)
     /// is revoked, and the caller is refused.
     RefreshReused(String),
+    Campaign(String),
 }
 
 #[derive(Debug, Default)]
@@ -438,6 +444,7 @@ mod tests {
             Command::Refresh { .. } => 32,
             Command::SignOut { .. } => 33,
             Command::RevokeSession { .. } => 34,
+            Command::Campaign { .. } => 35,
         }
     }
 
@@ -527,13 +534,20 @@ mod tests {
             },
             Command::SignOut { family: "f".repeat(22), refresh_hash: None },
             Command::RevokeSession { family: "f".repeat(22) },
+            Command::Campaign {
+                action: Box::new(super::super::campaign::CampaignCommand::Roster {
+                    campaign_id: "cmp-1".into(),
+                    seed: 7,
+                    iterations: 1000,
+                }),
+            },
         ]
     }
 
     #[test]
     fn every_command_round_trips_tagged_by_its_name() {
         let all = commands();
-        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=34).collect::<Vec<_>>());
+        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=35).collect::<Vec<_>>());
         for cmd in &all {
             let json = round_trip(cmd);
             let v: Value = serde_json::from_str(&json).unwrap();

@@ -25,6 +25,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use super::access;
+use super::campaign;
 use super::command::{Answer, Tx, acting_member};
 use super::errors::err;
 use super::event::{Event, EventBody, Frame, RevokeReason, stream};
@@ -122,6 +123,7 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
             access::sign_out(&mut tx, actor, &family, refresh_hash.as_deref())?
         }
         Command::RevokeSession { family } => access::revoke_session(&mut tx, actor, &family)?,
+        Command::Campaign { action } => campaign::handle::execute(&mut tx, actor, *action)?,
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -308,6 +310,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::InvitationRevoked { .. }
         | EventBody::SessionRefreshed { .. }
         | EventBody::SessionRevoked { .. } => access::apply(state, event),
+        EventBody::Campaign { event } => campaign::handle::apply(state, event),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

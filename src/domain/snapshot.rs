@@ -3,7 +3,7 @@
 //!
 //! A snapshot holds what the log has decided (incidents, offers, mobilizations, orders,
 //! members' duty, workload and ledgers, stream seqs, deadlines, 平战 mode, sign-in links
-//! and open sessions) and the city as
+//! and open sessions, campaigns with their published rosters) and the city as
 //! last imported or registered into. What is derived is not in it and is rebuilt on
 //! restore: the city's lookup tables (`CityIndex::build`), `invitation_by_code`, the
 //! spatial index and the hot
@@ -70,6 +70,11 @@ struct Body {
     invitations_issued: u64,
     #[serde(default)]
     sessions: Vec<Session>,
+    /// Campaigns, with their published rosters (absent in a snapshot taken before them).
+    #[serde(default)]
+    campaigns: Vec<super::campaign::Campaign>,
+    #[serde(default)]
+    campaigns_created: u64,
 }
 
 /// The state at its `last_seq`, encoded.
@@ -100,6 +105,8 @@ pub fn encode(state: &State) -> Vec<u8> {
         invitations: state.invitations.values().cloned().collect(),
         invitations_issued: state.invitations_issued,
         sessions: state.sessions.values().cloned().collect(),
+        campaigns: state.campaigns.values().cloned().collect(),
+        campaigns_created: state.campaigns_created,
     };
     serde_json::to_vec(&body).expect("a state serializes")
 }
@@ -175,6 +182,8 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.invitations = body.invitations.into_iter().map(|i| (i.id.clone(), i)).collect();
     state.invitations_issued = body.invitations_issued;
     state.sessions = body.sessions.into_iter().map(|s| (s.family.clone(), s)).collect();
+    state.campaigns = body.campaigns.into_iter().map(|c| (c.id.clone(), c)).collect();
+    state.campaigns_created = body.campaigns_created;
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
 }

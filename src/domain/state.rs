@@ -99,6 +99,9 @@ pub struct State {
     pub invitations_issued: u64,
     /// Open session families (devices signed in) by family id.
     pub sessions: BTreeMap<String, Session>,
+    /// Campaigns by id (`cmp-1`…), and how many were ever created.
+    pub campaigns: BTreeMap<String, super::campaign::Campaign>,
+    pub campaigns_created: u64,
 }
 
 /// Was a token of this subject, issued at `iat` (seconds), revoked? (`State::revoked`, or

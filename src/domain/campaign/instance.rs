@@ -232,3 +232,37 @@ impl Reach {
         Reach { by_site }
     }
 }
+
+/// The pool as the solver sees it, from the city: each member's home is the centre of
+/// their residence grid (not their last known position), their community that grid's,
+/// their team and its paired community from the city.
+pub fn pool_from_city(
+    city: &super::super::org::CityIndex,
+    members: &[u32],
+    hours_before: impl Fn(u32) -> f64,
+    unavailable: impl Fn(u32) -> Vec<(Ts, Ts)>,
+) -> Vec<PoolMember> {
+    members
+        .iter()
+        .map(|&m| {
+            let grid = city.member_residence[m as usize];
+            PoolMember {
+                home: city.grid_centers[grid as usize],
+                community: Some(city.grid_places[grid as usize].community),
+                team: city.member_team[m as usize],
+                paired: city.member_paired_community[m as usize].map(|c| (c, city.community_centers[c as usize])),
+                skills: city.member_skills[m as usize],
+                hours_before: hours_before(m),
+                unavailable: unavailable(m),
+            }
+        })
+        .collect()
+}
+
+/// Required skills as a mask. A skill no member of the city holds makes the mask
+/// all-ones, which no member matches (a city names at most 63 skills in practice; with
+/// 64 a member holding every one would match).
+pub fn skills_mask(city: &super::super::org::CityIndex, skills: &[String]) -> u64 {
+    let m = city.skill_mask(skills);
+    if m.unheld > 0 { u64::MAX } else { m.bits }
+}

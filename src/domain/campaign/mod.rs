@@ -13,13 +13,22 @@
 
 pub mod book;
 pub mod check;
+pub mod handle;
 pub mod instance;
+pub mod model;
 pub mod roster;
 
 pub use book::Rule;
 pub use check::{Verdict, check};
-pub use instance::{HardRules, Instance, NONE, PoolMember, Reach, Req, SitePlace, Span, Weights};
+pub use instance::{
+    HardRules, Instance, NONE, PoolMember, Reach, Req, SitePlace, Span, Weights, metres, pool_from_city, skills_mask,
+};
+pub use model::{
+    Campaign, CampaignCommand, CampaignEvent, CampaignRules, Published, Requirement, Shift, Site, SiteSpec,
+};
 pub use roster::{Budget, Shortfall, Solution, changes, greedy_nearest, reroster, solve, travel_bound};
 
+#[cfg(test)]
+mod handle_tests;
 #[cfg(test)]
 mod tests;

@@ -60,7 +60,7 @@ impl Solution {
 /// Builds and improves a roster.
 pub fn solve(inst: &Instance, reach: &Reach, budget: Budget) -> Solution {
     let mut book = Book::new(inst, None);
-    let order = by_scarcity(inst, reach);
+    let order = by_scarcity(inst, reach, (0..inst.slots() as u32).collect());
     let gs = GroupSizes::of(inst);
     fill(&mut book, reach, &gs, &order);
     repair(&mut book, reach, &gs, &order);
@@ -94,8 +94,8 @@ pub fn reroster(inst: &Instance, reach: &Reach, published: &[u32], from: Ts, bud
             }
         }
     }
-    let mut order: Vec<u32> = by_scarcity(inst, reach).into_iter().filter(|&s| open(s)).collect();
-    order.retain(|&s| book.assign[s as usize] == NONE || open(s));
+    let empty = (0..inst.slots() as u32).filter(|&s| open(s) && book.assign[s as usize] == NONE).collect();
+    let order = by_scarcity(inst, reach, empty);
     let gs = GroupSizes::of(inst);
     fill(&mut book, reach, &gs, &order);
     repair(&mut book, reach, &gs, &order);
@@ -172,21 +172,21 @@ impl GroupSizes {
     }
 }
 
-/// Slots of the scarcest requirements first (fewest members with the skills in reach per
-/// slot), then by shift start, then in order.
-fn by_scarcity(inst: &Instance, reach: &Reach) -> Vec<u32> {
-    let supply: Vec<f64> = inst
-        .reqs
-        .iter()
-        .map(|r| {
+/// The given slots, those of the scarcest requirements first (fewest members with the
+/// skills in reach per slot), then by shift start, then in order.
+fn by_scarcity(inst: &Instance, reach: &Reach, mut order: Vec<u32>) -> Vec<u32> {
+    let mut supply = vec![f64::NAN; inst.reqs.len()];
+    for &slot in &order {
+        let ri = inst.slot_req[slot as usize] as usize;
+        if supply[ri].is_nan() {
+            let r = &inst.reqs[ri];
             let n = reach.by_site[r.site as usize]
                 .iter()
                 .filter(|&&(m, _)| r.skills & !inst.members[m as usize].skills == 0)
                 .count();
-            n as f64 / r.headcount.max(1) as f64
-        })
-        .collect();
-    let mut order: Vec<u32> = (0..inst.slots() as u32).collect();
+            supply[ri] = n as f64 / r.headcount.max(1) as f64;
+        }
+    }
     order.sort_by(|&a, &b| {
         let (ra, rb) = (inst.slot_req[a as usize] as usize, inst.slot_req[b as usize] as usize);
         supply[ra]
