@@ -15,7 +15,7 @@
 //! the fifth shift, re-rostered from that shift on (time, slots vacated, assignments
 //! changed, fill). Then criterion times `solve` on a 100-site instance. Under `cargo test
 //! --benches` it runs a small instance once. `ROSTER_ITERATIONS` sets the local search's
-//! budget (default 1,500,000).
+//! budget (default 400,000).
 
 use std::time::Instant;
 
@@ -189,7 +189,7 @@ fn figures(inst: &Instance, iterations: u64) {
 }
 
 fn main() {
-    let iterations = std::env::var("ROSTER_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_500_000u64);
+    let iterations = std::env::var("ROSTER_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(400_000u64);
     if !full_mode() {
         figures(&instance(1_000, 40, 2), 5_000);
         return;

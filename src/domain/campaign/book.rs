@@ -102,7 +102,7 @@ impl<'a> Book<'a> {
         let rules = &inst.rules;
         let mut rest_short = false;
         // Only shifts within a day of the new one share a 24 h window with it.
-        let mut near: Vec<(i64, i64)> = Vec::new();
+        let mut near = Near::default();
         near.push((new.start, new.end));
         let mut days: u128 = 0;
         for &s in &self.held[m as usize] {
@@ -124,7 +124,7 @@ impl<'a> Book<'a> {
         if rest_short {
             return Some(Rule::Rest);
         }
-        if most_in_a_day(&near) > rules.max_in_24h_ms {
+        if most_in_a_day(near.as_slice()) > rules.max_in_24h_ms {
             return Some(Rule::Hours);
         }
         days |= day_bit(inst.day(shift));
@@ -180,6 +180,31 @@ impl<'a> Book<'a> {
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The spans near a new shift: on the stack, unless there are many.
+#[derive(Default)]
+struct Near {
+    fixed: [(i64, i64); 16],
+    n: usize,
+    more: Vec<(i64, i64)>,
+}
+
+impl Near {
+    fn push(&mut self, span: (i64, i64)) {
+        if self.n < self.fixed.len() {
+            self.fixed[self.n] = span;
+            self.n += 1;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.fixed);
+            }
+            self.more.push(span);
+        }
+    }
+    fn as_slice(&self) -> &[(i64, i64)] {
+        if self.more.is_empty() { &self.fixed[..self.n] } else { &self.more }
+    }
+}
 
 /// The most time the spans cover in any 24 h window: the maximum is reached by a window
 /// that starts at a span's start or ends at a span's end.

@@ -67,7 +67,7 @@ pub fn solve(inst: &Instance, reach: &Reach, budget: Budget) -> Solution {
     let movable: Vec<u32> = (0..inst.slots() as u32).collect();
     let (iterations, improvements) = search(&mut book, reach, &gs, &movable, budget);
     repair(&mut book, reach, &gs, &order);
-    finish(book, iterations, improvements)
+    finish(book, reach, iterations, improvements)
 }
 
 /// Repairs a published roster after changes (members unavailable, requirements changed):
@@ -101,7 +101,7 @@ pub fn reroster(inst: &Instance, reach: &Reach, published: &[u32], from: Ts, bud
     repair(&mut book, reach, &gs, &order);
     let movable: Vec<u32> = (0..inst.slots() as u32).filter(|&s| open(s)).collect();
     let (iterations, improvements) = search(&mut book, reach, &gs, &movable, budget);
-    finish(book, iterations, improvements)
+    finish(book, reach, iterations, improvements)
 }
 
 /// Slots whose assignee differs between two rosters.
@@ -207,11 +207,12 @@ fn best_for(book: &Book<'_>, reach: &Reach, gs: &GroupSizes, slot: u32, except: 
         if best.is_some_and(|(_, c)| t as f64 - bonus > c) {
             break;
         }
-        if m == except || r.skills & !inst.members[m as usize].skills != 0 || book.blocked(m, r.shift, NONE).is_some() {
+        if m == except || r.skills & !inst.members[m as usize].skills != 0 {
             continue;
         }
+        // The cost first: the rules are checked only for someone cheaper than the best.
         let c = book.add_cost(m, slot, t as f64);
-        if best.is_none_or(|(_, b)| c < b) {
+        if best.is_none_or(|(_, b)| c < b) && book.blocked(m, r.shift, NONE).is_none() {
             best = Some((m, c));
         }
     }
@@ -229,7 +230,8 @@ fn fill(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
 }
 
 /// For each empty slot: a member in reach with the skills who is kept out only by a slot
-/// they hold takes it, if someone else can take theirs.
+/// they hold takes it, if someone else can take theirs (at most `REPAIR_TRIES` such
+/// exchanges are tried per slot, among its 400 nearest candidates).
 fn repair(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
     let inst = book.inst;
     for &slot in order {
@@ -237,7 +239,11 @@ fn repair(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
             continue;
         }
         let r = inst.req_of(slot).clone();
+        let mut tries = 0;
         'candidates: for &(m, _) in reach.by_site[r.site as usize].iter().take(400) {
+            if tries >= REPAIR_TRIES {
+                break;
+            }
             if r.skills & !inst.members[m as usize].skills != 0 || inst.unavailable(m, r.shift) {
                 continue;
             }
@@ -245,6 +251,7 @@ fn repair(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
                 if book.blocked(m, r.shift, other).is_some() {
                     continue;
                 }
+                tries += 1;
                 // Would anyone else take `other` once `m` leaves it (and holds `slot`)?
                 book.take(other);
                 book.put(slot, m);
@@ -262,6 +269,8 @@ fn repair(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
         }
     }
 }
+
+const REPAIR_TRIES: u32 = 8;
 
 fn travel(inst: &Instance, m: u32, site: u32) -> f64 {
     metres(inst.members[m as usize].home, inst.sites[site as usize].position)
@@ -359,13 +368,13 @@ fn try_swap(book: &mut Book<'_>, a: u32, b: u32) -> bool {
     }
 }
 
-fn finish(book: Book<'_>, iterations: u64, improvements: u64) -> Solution {
-    let shortfall = shortfall(&book);
+fn finish(book: Book<'_>, reach: &Reach, iterations: u64, improvements: u64) -> Solution {
+    let shortfall = shortfall(&book, reach);
     Solution { assign: book.assign, shortfall, iterations, improvements }
 }
 
 /// Per requirement with empty slots: how many, and the funnel that explains them.
-fn shortfall(book: &Book<'_>) -> Vec<Shortfall> {
+fn shortfall(book: &Book<'_>, reach: &Reach) -> Vec<Shortfall> {
     let inst = book.inst;
     let mut out = Vec::new();
     for (ri, r) in inst.reqs.iter().enumerate() {
@@ -375,13 +384,11 @@ fn shortfall(book: &Book<'_>) -> Vec<Shortfall> {
             continue;
         }
         let holders: Vec<u32> = slots.map(|s| book.assign[s as usize]).filter(|&m| m != NONE).collect();
-        let (mut skilled, mut in_reach, mut available, mut not_overlapping, mut rested) = (0, 0, 0, 0, 0);
-        for m in 0..inst.members.len() as u32 {
+        let (mut in_reach, mut available, mut not_overlapping, mut rested) = (0, 0, 0, 0);
+        let skilled = inst.members.iter().filter(|m| r.skills & !m.skills == 0).count() as u32;
+        // The site's reach list holds exactly the members in reach.
+        for &(m, _) in &reach.by_site[r.site as usize] {
             if r.skills & !inst.members[m as usize].skills != 0 {
-                continue;
-            }
-            skilled += 1;
-            if !inst.in_reach(m, r.site) {
                 continue;
             }
             in_reach += 1;
@@ -410,9 +417,8 @@ fn shortfall(book: &Book<'_>) -> Vec<Shortfall> {
         } else {
             // Those left are kept out by rest, hours or days in a row: name the commonest.
             let mut counts = [0u32; 3];
-            for m in 0..inst.members.len() as u32 {
-                let mem = &inst.members[m as usize];
-                if r.skills & !mem.skills == 0 && inst.in_reach(m, r.site) {
+            for &(m, _) in &reach.by_site[r.site as usize] {
+                if r.skills & !inst.members[m as usize].skills == 0 {
                     match book.blocked(m, r.shift, NONE) {
                         Some(Rule::Rest) => counts[0] += 1,
                         Some(Rule::Hours) => counts[1] += 1,
