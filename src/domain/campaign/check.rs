@@ -77,7 +77,8 @@ pub fn check(inst: &Instance, assign: &[u32]) -> Verdict {
         if mem.unavailable.iter().any(|&(a, b)| shift.start < b && a < shift.end) {
             bad(Rule::Availability);
         }
-        travel += d_home;
+        // Travel: from home, or from the paired community where the member serves.
+        travel += d_home.min(d_paired);
         if let Some(c) = site.community
             && (mem.community == Some(c) || mem.paired.map(|p| p.0) == Some(c))
         {

@@ -153,10 +153,16 @@ impl Instance {
 
     /// Within the distance limit of the site, from home or from the paired community?
     pub fn in_reach(&self, m: u32, site: u32) -> bool {
+        self.travel(m, site) <= self.rules.max_distance_m
+    }
+
+    /// Travel to the site in metres: from home, or from the team's paired community where
+    /// the member serves, whichever is nearer.
+    pub fn travel(&self, m: u32, site: u32) -> f64 {
         let p = self.sites[site as usize].position;
         let mem = &self.members[m as usize];
-        metres(mem.home, p) <= self.rules.max_distance_m
-            || mem.paired.is_some_and(|(_, c)| metres(c, p) <= self.rules.max_distance_m)
+        let home = metres(mem.home, p);
+        mem.paired.map_or(home, |(_, c)| home.min(metres(c, p)))
     }
 
     /// Is the site in the member's own community (residence or paired)?
@@ -168,7 +174,7 @@ impl Instance {
     }
 }
 
-/// Per site: the members within reach, nearest first, with their travel from home in
+/// Per site: the members within reach, nearest first, with their travel (`travel`) in
 /// metres. Found through an H3 index of homes (resolution 7) and the paired communities'
 /// centres, then measured exactly.
 pub struct Reach {
@@ -205,8 +211,9 @@ impl Reach {
                     return;
                 }
                 seen[m as usize] = s as u32;
-                if inst.in_reach(m, s as u32) {
-                    list.push((m, metres(inst.members[m as usize].home, site.position) as f32));
+                let t = inst.travel(m, s as u32);
+                if t <= limit {
+                    list.push((m, t as f32));
                 }
             };
             match cell(site.position) {

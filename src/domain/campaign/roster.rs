@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::super::time::Ts;
 use super::book::{Book, Rule};
-use super::instance::{Instance, NONE, Reach, metres};
+use super::instance::{Instance, NONE, Reach};
 
 /// How much local search may do (the domain has no clock: the caller picks a budget that
 /// fits its time).
@@ -273,7 +273,7 @@ fn repair(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
 const REPAIR_TRIES: u32 = 8;
 
 fn travel(inst: &Instance, m: u32, site: u32) -> f64 {
-    metres(inst.members[m as usize].home, inst.sites[site as usize].position)
+    inst.travel(m, site)
 }
 
 /// First-improvement local search over `movable` slots.
