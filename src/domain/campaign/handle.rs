@@ -81,7 +81,7 @@ pub(in crate::domain) fn execute(tx: &mut Tx<'_>, actor: &Actor, cmd: CampaignCo
             }
             let city = &tx.state.city;
             let (position, community) = match (&site.location, &site.grid_id) {
-                (Some(p), None) => (*p, city.cell_to_grid.get(&p.cell()).map(|&g| g)),
+                (Some(p), None) => (*p, city.cell_to_grid.get(&p.cell()).copied()),
                 (None, Some(g)) => {
                     let &flat = city
                         .grid_flat
