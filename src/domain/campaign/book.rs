@@ -138,29 +138,22 @@ impl<'a> Book<'a> {
     /// travel, minus the own-community and teammate bonuses, plus the growth of
     /// the fairness term and the change term.
     pub fn add_cost(&self, m: u32, slot: u32, travel: f64) -> f64 {
-        let inst = self.inst;
-        let w = &inst.weights;
-        let r = inst.req_of(slot);
         let h = self.hours[m as usize];
-        let d = inst.hours(r.shift);
-        let mut c =
-            travel + w.fair_m_per_h2 * ((h + d) * (h + d) - h * h) - w.team_pair_m * self.teammates(m, slot) as f64;
-        if inst.own(m, r.site) {
-            c -= w.own_community_m;
-        }
-        c + self.change_cost(m, slot)
+        self.cost(m, slot, travel, h, h + self.inst.hours(self.inst.req_of(slot).shift))
     }
 
     /// What `m` holding `slot` costs now (for removing it: the saving).
     pub fn held_cost(&self, m: u32, slot: u32, travel: f64) -> f64 {
-        let inst = self.inst;
-        let w = &inst.weights;
-        let r = inst.req_of(slot);
         let h = self.hours[m as usize];
-        let d = inst.hours(r.shift);
-        let mut c =
-            travel + w.fair_m_per_h2 * (h * h - (h - d) * (h - d)) - w.team_pair_m * self.teammates(m, slot) as f64;
-        if inst.own(m, r.site) {
+        self.cost(m, slot, travel, h - self.inst.hours(self.inst.req_of(slot).shift), h)
+    }
+
+    /// The objective's part that `m` on `slot` adds, their hours going from `without` to `with`.
+    fn cost(&self, m: u32, slot: u32, travel: f64, without: f64, with: f64) -> f64 {
+        let w = &self.inst.weights;
+        let mut c = travel + w.fair_m_per_h2 * (with * with - without * without)
+            - w.team_pair_m * self.teammates(m, slot) as f64;
+        if self.inst.own(m, self.inst.req_of(slot).site) {
             c -= w.own_community_m;
         }
         c + self.change_cost(m, slot)
