@@ -225,6 +225,10 @@ pub enum Command {
         webhook_id: String,
         secret: String,
     },
+    /// Campaigns (issue #19): `{"type":"campaign","action":{"op":"create",…}}`.
+    Campaign {
+        action: Box<super::campaign::CampaignCommand>,
+    },
     /// Fire every deadline due at `now`.
     Tick,
     /// Publish the progress of the mobilizations acknowledged or reported to since the
@@ -272,6 +276,7 @@ impl Command {
             Command::SetWebhook { .. } => "set_webhook",
             Command::DeleteWebhook { .. } => "delete_webhook",
             Command::RotateWebhookSecret { .. } => "rotate_webhook_secret",
+            Command::Campaign { .. } => "campaign",
             Command::Tick => "tick",
             Command::Tally => "tally",
         }
@@ -319,6 +324,7 @@ pub enum Reply {
     /// is revoked, and the caller is refused.
     RefreshReused(String),
     Webhook(String),
+    Campaign(String),
 }
 
 #[derive(Debug, Default)]
@@ -467,6 +473,7 @@ mod tests {
             Command::SetWebhook { .. } => 36,
             Command::DeleteWebhook { .. } => 37,
             Command::RotateWebhookSecret { .. } => 38,
+            Command::Campaign { .. } => 39,
         }
     }
 
@@ -565,13 +572,20 @@ mod tests {
             Command::SetWebhook { webhook_id: "wh-1".into(), active: false, reason: Some("manual".into()) },
             Command::DeleteWebhook { webhook_id: "wh-1".into() },
             Command::RotateWebhookSecret { webhook_id: "wh-1".into(), secret: format!("whsec_{}", "B".repeat(32)) },
+            Command::Campaign {
+                action: Box::new(super::super::campaign::CampaignCommand::Roster {
+                    campaign_id: "cmp-1".into(),
+                    seed: 7,
+                    iterations: 1000,
+                }),
+            },
         ]
     }
 
     #[test]
     fn every_command_round_trips_tagged_by_its_name() {
         let all = commands();
-        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=38).collect::<Vec<_>>());
+        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=39).collect::<Vec<_>>());
         for cmd in &all {
             let json = round_trip(cmd);
             let v: Value = serde_json::from_str(&json).unwrap();

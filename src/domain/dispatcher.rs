@@ -25,6 +25,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use super::access;
+use super::campaign;
 use super::command::{Answer, Tx, acting_member};
 use super::errors::err;
 use super::event::{Event, EventBody, Frame, RevokeReason, stream};
@@ -131,6 +132,7 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
         }
         Command::DeleteWebhook { webhook_id } => webhooks::delete(&mut tx, actor, &webhook_id)?,
         Command::RotateWebhookSecret { webhook_id, secret } => webhooks::rotate(&mut tx, actor, &webhook_id, secret)?,
+        Command::Campaign { action } => campaign::handle::execute(&mut tx, actor, *action)?,
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -324,6 +326,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::WebhookDeleted { .. } => {
             webhooks::apply(state, event.seq, event.at, &event.actor, &event.body, &mut frames)
         }
+        EventBody::Campaign { event } => campaign::handle::apply(state, event),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

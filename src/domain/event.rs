@@ -85,6 +85,10 @@ pub enum EventBody {
     CityImported {
         city: Box<City>,
     },
+    /// Campaigns (issue #19): `{"type":"campaign","event":{"op":"created",…}}`.
+    Campaign {
+        event: Box<crate::domain::campaign::CampaignEvent>,
+    },
     IncidentRaised {
         incident_id: String,
         community_id: String,
@@ -399,6 +403,7 @@ impl EventBody {
             EventBody::UnitsWhistled { .. } => "units_whistled",
             EventBody::WhistleOverdue { .. } => "whistle_overdue",
             EventBody::MembersTransferred { .. } => "members_transferred",
+            EventBody::Campaign { .. } => "campaign",
             EventBody::MembersRegistered { .. } => "members_registered",
             EventBody::UnitRegistered { .. } => "unit_registered",
             EventBody::OrderPosted { .. } => "order_posted",

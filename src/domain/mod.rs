@@ -21,6 +21,7 @@
 pub mod access;
 pub mod audit;
 pub mod balance;
+pub mod campaign;
 pub mod command;
 pub mod dispatcher;
 pub mod errors;

@@ -158,6 +158,41 @@ pub struct Rules {
     pub fatigue: FatigueRules,
     pub mobilization: MobilizationRules,
     pub service: ServiceRules,
+    /// Campaigns (issue #19): the roles of their requirements and the roster's weights.
+    #[serde(default)]
+    pub campaign: CampaignConfig,
+}
+
+/// `[dispatch.campaign]`: the roles a requirement may name, and the rostering objective's
+/// weights (docs/ARCHITECTURE.md, "Campaigns").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    pub roles: Vec<CampaignRole>,
+    pub weights: super::campaign::Weights,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignRole {
+    pub id: String,
+    pub zh: String,
+    pub en: String,
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        let role = |id: &str, zh: &str, en: &str| CampaignRole { id: id.into(), zh: zh.into(), en: en.into() };
+        CampaignConfig {
+            roles: vec![
+                role("queue_order", "秩序维护", "queue order"),
+                role("registration", "信息登记", "registration"),
+                role("logistics", "后勤保障", "logistics"),
+                role("sampling_helper", "采样辅助", "sampling helper"),
+            ],
+            weights: super::campaign::Weights::default(),
+        }
+    }
 }
 
 /// Peacetime service (群众点单、社区派单、党员接单) and evaluation (一事一评).
@@ -361,6 +396,16 @@ impl Rules {
                 "dispatch.service: geofence_m, points_per_hour, max_slots must be positive, weights >= 0".into()
             );
         }
+        let c = &self.campaign;
+        let w = &c.weights;
+        if c.roles.is_empty()
+            || c.roles.len() > u16::MAX as usize
+            || ![w.fair_m_per_h2, w.team_pair_m, w.own_community_m, w.change_m]
+                .iter()
+                .all(|x| x.is_finite() && *x >= 0.0)
+        {
+            return Err("dispatch.campaign: at least one role; weights finite and >= 0".into());
+        }
         let m = &self.mobilization;
         if m.default_deadline_s == 0 || m.max_deadline_s < m.default_deadline_s || m.whistle_deadline_s == 0 {
             return Err("dispatch.mobilization: deadlines must be positive, default <= max".into());
@@ -441,6 +486,7 @@ impl Rules {
                 rating_weights: RatingWeights { very_good: 1.2, good: 1.0, fair: 0.6 },
                 points_per_hour: 10.0,
             },
+            campaign: CampaignConfig::default(),
         }
     }
 }

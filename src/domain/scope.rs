@@ -102,6 +102,12 @@ pub enum Action {
     /// Register, list, enable, disable, delete outbound webhooks and replay their dead
     /// letters (which endpoints: `webhook`).
     Webhooks,
+    /// Create a campaign, set its sites, shifts and requirements, compute and publish its
+    /// roster, mark no-shows, close it (which campaigns: `campaign`).
+    ManageCampaigns,
+    /// Mark a time one cannot serve in a campaign: a member for themself, command for a
+    /// member of its scope.
+    MarkUnavailable,
 }
 
 /// The role table: may this kind of actor ever take this action?
@@ -123,6 +129,19 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
         ClaimOrder | StampOrder | AnswerAsMember => member,
         Exchange => command || member,
         Invite => command || staff || unit,
+        ManageCampaigns => command,
+        MarkUnavailable => command || member,
+    }
+}
+
+/// A **campaign** (issue #19) is in scope of city command (all of them) and of the command
+/// of its district (a district's campaigns); a city-wide campaign only of city command.
+/// A member sees the campaigns they may serve in (`campaign_member`).
+pub fn campaign(actor: &Actor, district_id: Option<&str>) -> bool {
+    match actor {
+        Actor::Command { district: None } | Actor::System => true,
+        Actor::Command { district: Some(d) } => district_id == Some(d.as_str()),
+        _ => false,
     }
 }
 
@@ -146,6 +165,8 @@ impl Action {
         match self {
             ImportCity => "importing the city",
             ExportCity => "exporting the city",
+            ManageCampaigns => "managing campaigns",
+            MarkUnavailable => "marking unavailability in a campaign",
             RevokeTokens => "revoking tokens",
             Incidents => "raising, reading and acting on incidents",
             SwitchMode => "switching modes",

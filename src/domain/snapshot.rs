@@ -3,7 +3,7 @@
 //!
 //! A snapshot holds what the log has decided (incidents, offers, mobilizations, orders,
 //! members' duty, workload and ledgers, stream seqs, deadlines, 平战 mode, sign-in links
-//! and open sessions, webhook endpoints) and the city as
+//! and open sessions, webhook endpoints, campaigns with their published rosters) and the city as
 //! last imported or registered into. What is derived is not in it and is rebuilt on
 //! restore: the city's lookup tables (`CityIndex::build`), `invitation_by_code`, the
 //! spatial index and the hot
@@ -75,6 +75,11 @@ struct Body {
     webhooks: Vec<super::webhooks::Endpoint>,
     #[serde(default)]
     webhooks_registered: u64,
+    /// Campaigns, with their published rosters (absent in a snapshot taken before them).
+    #[serde(default)]
+    campaigns: Vec<super::campaign::Campaign>,
+    #[serde(default)]
+    campaigns_created: u64,
 }
 
 /// The state at its `last_seq`, encoded.
@@ -107,6 +112,8 @@ pub fn encode(state: &State) -> Vec<u8> {
         sessions: state.sessions.values().cloned().collect(),
         webhooks: state.webhooks.values().cloned().collect(),
         webhooks_registered: state.webhooks_registered,
+        campaigns: state.campaigns.values().cloned().collect(),
+        campaigns_created: state.campaigns_created,
     };
     serde_json::to_vec(&body).expect("a state serializes")
 }
@@ -184,6 +191,8 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.sessions = body.sessions.into_iter().map(|s| (s.family.clone(), s)).collect();
     state.webhooks = body.webhooks.into_iter().map(|w| (w.id.clone(), w)).collect();
     state.webhooks_registered = body.webhooks_registered;
+    state.campaigns = body.campaigns.into_iter().map(|c| (c.id.clone(), c)).collect();
+    state.campaigns_created = body.campaigns_created;
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
 }

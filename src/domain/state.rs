@@ -102,6 +102,9 @@ pub struct State {
     /// Outbound webhook endpoints by id (`wh-1`…).
     pub webhooks: BTreeMap<String, super::webhooks::Endpoint>,
     pub webhooks_registered: u64,
+    /// Campaigns by id (`cmp-1`…), and how many were ever created.
+    pub campaigns: BTreeMap<String, super::campaign::Campaign>,
+    pub campaigns_created: u64,
 }
 
 /// Was a token of this subject, issued at `iat` (seconds), revoked? (`State::revoked`, or
