@@ -356,6 +356,7 @@ pub async fn invite(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BatchQuery {
     /// Seconds each link is valid (as for one).
@@ -656,6 +657,7 @@ pub async fn sign_out(State(app): State<AppState>, headers: HeaderMap) -> Result
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SessionQuery {
     /// Only this member's devices.

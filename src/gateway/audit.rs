@@ -27,6 +27,7 @@ const MAX_LIMIT: usize = 500;
 const MAX_ROUNDS: usize = 10;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// One decision kind, or several separated by commas; all when omitted. Kinds:

@@ -107,6 +107,7 @@ pub(super) fn incident_view(app: &AppState, actor: &Actor, id: &str) -> Result<I
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// open, filled, resolved or cancelled; all when omitted.

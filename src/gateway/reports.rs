@@ -18,6 +18,7 @@ use crate::domain::scope::Action;
 use crate::engine::now_ms;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReportQuery {
     /// RFC 3339; the start of time when omitted.

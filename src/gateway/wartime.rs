@@ -268,6 +268,7 @@ pub async fn mobilize(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MobilizationList {
     /// open or closed; all when omitted.

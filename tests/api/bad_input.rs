@@ -654,3 +654,32 @@ async fn an_id_that_is_not_utf8_answers_problem_json() {
     problem(resp, status, None).await;
     app.stop().await;
 }
+
+/// The OpenAPI document puts each parameter where the server reads it: a parameter `in:
+/// path` is one of the path's `{…}`, and every `{…}` of a path is a path parameter. (Query
+/// structs derived without `parameter_in = Query` were listed as required path
+/// parameters, which sent schemathesis and generated clients to the wrong place.)
+#[tokio::test]
+async fn every_path_parameter_of_the_openapi_document_is_in_its_path() {
+    let app = spawn_app().await;
+    let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut wrong = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let holes: Vec<&str> = path.split('{').skip(1).filter_map(|s| s.split('}').next()).collect();
+        for (method, op) in item.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for p in &params {
+                let name = p["name"].as_str().unwrap();
+                if p["in"] == "path" && !holes.contains(&name) {
+                    wrong.push(format!("{method} {path}: '{name}' is not in the path"));
+                }
+            }
+            for hole in &holes {
+                if !params.iter().any(|p| p["in"] == "path" && p["name"] == *hole) {
+                    wrong.push(format!("{method} {path}: '{{{hole}}}' has no path parameter"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
