@@ -112,6 +112,7 @@ pub struct MemberRow {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MemberQuery {
     pub unit_id: Option<String>,
@@ -478,6 +479,7 @@ pub async fn post_order(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrderQuery {
     /// open, full or cancelled; all when omitted.
@@ -648,8 +650,9 @@ pub struct RatingView {
 }
 
 #[utoipa::path(post, path = "/v1/ratings", security(("bearer" = [])), request_body = RatingBody, responses(
-    (status = 200, body = RatingView), (status = 409, body = Problem, content_type = "application/problem+json"),
-    (status = 422, body = Problem, content_type = "application/problem+json", description = "did_not_work")))]
+    (status = 200, body = RatingView), (status = 404, body = Problem, content_type = "application/problem+json", description = "unknown_task"),
+    (status = 409, body = Problem, content_type = "application/problem+json", description = "did_not_work, already_rated, task_not_finished"),
+    (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn rate(
     State(app): State<AppState>,
     caller: Caller,
@@ -705,7 +708,9 @@ pub struct ExchangeBody {
 }
 
 #[utoipa::path(post, path = "/v1/members/{id}/exchange", security(("bearer" = [])), params(("id" = String, Path)), request_body = ExchangeBody,
-    responses((status = 200, body = MemberView), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = MemberView), (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json", description = "insufficient_balance"),
+    (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn exchange(
     State(app): State<AppState>,
     caller: Caller,
