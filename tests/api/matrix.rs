@@ -1190,7 +1190,7 @@ impl Sweep {
                 v.push(
                     post(&format!("own {own}"), &format!("/v1/members/{own}/exchange"))
                         .json(body.clone())
-                        .want(Want::No(422, "insufficient_balance")),
+                        .want(Want::No(409, "insufficient_balance")),
                 );
                 if let Some(f) = foreign {
                     v.push(

@@ -392,7 +392,7 @@ async fn staff_assign_an_order_directly_and_a_flagged_record_earns_nothing() {
     let before = member(&app, &m).await;
     problem(
         app.post(&staff, "/v1/ratings", json!({"order_id": id, "member_id": m, "rating": "good"})).await,
-        422,
+        409,
         "did_not_work",
     )
     .await;
@@ -836,14 +836,14 @@ async fn refused_order_actions_are_clear_and_change_nothing() {
             staff.clone(),
             "/v1/ratings".to_string(),
             json!({"order_id": full, "member_id": b, "rating": "good"}),
-            422,
+            409,
             "did_not_work",
         ),
         (
             staff.clone(),
             "/v1/ratings".to_string(),
             json!({"order_id": full, "member_id": a, "rating": "good"}),
-            422,
+            409,
             "did_not_work",
         ),
         (staff.clone(), "/v1/ratings".to_string(), json!({"member_id": a, "rating": "good"}), 422, "order_or_offer"),
@@ -865,7 +865,7 @@ async fn refused_order_actions_are_clear_and_change_nothing() {
             app.member(&a),
             format!("/v1/members/{a}/exchange"),
             json!({"from": "points", "amount": 1.0}),
-            422,
+            409,
             "insufficient_balance",
         ),
         (

@@ -97,10 +97,10 @@ fn points_and_hours_exchange_at_ten_points_an_hour_within_the_balance() {
 
     for (from, amount) in [(Currency::Points, 12.01), (Currency::Hours, 4.5), (Currency::Points, 1e6)] {
         let e = w.refuse(&as_member("a"), exchange("a", from, amount));
-        assert_err(&e, ErrorKind::Invalid, "insufficient_balance");
+        assert_err(&e, ErrorKind::Conflict, "insufficient_balance");
     }
     let e = w.refuse(&as_member("b"), exchange("b", Currency::Points, 1.0));
-    assert_err(&e, ErrorKind::Invalid, "insufficient_balance");
+    assert_err(&e, ErrorKind::Conflict, "insufficient_balance");
     for amount in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e6 + 1.0] {
         let e = w.refuse(&as_member("a"), exchange("a", Currency::Points, amount));
         assert_err(&e, ErrorKind::Invalid, "bad_amount");

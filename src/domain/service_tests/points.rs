@@ -91,7 +91,7 @@ fn a_wartime_assignment_is_rated_once_after_resolve_from_accepting_to_resolving(
 
     // accepted but not arrived: did not work
     let e = w.refuse(&staff("c1"), rate_offer(&off_a, "a", Rating::Good));
-    assert_err(&e, ErrorKind::Invalid, "did_not_work");
+    assert_err(&e, ErrorKind::Conflict, "did_not_work");
     w.at(300).arrive("a", &inc);
     // arrived, but the incident is still open
     let e = w.refuse(&staff("c1"), rate_offer(&off_a, "a", Rating::Good));
@@ -101,7 +101,7 @@ fn a_wartime_assignment_is_rated_once_after_resolve_from_accepting_to_resolving(
     // the revoked member, a member who was never offered, someone else's offer, nobody
     for (offer, m) in [(&off_b, "b"), (&off_a, "far"), (&off_a, "b"), (&off_a, "nobody")] {
         let e = w.refuse(&staff("c1"), rate_offer(offer, m, Rating::Good));
-        assert_err(&e, ErrorKind::Invalid, "did_not_work");
+        assert_err(&e, ErrorKind::Conflict, "did_not_work");
     }
     // outside the rater's scope, the offer does not exist
     let e = w.refuse(&staff("c2"), rate_offer(&off_a, "a", Rating::Good));
@@ -160,7 +160,7 @@ fn an_order_rating_needs_a_counted_record_and_is_given_once() {
     // claimed but never checked in / checked in but not out / never claimed / not of c1
     for m in ["a", "b", "idle", "x", "nobody"] {
         let e = w.refuse(&staff("c1"), rate_order(&id, m, Rating::Good));
-        assert_err(&e, ErrorKind::Invalid, "did_not_work");
+        assert_err(&e, ErrorKind::Conflict, "did_not_work");
     }
     w.at(H).ok(&as_member("b"), checkout(&id, here));
     let e = w.refuse(&staff("c2"), rate_order(&id, "b", Rating::Good));
@@ -280,7 +280,7 @@ fn stamps_outside_the_geofence_are_recorded_and_flagged_and_earn_nothing_inside_
             assert_close(l.hours_balance, 0.0);
             assert!(l.credits.is_empty(), "{m}");
             let e = w.refuse(&staff("c1"), rate_order(&id, m, Rating::VeryGood));
-            assert_err(&e, ErrorKind::Invalid, "did_not_work");
+            assert_err(&e, ErrorKind::Conflict, "did_not_work");
             assert_eq!(w.figures(m), service::Figures::default(), "{m}");
         }
     }

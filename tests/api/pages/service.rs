@@ -192,8 +192,8 @@ async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
     let said = phone.text("#svc-msg").await;
     assert!(said.starts_with("The hard order “高空清理” is kept for you until "), "{said}");
     phone.screenshot("member-service-en").await;
-    // The browser logs the refused request itself (a 422); nothing else.
-    phone.no_console_errors(&["/exchange - Failed to load resource: the server responded with a status of 422"]).await;
+    // The browser logs the refused request itself (a 409); nothing else.
+    phone.no_console_errors(&["/exchange - Failed to load resource: the server responded with a status of 409"]).await;
     phone.close().await;
     app.stop().await;
 }
