@@ -7,6 +7,7 @@ import { api, accessToken, boot, h, $, fmtTime, fmtDuration, levelBadge, throttl
 import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
 import { GeoMap } from "/web/map.js";
+import { mountMobilize, closeButton, renderProposals } from "/web/dashboard-command.js";
 
 const ACTIVE = new Set(["open", "filled"]);
 const LIST_MAX = 50;
@@ -18,6 +19,7 @@ let catalog = { categories: [] };
 const incidents = new Map();
 const communities = new Map(); // id -> GeoJSON properties
 let balances = new Map();
+let proposals = [];
 let modes = null;
 let mobs = [];
 const unitNames = new Map();
@@ -39,6 +41,15 @@ async function start(token, c) {
   labelPans();
   mountInvite($("#invite"), claims);
   mountAudit(token);
+  mountMobilize(
+    {
+      districts: () => (modes?.districts || []).filter((d) => !claims.district || d.id === claims.district).map((d) => [d.id, d.name]),
+      units: () => [...unitNames],
+      communities: () =>
+        [...communities].filter(([, p]) => !claims.district || p.district_id === claims.district).map(([id, p]) => [id, p.name]),
+    },
+    () => loadMobs(),
+  );
   live = new Live({ token, key: `dash.${claims.sub || "command"}`, onFrame, onHello: refreshAll, onStatus: setStatus });
   try {
     catalog = await api("GET", "/v1/catalog");
@@ -54,6 +65,7 @@ async function start(token, c) {
     renderIncidents();
     renderModes();
     renderMobs();
+    renderProposalList();
     renderAudit();
   });
 }
@@ -237,10 +249,20 @@ function renderWhistles(active) {
 
 async function loadBalance() {
   await guarded(async () => {
-    const b = await api("GET", "/v1/balance");
-    balances = new Map(b.communities.map((c) => [c.community_id, c]));
-    paintBalance();
+    showBalance(await api("GET", "/v1/balance"));
   });
+}
+
+/** A balance as GET /v1/balance (or an applied proposal) answers it: the map recoloured. */
+function showBalance(b) {
+  balances = new Map(b.communities.map((c) => [c.community_id, c]));
+  proposals = b.proposals || [];
+  paintBalance();
+  renderProposalList();
+}
+
+function renderProposalList() {
+  renderProposals(proposals, communityName, showBalance, () => refreshBalance());
 }
 
 const refreshBalance = throttle(loadBalance, 1500);
@@ -265,6 +287,7 @@ function paintBalance() {
   for (const id of communities.keys()) {
     const b = balances.get(id);
     map.paint(id, (b ? bucket(b.balance) : "b-none") + (b?.wartime ? " wartime" : ""), balanceTitle(id));
+    map.areas.get(id)?.path.setAttribute("data-balance", b ? String(b.balance) : "");
   }
 }
 
@@ -391,6 +414,7 @@ function renderMobs() {
         h("p", { class: "muted" }, t("dash.mob.deadline", { t: fmtTime(m.deadline) })),
         h("progress", { max: Math.max(1, m.ordered), value: m.reported, "aria-label": m.id }),
         h("p", { class: "counts" }, t("dash.mob.counts", m)),
+        h("div", { class: "actions" }, closeButton(m, () => loadMobs())),
         teams,
         comms,
       );

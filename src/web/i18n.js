@@ -4,6 +4,7 @@
 // codes are in i18n-service.js, merged in here.
 
 import { SERVICE_STRINGS } from "/web/i18n-service.js";
+import { ADMIN_STRINGS } from "/web/i18n-admin.js";
 
 const STRINGS = {
   zh: {
@@ -657,7 +658,7 @@ const CATALOG_EN = {
   psychology: "Counselling",
 };
 
-for (const l of ["zh", "en"]) Object.assign(STRINGS[l], SERVICE_STRINGS[l]);
+for (const l of ["zh", "en"]) Object.assign(STRINGS[l], SERVICE_STRINGS[l], ADMIN_STRINGS[l]);
 
 const KEY = "muster.lang";
 let lang = "zh";

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 mod a11y;
+mod command;
 mod coverage;
 mod flows;
 mod service;
