@@ -13,6 +13,7 @@ async fn pages_are_static_with_a_strict_csp_and_the_maps_are_geojson() {
         ("/m", "text/html"),
         ("/dashboard", "text/html"),
         ("/reports", "text/html"),
+        ("/unit", "text/html"),
         ("/web/live.js", "text/javascript"),
         ("/web/i18n.js", "text/javascript"),
         ("/web/style.css", "text/css"),
@@ -37,7 +38,7 @@ async fn pages_are_static_with_a_strict_csp_and_the_maps_are_geojson() {
         assert_eq!(again.status(), 304, "{path}: a matching ETag answers 304");
     }
     // No inline script or style anywhere: every page passes the CSP above.
-    for page in ["/", "/console", "/m", "/dashboard", "/reports"] {
+    for page in ["/", "/console", "/m", "/dashboard", "/reports", "/unit"] {
         let html = http.get(app.url(page)).send().await.unwrap().text().await.unwrap();
         assert!(!html.contains("style="), "{page} has an inline style");
         assert!(!html.contains("<style"), "{page} has a style element");

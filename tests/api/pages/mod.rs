@@ -25,6 +25,7 @@ mod command;
 mod coverage;
 mod flows;
 mod service;
+mod unit;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -1,0 +1,146 @@
+//! Issue 17, Unit admin: a unit admin signs in from an invitation link and lands on /unit,
+//! imports a CSV of members (one bad row: the row is shown and nobody is imported; fixed:
+//! all are), sees the registration rate follow, and registers the unit with a paired
+//! community.
+
+use super::*;
+
+fn rate_of(reg: &Value, unit: &str) -> Value {
+    reg["units"].as_array().unwrap().iter().find(|u| u["id"] == unit).unwrap_or_else(|| panic!("{reg}")).clone()
+}
+
+#[tokio::test]
+async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_the_rate() {
+    let app = spawn_app().await;
+    let unit = app.city.units[0].id.clone();
+    let team = app.city.teams.iter().find(|t| t.unit_id == unit).expect("the unit has a team").id.clone();
+    let unit_members = |v: &Value| v.as_array().unwrap().len();
+
+    // The starting state: command's link for the unit's admin.
+    let resp = app.post(&app.command(), "/v1/invitations", json!({"role": "unit_admin", "unit_id": unit})).await;
+    assert_eq!(resp.status(), 201);
+    let inv: Value = resp.json().await.unwrap();
+    let link = inv["link"].as_str().unwrap().to_string();
+    let admin = app.token(muster::gateway::auth::Role::UnitAdmin, Some(&unit));
+    let before: Value = app.get(&admin, &format!("/v1/members?unit_id={unit}")).await.json().await.unwrap();
+
+    let driver = Driver::start().await;
+    let b = driver.browser("unit").await;
+    b.goto(&link).await;
+    b.wait(
+        "the unit page, signed in",
+        "return location.pathname === '/unit' && document.querySelector('#conn').dataset.state === 'connected' \
+         && document.querySelector('#signin').hidden",
+    )
+    .await;
+    let reg: Value = app.get(&admin, "/v1/registration").await.json().await.unwrap();
+    let row = rate_of(&reg, &unit);
+    b.wait(
+        "the rate",
+        &format!(
+            "return document.querySelector('#unit-rate').textContent.includes('{}/{}')",
+            row["registered"], row["members"]
+        ),
+    )
+    .await;
+    b.wait(
+        "the members with their figures",
+        &format!("return document.querySelectorAll('#unit-members tbody tr').length === {}", unit_members(&before)),
+    )
+    .await;
+    b.accessible("the unit page").await;
+    b.fits_360().await;
+
+    // A CSV with a bad second row (an unknown grid): that row is shown, nobody imported.
+    let header = "id,name,team_id,residence_grid_id,skills,lat,lng,on_call";
+    let bad = format!("{header}\nm90001,张伟,{team},c001-g1,driving,,,false\nm90002,李娜,{team},nope-g9,,,,false");
+    b.type_into("#uimp-text", &bad).await;
+    b.click("#uimp-submit").await;
+    b.wait(
+        "the refused row",
+        "const li = document.querySelector('#uimp-rows li[data-line=\"3\"]'); \
+         return !!li && li.textContent.includes('第 3 行') && li.textContent.includes('nope-g9') \
+         && document.querySelector('#uimp-msg').dataset.kind === 'error'",
+    )
+    .await;
+    let text = b.text("#uimp-rows li").await;
+    assert!(!text.contains("line 3"), "the refusal is shown in English: {text}");
+    let still: Value = app.get(&admin, &format!("/v1/members?unit_id={unit}")).await.json().await.unwrap();
+    assert_eq!(unit_members(&still), unit_members(&before), "a refused import registered someone");
+    b.accessible("an import refused").await;
+    b.screenshot("unit-import-refused").await;
+
+    // Fixed: both imported, the table and the rate follow.
+    let good = bad.replace("nope-g9", "c001-g2");
+    b.type_into("#uimp-text", &good).await;
+    b.click("#uimp-submit").await;
+    b.wait(
+        "imported",
+        "return document.querySelector('#uimp-msg').dataset.kind === 'ok' \
+        && document.querySelectorAll('#uimp-rows li').length === 0",
+    )
+    .await;
+    let after: Value = app.get(&admin, &format!("/v1/members?unit_id={unit}")).await.json().await.unwrap();
+    assert_eq!(unit_members(&after), unit_members(&before) + 2);
+    b.wait(
+        "the new members listed",
+        "return !!document.querySelector('#unit-members tr[data-member=\"m90001\"]') \
+         && !!document.querySelector('#unit-members tr[data-member=\"m90002\"]')",
+    )
+    .await;
+    let reg: Value = app.get(&admin, "/v1/registration").await.json().await.unwrap();
+    let row = rate_of(&reg, &unit);
+    assert_eq!(row["members"].as_u64().unwrap() as usize, unit_members(&after), "{row}");
+    b.wait(
+        "the rate after the import",
+        &format!(
+            "return document.querySelector('#unit-rate').textContent.includes('{}/{}')",
+            row["registered"], row["members"]
+        ),
+    )
+    .await;
+
+    // One more by the form, with a refusal first (an unknown grid), shown in Chinese.
+    b.type_into("#uadd-id", "m90003").await;
+    b.type_into("#uadd-name", "王芳").await;
+    b.type_into("#uadd-grid", "nope-g9").await;
+    b.select("#uadd-team", &team).await;
+    b.click("#uadd-submit").await;
+    b.wait(
+        "the refusal",
+        "const m = document.querySelector('#uadd-msg'); return m.dataset.kind === 'error' && m.textContent.includes('网格')",
+    )
+    .await;
+    let none = app.get(&admin, "/v1/members/m90003").await.status();
+    assert_eq!(none, 404, "a refused registration registered m90003");
+    b.type_into("#uadd-grid", "c001-g1").await;
+    b.click("#uadd-submit").await;
+    b.wait("registered", "return !!document.querySelector('#unit-members tr[data-member=\"m90003\"]')").await;
+
+    // The unit reports (单位报到) to a paired community.
+    let community = row["paired_communities"][0].as_str().expect("a paired community").to_string();
+    b.select("#ureg-community", &community).await;
+    b.click("#ureg-submit").await;
+    b.wait("registered with the community", "return document.querySelector('#ureg-msg').dataset.kind === 'ok'").await;
+    let reg: Value = app.get(&admin, "/v1/registration").await.json().await.unwrap();
+    let row = rate_of(&reg, &unit);
+    assert!(row["registered_communities"].as_array().unwrap().iter().any(|c| c == community.as_str()), "{row}");
+    b.wait(
+        "the rate line counts the community",
+        &format!(
+            "return document.querySelector('#unit-rate').textContent.includes('{}/{}')",
+            row["registered_communities"].as_array().unwrap().len(),
+            row["paired_communities"].as_array().unwrap().len()
+        ),
+    )
+    .await;
+    b.click("#lang").await;
+    b.wait("English", "return document.documentElement.lang === 'en'").await;
+    b.wait("the rate in English", "return document.querySelector('#unit-rate').textContent.includes('registered')")
+        .await;
+    b.accessible("the unit page in English").await;
+    b.screenshot("unit-imported").await;
+    b.no_console_errors(&["/v1/members"]).await;
+    b.close().await;
+    app.stop().await;
+}
