@@ -233,23 +233,35 @@ async function downloadReport() {
 // ---- the unit's stream ----
 
 function onFrame(f) {
+  f.received = new Date().toISOString();
   news.unshift(f);
   news.length = Math.min(news.length, 50);
   renderNews();
-  if (f.type.startsWith("member.") || f.type === "registration.changed") refresh();
 }
 
 function newsText(f) {
   const d = f.data || {};
-  const key = "unit.frame." + f.type;
-  const text = t(key, d);
-  return text === key ? f.type : text;
+  if (f.type === "unit.whistled")
+    return t("unit.frame.whistled", {
+      place: d.community || d.community_id,
+      level: t("level." + d.level),
+      id: d.incident_id,
+      t: fmtTime(d.deadline),
+    });
+  if (f.type === "unit.mobilized")
+    return t("unit.frame.mobilized", {
+      id: d.mobilization_id,
+      teams: (d.teams || []).map((x) => x.team_id).join("、"),
+      t: fmtTime(d.deadline),
+      note: d.note || "",
+    });
+  return f.type;
 }
 
 function renderNews() {
   $("#unit-live").replaceChildren(
     ...news.map((f) =>
-      h("li", { dataset: { type: f.type, seq: f.seq } }, h("span", { class: "muted" }, fmtTime(f.at || new Date().toISOString())), " ", newsText(f)),
+      h("li", { dataset: { type: f.type, seq: f.seq } }, h("span", { class: "muted" }, fmtTime(f.received)), " ", newsText(f)),
     ),
   );
   $("#ulive-empty").hidden = news.length > 0;

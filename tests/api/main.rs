@@ -19,4 +19,5 @@ mod readme;
 mod restart;
 mod service;
 mod signin;
+mod unit_stream;
 mod wartime;

@@ -1,7 +1,7 @@
 //! Issue 17, Unit admin: a unit admin signs in from an invitation link and lands on /unit,
 //! imports a CSV of members (one bad row: the row is shown and nobody is imported; fixed:
 //! all are), sees the registration rate follow, and registers the unit with a paired
-//! community.
+//! community; a whistle to the unit shows on the page live.
 
 use super::*;
 
@@ -131,6 +131,24 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
             "return document.querySelector('#unit-rate').textContent.includes('{}/{}')",
             row["registered_communities"].as_array().unwrap().len(),
             row["paired_communities"].as_array().unwrap().len()
+        ),
+    )
+    .await;
+    // A whistle naming the unit reaches the page live, through the unit's stream.
+    let inc = app
+        .raise(
+            &app.staff("c001"),
+            json!({"grid_id": "c001-g1", "category": "flood_control", "level": "II", "headcount": 30}),
+        )
+        .await;
+    let id = inc["id"].as_str().unwrap();
+    let resp = app.post(&app.command(), &format!("/v1/incidents/{id}/whistle"), json!({"to": [unit]})).await;
+    assert_eq!(resp.status(), 200);
+    b.wait(
+        "the whistle on the unit page",
+        &format!(
+            "const li = document.querySelector('#unit-live li[data-type=\"unit.whistled\"]'); \
+             return !!li && li.textContent.includes('{id}') && li.textContent.includes('吹哨报到')"
         ),
     )
     .await;
