@@ -10,6 +10,20 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+/// Command whistles `unit` to a new level II call in c001; answers the incident's id.
+pub(crate) async fn whistle_unit(app: &TestApp, unit: &str) -> String {
+    let inc = app
+        .raise(
+            &app.staff("c001"),
+            json!({"grid_id": "c001-g1", "category": "flood_control", "level": "II", "headcount": 30}),
+        )
+        .await;
+    let id = inc["id"].as_str().unwrap().to_string();
+    let resp = app.post(&app.command(), &format!("/v1/incidents/{id}/whistle"), json!({"to": [unit]})).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    id
+}
+
 #[tokio::test]
 async fn a_unit_hears_whistles_to_it_and_mobilizations_of_its_teams_and_no_other_unit_does() {
     let app = spawn_app().await;
@@ -27,15 +41,8 @@ async fn a_unit_hears_whistles_to_it_and_mobilizations_of_its_teams_and_no_other
     let mut theirs = app.ws(&app.token(Role::UnitAdmin, Some(&other)), None).await;
 
     // A whistle naming the unit.
-    let inc = app
-        .raise(
-            &app.staff("c001"),
-            json!({"grid_id": "c001-g1", "category": "flood_control", "level": "II", "headcount": 30}),
-        )
-        .await;
-    let id = inc["id"].as_str().unwrap();
-    let resp = app.post(&app.command(), &format!("/v1/incidents/{id}/whistle"), json!({"to": [unit]})).await;
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let id = whistle_unit(&app, &unit).await;
+    let id = id.as_str();
     let f = mine.expect("unit.whistled").await;
     assert_eq!(f["data"]["incident_id"], id, "{f}");
     assert_eq!(f["data"]["community_id"], "c001", "{f}");

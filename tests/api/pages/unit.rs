@@ -9,6 +9,15 @@ fn rate_of(reg: &Value, unit: &str) -> Value {
     reg["units"].as_array().unwrap().iter().find(|u| u["id"] == unit).unwrap_or_else(|| panic!("{reg}")).clone()
 }
 
+/// Waits until the page's rate line shows the registration row's `registered/members`.
+async fn rate_shown(b: &Browser, what: &str, row: &Value) {
+    let script = format!(
+        "return document.querySelector('#unit-rate').textContent.includes('{}/{}')",
+        row["registered"], row["members"]
+    );
+    b.wait(what, &script).await;
+}
+
 #[tokio::test]
 async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_the_rate() {
     let app = spawn_app().await;
@@ -35,14 +44,7 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
     .await;
     let reg: Value = app.get(&admin, "/v1/registration").await.json().await.unwrap();
     let row = rate_of(&reg, &unit);
-    b.wait(
-        "the rate",
-        &format!(
-            "return document.querySelector('#unit-rate').textContent.includes('{}/{}')",
-            row["registered"], row["members"]
-        ),
-    )
-    .await;
+    rate_shown(&b, "the rate", &row).await;
     b.wait(
         "the members with their figures",
         &format!("return document.querySelectorAll('#unit-members tbody tr').length === {}", unit_members(&before)),
@@ -91,14 +93,7 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
     let reg: Value = app.get(&admin, "/v1/registration").await.json().await.unwrap();
     let row = rate_of(&reg, &unit);
     assert_eq!(row["members"].as_u64().unwrap() as usize, unit_members(&after), "{row}");
-    b.wait(
-        "the rate after the import",
-        &format!(
-            "return document.querySelector('#unit-rate').textContent.includes('{}/{}')",
-            row["registered"], row["members"]
-        ),
-    )
-    .await;
+    rate_shown(&b, "the rate after the import", &row).await;
 
     // One more by the form, with a refusal first (an unknown grid), shown in Chinese.
     b.type_into("#uadd-id", "m90003").await;
@@ -135,15 +130,7 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
     )
     .await;
     // A whistle naming the unit reaches the page live, through the unit's stream.
-    let inc = app
-        .raise(
-            &app.staff("c001"),
-            json!({"grid_id": "c001-g1", "category": "flood_control", "level": "II", "headcount": 30}),
-        )
-        .await;
-    let id = inc["id"].as_str().unwrap();
-    let resp = app.post(&app.command(), &format!("/v1/incidents/{id}/whistle"), json!({"to": [unit]})).await;
-    assert_eq!(resp.status(), 200);
+    let id = crate::unit_stream::whistle_unit(&app, &unit).await;
     b.wait(
         "the whistle on the unit page",
         &format!(
