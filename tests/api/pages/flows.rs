@@ -241,7 +241,7 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
         .await;
 
     // Keyboard: Tab walks through the main controls of each page.
-    let walk = console.tab_walk(55).await;
+    let walk = console.tab_walk(65).await;
     has_all(
         &walk,
         &[
@@ -260,6 +260,7 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             "#invite-who",
             "#invite-submit",
             "#invite-batch",
+            "#invitations-show",
             "#devices-show",
         ],
         "console",
@@ -267,7 +268,7 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
     let walk = member.tab_walk(20).await;
     has_all(&walk, &["#lang", "#signout", "#duty", "#share", "#lat", "#lng", "#setpos"], "member");
     // (each datetime-local input of the audit panel is several tab stops)
-    let walk = dash.tab_walk(60).await;
+    let walk = dash.tab_walk(90).await;
     has_all(
         &walk,
         &[
@@ -279,6 +280,12 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             "#zoom-reset",
             "[district=city]",
             "[district=d01]",
+            "#mobo-who",
+            "#mobo-teams",
+            "#mobo-dest",
+            "#mobo-deadline",
+            "#mobo-note",
+            "#mobo-submit",
             "#audit-kind",
             "#audit-actor",
             "#audit-from",
@@ -286,6 +293,9 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             "#audit-csv",
             "#invite-role",
             "#invite-submit",
+            "#invitations-show",
+            "#revoke-sub",
+            "#revoke-submit",
         ],
         "dashboard",
     );

@@ -52,6 +52,26 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
     .await;
     b.accessible("the unit page").await;
     b.fits_360().await;
+    let walk = b.tab_walk(40).await;
+    has_all(
+        &walk,
+        &[
+            "#lang",
+            "#signout",
+            "#ureg-community",
+            "#ureg-submit",
+            "#uadd-id",
+            "#uadd-team",
+            "#uadd-grid",
+            "#uadd-submit",
+            "#uimp-file",
+            "#uimp-text",
+            "#uimp-submit",
+            "#unit-csv",
+            "#invite-who",
+        ],
+        "unit",
+    );
 
     // A CSV with a bad second row (an unknown grid): that row is shown, nobody imported.
     let header = "id,name,team_id,residence_grid_id,skills,lat,lng,on_call";
