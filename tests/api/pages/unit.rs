@@ -1,7 +1,8 @@
 //! Issue 17, Unit admin: a unit admin signs in from an invitation link and lands on /unit,
 //! imports a CSV of members (one bad row: the row is shown and nobody is imported; fixed:
 //! all are), sees the registration rate follow, and registers the unit with a paired
-//! community; a whistle to the unit shows on the page live.
+//! community; a whistle to the unit and a mobilization of its team show on the page
+//! live.
 
 use super::*;
 
@@ -159,6 +160,20 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
         ),
     )
     .await;
+    // So does a mobilization of one of its teams.
+    let resp = app.post(&app.command(), "/v1/mobilizations", json!({"teams": [team], "note": "集结"})).await;
+    assert_eq!(resp.status(), 201);
+    let mob: Value = resp.json().await.unwrap();
+    let mob = mob["id"].as_str().unwrap();
+    b.wait(
+        "the mobilization on the unit page",
+        &format!(
+            "const li = document.querySelector('#unit-live li[data-type=\"unit.mobilized\"]'); \
+             return !!li && li.textContent.includes('{mob}') && li.textContent.includes('{team}')"
+        ),
+    )
+    .await;
+    b.accessible("the unit's news").await;
     b.click("#lang").await;
     b.wait("English", "return document.documentElement.lang === 'en'").await;
     b.wait("the rate in English", "return document.querySelector('#unit-rate').textContent.includes('registered')")
