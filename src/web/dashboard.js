@@ -3,7 +3,7 @@
 // and each district's mode with its switch. Live from the command stream.
 
 import { t, catalogName, onLangChange, applyI18n, getLang } from "/web/i18n.js";
-import { api, accessToken, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash } from "/web/common.js";
+import { api, accessToken, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash, sayProblem } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
 import { GeoMap } from "/web/map.js";
@@ -56,7 +56,7 @@ async function start(token, c) {
     await loadGeo();
     loadUnits();
   } catch (e) {
-    flash($("#dash-msg"), t("error.generic", { detail: e.message }), "error");
+    sayProblem($("#dash-msg"), e);
   }
   live.start();
   onLangChange(() => {
@@ -120,7 +120,7 @@ async function guarded(f) {
   try {
     await f();
   } catch (e) {
-    flash($("#dash-msg"), t("error.generic", { detail: e.message }), "error");
+    sayProblem($("#dash-msg"), e);
   }
 }
 
@@ -358,7 +358,7 @@ async function switchMode(districtId, name, to) {
     flash($("#modes-msg"), t("console.done", { what: `${name} → ${t("dash.mode." + to)}` }), "ok");
     refreshBalance();
   } catch (e) {
-    flash($("#modes-msg"), t("error.generic", { detail: e.message }), "error");
+    sayProblem($("#modes-msg"), e);
   }
 }
 
@@ -503,7 +503,7 @@ async function loadAudit(more) {
     renderAudit();
     flash(msg, auditRows.length ? "" : t("audit.empty"));
   } catch (e) {
-    flash(msg, e.detail || e.message, "error");
+    sayProblem(msg, e);
   }
 }
 
@@ -548,7 +548,8 @@ async function downloadAudit() {
     });
     if (!resp.ok) {
       const p = await resp.json().catch(() => ({}));
-      throw new Error(p.detail || resp.statusText);
+      sayProblem(msg, { status: resp.status, code: p.code });
+      return;
     }
     const blob = await resp.blob();
     const a = h("a", { href: URL.createObjectURL(blob), download: "muster-audit.csv" });
@@ -556,6 +557,6 @@ async function downloadAudit() {
     a.click();
     a.remove();
   } catch (e) {
-    flash(msg, e.message, "error");
+    sayProblem(msg, e);
   }
 }

@@ -5,7 +5,7 @@
 // and can be printed: printing shows only the cards.
 
 import { t } from "/web/i18n.js";
-import { api, h, $, fmtTime, flash, ask, say, sayProblem } from "/web/common.js";
+import { api, h, $, fmtTime, flash, ask, say, sayProblem, problemText } from "/web/common.js";
 
 /**
  * @param {HTMLElement} root   the panel's <section>
@@ -72,7 +72,7 @@ export function mountInvite(root, claims) {
       const body = { role: role.value, [scopeField[role.value]]: id, ttl_s: Number(ttl.value) };
       show([await api("POST", "/v1/invitations", body)]);
     } catch (err) {
-      flash(msg, t("error.generic", { detail: err.message }), "error");
+      sayProblem(msg, err);
     }
   });
 
@@ -95,7 +95,9 @@ export function mountInvite(root, claims) {
         const res = await api("POST", `/v1/invitations/batch?ttl_s=${ttl.value}`, text + "\n", { "Content-Type": "text/csv" });
         show(res.invitations);
       } catch (err) {
-        flash(msg, t("error.generic", { detail: err.message }), "error");
+        // The refusal names its bad rows ("row 2: …"): their numbers, with the code's text.
+        const rows = [...(err.detail || "").matchAll(/row (\d+)/g)].map((m) => m[1]);
+        flash(msg, problemText(err) + (rows.length ? " " + t("invite.batch.rows", { rows: rows.join(", ") }) : ""), "error");
       }
     });
     parts.push(batch);
@@ -153,7 +155,7 @@ function devices(claims) {
                       flash(msg, t("invite.devices.revoked"), "ok");
                       load();
                     } catch (err) {
-                      flash(msg, t("error.generic", { detail: err.message }), "error");
+                      sayProblem(msg, err);
                     }
                   },
                 },
@@ -166,7 +168,7 @@ function devices(claims) {
       if (!rows.length) flash(msg, t("invite.devices.empty"));
       else msg.textContent = "";
     } catch (err) {
-      flash(msg, t("error.generic", { detail: err.message }), "error");
+      sayProblem(msg, err);
     }
   };
   const form = h(

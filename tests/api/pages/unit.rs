@@ -160,6 +160,21 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
         ),
     )
     .await;
+    // Sign-in links for the new members in a batch: a row naming nobody of the unit is
+    // refused by its number, in Chinese, and no link is made.
+    b.type_into("#invite-batch", "m90001\nm99999").await;
+    b.click("#invite-batch-submit").await;
+    b.wait(
+        "the batch refused by row",
+        "const m = document.querySelector('#invite-msg'); \
+         return m.dataset.kind === 'error' && m.textContent.includes('有误的行：2')",
+    )
+    .await;
+    assert_eq!(b.js("return document.querySelectorAll('#invite-out li').length").await, json!(0));
+    b.type_into("#invite-batch", "m90001\nm90002").await;
+    b.click("#invite-batch-submit").await;
+    b.wait("two links", "return document.querySelectorAll('#invite-out li.invite-card').length === 2").await;
+
     // So does a mobilization of one of its teams.
     let resp = app.post(&app.command(), "/v1/mobilizations", json!({"teams": [team], "note": "集结"})).await;
     assert_eq!(resp.status(), 201);
@@ -180,7 +195,7 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
         .await;
     b.accessible("the unit page in English").await;
     b.screenshot("unit-imported").await;
-    b.no_console_errors(&["/v1/members"]).await;
+    b.no_console_errors(&["/v1/members", "/v1/invitations/batch"]).await;
     b.close().await;
     app.stop().await;
 }
