@@ -199,3 +199,45 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
     b.close().await;
     app.stop().await;
 }
+
+/// Issue 17, Staff: the console shows the community's registration rate and, by name, the
+/// members living there who have not registered.
+#[tokio::test]
+async fn the_console_shows_the_communitys_registration_and_who_is_missing() {
+    let mut app = spawn_app().await;
+    // One member living in c001 has not registered (报到) there.
+    let mut city = app.city.clone();
+    let absent = city.members.iter_mut().find(|m| m.residence_grid_id.starts_with("c001-")).expect("a c001 resident");
+    absent.registered = false;
+    let absent = absent.id.clone();
+    let resp = app.put_city(&app.command(), &city).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    app.city = city;
+    let staff = app.staff("c001");
+    let reg: Value = app.get(&staff, "/v1/registration").await.json().await.unwrap();
+    let row = reg["communities"].as_array().unwrap().iter().find(|c| c["id"] == "c001").unwrap().clone();
+    assert!(row["registered"].as_u64() < row["residents"].as_u64(), "{row}");
+
+    let driver = Driver::start().await;
+    let b = driver.browser("console-registration").await;
+    b.goto(&app.url("/console")).await;
+    b.sign_in(&staff).await;
+    b.wait(
+        "the rate and who is missing",
+        &format!(
+            "return document.querySelector('#reg-rate').textContent.includes('{}/{}') \
+             && document.querySelectorAll('#reg-missing li').length === 1 \
+             && !!document.querySelector('#reg-missing li[data-member=\"{absent}\"]')",
+            row["registered"], row["residents"]
+        ),
+    )
+    .await;
+    b.fits_360().await;
+    b.accessible("the community's registration").await;
+    b.click("#lang").await;
+    b.wait("English", "return document.querySelector('#reg-rate').textContent.includes('registered')").await;
+    b.screenshot("console-registration").await;
+    b.no_console_errors(&[]).await;
+    b.close().await;
+    app.stop().await;
+}
