@@ -357,6 +357,27 @@ export function sayProblem(el, e) {
   say(el, key, vars, "error");
 }
 
+/**
+ * Downloads the CSV the API answers at `path` as `file`, with the signed-in token (a plain
+ * link would carry none); a refusal is said in `msg` by its code.
+ */
+export async function downloadCsv(path, file, msg) {
+  try {
+    const resp = await fetch(path, { headers: { Authorization: "Bearer " + currentToken, Accept: "text/csv" } });
+    if (!resp.ok) {
+      const p = await resp.json().catch(() => ({}));
+      sayProblem(msg, { status: resp.status, code: p.code });
+      return;
+    }
+    const a = h("a", { href: URL.createObjectURL(await resp.blob()), download: file });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) {
+    sayProblem(msg, e);
+  }
+}
+
 /** What the person typed: every named field of `#app` (not passwords or files). */
 function draftKey(page) {
   return "muster.draft." + page;

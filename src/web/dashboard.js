@@ -3,7 +3,7 @@
 // and each district's mode with its switch. Live from the command stream.
 
 import { t, catalogName, onLangChange, applyI18n, getLang } from "/web/i18n.js";
-import { api, accessToken, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash, sayProblem } from "/web/common.js";
+import { api, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash, sayProblem, downloadCsv } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
 import { GeoMap } from "/web/map.js";
@@ -40,7 +40,7 @@ async function start(token, c) {
   }
   labelPans();
   mountInvite($("#invite"), claims);
-  mountAudit(token);
+  mountAudit();
   mountMobilize(
     {
       districts: () => (modes?.districts || []).filter((d) => !claims.district || d.id === claims.district).map((d) => [d.id, d.name]),
@@ -462,12 +462,10 @@ const AUDIT_KINDS = [
   "members_registered", "unit_registered", "rated", "exchanged", "tokens_revoked", "invitation_issued",
   "invitation_revoked", "session_revoked",
 ];
-let auditToken = null;
 let auditRows = [];
 let auditNext = null;
 
-function mountAudit(token) {
-  auditToken = token;
+function mountAudit() {
   const select = $("#audit-kind");
   for (const k of AUDIT_KINDS) select.append(h("option", { value: k, dataset: { i18n: "audit.k." + k } }, t("audit.k." + k)));
   $("#audit-form").addEventListener("submit", (e) => {
@@ -538,25 +536,7 @@ function renderAudit() {
   $("#audit-more").hidden = auditNext === null;
 }
 
-// The CSV with the signed-in token (a plain link would carry none), as /reports does.
-async function downloadAudit() {
-  const msg = $("#audit-msg");
-  try {
-    const lang = getLang() === "en" ? "en" : "zh";
-    const resp = await fetch(auditQuery({ format: "csv", lang, limit: 500 }), {
-      headers: { Authorization: "Bearer " + (accessToken() || auditToken), Accept: "text/csv" },
-    });
-    if (!resp.ok) {
-      const p = await resp.json().catch(() => ({}));
-      sayProblem(msg, { status: resp.status, code: p.code });
-      return;
-    }
-    const blob = await resp.blob();
-    const a = h("a", { href: URL.createObjectURL(blob), download: "muster-audit.csv" });
-    document.body.append(a);
-    a.click();
-    a.remove();
-  } catch (e) {
-    sayProblem(msg, e);
-  }
+function downloadAudit() {
+  const lang = getLang() === "en" ? "en" : "zh";
+  return downloadCsv(auditQuery({ format: "csv", lang, limit: 500 }), "muster-audit.csv", $("#audit-msg"));
 }

@@ -5,7 +5,7 @@
 // unit's members; the unit's stream, live.
 
 import { t, onLangChange } from "/web/i18n.js";
-import { api, accessToken, boot, h, $, fmtTime, say, sayProblem, problemText, setStatus } from "/web/common.js";
+import { api, boot, h, $, fmtTime, say, sayProblem, problemText, setStatus, downloadCsv } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
 
@@ -208,26 +208,9 @@ function renderMembers() {
   );
 }
 
-// The unit report as CSV, with the signed-in token (a plain link would carry none).
-async function downloadReport() {
-  const msg = $("#umem-msg");
-  try {
-    const resp = await fetch(`/v1/reports/units/${encodeURIComponent(unit)}?format=csv`, {
-      headers: { Authorization: "Bearer " + (accessToken() || token), Accept: "text/csv" },
-    });
-    if (!resp.ok) {
-      const p = await resp.json().catch(() => ({}));
-      sayProblem(msg, { status: resp.status, code: p.code });
-      return;
-    }
-    const blob = await resp.blob();
-    const a = h("a", { href: URL.createObjectURL(blob), download: `muster-unit-${unit}.csv` });
-    document.body.append(a);
-    a.click();
-    a.remove();
-  } catch (e) {
-    sayProblem(msg, e);
-  }
+// The unit report as CSV.
+function downloadReport() {
+  return downloadCsv(`/v1/reports/units/${encodeURIComponent(unit)}?format=csv`, `muster-unit-${unit}.csv`, $("#umem-msg"));
 }
 
 // ---- the unit's stream ----

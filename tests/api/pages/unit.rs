@@ -116,6 +116,14 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
     assert_eq!(row["members"].as_u64().unwrap() as usize, unit_members(&after), "{row}");
     rate_shown(&b, "the rate after the import", &row).await;
 
+    // The unit report downloads as CSV with the new members in it (the blob the page
+    // hands the browser, read back).
+    b.js("window.__csv = null; const make = URL.createObjectURL; \
+          URL.createObjectURL = (blob) => { blob.text().then(t => { window.__csv = t; }); return make(blob); }; return 1")
+        .await;
+    b.click("#unit-csv").await;
+    b.wait("the CSV", "return typeof window.__csv === 'string' && window.__csv.includes('m90002')").await;
+
     // One more by the form, with a refusal first (an unknown grid), shown in Chinese.
     b.type_into("#uadd-id", "m90003").await;
     b.type_into("#uadd-name", "王芳").await;
