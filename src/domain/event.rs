@@ -610,6 +610,10 @@ pub mod stream {
     pub fn district(id: &str) -> String {
         format!("district:{id}")
     }
+    /// A unit's admin: whistles to the unit and mobilizations of its teams.
+    pub fn unit(id: &str) -> String {
+        format!("unit:{id}")
+    }
 }
 
 #[cfg(test)]

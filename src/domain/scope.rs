@@ -30,6 +30,9 @@
 //!   who took it; a **claim** on it: the claimant, and whoever sees the order but members;
 //! - a **stream**: each actor reads exactly one (`stream_of`), and the frames of an incident
 //!   go to the streams of those who see it (`incident_streams`; a test checks the two agree);
+//!   a unit's stream (its admin's) carries only what involves the unit: a whistle naming it
+//!   (`unit.whistled`: the incident's place, level and category, not its offers) and a
+//!   mobilization ordering its teams (`unit.mobilized`: its own teams and where they report);
 //! - an **audit entry** (a decision in the log, `audit::place`): city command sees all; a
 //!   district's command, those about a place in its district (its mode switch, a
 //!   mobilization reporting into it, a whistle, rating, registration, exchange, transfer,
@@ -323,7 +326,7 @@ pub fn stream_of(actor: &Actor) -> String {
         Actor::Staff { community } => stream::community(community),
         Actor::Command { district: Some(d) } => stream::district(d),
         Actor::Command { district: None } | Actor::System => stream::CITY.to_string(),
-        Actor::UnitAdmin { unit } => format!("unit:{unit}"),
+        Actor::UnitAdmin { unit } => stream::unit(unit),
     }
 }
 

@@ -169,7 +169,7 @@ fn home(role: Role) -> &'static str {
     match role {
         Role::Command => "/dashboard",
         Role::Staff => "/console",
-        Role::UnitAdmin => "/reports",
+        Role::UnitAdmin => "/unit",
         Role::Member => "/m",
     }
 }

@@ -1,7 +1,7 @@
 //! The web pages (issue #4) and the GeoJSON they draw their maps from.
 //!
 //! - `GET /` links the pages; `GET /console` (staff), `GET /m` (member), `GET /dashboard`
-//!   (command), `GET /reports` and `GET /join` (opens a sign-in link) are HTML; `GET /web/{file}` their CSS, JS modules and icon.
+//!   (command), `GET /reports`, `GET /unit` (unit admin) and `GET /join` (opens a sign-in link) are HTML; `GET /web/{file}` their CSS, JS modules and icon.
 //!   The files live in `src/web/` and are embedded in the binary with rust-embed (release
 //!   builds; a debug build reads them from `src/web/` so a page can be edited without
 //!   recompiling). No build step, no third-party code.
@@ -78,12 +78,13 @@ pub struct Page {
 }
 
 /// Every page there is, and all that differs between them.
-pub static PAGES: [Page; 6] = [
+pub static PAGES: [Page; 7] = [
     Page::new("/", "index", "muster 应急动员调度", ("index.title", "muster 应急动员调度")),
     Page::new("/console", "console", "社区工作台 · muster", ("console.title", "社区工作台")).signs_in().asks(),
     Page::new("/m", "member", "党员报到 · muster", ("member.title", "党员报到")).signs_in().theme_color("#b3261e"),
     Page::new("/dashboard", "dashboard", "指挥大屏 · muster", ("dash.title", "指挥大屏")).signs_in().asks(),
     Page::new("/reports", "reports", "考核报表 · muster", ("rep.title", "考核报表")).signs_in(),
+    Page::new("/unit", "unit", "单位管理 · muster", ("unit.title", "单位管理")).signs_in().asks(),
     // Opens a sign-in link (/join#<code>) and forwards to the role's page: no sign-in card.
     Page::new("/join", "join", "登录 · muster", ("join.title", "登录")).theme_color("#b3261e"),
 ];
@@ -459,7 +460,7 @@ mod tests {
     #[test]
     fn every_route_is_a_page_in_the_table() {
         let paths: Vec<&str> = PAGES.iter().map(|p| p.path).collect();
-        assert_eq!(paths, ["/", "/console", "/m", "/dashboard", "/reports", "/join"]);
+        assert_eq!(paths, ["/", "/console", "/m", "/dashboard", "/reports", "/unit", "/join"]);
     }
 
     /// Each page is whole: the shared header once, the sign-in card and the dialog where

@@ -483,6 +483,7 @@ pub async fn post_order(
 #[serde(deny_unknown_fields)]
 pub struct OrderQuery {
     /// open, full or cancelled; all when omitted.
+    #[param(pattern = "^(open|full|cancelled)$")]
     pub status: Option<String>,
 }
 

@@ -272,6 +272,7 @@ pub async fn mobilize(
 #[serde(deny_unknown_fields)]
 pub struct MobilizationList {
     /// open or closed; all when omitted.
+    #[param(pattern = "^(open|closed)$")]
     pub status: Option<String>,
 }
 

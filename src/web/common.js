@@ -357,6 +357,33 @@ export function sayProblem(el, e) {
   say(el, key, vars, "error");
 }
 
+/**
+ * Downloads the CSV the API answers at `path` as `file`, with the signed-in token (a plain
+ * link would carry none); a refusal is said in `msg` by its code.
+ */
+export function downloadCsv(path, file, msg) {
+  return download(path, "text/csv", file, msg);
+}
+
+/** Fetches `path` with the signed-in token and saves the answer as `file` (a plain link
+ * would carry no token); a refusal is said in `msg` from the string tables. */
+export async function download(path, accept, file, msg) {
+  try {
+    const resp = await fetch(path, { headers: { Authorization: "Bearer " + currentToken, Accept: accept } });
+    if (!resp.ok) {
+      const p = await resp.json().catch(() => ({}));
+      sayProblem(msg, { status: resp.status, code: p.code });
+      return;
+    }
+    const a = h("a", { href: URL.createObjectURL(await resp.blob()), download: file });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) {
+    sayProblem(msg, e);
+  }
+}
+
 /** What the person typed: every named field of `#app` (not passwords or files). */
 function draftKey(page) {
   return "muster.draft." + page;

@@ -7,6 +7,7 @@ import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
 import { GeoMap } from "/web/map.js";
 import { mountConsoleService } from "/web/console-service.js";
+import { mountRegistration } from "/web/console-registration.js";
 
 const LEVELS = ["IV", "III", "II", "I"];
 const ACTIVE = new Set(["open", "filled"]);
@@ -42,6 +43,7 @@ async function start(token, claims) {
   wireForm();
   service = mountConsoleService(() => catalog);
   mountInvite($("#invite"), claims);
+  mountRegistration($("#reg"), claims.community);
   live = new Live({
     token,
     key: `console.${claims.sub || claims.role}`,

@@ -5,11 +5,12 @@
 // run with a preview first) and downloads it.
 
 import { t, catalogName, onLangChange, applyI18n, getLang } from "/web/i18n.js";
-import { api, accessToken, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash } from "/web/common.js";
+import { api, boot, h, $, fmtTime, fmtDuration, levelBadge, throttle, ask, setStatus, flash, sayProblem, downloadCsv, download } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
 import { mountWebhooks, refreshWebhooks, renderWebhooks } from "/web/webhooks.js";
 import { GeoMap } from "/web/map.js";
+import { mountMobilize, closeButton, renderProposals } from "/web/dashboard-command.js";
 
 const ACTIVE = new Set(["open", "filled"]);
 const LIST_MAX = 50;
@@ -21,6 +22,7 @@ let catalog = { categories: [] };
 const incidents = new Map();
 const communities = new Map(); // id -> GeoJSON properties
 let balances = new Map();
+let proposals = [];
 let modes = null;
 let mobs = [];
 const unitNames = new Map();
@@ -41,16 +43,25 @@ async function start(token, c) {
   }
   labelPans();
   mountInvite($("#invite"), claims);
-  mountAudit(token);
+  mountAudit();
   mountCityGeo();
   mountWebhooks($("#webhooks"), claims);
+  mountMobilize(
+    {
+      districts: () => (modes?.districts || []).filter((d) => !claims.district || d.id === claims.district).map((d) => [d.id, d.name]),
+      units: () => [...unitNames],
+      communities: () =>
+        [...communities].filter(([, p]) => !claims.district || p.district_id === claims.district).map(([id, p]) => [id, p.name]),
+    },
+    () => loadMobs(),
+  );
   live = new Live({ token, key: `dash.${claims.sub || "command"}`, onFrame, onHello: refreshAll, onStatus: setStatus });
   try {
     catalog = await api("GET", "/v1/catalog");
     await loadGeo();
     loadUnits();
   } catch (e) {
-    flash($("#dash-msg"), t("error.generic", { detail: e.message }), "error");
+    sayProblem($("#dash-msg"), e);
   }
   live.start();
   onLangChange(() => {
@@ -59,6 +70,7 @@ async function start(token, c) {
     renderIncidents();
     renderModes();
     renderMobs();
+    renderProposalList();
     renderAudit();
     if (geoReport) renderGeoReport(geoReport);
     renderWebhooks();
@@ -115,7 +127,7 @@ async function guarded(f) {
   try {
     await f();
   } catch (e) {
-    flash($("#dash-msg"), t("error.generic", { detail: e.message }), "error");
+    sayProblem($("#dash-msg"), e);
   }
 }
 
@@ -244,10 +256,20 @@ function renderWhistles(active) {
 
 async function loadBalance() {
   await guarded(async () => {
-    const b = await api("GET", "/v1/balance");
-    balances = new Map(b.communities.map((c) => [c.community_id, c]));
-    paintBalance();
+    showBalance(await api("GET", "/v1/balance"));
   });
+}
+
+/** A balance as GET /v1/balance (or an applied proposal) answers it: the map recoloured. */
+function showBalance(b) {
+  balances = new Map(b.communities.map((c) => [c.community_id, c]));
+  proposals = b.proposals || [];
+  paintBalance();
+  renderProposalList();
+}
+
+function renderProposalList() {
+  renderProposals(proposals, communityName, showBalance, () => refreshBalance());
 }
 
 const refreshBalance = throttle(loadBalance, 1500);
@@ -272,6 +294,7 @@ function paintBalance() {
   for (const id of communities.keys()) {
     const b = balances.get(id);
     map.paint(id, (b ? bucket(b.balance) : "b-none") + (b?.wartime ? " wartime" : ""), balanceTitle(id));
+    map.areas.get(id)?.path.setAttribute("data-balance", b ? String(b.balance) : "");
   }
 }
 
@@ -342,7 +365,7 @@ async function switchMode(districtId, name, to) {
     flash($("#modes-msg"), t("console.done", { what: `${name} → ${t("dash.mode." + to)}` }), "ok");
     refreshBalance();
   } catch (e) {
-    flash($("#modes-msg"), t("error.generic", { detail: e.message }), "error");
+    sayProblem($("#modes-msg"), e);
   }
 }
 
@@ -398,6 +421,7 @@ function renderMobs() {
         h("p", { class: "muted" }, t("dash.mob.deadline", { t: fmtTime(m.deadline) })),
         h("progress", { max: Math.max(1, m.ordered), value: m.reported, "aria-label": m.id }),
         h("p", { class: "counts" }, t("dash.mob.counts", m)),
+        h("div", { class: "actions" }, closeButton(m, () => loadMobs())),
         teams,
         comms,
       );
@@ -448,12 +472,10 @@ const AUDIT_KINDS = [
   "invitation_revoked", "session_revoked", "webhook_registered", "webhook_enabled", "webhook_disabled",
   "webhook_secret_rotated", "webhook_deleted",
 ];
-let auditToken = null;
 let auditRows = [];
 let auditNext = null;
 
-function mountAudit(token) {
-  auditToken = token;
+function mountAudit() {
   const select = $("#audit-kind");
   for (const k of AUDIT_KINDS) select.append(h("option", { value: k, dataset: { i18n: "audit.k." + k } }, t("audit.k." + k)));
   $("#audit-form").addEventListener("submit", (e) => {
@@ -489,7 +511,7 @@ async function loadAudit(more) {
     renderAudit();
     flash(msg, auditRows.length ? "" : t("audit.empty"));
   } catch (e) {
-    flash(msg, e.detail || e.message, "error");
+    sayProblem(msg, e);
   }
 }
 
@@ -524,27 +546,9 @@ function renderAudit() {
   $("#audit-more").hidden = auditNext === null;
 }
 
-// The CSV with the signed-in token (a plain link would carry none), as /reports does.
-async function downloadAudit() {
+function downloadAudit() {
   const lang = getLang() === "en" ? "en" : "zh";
-  await download(auditQuery({ format: "csv", lang, limit: 500 }), "text/csv", "muster-audit.csv", $("#audit-msg"));
-}
-
-/** Fetches `path` with the signed-in token and saves the answer as `file`; errors go to `msg`. */
-async function download(path, accept, file, msg) {
-  try {
-    const resp = await fetch(path, { headers: { Authorization: "Bearer " + (accessToken() || auditToken), Accept: accept } });
-    if (!resp.ok) {
-      const p = await resp.json().catch(() => ({}));
-      throw new Error(p.detail || resp.statusText);
-    }
-    const a = h("a", { href: URL.createObjectURL(await resp.blob()), download: file });
-    document.body.append(a);
-    a.click();
-    a.remove();
-  } catch (e) {
-    flash(msg, e.message, "error");
-  }
+  return downloadCsv(auditQuery({ format: "csv", lang, limit: 500 }), "muster-audit.csv", $("#audit-msg"));
 }
 
 // ---- the city as GeoJSON (city command only: the API refuses a district's command)

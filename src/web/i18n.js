@@ -6,6 +6,7 @@
 
 import { SERVICE_STRINGS } from "/web/i18n-service.js";
 import { COMMAND_STRINGS } from "/web/i18n-command.js";
+import { ADMIN_STRINGS } from "/web/i18n-admin.js";
 
 const STRINGS = {
   zh: {
@@ -669,7 +670,7 @@ const CATALOG_EN = {
   psychology: "Counselling",
 };
 
-for (const l of ["zh", "en"]) Object.assign(STRINGS[l], SERVICE_STRINGS[l], COMMAND_STRINGS[l]);
+for (const l of ["zh", "en"]) Object.assign(STRINGS[l], SERVICE_STRINGS[l], COMMAND_STRINGS[l], ADMIN_STRINGS[l]);
 
 const KEY = "muster.lang";
 let lang = "zh";

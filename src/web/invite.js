@@ -5,7 +5,7 @@
 // and can be printed: printing shows only the cards.
 
 import { t } from "/web/i18n.js";
-import { api, h, $, fmtTime, flash, ask } from "/web/common.js";
+import { api, h, $, fmtTime, flash, ask, say, sayProblem, problemText } from "/web/common.js";
 
 /**
  * @param {HTMLElement} root   the panel's <section>
@@ -47,6 +47,7 @@ export function mountInvite(root, claims) {
       }),
     );
     print.hidden = made.length === 0;
+    root.querySelector("#invitations-show")?.click();
     flash(msg, t("invite.made", { n: made.length }), "ok");
   };
 
@@ -71,7 +72,7 @@ export function mountInvite(root, claims) {
       const body = { role: role.value, [scopeField[role.value]]: id, ttl_s: Number(ttl.value) };
       show([await api("POST", "/v1/invitations", body)]);
     } catch (err) {
-      flash(msg, t("error.generic", { detail: err.message }), "error");
+      sayProblem(msg, err);
     }
   });
 
@@ -94,7 +95,9 @@ export function mountInvite(root, claims) {
         const res = await api("POST", `/v1/invitations/batch?ttl_s=${ttl.value}`, text + "\n", { "Content-Type": "text/csv" });
         show(res.invitations);
       } catch (err) {
-        flash(msg, t("error.generic", { detail: err.message }), "error");
+        // The refusal names its bad rows ("row 2: …"): their numbers, with the code's text.
+        const rows = [...(err.detail || "").matchAll(/row (\d+)/g)].map((m) => m[1]);
+        flash(msg, problemText(err) + (rows.length ? " " + t("invite.batch.rows", { rows: rows.join(", ") }) : ""), "error");
       }
     });
     parts.push(batch);
@@ -104,7 +107,8 @@ export function mountInvite(root, claims) {
     window.print();
   });
   window.addEventListener("afterprint", () => document.body.classList.remove("print-invites"));
-  parts.push(msg, h("div", { class: "actions" }, print), out, devices(claims));
+  parts.push(msg, h("div", { class: "actions" }, print), out, issued(scopeField), devices(claims));
+  if (claims.role === "command" && !claims.district) parts.push(revokeTokens());
   root.replaceChildren(...parts);
   root.hidden = false;
 }
@@ -151,7 +155,7 @@ function devices(claims) {
                       flash(msg, t("invite.devices.revoked"), "ok");
                       load();
                     } catch (err) {
-                      flash(msg, t("error.generic", { detail: err.message }), "error");
+                      sayProblem(msg, err);
                     }
                   },
                 },
@@ -164,7 +168,7 @@ function devices(claims) {
       if (!rows.length) flash(msg, t("invite.devices.empty"));
       else msg.textContent = "";
     } catch (err) {
-      flash(msg, t("error.generic", { detail: err.message }), "error");
+      sayProblem(msg, err);
     }
   };
   const form = h(
@@ -182,4 +186,88 @@ function devices(claims) {
     return h("div", { class: "devices" }, h("h2", {}, t("invite.devices.mine")), msg, list);
   }
   return h("div", { class: "devices" }, h("h3", {}, t("invite.devices")), form, msg, list);
+}
+
+/** The sign-in links the caller issued or may see, newest first, with "revoke" on open ones. */
+function issued(scopeField) {
+  const list = h("ul", { id: "invitations", class: "cards" });
+  const msg = h("p", { id: "invitations-msg", class: "msg", role: "status" });
+  const load = async () => {
+    try {
+      const rows = await api("GET", "/v1/invitations");
+      list.replaceChildren(
+        ...rows.slice(0, 100).map((inv) => {
+          const who = inv[scopeField[inv.role]] || "";
+          const role = t("invite.role." + inv.role);
+          return h(
+            "li",
+            { dataset: { invitation: inv.id, state: inv.state } },
+            h("strong", {}, `${role} ${who}`),
+            " ",
+            h("span", { class: "chip" }, t("inv.state." + inv.state)),
+            " ",
+            h("span", { class: "muted" }, t("inv.by", { by: inv.issued_by, at: fmtTime(inv.issued_at) })),
+            " ",
+            inv.state === "open"
+              ? h(
+                  "button",
+                  {
+                    type: "button",
+                    class: "small revoke-link",
+                    on: {
+                      click: async () => {
+                        if ((await ask(t("inv.revoke.ask", { role, who }))) === null) return;
+                        try {
+                          await api("POST", `/v1/invitations/${encodeURIComponent(inv.id)}/revoke`, {});
+                          say(msg, "inv.revoked", undefined, "ok");
+                          load();
+                        } catch (err) {
+                          sayProblem(msg, err);
+                        }
+                      },
+                    },
+                  },
+                  t("inv.revoke"),
+                )
+              : null,
+          );
+        }),
+      );
+      if (!rows.length) say(msg, "inv.empty");
+      else if (msg.dataset.kind !== "ok") msg.textContent = "";
+    } catch (err) {
+      sayProblem(msg, err);
+    }
+  };
+  const refresh = h("button", { type: "button", id: "invitations-show", class: "small", on: { click: load } }, t("inv.show"));
+  load();
+  return h("div", { class: "issued" }, h("h3", {}, t("inv.list")), h("div", { class: "actions" }, refresh), msg, list);
+}
+
+/** City command: every token of a subject refused from now on (POST /v1/tokens/revoke). */
+function revokeTokens() {
+  const sub = h("input", { id: "revoke-sub", type: "text", autocomplete: "off", spellcheck: false, placeholder: "member:m00001" });
+  const msg = h("p", { id: "revoke-msg", class: "msg", role: "status" });
+  const form = h(
+    "form",
+    { id: "revoke-form", novalidate: true },
+    h("label", { for: "revoke-sub" }, t("tok.subject")),
+    h("div", { class: "row" }, sub, h("button", { type: "submit", id: "revoke-submit" }, t("tok.submit"))),
+  );
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const subject = sub.value.trim();
+    if (!subject) {
+      sub.focus();
+      return;
+    }
+    if ((await ask(t("tok.ask", { sub: subject }))) === null) return;
+    try {
+      await api("POST", "/v1/tokens/revoke", { subject });
+      say(msg, "tok.done", { sub: subject }, "ok");
+    } catch (err) {
+      sayProblem(msg, err);
+    }
+  });
+  return h("div", { class: "tokens" }, h("h3", {}, t("tok.title")), form, msg);
 }

@@ -3,13 +3,11 @@
 // the same figures as CSV from the API.
 
 import { t } from "/web/i18n.js";
-import { api, accessToken, boot, h, $, flash, setStatus } from "/web/common.js";
+import { api, boot, h, $, flash, setStatus, downloadCsv } from "/web/common.js";
 import { mountInvite } from "/web/invite.js";
 
-let token = null;
 
-boot("reports", ["command", "staff", "unit_admin", "member"], (tok, claims) => {
-  token = tok;
+boot("reports", ["command", "staff", "unit_admin", "member"], (_token, claims) => {
   // Start where the token's scope points.
   const [kind, id] = {
     member: ["members", claims.member],
@@ -80,20 +78,6 @@ async function show() {
   }
 }
 
-async function download() {
-  const msg = $("#rep-msg");
-  try {
-    const resp = await fetch(query("csv"), { headers: { Authorization: "Bearer " + (accessToken() || token), Accept: "text/csv" } });
-    if (!resp.ok) {
-      const p = await resp.json().catch(() => ({}));
-      throw new Error(p.detail || resp.statusText);
-    }
-    const blob = await resp.blob();
-    const a = h("a", { href: URL.createObjectURL(blob), download: `muster-report-${$("#rep-id").value.trim()}.csv` });
-    document.body.append(a);
-    a.click();
-    a.remove();
-  } catch (e) {
-    flash(msg, e.message, "error");
-  }
+function download() {
+  return downloadCsv(query("csv"), `muster-report-${$("#rep-id").value.trim()}.csv`, $("#rep-msg"));
 }

@@ -86,7 +86,7 @@ function render() {
   root.replaceChildren(
     h("h2", { id: "hook-h" }, t("hook.title")),
     form,
-    h("div", { class: "table-wrap" }, h("table", { id: "hook-table" })),
+    h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "hook-h" }, h("table", { id: "hook-table" })),
     h("p", { id: "hook-empty", class: "muted" }, t("hook.empty")),
     h("div", { id: "hook-dead", hidden: true }),
   );
@@ -206,11 +206,11 @@ async function loadDead(id) {
     });
     const cols = ["seq", "type", "message", "attempts", "error", "at"];
     box.replaceChildren(
-      h("h3", {}, t("hook.dead.title", { id })),
+      h("h3", { id: "hook-dead-h" }, t("hook.dead.title", { id })),
       letters.length === 0 ? h("p", { class: "muted" }, t("hook.dead.empty")) : null,
       h(
         "div",
-        { class: "table-wrap" },
+        { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "hook-dead-h" },
         h(
           "table",
           { id: "hook-dead-table" },

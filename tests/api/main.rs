@@ -21,5 +21,6 @@ mod restart;
 mod roster_csv;
 mod service;
 mod signin;
+mod unit_stream;
 mod wartime;
 mod webhooks;

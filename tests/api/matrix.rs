@@ -406,6 +406,27 @@ impl Model {
         if let Who::Member(x) = w {
             ids.extend(self.team_community(x).map(str::to_string));
         }
+        // The unit's stream (issue 17): its own teams; a whistle naming the unit carries the
+        // incident and its community; a mobilization ordering the unit's teams carries it,
+        // those teams and where they report.
+        if let Who::Unit(u) = w {
+            ids.extend(self.teams.iter().filter(|(_, t)| &t.unit == u).map(|(id, _)| id.clone()));
+            for (i, inc) in &self.incidents {
+                if inc.units.contains(u) {
+                    ids.extend([i.clone(), inc.community.clone()]);
+                }
+            }
+            for (id, mob) in &self.mobs {
+                let own: Vec<_> =
+                    mob.orders.iter().filter(|(_, t, _)| self.teams.get(t).is_some_and(|t| &t.unit == u)).collect();
+                if !own.is_empty() {
+                    ids.insert(id.clone());
+                    for (_, t, c) in own {
+                        ids.extend([t.clone(), c.clone()]);
+                    }
+                }
+            }
+        }
         if w.command() {
             for (from, to, members) in &self.proposals {
                 if self.business(w, from) && self.business(w, to) {

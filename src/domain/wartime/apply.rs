@@ -218,6 +218,26 @@ pub(in crate::domain) fn apply(state: &mut State, event: &Event, frames: &mut Ve
                 }
             }
             m.districts = districts.into_iter().collect();
+            // Each unit whose teams are ordered hears of it, with its own teams only.
+            let mut by_unit: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+            for t in teams {
+                let team = &city.teams[state.city.team_by_id[&t.team_id] as usize];
+                by_unit
+                    .entry(team.unit_id.as_str())
+                    .or_default()
+                    .push(json!({"team_id": t.team_id, "community_id": t.community_id}));
+            }
+            for (unit, teams) in by_unit {
+                let data = json!({
+                    "mobilization_id": mobilization_id,
+                    "unit_id": unit,
+                    "teams": teams,
+                    "site": site.as_ref().map(|s| s.name.clone()),
+                    "deadline": rfc3339(*deadline),
+                    "note": note,
+                });
+                state.push_frame(frames, stream::unit(unit), "unit.mobilized", data);
+            }
             let data = json!({
                 "mobilization_id": mobilization_id,
                 "teams": teams.len(),
@@ -305,17 +325,40 @@ pub(in crate::domain) fn apply(state: &mut State, event: &Event, frames: &mut Ve
                 .filter(|o| matches!(o.state, OfferState::Accepted | OfferState::Arrived))
                 .map(|o| state.city.member_unit[o.member as usize])
                 .collect();
-            let units = units
+            let whistled = units
                 .iter()
                 .map(|u| {
                     let ui = state.city.unit_by_id[u];
                     (ui, u.clone(), reported.contains(&ui))
                 })
                 .collect();
-            inc.whistles.push(Whistle { id: whistle_id.clone(), at, deadline: *deadline, units, overdue: false });
+            inc.whistles.push(Whistle {
+                id: whistle_id.clone(),
+                at,
+                deadline: *deadline,
+                units: whistled,
+                overdue: false,
+            });
             state.whistles_blown += 1;
             state.deadlines.insert((*deadline, Deadline::Whistle(incident_id.clone(), whistle_id.clone())));
             scope_frames(state, frames, incident_id, "incident.units_whistled", &event.body, at);
+            // Each unit whistled hears where to go: the incident's place, level and category.
+            let inc = &state.incidents[incident_id];
+            let community =
+                state.city.community_by_id.get(&inc.community_id).map(|&c| state.city.community(c).name.clone());
+            let data = Arc::new(json!({
+                "incident_id": incident_id,
+                "whistle_id": whistle_id,
+                "community_id": inc.community_id,
+                "community": community,
+                "level": inc.level,
+                "category": inc.category,
+                "location": inc.location,
+                "deadline": rfc3339(*deadline),
+            }));
+            for u in units {
+                state.push_frame(frames, stream::unit(u), "unit.whistled", data.clone());
+            }
         }
         EventBody::WhistleOverdue { incident_id, whistle_id, .. } => {
             let inc = state.incidents.get_mut(incident_id).expect("known incident");

@@ -28,6 +28,16 @@ fn mobilization_progress_counts_are_exact_through_acknowledgements_and_geofenced
     assert_eq!(frames_of(&w.frames, "city", "mobilization.ordered").len(), 1);
     assert_eq!(frames_of(&w.frames, "district:d1", "mobilization.ordered").len(), 1);
     assert!(frames_of(&w.frames, "district:d2", "mobilization.ordered").is_empty());
+    // Each unit whose teams are ordered hears of it, with its own teams only.
+    for (unit, team) in [("u1", "t1"), ("u3", "t3")] {
+        let f = frames_of(&w.frames, &format!("unit:{unit}"), "unit.mobilized");
+        assert_eq!(f.len(), 1, "{unit}");
+        assert_eq!(f[0].data["mobilization_id"], "mob-1");
+        let teams: Vec<&str> =
+            f[0].data["teams"].as_array().unwrap().iter().map(|t| t["team_id"].as_str().unwrap()).collect();
+        assert_eq!(teams, [team], "{unit}");
+    }
+    assert!(w.frames.iter().all(|f| f.stream != "unit:u2" && f.stream != "unit:u4"), "only the units ordered");
 
     // a acknowledges; again is a no-op
     let out = w.at(10).ok(&as_member("a"), ack(&id));

@@ -46,6 +46,16 @@ fn a_whistle_offers_the_incident_to_every_available_member_of_the_paired_units()
     let f = frames_of(&out.frames, "member:u2a", "offer");
     assert_eq!(f[0].data["whistle"], true);
     assert_eq!(frames_of(&out.frames, "community:c1", "incident.units_whistled").len(), 1);
+    // Each unit named hears it on its own stream; a unit not named does not.
+    for u in ["u1", "u2"] {
+        let f = frames_of(&out.frames, &format!("unit:{u}"), "unit.whistled");
+        assert_eq!(f.len(), 1, "{u}");
+        assert_eq!(
+            (f[0].data["incident_id"].as_str(), f[0].data["community_id"].as_str()),
+            (Some(inc.as_str()), Some("c1"))
+        );
+    }
+    assert!(out.frames.iter().all(|f| f.stream != "unit:u3" && f.stream != "unit:u4"), "only the units named");
 
     // a unit has reported once one of its members accepts
     w.at(10).accept("u1b", &inc);

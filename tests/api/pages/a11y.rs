@@ -62,6 +62,13 @@ async fn every_page_passes_axe_in_both_languages_at_both_widths_with_no_console_
                     && document.querySelectorAll('#modes tr').length > 1",
         },
         Visit {
+            path: "/unit",
+            file: "unit",
+            token: Some(app.token(muster::gateway::auth::Role::UnitAdmin, Some(&app.city.units[0].id))),
+            ready: "return document.querySelector('#unit-rate').textContent.trim() !== '' \
+                    && document.querySelectorAll('#unit-members tbody tr').length > 0",
+        },
+        Visit {
             path: "/reports",
             file: "reports",
             token: Some(staff.clone()),

@@ -13,6 +13,7 @@ async fn pages_are_static_with_a_strict_csp_and_the_maps_are_geojson() {
         ("/m", "text/html"),
         ("/dashboard", "text/html"),
         ("/reports", "text/html"),
+        ("/unit", "text/html"),
         ("/web/live.js", "text/javascript"),
         ("/web/i18n.js", "text/javascript"),
         ("/web/style.css", "text/css"),
@@ -37,7 +38,7 @@ async fn pages_are_static_with_a_strict_csp_and_the_maps_are_geojson() {
         assert_eq!(again.status(), 304, "{path}: a matching ETag answers 304");
     }
     // No inline script or style anywhere: every page passes the CSP above.
-    for page in ["/", "/console", "/m", "/dashboard", "/reports"] {
+    for page in ["/", "/console", "/m", "/dashboard", "/reports", "/unit"] {
         let html = http.get(app.url(page)).send().await.unwrap().text().await.unwrap();
         assert!(!html.contains("style="), "{page} has an inline style");
         assert!(!html.contains("<style"), "{page} has a style element");
@@ -261,7 +262,7 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
     assert_eq!(listed["webhooks"][0]["types"], json!(["mode.switched"]), "{listed}");
 
     // Keyboard: Tab walks through the main controls of each page.
-    let walk = console.tab_walk(55).await;
+    let walk = console.tab_walk(65).await;
     has_all(
         &walk,
         &[
@@ -280,6 +281,7 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             "#invite-who",
             "#invite-submit",
             "#invite-batch",
+            "#invitations-show",
             "#devices-show",
         ],
         "console",
@@ -287,7 +289,7 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
     let walk = member.tab_walk(20).await;
     has_all(&walk, &["#lang", "#signout", "#duty", "#share", "#lat", "#lng", "#setpos"], "member");
     // (each datetime-local input of the audit panel is several tab stops)
-    let walk = dash.tab_walk(60).await;
+    let walk = dash.tab_walk(90).await;
     has_all(
         &walk,
         &[
@@ -299,6 +301,12 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             "#zoom-reset",
             "[district=city]",
             "[district=d01]",
+            "#mobo-who",
+            "#mobo-teams",
+            "#mobo-dest",
+            "#mobo-deadline",
+            "#mobo-note",
+            "#mobo-submit",
             "#audit-kind",
             "#audit-actor",
             "#audit-from",
@@ -308,6 +316,9 @@ async fn staff_raise_a_member_accepts_and_every_page_shows_it_live() {
             "#geo-export",
             "#invite-role",
             "#invite-submit",
+            "#invitations-show",
+            "#revoke-sub",
+            "#revoke-submit",
         ],
         "dashboard",
     );

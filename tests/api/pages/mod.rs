@@ -22,9 +22,11 @@ use crate::helpers::*;
 
 mod a11y;
 mod city;
+mod command;
 mod coverage;
 mod flows;
 mod service;
+mod unit;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -190,15 +192,23 @@ impl Browser {
     /// Clicks an element, scrolled to the middle of the window first, as a person would
     /// (chromedriver leaves an element that is in view where it is, even under the sticky
     /// header).
+    /// A live frame may redraw the element between finding and clicking it: then it is
+    /// found again, as a person would click what is there now (a few times at most).
     pub(crate) async fn click(&self, selector: &str) {
-        let el = self
-            .client
-            .find(Locator::Css(selector))
-            .await
-            .unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.name));
-        let arg = serde_json::to_value(&el).unwrap();
-        let _ = self.client.execute("arguments[0].scrollIntoView({block: 'center'})", vec![arg]).await;
-        el.click().await.unwrap_or_else(|e| panic!("{}: click {selector}: {e}", self.name));
+        for attempt in 0.. {
+            let el = self
+                .client
+                .find(Locator::Css(selector))
+                .await
+                .unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.name));
+            let arg = serde_json::to_value(&el).unwrap();
+            let _ = self.client.execute("arguments[0].scrollIntoView({block: 'center'})", vec![arg]).await;
+            match el.click().await {
+                Ok(()) => return,
+                Err(e) if attempt < 5 && e.to_string().contains("stale element") => continue,
+                Err(e) => panic!("{}: click {selector}: {e}", self.name),
+            }
+        }
     }
 
     /// Picks the option `value` of a select.
