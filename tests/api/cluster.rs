@@ -298,6 +298,12 @@ async fn when_redis_restarts_nodes_refuse_writes_then_recover_and_lose_nothing()
     let Nodes { prefix: _prefix, dir: _dir, a_proc, a, b_proc, b } = two_nodes(&redis).await;
     assert_eq!(a.put_city(&a.command(), &a.city).await.status(), 200);
     let staff = a.staff("c001");
+    // Node B answers 503 "does not know the token's scope yet" until its replica has applied
+    // the import (as a client would, wait for it rather than race it).
+    eventually(Duration::from_secs(10), "node B knows the city", || async {
+        b.get(&staff, "/v1/incidents").await.status() == 200
+    })
+    .await;
     let body = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 1});
     let mut confirmed = Vec::new();
     for t in [&a, &b] {
