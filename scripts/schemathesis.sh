@@ -116,6 +116,14 @@ warnings = false
 include-name = "POST /v1/balance/apply"
 warnings = false
 
+# staff: a whistle names units that serve the community (or asks for the paired or the
+# street's units, which need an open incident of theirs): made-up unit ids answer 422
+# unknown_unit. Which incidents are open when it runs varies from run to run, so some
+# runs warn and some do not.
+[[operations]]
+include-name = "POST /v1/incidents/{id}/whistle"
+warnings = false
+
 # the scope a role's invitation must name (staff: community_id only; unit_admin: unit_id only) and the ttl_s range are not in the schema
 [[operations]]
 include-name = "POST /v1/invitations"
