@@ -15,7 +15,7 @@
 //! the fifth shift, re-rostered from that shift on (time, slots vacated, assignments
 //! changed, fill). Then criterion times `solve` on a 100-site instance. Under `cargo test
 //! --benches` it runs a small instance once. `ROSTER_ITERATIONS` sets the local search's
-//! budget (default 400,000).
+//! budget (default 400,000); `ROSTER_WEIGHTS=fair,team,own` other soft weights.
 
 use std::time::Instant;
 
@@ -75,7 +75,18 @@ fn instance(members: usize, sites: usize, days: i64) -> Instance {
     }
     let rules =
         HardRules { max_in_24h_ms: 12 * H, min_rest_ms: 6 * H, max_consecutive_days: 3, max_distance_m: 8_000.0 };
-    Instance::new(rules, Weights::default(), T0, members, places, shifts, reqs)
+    Instance::new(rules, weights(), T0, members, places, shifts, reqs)
+}
+
+/// The default weights, or `ROSTER_WEIGHTS=fair,team,own` (m/h², m, m) to compare others.
+fn weights() -> Weights {
+    let mut w = Weights::default();
+    if let Ok(v) = std::env::var("ROSTER_WEIGHTS") {
+        let f: Vec<f64> = v.split(',').map(|x| x.trim().parse().expect("ROSTER_WEIGHTS=fair,team,own")).collect();
+        assert_eq!(f.len(), 3, "ROSTER_WEIGHTS=fair,team,own");
+        (w.fair_m_per_h2, w.team_pair_m, w.own_community_m) = (f[0], f[1], f[2]);
+    }
+    w
 }
 
 fn secs(t: Instant) -> f64 {

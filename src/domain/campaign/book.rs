@@ -148,11 +148,26 @@ impl<'a> Book<'a> {
         self.cost(m, slot, travel, h - self.inst.hours(self.inst.req_of(slot).shift), h)
     }
 
+    /// `add_cost` without the teammate bonus (which looks up the team's members on the
+    /// site and shift, the costliest part): `add_cost = add_cost_alone - team_bonus`.
+    pub fn add_cost_alone(&self, m: u32, slot: u32, travel: f64) -> f64 {
+        let h = self.hours[m as usize];
+        self.cost_alone(m, slot, travel, h, h + self.inst.hours(self.inst.req_of(slot).shift))
+    }
+
+    /// The teammate bonus of `m` on `slot` (metres).
+    pub fn team_bonus(&self, m: u32, slot: u32) -> f64 {
+        self.inst.weights.team_pair_m * self.teammates(m, slot) as f64
+    }
+
     /// The objective's part that `m` on `slot` adds, their hours going from `without` to `with`.
     fn cost(&self, m: u32, slot: u32, travel: f64, without: f64, with: f64) -> f64 {
+        self.cost_alone(m, slot, travel, without, with) - self.team_bonus(m, slot)
+    }
+
+    fn cost_alone(&self, m: u32, slot: u32, travel: f64, without: f64, with: f64) -> f64 {
         let w = &self.inst.weights;
-        let mut c = travel + w.fair_m_per_h2 * (with * with - without * without)
-            - w.team_pair_m * self.teammates(m, slot) as f64;
+        let mut c = travel + w.fair_m_per_h2 * (with * with - without * without);
         if self.inst.own(m, self.inst.req_of(slot).site) {
             c -= w.own_community_m;
         }

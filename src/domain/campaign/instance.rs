@@ -233,7 +233,10 @@ impl Reach {
                 }
                 _ => (0..inst.members.len() as u32).for_each(|m| consider(m, &mut list)),
             }
-            list.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            // Nearest first, ties by member: travel is never negative, so its bits order
+            // as the numbers do, and one u64 key sorts both (each member once: unstable
+            // is deterministic).
+            list.sort_unstable_by_key(|&(m, t)| (u64::from(t.to_bits()) << 32) | u64::from(m));
             by_site.push(list);
         }
         Reach { by_site }

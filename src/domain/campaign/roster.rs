@@ -167,8 +167,12 @@ impl GroupSizes {
         GroupSizes(map)
     }
     fn bonus(&self, inst: &Instance, site: u32, shift: u32) -> f64 {
+        inst.weights.own_community_m.max(0.0) + self.team_bonus(inst, site, shift)
+    }
+    /// The most a teammate bonus can be there.
+    fn team_bonus(&self, inst: &Instance, site: u32, shift: u32) -> f64 {
         let n = self.0.get(&(site, shift)).copied().unwrap_or(0) as f64;
-        inst.weights.own_community_m.max(0.0) + inst.weights.team_pair_m.max(0.0) * n
+        inst.weights.team_pair_m.max(0.0) * n
     }
 }
 
@@ -199,19 +203,37 @@ fn by_scarcity(inst: &Instance, reach: &Reach, mut order: Vec<u32>) -> Vec<u32> 
 
 /// The cheapest member allowed to take `slot` now, other than `except`.
 fn best_for(book: &Book<'_>, reach: &Reach, gs: &GroupSizes, slot: u32, except: u32) -> Option<(u32, f64)> {
+    best_within(book, reach, gs, slot, except, usize::MAX)
+}
+
+/// `best_for` among the site's `within` nearest members in reach.
+fn best_within(
+    book: &Book<'_>,
+    reach: &Reach,
+    gs: &GroupSizes,
+    slot: u32,
+    except: u32,
+    within: usize,
+) -> Option<(u32, f64)> {
     let inst = book.inst;
     let r = inst.req_of(slot);
     let bonus = gs.bonus(inst, r.site, r.shift);
+    let team = gs.team_bonus(inst, r.site, r.shift);
     let mut best: Option<(u32, f64)> = None;
-    for &(m, t) in &reach.by_site[r.site as usize] {
+    for &(m, t) in reach.by_site[r.site as usize].iter().take(within) {
         if best.is_some_and(|(_, c)| t as f64 - bonus > c) {
             break;
         }
         if m == except || r.skills & !inst.members[m as usize].skills != 0 {
             continue;
         }
-        // The cost first: the rules are checked only for someone cheaper than the best.
-        let c = book.add_cost(m, slot, t as f64);
+        // The cost first, the teammates only when they could make it the cheapest, the
+        // rules only for someone cheaper than the best.
+        let alone = book.add_cost_alone(m, slot, t as f64);
+        if best.is_some_and(|(_, b)| alone - team >= b) {
+            continue;
+        }
+        let c = alone - book.team_bonus(m, slot);
         if best.is_none_or(|(_, b)| c < b) && book.blocked(m, r.shift, NONE).is_none() {
             best = Some((m, c));
         }
@@ -230,8 +252,9 @@ fn fill(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
 }
 
 /// For each empty slot: a member in reach with the skills who is kept out only by a slot
-/// they hold takes it, if someone else can take theirs (at most `REPAIR_TRIES` such
-/// exchanges are tried per slot, among its 400 nearest candidates).
+/// they hold takes it, if someone else among the `REPAIR_NEAR` nearest of that slot's site
+/// can take theirs (at most `REPAIR_TRIES` such exchanges are tried per slot, among its
+/// `REPAIR_NEAR` nearest candidates).
 fn repair(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
     let inst = book.inst;
     for &slot in order {
@@ -240,7 +263,7 @@ fn repair(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
         }
         let r = inst.req_of(slot).clone();
         let mut tries = 0;
-        'candidates: for &(m, _) in reach.by_site[r.site as usize].iter().take(400) {
+        'candidates: for &(m, _) in reach.by_site[r.site as usize].iter().take(REPAIR_NEAR) {
             if tries >= REPAIR_TRIES {
                 break;
             }
@@ -255,7 +278,7 @@ fn repair(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
                 // Would anyone else take `other` once `m` leaves it (and holds `slot`)?
                 book.take(other);
                 book.put(slot, m);
-                match best_for(book, reach, gs, other, m) {
+                match best_within(book, reach, gs, other, m, REPAIR_NEAR) {
                     Some((x, _)) => {
                         book.put(other, x);
                         break 'candidates;
@@ -271,6 +294,7 @@ fn repair(book: &mut Book<'_>, reach: &Reach, gs: &GroupSizes, order: &[u32]) {
 }
 
 const REPAIR_TRIES: u32 = 8;
+const REPAIR_NEAR: usize = 400;
 
 fn travel(inst: &Instance, m: u32, site: u32) -> f64 {
     inst.travel(m, site)
@@ -385,6 +409,8 @@ fn shortfall(book: &Book<'_>, reach: &Reach) -> Vec<Shortfall> {
         }
         let holders: Vec<u32> = slots.map(|s| book.assign[s as usize]).filter(|&m| m != NONE).collect();
         let (mut in_reach, mut available, mut not_overlapping, mut rested) = (0, 0, 0, 0);
+        // Those kept out by rest, hours or days in a row, counted in the same pass.
+        let mut counts = [0u32; 3];
         let skilled = inst.members.iter().filter(|m| r.skills & !m.skills == 0).count() as u32;
         // The site's reach list holds exactly the members in reach.
         for &(m, _) in &reach.by_site[r.site as usize] {
@@ -395,9 +421,15 @@ fn shortfall(book: &Book<'_>, reach: &Reach) -> Vec<Shortfall> {
             match book.blocked(m, r.shift, NONE) {
                 Some(Rule::Availability) => {}
                 Some(Rule::Overlap) => available += 1,
-                Some(_) => {
+                Some(rule) => {
                     available += 1;
                     not_overlapping += 1;
+                    match rule {
+                        Rule::Rest => counts[0] += 1,
+                        Rule::Hours => counts[1] += 1,
+                        Rule::ConsecutiveDays => counts[2] += 1,
+                        _ => {}
+                    }
                 }
                 None => {
                     available += 1;
@@ -416,17 +448,6 @@ fn shortfall(book: &Book<'_>, reach: &Reach) -> Vec<Shortfall> {
             Rule::Overlap
         } else {
             // Those left are kept out by rest, hours or days in a row: name the commonest.
-            let mut counts = [0u32; 3];
-            for &(m, _) in &reach.by_site[r.site as usize] {
-                if r.skills & !inst.members[m as usize].skills == 0 {
-                    match book.blocked(m, r.shift, NONE) {
-                        Some(Rule::Rest) => counts[0] += 1,
-                        Some(Rule::Hours) => counts[1] += 1,
-                        Some(Rule::ConsecutiveDays) => counts[2] += 1,
-                        _ => {}
-                    }
-                }
-            }
             let i = (0..3).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
             [Rule::Rest, Rule::Hours, Rule::ConsecutiveDays][i]
         };
