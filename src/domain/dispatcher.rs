@@ -326,7 +326,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::WebhookDeleted { .. } => {
             webhooks::apply(state, event.seq, event.at, &event.actor, &event.body, &mut frames)
         }
-        EventBody::Campaign { event } => campaign::handle::apply(state, event),
+        EventBody::Campaign { event: e } => campaign::handle::apply(state, e, event.at),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

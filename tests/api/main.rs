@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod authz;
 mod bad_input;
+mod campaign;
 mod city_geojson;
 mod cluster;
 mod faults;
