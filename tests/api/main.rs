@@ -7,6 +7,7 @@ mod audit;
 mod authz;
 mod bad_input;
 mod campaign;
+mod campaign_live;
 mod city_geojson;
 mod cluster;
 mod faults;

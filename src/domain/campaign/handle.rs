@@ -80,7 +80,15 @@ pub(in crate::domain) fn execute(tx: &mut Tx<'_>, actor: &Actor, cmd: CampaignCo
             let campaign_id = format!("cmp-{}", tx.state.campaigns_created + 1);
             event(
                 tx,
-                CampaignEvent::Created { campaign_id: campaign_id.clone(), name, district_id, start, end, rules },
+                CampaignEvent::Created {
+                    campaign_id: campaign_id.clone(),
+                    name,
+                    district_id,
+                    start,
+                    end,
+                    rules,
+                    no_show_after_s: Some(tx.rules.campaign.no_show_after_s),
+                },
             );
             Ok(Reply::Campaign(campaign_id))
         }
@@ -161,12 +169,7 @@ pub(in crate::domain) fn execute(tx: &mut Tx<'_>, actor: &Actor, cmd: CampaignCo
                     format!("member '{m}' is not rostered in shift '{shift_id}'"),
                 ));
             }
-            let from = c.shifts[si].start.min(now);
-            let budget = Budget { iterations: 0, seed: u64::from(published.version) };
-            event(tx, CampaignEvent::NoShows { campaign_id: campaign_id.clone(), shift_id, members });
-            let c = &tx.state.campaigns[&campaign_id];
-            let roster = compute(tx.state, tx.rules, c, budget, from);
-            event(tx, CampaignEvent::RosterPublished { campaign_id: campaign_id.clone(), roster: Box::new(roster) });
+            replace(tx, &campaign_id, si, members, false);
             Ok(Reply::Campaign(campaign_id))
         }
         CampaignCommand::Publish { campaign_id, basis, roster } => {
@@ -296,8 +299,21 @@ fn unavailable(
     Ok(Reply::Done)
 }
 
+/// Records no-shows of shift `si` and re-rosters from its start (or now, if earlier), with
+/// no local search: the no-shows' slots are refilled directly or through one exchange.
+pub(super) fn replace(tx: &mut Tx<'_>, campaign_id: &str, si: usize, members: Vec<String>, automatic: bool) {
+    let c = &tx.state.campaigns[campaign_id];
+    let from = c.shifts[si].start.min(tx.now);
+    let shift_id = c.shifts[si].id.clone();
+    let budget = Budget { iterations: 0, seed: c.roster.as_ref().map_or(0, |p| u64::from(p.version)) };
+    event(tx, CampaignEvent::NoShows { campaign_id: campaign_id.to_string(), shift_id, members, automatic });
+    let c = &tx.state.campaigns[campaign_id];
+    let roster = compute(tx.state, tx.rules, c, budget, from);
+    event(tx, CampaignEvent::RosterPublished { campaign_id: campaign_id.to_string(), roster: Box::new(roster) });
+}
+
 /// The members rostered in a shift (by id).
-fn rostered_in<'c>(c: &'c Campaign, p: &'c Published, shift: usize) -> std::collections::HashSet<&'c str> {
+pub(super) fn rostered_in<'c>(c: &'c Campaign, p: &'c Published, shift: usize) -> std::collections::HashSet<&'c str> {
     let id = &c.shifts[shift].id;
     c.requirements
         .iter()
@@ -401,8 +417,13 @@ pub fn import(
     (events, errors)
 }
 
-pub(in crate::domain) fn apply(state: &mut State, e: &CampaignEvent, at: Ts) {
-    if let CampaignEvent::Created { campaign_id, name, district_id, start, end, rules } = e {
+pub(in crate::domain) fn apply(
+    state: &mut State,
+    e: &CampaignEvent,
+    at: Ts,
+    frames: &mut Vec<super::super::event::Frame>,
+) {
+    if let CampaignEvent::Created { campaign_id, name, district_id, start, end, rules, no_show_after_s } = e {
         state.campaigns_created += 1;
         state.campaigns.insert(
             campaign_id.clone(),
@@ -422,6 +443,8 @@ pub(in crate::domain) fn apply(state: &mut State, e: &CampaignEvent, at: Ts) {
                 closed: false,
                 revision: 0,
                 attendance: Default::default(),
+                no_show_after_s: *no_show_after_s,
+                no_show_checked: Default::default(),
             },
         );
         return;
@@ -430,7 +453,12 @@ pub(in crate::domain) fn apply(state: &mut State, e: &CampaignEvent, at: Ts) {
         debug_assert!(false, "a logged campaign event names a campaign: {e:?}");
         return;
     };
+    let before = match e {
+        CampaignEvent::RosterPublished { .. } => c.roster.take(),
+        _ => None,
+    };
     apply_to(c, e, at);
+    super::frames::frames(state, e, at, before.as_ref(), frames);
 }
 
 /// A campaign event on its campaign (`Created` aside, which makes it).
@@ -465,8 +493,11 @@ fn apply_to(c: &mut Campaign, e: &CampaignEvent, at: Ts) {
             c.unavailable.push((member_id.clone(), *start, *end))
         }
         CampaignEvent::RosterPublished { roster, .. } => c.roster = Some((**roster).clone()),
-        CampaignEvent::NoShows { shift_id, members, .. } => {
+        CampaignEvent::NoShows { shift_id, members, automatic, .. } => {
             c.no_shows.extend(members.iter().map(|m| (shift_id.clone(), m.clone())));
+            if *automatic {
+                c.no_show_checked.insert(shift_id.clone());
+            }
         }
         CampaignEvent::Closed { .. } => c.closed = true,
         CampaignEvent::Acknowledged { shift_id, member_id, .. } => {

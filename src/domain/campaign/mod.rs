@@ -15,6 +15,7 @@
 
 pub mod book;
 pub mod check;
+pub mod frames;
 pub mod handle;
 pub mod instance;
 pub mod model;

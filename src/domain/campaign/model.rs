@@ -149,6 +149,14 @@ pub struct Campaign {
     /// Per shift id, per member id: their acknowledgement, check-in and check-out.
     #[serde(default)]
     pub attendance: BTreeMap<String, BTreeMap<String, Attendance>>,
+    /// Members rostered in a shift and not checked in this long after its start are
+    /// no-shows (`dispatch.campaign.no_show_after_s` when the campaign was created; none
+    /// for a campaign logged before it).
+    #[serde(default)]
+    pub no_show_after_s: Option<u64>,
+    /// Shifts whose no-show deadline has fired (each fires once, replays included).
+    #[serde(default)]
+    pub no_show_checked: std::collections::BTreeSet<String>,
 }
 
 /// A member's answers to one shift of theirs.
@@ -263,18 +271,72 @@ impl CampaignCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CampaignEvent {
-    Created { campaign_id: String, name: String, district_id: Option<String>, start: Ts, end: Ts, rules: CampaignRules },
-    SiteSet { campaign_id: String, site: Site },
-    SiteClosed { campaign_id: String, site_id: String },
-    ShiftSet { campaign_id: String, shift: Shift },
-    RequirementSet { campaign_id: String, requirement: Requirement },
-    Unavailable { campaign_id: String, member_id: String, start: Ts, end: Ts },
-    RosterPublished { campaign_id: String, roster: Box<Published> },
-    NoShows { campaign_id: String, shift_id: String, members: Vec<String> },
-    Closed { campaign_id: String },
-    Acknowledged { campaign_id: String, shift_id: String, member_id: String },
-    CheckedIn { campaign_id: String, shift_id: String, member_id: String, position: Position, distance_m: f64 },
-    CheckedOut { campaign_id: String, shift_id: String, member_id: String, position: Position, distance_m: f64 },
+    Created {
+        campaign_id: String,
+        name: String,
+        district_id: Option<String>,
+        start: Ts,
+        end: Ts,
+        rules: CampaignRules,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        no_show_after_s: Option<u64>,
+    },
+    SiteSet {
+        campaign_id: String,
+        site: Site,
+    },
+    SiteClosed {
+        campaign_id: String,
+        site_id: String,
+    },
+    ShiftSet {
+        campaign_id: String,
+        shift: Shift,
+    },
+    RequirementSet {
+        campaign_id: String,
+        requirement: Requirement,
+    },
+    Unavailable {
+        campaign_id: String,
+        member_id: String,
+        start: Ts,
+        end: Ts,
+    },
+    RosterPublished {
+        campaign_id: String,
+        roster: Box<Published>,
+    },
+    NoShows {
+        campaign_id: String,
+        shift_id: String,
+        members: Vec<String>,
+        /// Found by the shift's no-show deadline (not named by command).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        automatic: bool,
+    },
+    Closed {
+        campaign_id: String,
+    },
+    Acknowledged {
+        campaign_id: String,
+        shift_id: String,
+        member_id: String,
+    },
+    CheckedIn {
+        campaign_id: String,
+        shift_id: String,
+        member_id: String,
+        position: Position,
+        distance_m: f64,
+    },
+    CheckedOut {
+        campaign_id: String,
+        shift_id: String,
+        member_id: String,
+        position: Position,
+        distance_m: f64,
+    },
 }
 
 impl CampaignEvent {

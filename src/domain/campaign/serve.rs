@@ -68,7 +68,8 @@ pub(in crate::domain) fn answer(
         }
         Answer::CheckIn(position) | Answer::CheckOut(position) => {
             let out = matches!(answer, Answer::CheckOut(_));
-            if !out && !(tx.now >= start - CHECKIN_EARLY_MS && tx.now < end) {
+            let in_window = (start - CHECKIN_EARLY_MS..end).contains(&tx.now);
+            if !out && !in_window {
                 return Err(err(Code::BadWindow, "check in from 2 hours before the shift starts until it ends"));
             }
             match (out, att.checkin_at, att.checkout_at) {
@@ -97,4 +98,25 @@ pub(in crate::domain) fn answer(
     };
     tx.emit(EventBody::Campaign { event: Box::new(e) });
     Ok(Reply::Done)
+}
+
+/// A shift's no-show deadline: members rostered in it and not checked in are no-shows,
+/// replaced at once by a re-roster (`handle::replace`), whose `campaign.shift` frames tell
+/// the replacements. Fires once per shift (`no_show_checked`); nothing when everyone came.
+pub(in crate::domain) fn no_show_deadline(tx: &mut Tx<'_>, campaign_id: &str, shift_id: &str) {
+    let Some(c) = tx.state.campaigns.get(campaign_id) else { return };
+    let (Some(p), Some(si)) = (&c.roster, c.shift(shift_id)) else { return };
+    if c.closed || c.no_show_checked.contains(shift_id) {
+        return;
+    }
+    let mut missing: Vec<String> = super::handle::rostered_in(c, p, si)
+        .into_iter()
+        .filter(|m| c.attendance(shift_id, m).is_none_or(|a| a.checkin_at.is_none()))
+        .map(str::to_string)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    missing.sort();
+    super::handle::replace(tx, campaign_id, si, missing, true);
 }
