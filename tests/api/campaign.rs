@@ -155,7 +155,7 @@ async fn a_roster_fills_what_it_can_and_names_the_shortfall_and_its_rule() {
     assert_eq!(r["version"], 1);
     assert_eq!(r["required"], 502);
     let filled = r["filled"].as_u64().unwrap();
-    assert!(filled >= 2 && filled < 502, "{r}");
+    assert!((2..502).contains(&filled), "{r}");
     // Everyone in reach holds a slot of the shift: what is left is short, by overlap.
     let short = r["shortfall"].as_array().unwrap();
     let missing: u64 = short.iter().map(|x| x["missing"].as_u64().unwrap()).sum();
