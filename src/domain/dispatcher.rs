@@ -201,6 +201,9 @@ fn tick(tx: &mut Tx<'_>) {
             }
             Deadline::Mobilization(id) => wartime::mobilization_deadline(tx, &id, at),
             Deadline::Whistle(incident_id, whistle_id) => wartime::whistle_deadline(tx, &incident_id, &whistle_id),
+            Deadline::CampaignShift(campaign_id, shift_id) => {
+                campaign::serve::no_show_deadline(tx, &campaign_id, &shift_id)
+            }
         }
     }
     for id in refill {
@@ -326,7 +329,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::WebhookDeleted { .. } => {
             webhooks::apply(state, event.seq, event.at, &event.actor, &event.body, &mut frames)
         }
-        EventBody::Campaign { event } => campaign::handle::apply(state, event),
+        EventBody::Campaign { event: e } => campaign::handle::apply(state, e, event.at, &mut frames),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

@@ -134,6 +134,8 @@ codes! {
     /// domain refusal: `Reply::RefreshReused`, which the gateway answers 401 with this code).
     RefreshReused = "refresh_reused" => Conflict,
     RoleNotAllowed = "role_not_allowed" => Forbidden,
+    /// The campaign changed while its roster was computed (issue #19).
+    RosterStale = "roster_stale" => Conflict,
     SessionExpired = "session_expired" => Conflict,
     SlotsOutOfRange = "slots_out_of_range" => Invalid,
     StaleProposal = "stale_proposal" => Conflict,

@@ -170,6 +170,9 @@ pub struct Rules {
 pub struct CampaignConfig {
     pub roles: Vec<CampaignRole>,
     pub weights: super::campaign::Weights,
+    /// Seconds after a shift's start at which rostered members not checked in are
+    /// no-shows, replaced at once (kept per campaign from its creation).
+    pub no_show_after_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +194,7 @@ impl Default for CampaignConfig {
                 role("sampling_helper", "采样辅助", "sampling helper"),
             ],
             weights: super::campaign::Weights::default(),
+            no_show_after_s: 900,
         }
     }
 }
@@ -405,6 +409,9 @@ impl Rules {
                 .all(|x| x.is_finite() && *x >= 0.0)
         {
             return Err("dispatch.campaign: at least one role; weights finite and >= 0".into());
+        }
+        if !(1..=86_400).contains(&c.no_show_after_s) {
+            return Err("dispatch.campaign.no_show_after_s: 1 to 86400".into());
         }
         let m = &self.mobilization;
         if m.default_deadline_s == 0 || m.max_deadline_s < m.default_deadline_s || m.whistle_deadline_s == 0 {

@@ -111,6 +111,12 @@ pub enum Action {
     /// Mark a time one cannot serve in a campaign: a member for themself, command for a
     /// member of its scope.
     MarkUnavailable,
+    /// Read campaigns: command (theirs, `campaign`), staff (their community's sites only,
+    /// `campaign_site`). A member reads their own shifts (`GET /v1/campaigns/mine`).
+    ReadCampaigns,
+    /// A member's own shifts: read them, acknowledge, check in and out (which campaigns:
+    /// those the member is rostered in, `campaign::serve::my_shift`).
+    ServeCampaign,
 }
 
 /// The role table: may this kind of actor ever take this action?
@@ -134,6 +140,8 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
         Invite => command || staff || unit,
         ManageCampaigns => command,
         MarkUnavailable => command || member,
+        ReadCampaigns => command || staff,
+        ServeCampaign => member,
     }
 }
 
@@ -145,6 +153,24 @@ pub fn campaign(actor: &Actor, district_id: Option<&str>) -> bool {
         Actor::Command { district: None } | Actor::System => true,
         Actor::Command { district: Some(d) } => district_id == Some(d.as_str()),
         _ => false,
+    }
+}
+
+/// A campaign's **site** is in scope of the campaign's command (`campaign`) and of the
+/// staff of the community the site lies in.
+pub fn campaign_site(actor: &Actor, c: &super::campaign::Campaign, site: &super::campaign::Site) -> bool {
+    match actor {
+        Actor::Staff { community } => site.community_id.as_deref() == Some(community.as_str()),
+        _ => campaign(actor, c.district_id.as_deref()),
+    }
+}
+
+/// A campaign is **seen** by its command, and by staff of a community one of its sites
+/// lies in (who see those sites only: `campaign_site`).
+pub fn campaign_seen(actor: &Actor, c: &super::campaign::Campaign) -> bool {
+    match actor {
+        Actor::Staff { .. } => c.sites.iter().any(|s| campaign_site(actor, c, s)),
+        _ => campaign(actor, c.district_id.as_deref()),
     }
 }
 
@@ -170,6 +196,8 @@ impl Action {
             ExportCity => "exporting the city",
             ManageCampaigns => "managing campaigns",
             MarkUnavailable => "marking unavailability in a campaign",
+            ReadCampaigns => "reading campaigns",
+            ServeCampaign => "a member's own shifts",
             RevokeTokens => "revoking tokens",
             Incidents => "raising, reading and acting on incidents",
             SwitchMode => "switching modes",

@@ -28,6 +28,8 @@ pub enum Deadline {
     Mobilization(String),
     /// (incident id, whistle id): the whistled units' deadline to report.
     Whistle(String, String),
+    /// (campaign id, shift id): rostered members not checked in by now are no-shows.
+    CampaignShift(String, String),
 }
 
 /// Which streams' frames to build (see `State::frame_filter`).

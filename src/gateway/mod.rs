@@ -6,6 +6,8 @@
 //!   they answer; `error`: problem+json.
 //! - `auth`: JWT claims and the `Caller` extractor; `access`: sign-in links, sessions and
 //!   the refresh cookie.
+//! - `campaigns`: campaigns for command and staff (`campaign_csv`: their CSV import);
+//!   `campaign_member`: a member's own shifts, acknowledgement, check-in and check-out.
 //! - `webhooks`: command's outbound webhook endpoints and their dead letters.
 //! - `ws`: websocket sessions; `hub`: fan-out of committed frames to sockets.
 //! - `router(state)` builds the routes; `app::build` serves them.
@@ -13,6 +15,9 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod campaign_csv;
+pub mod campaign_member;
+pub mod campaigns;
 pub mod city;
 pub mod city_geojson;
 pub mod error;
@@ -80,7 +85,10 @@ const API_TAG: &str = "http";
         access::redeem, access::refresh, access::sign_out, access::list_sessions, access::revoke_session,
         audit::list_audit,
         webhooks::register, webhooks::list, webhooks::get_one, webhooks::disable, webhooks::enable,
-        webhooks::delete, webhooks::rotate, webhooks::dead_letters, webhooks::replay
+        webhooks::delete, webhooks::rotate, webhooks::dead_letters, webhooks::replay,
+        campaigns::create, campaigns::list, campaigns::get_one, campaigns::put_site, campaigns::close_site,
+        campaigns::put_shift, campaigns::put_requirement, campaigns::import, campaigns::roster, campaigns::close,
+        campaign_member::get_mine, campaign_member::acknowledge, campaign_member::checkin, campaign_member::checkout
     ),
     modifiers(&BearerAuth, &Enforced, &Links)
 )]
@@ -364,6 +372,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/rotate", post(webhooks::rotate))
         .route("/v1/webhooks/{id}/dead-letters", get(webhooks::dead_letters))
         .route("/v1/webhooks/{id}/dead-letters/replay", post(webhooks::replay))
+        .route("/v1/campaigns", post(campaigns::create).get(campaigns::list))
+        .route("/v1/campaigns/mine", get(campaign_member::get_mine))
+        .route("/v1/campaigns/{id}", get(campaigns::get_one))
+        .route("/v1/campaigns/{id}/shifts/{shift_id}/ack", post(campaign_member::acknowledge))
+        .route("/v1/campaigns/{id}/shifts/{shift_id}/checkin", post(campaign_member::checkin))
+        .route("/v1/campaigns/{id}/shifts/{shift_id}/checkout", post(campaign_member::checkout))
+        .route("/v1/campaigns/{id}/sites/{site_id}", put(campaigns::put_site))
+        .route("/v1/campaigns/{id}/sites/{site_id}/close", post(campaigns::close_site))
+        .route("/v1/campaigns/{id}/shifts/{shift_id}", put(campaigns::put_shift))
+        .route("/v1/campaigns/{id}/requirements", put(campaigns::put_requirement))
+        .route("/v1/campaigns/{id}/import", post(campaigns::import))
+        .route("/v1/campaigns/{id}/roster", post(campaigns::roster))
+        .route("/v1/campaigns/{id}/close", post(campaigns::close))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city_import)

@@ -6,6 +6,8 @@ mod helpers;
 mod audit;
 mod authz;
 mod bad_input;
+mod campaign;
+mod campaign_live;
 mod city_geojson;
 mod cluster;
 mod faults;

@@ -679,6 +679,16 @@ enum Op {
     WebhookRotate,
     WebhookDeadLetters,
     WebhookReplay,
+    /// Campaigns (issue 19): command owns them, staff read their community's sites
+    /// (tests/api/campaign.rs makes them; here only refusals and empty reads).
+    CampaignCreate,
+    CampaignList,
+    CampaignGet,
+    CampaignWrite,
+    CampaignImport,
+    /// A member's own shifts, and their answers to them: members only.
+    CampaignMine,
+    CampaignServe,
 }
 
 /// The operation of a (method, path) of /openapi.json; None: not classified.
@@ -750,6 +760,20 @@ fn classify(method: &str, path: &str) -> Option<Op> {
         ("POST", "/v1/webhooks/{id}/rotate") => WebhookRotate,
         ("GET", "/v1/webhooks/{id}/dead-letters") => WebhookDeadLetters,
         ("POST", "/v1/webhooks/{id}/dead-letters/replay") => WebhookReplay,
+        ("POST", "/v1/campaigns") => CampaignCreate,
+        ("GET", "/v1/campaigns") => CampaignList,
+        ("GET", "/v1/campaigns/{id}") => CampaignGet,
+        ("PUT", "/v1/campaigns/{id}/sites/{site_id}")
+        | ("POST", "/v1/campaigns/{id}/sites/{site_id}/close")
+        | ("PUT", "/v1/campaigns/{id}/shifts/{shift_id}")
+        | ("PUT", "/v1/campaigns/{id}/requirements")
+        | ("POST", "/v1/campaigns/{id}/roster")
+        | ("POST", "/v1/campaigns/{id}/close") => CampaignWrite,
+        ("POST", "/v1/campaigns/{id}/import") => CampaignImport,
+        ("GET", "/v1/campaigns/mine") => CampaignMine,
+        ("POST", "/v1/campaigns/{id}/shifts/{shift_id}/ack")
+        | ("POST", "/v1/campaigns/{id}/shifts/{shift_id}/checkin")
+        | ("POST", "/v1/campaigns/{id}/shifts/{shift_id}/checkout") => CampaignServe,
         _ => return None,
     })
 }
@@ -796,6 +820,10 @@ impl Op {
                 | WebhookDelete
                 | WebhookRotate
                 | WebhookReplay
+                | CampaignCreate
+                | CampaignWrite
+                | CampaignImport
+                | CampaignServe
         )
     }
 }
@@ -821,6 +849,9 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         | MobClose | BalanceApply | Audit => CMD,
         WebhookRegister | WebhookList | WebhookGet | WebhookDisable | WebhookEnable | WebhookDelete | WebhookRotate
         | WebhookDeadLetters | WebhookReplay => CMD,
+        CampaignCreate | CampaignWrite | CampaignImport => CMD,
+        CampaignList | CampaignGet => STAFF_CMD,
+        CampaignMine | CampaignServe => &[Member],
         MemberRegister => &[City, District, Staff, Unit],
         MemberImport | UnitRegister => &[City, District, Unit],
         Exchange => &[City, District, Member],
@@ -1724,6 +1755,44 @@ impl Sweep {
             }
             WebhookDisable | WebhookEnable | WebhookRotate | WebhookReplay => {
                 v.push(post("unknown", &template.replace("{id}", "wh-999")).want(Want::No(404, "unknown_webhook")))
+            }
+            CampaignMine => v.push(Probe::get("", template).check(Check::Eq { at: "/shifts", want: json!([]) })),
+            CampaignServe => {
+                let path = template.replace("{id}", "cmp-999").replace("{shift_id}", "am");
+                let p = post("unknown", &path).want(Want::No(404, "unknown_campaign"));
+                v.push(if template.ends_with("/ack") { p } else { p.json(json!({"lat": 30.6, "lng": 114.3})) });
+            }
+            // Refused inputs and unknown campaigns only: the campaigns' own test makes them.
+            CampaignCreate => v.push(
+                post("bad rules", template)
+                    .json(json!({"name": "x", "start": "2026-08-02T00:00:00Z", "end": "2026-08-03T00:00:00Z",
+                        "rules": {"max_hours_in_24h": 99.0, "min_rest_h": 8.0, "max_consecutive_days": 3, "max_distance_m": 5000.0}}))
+                    .want(Want::No(422, "invalid_campaign")),
+            ),
+            CampaignList => v.push(Probe::get("", template).check(Check::Eq { at: "/campaigns", want: json!([]) })),
+            CampaignGet => v.push(
+                Probe::get("unknown", template.replace("{id}", "cmp-999")).want(Want::No(404, "unknown_campaign")),
+            ),
+            CampaignWrite | CampaignImport => {
+                let path = template.replace("{id}", "cmp-999").replace("{site_id}", "s1").replace("{shift_id}", "am");
+                let method = if template.ends_with("/close") || template.ends_with("/roster") || op == CampaignImport {
+                    Method::POST
+                } else {
+                    Method::PUT
+                };
+                let body = if template.ends_with("/requirements") {
+                    json!({"site_id": "s1", "shift_id": "am", "role": "queue_order", "headcount": 1})
+                } else if template.contains("/shifts/") {
+                    json!({"start": "2026-08-02T00:00:00Z", "end": "2026-08-02T06:00:00Z"})
+                } else {
+                    json!({"name": "x", "grid_id": "c001-g1"})
+                };
+                let p = Probe::new("unknown", method, path).want(Want::No(404, "unknown_campaign"));
+                v.push(if op == CampaignImport || template.ends_with("/close") || template.ends_with("/roster") {
+                    p
+                } else {
+                    p.json(body)
+                });
             }
             WebhookDelete => v.push(
                 Probe::new("unknown", Method::DELETE, template.replace("{id}", "wh-999"))

@@ -3,18 +3,18 @@
 //! state, the seed and the budget); the roster it publishes is an event, so a replay never
 //! runs the solver again.
 
-use std::collections::HashMap;
-
 use super::super::command::{Actor, Reply, Tx};
 use super::super::errors::{Code, DomainError, ErrorKind, err, err_as};
 use super::super::event::EventBody;
 use super::super::org::TeamKind;
+use super::super::response::Rules;
 use super::super::scope::{self, Action};
 use super::super::state::State;
 use super::super::time::Ts;
-use super::instance::{Instance, NONE, Reach, Req, SitePlace, Span, pool_from_city, skills_mask};
 use super::model::*;
-use super::roster::{Budget, changes, reroster, solve};
+use super::plan::compute;
+use super::roster::Budget;
+use super::serve::{self, Answer};
 
 /// Most local-search iterations one command may ask for (the engine's thread runs it).
 pub const MAX_ITERATIONS: u64 = 5_000_000;
@@ -24,11 +24,11 @@ fn unknown(id: &str) -> DomainError {
 }
 
 /// The campaign, if it is in the actor's scope (foreign and missing look alike).
-fn visible<'s>(state: &'s State, actor: &Actor, id: &str) -> Result<&'s Campaign, DomainError> {
+pub fn visible<'s>(state: &'s State, actor: &Actor, id: &str) -> Result<&'s Campaign, DomainError> {
     state.campaigns.get(id).filter(|c| scope::campaign(actor, c.district_id.as_deref())).ok_or_else(|| unknown(id))
 }
 
-fn open<'s>(state: &'s State, actor: &Actor, id: &str) -> Result<&'s Campaign, DomainError> {
+pub fn open<'s>(state: &'s State, actor: &Actor, id: &str) -> Result<&'s Campaign, DomainError> {
     let c = visible(state, actor, id)?;
     if c.closed {
         return Err(err(Code::CampaignClosed, format!("campaign '{id}' is closed")));
@@ -44,6 +44,18 @@ pub(in crate::domain) fn execute(tx: &mut Tx<'_>, actor: &Actor, cmd: CampaignCo
     if let CampaignCommand::Unavailable { campaign_id, member_id, start, end } = cmd {
         return unavailable(tx, actor, campaign_id, member_id, start, end);
     }
+    let cmd = match cmd {
+        CampaignCommand::Acknowledge { campaign_id, shift_id } => {
+            return serve::answer(tx, actor, campaign_id, shift_id, Answer::Acknowledge);
+        }
+        CampaignCommand::CheckIn { campaign_id, shift_id, position } => {
+            return serve::answer(tx, actor, campaign_id, shift_id, Answer::CheckIn(position));
+        }
+        CampaignCommand::CheckOut { campaign_id, shift_id, position } => {
+            return serve::answer(tx, actor, campaign_id, shift_id, Answer::CheckOut(position));
+        }
+        cmd => cmd,
+    };
     scope::require(actor, Action::ManageCampaigns)?;
     let now = tx.now;
     match cmd {
@@ -68,43 +80,21 @@ pub(in crate::domain) fn execute(tx: &mut Tx<'_>, actor: &Actor, cmd: CampaignCo
             let campaign_id = format!("cmp-{}", tx.state.campaigns_created + 1);
             event(
                 tx,
-                CampaignEvent::Created { campaign_id: campaign_id.clone(), name, district_id, start, end, rules },
+                CampaignEvent::Created {
+                    campaign_id: campaign_id.clone(),
+                    name,
+                    district_id,
+                    start,
+                    end,
+                    rules,
+                    no_show_after_s: Some(tx.rules.campaign.no_show_after_s),
+                },
             );
             Ok(Reply::Campaign(campaign_id))
         }
         CampaignCommand::SetSite { campaign_id, site } => {
             let c = open(tx.state, actor, &campaign_id)?;
-            check_id(&site.id, Code::InvalidSite, "site")?;
-            check_name(&site.name, Code::InvalidSite)?;
-            if c.site(&site.id).is_none() && c.sites.len() >= MAX_SITES {
-                return Err(err(Code::InvalidSite, format!("a campaign has at most {MAX_SITES} sites")));
-            }
-            let city = &tx.state.city;
-            let (position, community) = match (&site.location, &site.grid_id) {
-                (Some(p), None) => (*p, city.cell_to_grid.get(&p.cell()).copied()),
-                (None, Some(g)) => {
-                    let &flat = city
-                        .grid_flat
-                        .get(g)
-                        .ok_or_else(|| err(Code::UnknownGrid, format!("grid '{g}' is not in the city")))?;
-                    (city.grid_centers[flat as usize], Some(flat))
-                }
-                _ => return Err(err(Code::GridOrLocation, "give a site either a location or a grid_id")),
-            };
-            let community_id = community.and_then(|g| {
-                let ci = city.grid_places[g as usize].community;
-                city.city().map(|x| x.communities[ci as usize].id.clone())
-            });
-            if let (Some(d), Some(g)) = (&c.district_id, community)
-                && city.district_by_id.get(d) != Some(&city.grid_places[g as usize].district)
-            {
-                return Err(err(
-                    Code::InvalidSite,
-                    format!("site '{}' is outside the campaign's district {d}", site.id),
-                ));
-            }
-            let site =
-                Site { id: site.id, name: site.name, position, grid_id: site.grid_id, community_id, closed: false };
+            let site = resolve_site(tx.state, c, site)?;
             event(tx, CampaignEvent::SiteSet { campaign_id, site });
             Ok(Reply::Done)
         }
@@ -147,33 +137,7 @@ pub(in crate::domain) fn execute(tx: &mut Tx<'_>, actor: &Actor, cmd: CampaignCo
         }
         CampaignCommand::SetRequirement { campaign_id, requirement: r } => {
             let c = open(tx.state, actor, &campaign_id)?;
-            let site = c
-                .site(&r.site_id)
-                .ok_or_else(|| err(Code::UnknownSite, format!("site '{}' is not in the campaign", r.site_id)))?;
-            let shift = c
-                .shift(&r.shift_id)
-                .ok_or_else(|| err(Code::UnknownShift, format!("shift '{}' is not in the campaign", r.shift_id)))?;
-            if c.sites[site].closed {
-                return Err(err(Code::InvalidRequirement, format!("site '{}' is closed", r.site_id)));
-            }
-            if c.shifts[shift].site_id.as_ref().is_some_and(|s| *s != r.site_id) {
-                return Err(err(Code::InvalidRequirement, format!("shift '{}' belongs to another site", r.shift_id)));
-            }
-            if !tx.rules.campaign.roles.iter().any(|x| x.id == r.role) {
-                return Err(err(Code::UnknownRole, format!("role '{}' is not in the configured roles", r.role)));
-            }
-            if r.headcount > MAX_HEADCOUNT || r.skills.len() > 16 {
-                return Err(err(Code::InvalidRequirement, format!("headcount 0–{MAX_HEADCOUNT}, at most 16 skills")));
-            }
-            if let Some(s) = r.skills.iter().find(|s| !tx.rules.has_skill(s)) {
-                return Err(err(Code::UnknownSkill, format!("skill '{s}' is not in the catalog")));
-            }
-            if c.requirement(&r.site_id, &r.shift_id, &r.role).is_none() && c.requirements.len() >= MAX_REQUIREMENTS {
-                return Err(err(
-                    Code::InvalidRequirement,
-                    format!("a campaign has at most {MAX_REQUIREMENTS} requirements"),
-                ));
-            }
+            check_requirement(tx.rules, c, &r)?;
             event(tx, CampaignEvent::RequirementSet { campaign_id, requirement: r });
             Ok(Reply::Done)
         }
@@ -205,21 +169,97 @@ pub(in crate::domain) fn execute(tx: &mut Tx<'_>, actor: &Actor, cmd: CampaignCo
                     format!("member '{m}' is not rostered in shift '{shift_id}'"),
                 ));
             }
-            let from = c.shifts[si].start.min(now);
-            let budget = Budget { iterations: 0, seed: u64::from(published.version) };
-            event(tx, CampaignEvent::NoShows { campaign_id: campaign_id.clone(), shift_id, members });
-            let c = &tx.state.campaigns[&campaign_id];
-            let roster = compute(tx.state, tx.rules, c, budget, from);
-            event(tx, CampaignEvent::RosterPublished { campaign_id: campaign_id.clone(), roster: Box::new(roster) });
+            replace(tx, &campaign_id, si, members, false);
             Ok(Reply::Campaign(campaign_id))
+        }
+        CampaignCommand::Publish { campaign_id, basis, roster } => {
+            let c = open(tx.state, actor, &campaign_id)?;
+            check_published(tx.state, c, basis, &roster)?;
+            event(tx, CampaignEvent::RosterPublished { campaign_id: campaign_id.clone(), roster });
+            Ok(Reply::Campaign(campaign_id))
+        }
+        CampaignCommand::Import { campaign_id, sites, requirements } => {
+            let c = open(tx.state, actor, &campaign_id)?;
+            let (events, errors) = import(tx.state, tx.rules, c, sites, requirements);
+            if let Some((_, e)) = errors.into_iter().next() {
+                return Err(e);
+            }
+            for e in events {
+                event(tx, e);
+            }
+            Ok(Reply::Done)
         }
         CampaignCommand::Close { campaign_id } => {
             open(tx.state, actor, &campaign_id)?;
             event(tx, CampaignEvent::Closed { campaign_id });
             Ok(Reply::Done)
         }
-        CampaignCommand::Unavailable { .. } => unreachable!("handled above"),
+        CampaignCommand::Unavailable { .. }
+        | CampaignCommand::Acknowledge { .. }
+        | CampaignCommand::CheckIn { .. }
+        | CampaignCommand::CheckOut { .. } => unreachable!("handled above"),
     }
+}
+
+/// A site as asked for, checked against the campaign and resolved (position, community).
+pub(super) fn resolve_site(state: &State, c: &Campaign, site: SiteSpec) -> Result<Site, DomainError> {
+    check_id(&site.id, Code::InvalidSite, "site")?;
+    check_name(&site.name, Code::InvalidSite)?;
+    if c.site(&site.id).is_none() && c.sites.len() >= MAX_SITES {
+        return Err(err(Code::InvalidSite, format!("a campaign has at most {MAX_SITES} sites")));
+    }
+    let city = &state.city;
+    let (position, community) = match (&site.location, &site.grid_id) {
+        (Some(p), None) => (*p, city.cell_to_grid.get(&p.cell()).copied()),
+        (None, Some(g)) => {
+            let &flat = city
+                .grid_flat
+                .get(g)
+                .ok_or_else(|| err(Code::UnknownGrid, format!("grid '{g}' is not in the city")))?;
+            (city.grid_centers[flat as usize], Some(flat))
+        }
+        _ => return Err(err(Code::GridOrLocation, "give a site either a location or a grid_id")),
+    };
+    let community_id = community.and_then(|g| {
+        let ci = city.grid_places[g as usize].community;
+        city.city().map(|x| x.communities[ci as usize].id.clone())
+    });
+    if let (Some(d), Some(g)) = (&c.district_id, community)
+        && city.district_by_id.get(d) != Some(&city.grid_places[g as usize].district)
+    {
+        return Err(err(Code::InvalidSite, format!("site '{}' is outside the campaign's district {d}", site.id)));
+    }
+    let site = Site { id: site.id, name: site.name, position, grid_id: site.grid_id, community_id, closed: false };
+    Ok(site)
+}
+
+/// A requirement's checks against the campaign and the configured roles and skills.
+pub(super) fn check_requirement(rules: &Rules, c: &Campaign, r: &Requirement) -> Result<(), DomainError> {
+    let site = c
+        .site(&r.site_id)
+        .ok_or_else(|| err(Code::UnknownSite, format!("site '{}' is not in the campaign", r.site_id)))?;
+    let shift = c
+        .shift(&r.shift_id)
+        .ok_or_else(|| err(Code::UnknownShift, format!("shift '{}' is not in the campaign", r.shift_id)))?;
+    if c.sites[site].closed {
+        return Err(err(Code::InvalidRequirement, format!("site '{}' is closed", r.site_id)));
+    }
+    if c.shifts[shift].site_id.as_ref().is_some_and(|s| *s != r.site_id) {
+        return Err(err(Code::InvalidRequirement, format!("shift '{}' belongs to another site", r.shift_id)));
+    }
+    if !rules.campaign.roles.iter().any(|x| x.id == r.role) {
+        return Err(err(Code::UnknownRole, format!("role '{}' is not in the configured roles", r.role)));
+    }
+    if r.headcount > MAX_HEADCOUNT || r.skills.len() > 16 {
+        return Err(err(Code::InvalidRequirement, format!("headcount 0–{MAX_HEADCOUNT}, at most 16 skills")));
+    }
+    if let Some(s) = r.skills.iter().find(|s| !rules.has_skill(s)) {
+        return Err(err(Code::UnknownSkill, format!("skill '{s}' is not in the catalog")));
+    }
+    if c.requirement(&r.site_id, &r.shift_id, &r.role).is_none() && c.requirements.len() >= MAX_REQUIREMENTS {
+        return Err(err(Code::InvalidRequirement, format!("a campaign has at most {MAX_REQUIREMENTS} requirements")));
+    }
+    Ok(())
 }
 
 fn unavailable(
@@ -259,8 +299,21 @@ fn unavailable(
     Ok(Reply::Done)
 }
 
+/// Records no-shows of shift `si` and re-rosters from its start (or now, if earlier), with
+/// no local search: the no-shows' slots are refilled directly or through one exchange.
+pub(super) fn replace(tx: &mut Tx<'_>, campaign_id: &str, si: usize, members: Vec<String>, automatic: bool) {
+    let c = &tx.state.campaigns[campaign_id];
+    let from = c.shifts[si].start.min(tx.now);
+    let shift_id = c.shifts[si].id.clone();
+    let budget = Budget { iterations: 0, seed: c.roster.as_ref().map_or(0, |p| u64::from(p.version)) };
+    event(tx, CampaignEvent::NoShows { campaign_id: campaign_id.to_string(), shift_id, members, automatic });
+    let c = &tx.state.campaigns[campaign_id];
+    let roster = compute(tx.state, tx.rules, c, budget, from);
+    event(tx, CampaignEvent::RosterPublished { campaign_id: campaign_id.to_string(), roster: Box::new(roster) });
+}
+
 /// The members rostered in a shift (by id).
-fn rostered_in<'c>(c: &'c Campaign, p: &'c Published, shift: usize) -> std::collections::HashSet<&'c str> {
+pub(super) fn rostered_in<'c>(c: &'c Campaign, p: &'c Published, shift: usize) -> std::collections::HashSet<&'c str> {
     let id = &c.shifts[shift].id;
     c.requirements
         .iter()
@@ -294,91 +347,83 @@ pub fn pool(state: &State, c: &Campaign) -> Vec<u32> {
         .collect()
 }
 
-/// Builds the instance and rosters it: from scratch without a published roster, else a
-/// re-roster of the shifts from `from` on.
-fn compute(state: &State, rules: &super::super::response::Rules, c: &Campaign, budget: Budget, from: Ts) -> Published {
-    let city = &state.city;
-    let members = pool(state, c);
-    let ids: Vec<&str> = members.iter().map(|&m| city.members()[m as usize].id.as_str()).collect();
-    let by_id: HashMap<&str, u32> = ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
-    let mut away: HashMap<&str, Vec<(Ts, Ts)>> = HashMap::new();
-    for (m, a, b) in &c.unavailable {
-        away.entry(m.as_str()).or_default().push((*a, *b));
+/// A roster computed outside the writer (`plan::prepare`) may be published while the
+/// campaign is still at the revision it was computed from, and if it is well formed.
+fn check_published(state: &State, c: &Campaign, basis: u64, p: &Published) -> Result<(), DomainError> {
+    if c.revision != basis {
+        return Err(err(
+            Code::RosterStale,
+            format!("campaign '{}' changed while its roster was computed; compute it again", c.id),
+        ));
     }
-    for (shift, m) in &c.no_shows {
-        if let Some(s) = c.shift(shift) {
-            away.entry(m.as_str()).or_default().push((c.shifts[s].start, c.shifts[s].end));
-        }
+    let version = c.roster.as_ref().map_or(1, |r| r.version + 1);
+    let members = p.members.len() as u32;
+    let well_formed = p.version == version
+        && p.slots.len() == c.requirements.len()
+        && p.slots.iter().flatten().all(|&m| m < members)
+        && p.shortfall.iter().all(|&(r, _, _)| (r as usize) < c.requirements.len())
+        && p.members.iter().all(|m| state.member_index(m).is_some());
+    if !well_formed {
+        return Err(err(Code::InvalidCampaign, "the roster does not fit the campaign"));
     }
-    let mut pm = pool_from_city(city, &members, |_| 0.0, |_| Vec::new());
-    for (i, p) in pm.iter_mut().enumerate() {
-        p.unavailable = away.get(ids[i]).cloned().unwrap_or_default();
-    }
-    let community = |id: &Option<String>| id.as_ref().and_then(|c| city.community_by_id.get(c).copied());
-    let sites: Vec<SitePlace> =
-        c.sites.iter().map(|s| SitePlace { position: s.position, community: community(&s.community_id) }).collect();
-    let shifts: Vec<Span> = c.shifts.iter().map(|s| Span { start: s.start, end: s.end }).collect();
-    // Instance requirements: those of open sites wanting someone; `of` maps them back.
-    let mut reqs = Vec::new();
-    let mut of = Vec::new();
-    for (ri, r) in c.requirements.iter().enumerate() {
-        let (Some(site), Some(shift)) = (c.site(&r.site_id), c.shift(&r.shift_id)) else { continue };
-        if c.sites[site].closed || r.headcount == 0 {
-            continue;
-        }
-        let role = rules.campaign.roles.iter().position(|x| x.id == r.role).unwrap_or(0) as u16;
-        reqs.push(Req {
-            site: site as u32,
-            shift: shift as u32,
-            role,
-            headcount: r.headcount,
-            skills: skills_mask(city, &r.skills),
-        });
-        of.push(ri);
-    }
-    let inst = Instance::new(c.rules.hard(), rules.campaign.weights.clone(), c.start, pm, sites, shifts, reqs);
-    let reach = Reach::build(&inst);
-    let previous: Option<Vec<u32>> = c.roster.as_ref().map(|p| {
-        let mut v = vec![NONE; inst.slots()];
-        for (k, &ri) in of.iter().enumerate() {
-            let first = inst.first_slot[k] as usize;
-            let held = p.slots.get(ri).map(Vec::as_slice).unwrap_or(&[]);
-            for (j, &m) in held.iter().take(inst.reqs[k].headcount as usize).enumerate() {
-                if let Some(&pi) = p.members.get(m as usize).and_then(|id| by_id.get(id.as_str())) {
-                    v[first + j] = pi;
-                }
-            }
-        }
-        v
-    });
-    let sol = match &previous {
-        Some(prev) => reroster(&inst, &reach, prev, from, budget),
-        None => solve(&inst, &reach, budget),
-    };
-    let changed = previous.as_ref().map_or(sol.filled(), |p| changes(p, &sol.assign)) as u32;
-    // Encode: the dictionary of members used, and per campaign requirement its members.
-    let mut dict: Vec<String> = Vec::new();
-    let mut index: HashMap<u32, u32> = HashMap::new();
-    let mut slots = vec![Vec::new(); c.requirements.len()];
-    for (k, &ri) in of.iter().enumerate() {
-        for s in inst.first_slot[k]..inst.first_slot[k + 1] {
-            let m = sol.assign[s as usize];
-            if m != NONE {
-                let d = *index.entry(m).or_insert_with(|| {
-                    dict.push(ids[m as usize].to_string());
-                    dict.len() as u32 - 1
-                });
-                slots[ri].push(d);
-            }
-        }
-    }
-    let shortfall = sol.shortfall.iter().map(|s| (of[s.req as usize] as u32, s.missing, s.binding)).collect();
-    let version = c.roster.as_ref().map_or(1, |p| p.version + 1);
-    Published { version, from, members: dict, slots, shortfall, changed }
+    Ok(())
 }
 
-pub(in crate::domain) fn apply(state: &mut State, e: &CampaignEvent) {
-    if let CampaignEvent::Created { campaign_id, name, district_id, start, end, rules } = e {
+/// A member's answers to a shift, made on first use.
+fn attendance<'c>(c: &'c mut Campaign, shift: &str, member: &str) -> &'c mut Attendance {
+    c.attendance.entry(shift.to_string()).or_default().entry(member.to_string()).or_default()
+}
+
+/// What is wrong with an item of an import: a site (by its index) or a requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    Site(usize),
+    Requirement(usize),
+}
+
+/// The events of an import (sites first, then requirements, each checked against the
+/// campaign as the earlier ones leave it), and every item's refusal. All or nothing: the
+/// events are emitted only when there is no refusal.
+pub fn import(
+    state: &State,
+    rules: &Rules,
+    c: &Campaign,
+    sites: Vec<SiteSpec>,
+    requirements: Vec<Requirement>,
+) -> (Vec<CampaignEvent>, Vec<(Item, DomainError)>) {
+    let mut draft = c.clone();
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for (i, spec) in sites.into_iter().enumerate() {
+        match resolve_site(state, &draft, spec) {
+            Ok(site) => {
+                let e = CampaignEvent::SiteSet { campaign_id: c.id.clone(), site };
+                apply_to(&mut draft, &e, 0);
+                events.push(e);
+            }
+            Err(e) => errors.push((Item::Site(i), e)),
+        }
+    }
+    for (i, r) in requirements.into_iter().enumerate() {
+        match check_requirement(rules, &draft, &r) {
+            Ok(()) => {
+                let e = CampaignEvent::RequirementSet { campaign_id: c.id.clone(), requirement: r };
+                apply_to(&mut draft, &e, 0);
+                events.push(e);
+            }
+            Err(e) => errors.push((Item::Requirement(i), e)),
+        }
+    }
+    (events, errors)
+}
+
+pub(in crate::domain) fn apply(
+    state: &mut State,
+    e: &CampaignEvent,
+    at: Ts,
+    frames: &mut Vec<super::super::event::Frame>,
+) {
+    if let CampaignEvent::Created { campaign_id, name, district_id, start, end, rules, no_show_after_s } = e {
         state.campaigns_created += 1;
         state.campaigns.insert(
             campaign_id.clone(),
@@ -396,6 +441,10 @@ pub(in crate::domain) fn apply(state: &mut State, e: &CampaignEvent) {
                 no_shows: Vec::new(),
                 roster: None,
                 closed: false,
+                revision: 0,
+                attendance: Default::default(),
+                no_show_after_s: *no_show_after_s,
+                no_show_checked: Default::default(),
             },
         );
         return;
@@ -404,6 +453,23 @@ pub(in crate::domain) fn apply(state: &mut State, e: &CampaignEvent) {
         debug_assert!(false, "a logged campaign event names a campaign: {e:?}");
         return;
     };
+    let before = match e {
+        CampaignEvent::RosterPublished { .. } => c.roster.take(),
+        _ => None,
+    };
+    apply_to(c, e, at);
+    super::frames::frames(state, e, at, before.as_ref(), frames);
+}
+
+/// A campaign event on its campaign (`Created` aside, which makes it).
+fn apply_to(c: &mut Campaign, e: &CampaignEvent, at: Ts) {
+    let answers = matches!(
+        e,
+        CampaignEvent::Acknowledged { .. } | CampaignEvent::CheckedIn { .. } | CampaignEvent::CheckedOut { .. }
+    );
+    if !answers && !matches!(e, CampaignEvent::Created { .. } | CampaignEvent::Closed { .. }) {
+        c.revision += 1;
+    }
     match e {
         CampaignEvent::Created { .. } => {}
         CampaignEvent::SiteSet { site, .. } => match c.site(&site.id) {
@@ -427,9 +493,21 @@ pub(in crate::domain) fn apply(state: &mut State, e: &CampaignEvent) {
             c.unavailable.push((member_id.clone(), *start, *end))
         }
         CampaignEvent::RosterPublished { roster, .. } => c.roster = Some((**roster).clone()),
-        CampaignEvent::NoShows { shift_id, members, .. } => {
+        CampaignEvent::NoShows { shift_id, members, automatic, .. } => {
             c.no_shows.extend(members.iter().map(|m| (shift_id.clone(), m.clone())));
+            if *automatic {
+                c.no_show_checked.insert(shift_id.clone());
+            }
         }
         CampaignEvent::Closed { .. } => c.closed = true,
+        CampaignEvent::Acknowledged { shift_id, member_id, .. } => {
+            attendance(c, shift_id, member_id).acknowledged_at = Some(at);
+        }
+        CampaignEvent::CheckedIn { shift_id, member_id, .. } => {
+            attendance(c, shift_id, member_id).checkin_at = Some(at);
+        }
+        CampaignEvent::CheckedOut { shift_id, member_id, .. } => {
+            attendance(c, shift_id, member_id).checkout_at = Some(at);
+        }
     }
 }

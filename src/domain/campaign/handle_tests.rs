@@ -9,6 +9,7 @@ use crate::domain::snapshot;
 use crate::domain::testkit::{T0, World, as_member, city_command, district_command, durable, kinds, replay, staff};
 
 use super::model::*;
+use crate::domain::state::Deadline;
 
 const HOUR: i64 = 3_600_000;
 
@@ -212,4 +213,53 @@ fn bad_campaign_input_is_refused_with_its_code() {
     let json = serde_json::to_value(cmd(CampaignCommand::Close { campaign_id: id })).unwrap();
     assert_eq!(json["type"], "campaign");
     assert_eq!(json["action"]["op"], "close");
+}
+
+#[test]
+fn a_roster_computed_apart_is_published_only_at_its_basis_and_an_import_is_all_or_nothing() {
+    let mut w = world();
+    let id = campaign(&mut w, Some("d01"));
+    let budget = super::Budget { iterations: 500, seed: 1 };
+    let prepared = super::plan::prepare(&w.state, &w.rules, &w.state.campaigns[&id], T0);
+    let basis = prepared.basis;
+    let roster = Box::new(prepared.run(budget));
+    // The campaign changes meanwhile: the roster is stale.
+    let requirement = Requirement {
+        site_id: "s0".into(),
+        shift_id: "h0".into(),
+        role: "logistics".into(),
+        headcount: 1,
+        skills: vec![],
+    };
+    w.ok(&city_command(), cmd(CampaignCommand::SetRequirement { campaign_id: id.clone(), requirement }));
+    let stale = CampaignCommand::Publish { campaign_id: id.clone(), basis, roster: roster.clone() };
+    assert_eq!(w.refuse(&city_command(), cmd(stale)).code, Code::RosterStale);
+    // Computed again at the present revision, it is published, once.
+    let prepared = super::plan::prepare(&w.state, &w.rules, &w.state.campaigns[&id], T0);
+    let basis = prepared.basis;
+    let roster = Box::new(prepared.run(budget));
+    let publish = CampaignCommand::Publish { campaign_id: id.clone(), basis, roster: roster.clone() };
+    w.ok(&city_command(), cmd(publish.clone()));
+    assert_eq!(w.state.campaigns[&id].roster.as_ref(), Some(&*roster));
+    assert_eq!(w.refuse(&city_command(), cmd(publish)).code, Code::RosterStale);
+    // Every shift has its no-show deadline, and each member who got a shift heard it.
+    let deadlines = w.state.deadlines.iter().filter(|(_, d)| matches!(d, Deadline::CampaignShift(..))).count();
+    assert_eq!(deadlines, 4);
+    let heard: std::collections::BTreeSet<&str> =
+        w.frames.iter().filter(|f| f.kind == "campaign.shift").map(|f| f.stream.as_str()).collect();
+    assert_eq!(heard.len(), roster.members.len());
+
+    // An import with one bad requirement changes nothing, and names it.
+    let sites = vec![SiteSpec { id: "n1".into(), name: "new".into(), location: None, grid_id: None }];
+    let (_, errors) = super::handle::import(&w.state, &w.rules, &w.state.campaigns[&id], sites.clone(), vec![]);
+    assert_eq!(errors.len(), 1);
+    let bad = Requirement {
+        site_id: "s0".into(),
+        shift_id: "h9".into(),
+        role: "logistics".into(),
+        headcount: 1,
+        skills: vec![],
+    };
+    let import = CampaignCommand::Import { campaign_id: id.clone(), sites: vec![], requirements: vec![bad] };
+    assert_eq!(w.refuse(&city_command(), cmd(import)).code, Code::UnknownShift);
 }

@@ -7,16 +7,22 @@
 //! - `book`: the solver's accounting and its hard-rule test; `roster`: construction, local
 //!   search, the nearest-first baseline, the travel bound, the shortfall, re-rostering.
 //! - `check`: the independent checker of a roster.
-//! - `handle`: commands, events and `apply` for the dispatcher.
+//! - `handle`: commands, events and `apply` for the dispatcher; `plan`: a roster's inputs
+//!   read from the state (`prepare`) and solved apart from it (`run`), so that the solver
+//!   can run outside the engine's writer.
 //!
 //! docs/ARCHITECTURE.md ("Campaigns") gives the objective, its weights and the bound.
 
 pub mod book;
 pub mod check;
+pub mod frames;
 pub mod handle;
 pub mod instance;
 pub mod model;
+pub mod plan;
 pub mod roster;
+pub mod serve;
+pub mod view;
 
 pub use book::Rule;
 pub use check::{Verdict, check};
@@ -24,7 +30,7 @@ pub use instance::{
     HardRules, Instance, NONE, PoolMember, Reach, Req, SitePlace, Span, Weights, metres, pool_from_city, skills_mask,
 };
 pub use model::{
-    Campaign, CampaignCommand, CampaignEvent, CampaignRules, Published, Requirement, Shift, Site, SiteSpec,
+    Attendance, Campaign, CampaignCommand, CampaignEvent, CampaignRules, Published, Requirement, Shift, Site, SiteSpec,
 };
 pub use roster::{Budget, Shortfall, Solution, changes, greedy_nearest, reroster, solve, travel_bound};
 

@@ -2,6 +2,8 @@
 //! unavailability and no-shows, and the published roster; the commands that change it and
 //! the events they decide, with the checks of their input.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::super::errors::{Code, DomainError, err};
@@ -16,7 +18,7 @@ pub const MAX_REQUIREMENTS: usize = 200_000;
 pub const MAX_HEADCOUNT: u32 = 500;
 const HOUR: f64 = 3_600_000.0;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignRules {
     /// Most hours on shift in any 24 hours (1–24).
@@ -138,6 +140,32 @@ pub struct Campaign {
     pub no_shows: Vec<(String, String)>,
     pub roster: Option<Published>,
     pub closed: bool,
+    /// Bumped by every event that changes what a roster is computed from (sites, shifts,
+    /// requirements, unavailability, no-shows) and by each published roster: a roster
+    /// computed off the writer from revision `r` is published only while the campaign is
+    /// still at `r` (`CampaignCommand::Publish`).
+    #[serde(default)]
+    pub revision: u64,
+    /// Per shift id, per member id: their acknowledgement, check-in and check-out.
+    #[serde(default)]
+    pub attendance: BTreeMap<String, BTreeMap<String, Attendance>>,
+    /// Members rostered in a shift and not checked in this long after its start are
+    /// no-shows (`dispatch.campaign.no_show_after_s` when the campaign was created; none
+    /// for a campaign logged before it).
+    #[serde(default)]
+    pub no_show_after_s: Option<u64>,
+    /// Shifts whose no-show deadline has fired (each fires once, replays included).
+    #[serde(default)]
+    pub no_show_checked: std::collections::BTreeSet<String>,
+}
+
+/// A member's answers to one shift of theirs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attendance {
+    pub acknowledged_at: Option<Ts>,
+    pub checkin_at: Option<Ts>,
+    pub checkout_at: Option<Ts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +216,35 @@ pub enum CampaignCommand {
     Close {
         campaign_id: String,
     },
+    /// Publish a roster computed outside the engine's writer from the campaign at revision
+    /// `basis` (`handle::prepare`); refused with `roster_stale` if the campaign changed since.
+    Publish {
+        campaign_id: String,
+        basis: u64,
+        roster: Box<Published>,
+    },
+    /// A member acknowledges a shift of theirs.
+    Acknowledge {
+        campaign_id: String,
+        shift_id: String,
+    },
+    /// A member checks in (or out) at the site of a shift of theirs.
+    CheckIn {
+        campaign_id: String,
+        shift_id: String,
+        position: Position,
+    },
+    CheckOut {
+        campaign_id: String,
+        shift_id: String,
+        position: Position,
+    },
+    /// Sites and requirements of a CSV file: all of them, or none (`errors` by row).
+    Import {
+        campaign_id: String,
+        sites: Vec<SiteSpec>,
+        requirements: Vec<Requirement>,
+    },
 }
 
 impl CampaignCommand {
@@ -201,6 +258,11 @@ impl CampaignCommand {
             | CampaignCommand::Unavailable { campaign_id, .. }
             | CampaignCommand::Roster { campaign_id, .. }
             | CampaignCommand::NoShow { campaign_id, .. }
+            | CampaignCommand::Publish { campaign_id, .. }
+            | CampaignCommand::Acknowledge { campaign_id, .. }
+            | CampaignCommand::CheckIn { campaign_id, .. }
+            | CampaignCommand::CheckOut { campaign_id, .. }
+            | CampaignCommand::Import { campaign_id, .. }
             | CampaignCommand::Close { campaign_id } => Some(campaign_id),
         }
     }
@@ -209,15 +271,72 @@ impl CampaignCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CampaignEvent {
-    Created { campaign_id: String, name: String, district_id: Option<String>, start: Ts, end: Ts, rules: CampaignRules },
-    SiteSet { campaign_id: String, site: Site },
-    SiteClosed { campaign_id: String, site_id: String },
-    ShiftSet { campaign_id: String, shift: Shift },
-    RequirementSet { campaign_id: String, requirement: Requirement },
-    Unavailable { campaign_id: String, member_id: String, start: Ts, end: Ts },
-    RosterPublished { campaign_id: String, roster: Box<Published> },
-    NoShows { campaign_id: String, shift_id: String, members: Vec<String> },
-    Closed { campaign_id: String },
+    Created {
+        campaign_id: String,
+        name: String,
+        district_id: Option<String>,
+        start: Ts,
+        end: Ts,
+        rules: CampaignRules,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        no_show_after_s: Option<u64>,
+    },
+    SiteSet {
+        campaign_id: String,
+        site: Site,
+    },
+    SiteClosed {
+        campaign_id: String,
+        site_id: String,
+    },
+    ShiftSet {
+        campaign_id: String,
+        shift: Shift,
+    },
+    RequirementSet {
+        campaign_id: String,
+        requirement: Requirement,
+    },
+    Unavailable {
+        campaign_id: String,
+        member_id: String,
+        start: Ts,
+        end: Ts,
+    },
+    RosterPublished {
+        campaign_id: String,
+        roster: Box<Published>,
+    },
+    NoShows {
+        campaign_id: String,
+        shift_id: String,
+        members: Vec<String>,
+        /// Found by the shift's no-show deadline (not named by command).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        automatic: bool,
+    },
+    Closed {
+        campaign_id: String,
+    },
+    Acknowledged {
+        campaign_id: String,
+        shift_id: String,
+        member_id: String,
+    },
+    CheckedIn {
+        campaign_id: String,
+        shift_id: String,
+        member_id: String,
+        position: Position,
+        distance_m: f64,
+    },
+    CheckedOut {
+        campaign_id: String,
+        shift_id: String,
+        member_id: String,
+        position: Position,
+        distance_m: f64,
+    },
 }
 
 impl CampaignEvent {
@@ -231,6 +350,9 @@ impl CampaignEvent {
             | CampaignEvent::Unavailable { campaign_id, .. }
             | CampaignEvent::RosterPublished { campaign_id, .. }
             | CampaignEvent::NoShows { campaign_id, .. }
+            | CampaignEvent::Acknowledged { campaign_id, .. }
+            | CampaignEvent::CheckedIn { campaign_id, .. }
+            | CampaignEvent::CheckedOut { campaign_id, .. }
             | CampaignEvent::Closed { campaign_id } => campaign_id,
         }
     }
@@ -256,5 +378,9 @@ impl Campaign {
     }
     pub fn requirement(&self, site: &str, shift: &str, role: &str) -> Option<usize> {
         self.requirements.iter().position(|r| r.site_id == site && r.shift_id == shift && r.role == role)
+    }
+    /// The member's answers to a shift, if any.
+    pub fn attendance(&self, shift: &str, member: &str) -> Option<&Attendance> {
+        self.attendance.get(shift).and_then(|m| m.get(member))
     }
 }
