@@ -111,6 +111,9 @@ pub enum Action {
     /// Mark a time one cannot serve in a campaign: a member for themself, command for a
     /// member of its scope.
     MarkUnavailable,
+    /// Web Push: read the server's key, subscribe a browser, list and remove one's own
+    /// subscriptions (which ones: `push_subscription`).
+    Push,
 }
 
 /// The role table: may this kind of actor ever take this action?
@@ -134,6 +137,7 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
         Invite => command || staff || unit,
         ManageCampaigns => command,
         MarkUnavailable => command || member,
+        Push => member,
     }
 }
 
@@ -196,6 +200,7 @@ impl Action {
             Invite => "inviting people to sign in",
             ReadAudit => "the audit",
             Webhooks => "webhooks",
+            Push => "push notifications",
         }
     }
 }
@@ -453,5 +458,15 @@ pub fn webhook(actor: &Actor, ep: &super::webhooks::Endpoint) -> bool {
         Actor::Command { district: None } | Actor::System => true,
         Actor::Command { district: Some(d) } => ep.district_id.as_deref() == Some(d.as_str()),
         Actor::Staff { .. } | Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+    }
+}
+
+/// A Web Push **subscription** is its member's alone (and the system's, which removes one
+/// its push service said is gone); another member's looks like none.
+pub fn push_subscription(actor: &Actor, sub: &super::push::Subscription) -> bool {
+    match actor {
+        Actor::Member { member } => *member == sub.member_id,
+        Actor::System => true,
+        _ => false,
     }
 }

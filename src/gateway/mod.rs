@@ -7,6 +7,7 @@
 //! - `auth`: JWT claims and the `Caller` extractor; `access`: sign-in links, sessions and
 //!   the refresh cookie.
 //! - `webhooks`: command's outbound webhook endpoints and their dead letters.
+//! - `push`: a member's Web Push subscriptions and the VAPID public key.
 //! - `ws`: websocket sessions; `hub`: fan-out of committed frames to sockets.
 //! - `router(state)` builds the routes; `app::build` serves them.
 
@@ -20,6 +21,7 @@ pub mod hub;
 pub mod incidents;
 pub mod limits;
 pub mod pages;
+pub mod push;
 pub mod reports;
 pub mod service;
 pub mod system;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub limits: Arc<limits::RateLimits>,
     /// Outbound webhooks' records (status, dead letters) and the URL guard's allow-list.
     pub hooks: Arc<crate::webhooks::Hooks>,
+    /// Web Push: the VAPID public key and the endpoint guard's allow-list.
+    pub push: Arc<crate::push::Pusher>,
 }
 
 /// The OpenAPI tag of the system, city and incident handlers: the module they shared until
@@ -80,7 +84,8 @@ const API_TAG: &str = "http";
         access::redeem, access::refresh, access::sign_out, access::list_sessions, access::revoke_session,
         audit::list_audit,
         webhooks::register, webhooks::list, webhooks::get_one, webhooks::disable, webhooks::enable,
-        webhooks::delete, webhooks::rotate, webhooks::dead_letters, webhooks::replay
+        webhooks::delete, webhooks::rotate, webhooks::dead_letters, webhooks::replay,
+        push::key, push::subscribe, push::list, push::unsubscribe
     ),
     modifiers(&BearerAuth, &Enforced, &Links)
 )]
@@ -364,6 +369,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/rotate", post(webhooks::rotate))
         .route("/v1/webhooks/{id}/dead-letters", get(webhooks::dead_letters))
         .route("/v1/webhooks/{id}/dead-letters/replay", post(webhooks::replay))
+        .route("/v1/push/key", get(push::key))
+        .route("/v1/push/subscriptions", post(push::subscribe).get(push::list).delete(push::unsubscribe))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city_import)
