@@ -679,6 +679,12 @@ enum Op {
     WebhookRotate,
     WebhookDeadLetters,
     WebhookReplay,
+    /// Web Push (issue 18): a member's own subscriptions (tests/api/push.rs makes them; the
+    /// sweep's server has no VAPID key, so a subscription is refused as not configured).
+    PushKey,
+    PushSubscribe,
+    PushList,
+    PushUnsubscribe,
 }
 
 /// The operation of a (method, path) of /openapi.json; None: not classified.
@@ -750,6 +756,10 @@ fn classify(method: &str, path: &str) -> Option<Op> {
         ("POST", "/v1/webhooks/{id}/rotate") => WebhookRotate,
         ("GET", "/v1/webhooks/{id}/dead-letters") => WebhookDeadLetters,
         ("POST", "/v1/webhooks/{id}/dead-letters/replay") => WebhookReplay,
+        ("GET", "/v1/push/key") => PushKey,
+        ("POST", "/v1/push/subscriptions") => PushSubscribe,
+        ("GET", "/v1/push/subscriptions") => PushList,
+        ("DELETE", "/v1/push/subscriptions") => PushUnsubscribe,
         _ => return None,
     })
 }
@@ -796,6 +806,8 @@ impl Op {
                 | WebhookDelete
                 | WebhookRotate
                 | WebhookReplay
+                | PushSubscribe
+                | PushUnsubscribe
         )
     }
 }
@@ -821,6 +833,7 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         | MobClose | BalanceApply | Audit => CMD,
         WebhookRegister | WebhookList | WebhookGet | WebhookDisable | WebhookEnable | WebhookDelete | WebhookRotate
         | WebhookDeadLetters | WebhookReplay => CMD,
+        PushKey | PushSubscribe | PushList | PushUnsubscribe => &[Member],
         MemberRegister => &[City, District, Staff, Unit],
         MemberImport | UnitRegister => &[City, District, Unit],
         Exchange => &[City, District, Member],
@@ -1725,6 +1738,21 @@ impl Sweep {
             WebhookDisable | WebhookEnable | WebhookRotate | WebhookReplay => {
                 v.push(post("unknown", &template.replace("{id}", "wh-999")).want(Want::No(404, "unknown_webhook")))
             }
+            PushKey => v.push(Probe::get("", template).want(Want::No(409, "push_not_configured"))),
+            PushSubscribe => v.push(
+                post("no key configured", template)
+                    .json(json!({
+                        "endpoint": "https://push.example/send/x",
+                        "keys": {"p256dh": "B".repeat(87), "auth": "A".repeat(22)},
+                    }))
+                    .want(Want::No(409, "push_not_configured")),
+            ),
+            PushList => v.push(Probe::get("", template).check(Check::Eq { at: "", want: json!([]) })),
+            PushUnsubscribe => v.push(
+                Probe::new("unknown", Method::DELETE, template)
+                    .json(json!({"endpoint": "https://push.example/send/x"}))
+                    .want(Want::No(404, "unknown_push_subscription")),
+            ),
             WebhookDelete => v.push(
                 Probe::new("unknown", Method::DELETE, template.replace("{id}", "wh-999"))
                     .want(Want::No(404, "unknown_webhook")),

@@ -463,3 +463,69 @@ async fn subscriptions_are_their_members_own() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn after_kill_9_pending_pushes_resume_and_confirmed_ones_are_not_sent_again() {
+    let service = PushService::start().await;
+    service.answer_always(500);
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = muster::push::vapid::generate();
+    let mut owned = settings(&private, 60_000);
+    owned.push(("MUSTER_PUSH__ATTEMPTS".into(), "1000".into()));
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    let child = start_child(dir.path(), &env);
+    let app = child_client(&child.addr);
+    assert_eq!(app.put_city(&app.command(), &app.city).await.status(), 200);
+    let browsers = subscribe_all(&app, &service).await;
+    let first = raise(&app).await;
+    let offered =
+        eventually("an offer", async || Some(app.offered(&first, "offered").await).filter(|o| !o.is_empty())).await;
+    let paths: Vec<String> =
+        offered.iter().map(|(m, _)| browsers.iter().find(|b| &b.member == m).unwrap().path.clone()).collect();
+    // Failing: every offered browser is being tried again and again.
+    eventually("retries under way", async || {
+        let hits = service.hits();
+        paths.iter().all(|p| hits.iter().filter(|h| &h.path == p).count() >= 2).then_some(())
+    })
+    .await;
+    child.kill9();
+
+    // The push service recovers; the pending pushes resume after a restart.
+    service.answer_always(201);
+    let child = start_child(dir.path(), &env);
+    let app = child_client(&child.addr);
+    eventually("each pending push delivered", async || {
+        let hits = service.hits();
+        paths.iter().all(|p| hits.iter().any(|h| &h.path == p && h.status == 201)).then_some(())
+    })
+    .await;
+    eventually("the deliveries recorded", async || {
+        let tl = pushes(&timeline(&app, &first).await);
+        let delivered = tl.iter().filter(|p| p["outcome"] == "delivered").count();
+        (delivered == offered.len()).then_some(())
+    })
+    .await;
+    child.kill9();
+
+    // Confirmed and recorded: a restart sends none of them again. A second incident's
+    // pushes arriving show the pusher has resumed and gone past whatever was left.
+    let child = start_child(dir.path(), &env);
+    let app = child_client(&child.addr);
+    let second = raise(&app).await;
+    let again =
+        eventually("an offer", async || Some(app.offered(&second, "offered").await).filter(|o| !o.is_empty())).await;
+    eventually("the second incident's pushes delivered", async || {
+        let tl = pushes(&timeline(&app, &second).await);
+        (tl.iter().filter(|p| p["outcome"] == "delivered").count() == again.len()).then_some(())
+    })
+    .await;
+    let hits = service.hits();
+    for p in &paths {
+        // The first incident's message to this browser: the topic of its first try.
+        let topic = hits.iter().find(|h| &h.path == p).unwrap().headers.get("topic").cloned().expect("a Topic");
+        let delivered = hits.iter().filter(|h| h.headers.get("topic") == Some(&topic) && h.status == 201).count();
+        assert_eq!(delivered, 1, "{p}: one delivery of the first incident's offer");
+    }
+    drop(child);
+}
