@@ -270,13 +270,11 @@ pub(super) fn apply(state: &mut State, at: Ts, body: &EventBody) {
             push.subs.insert(subscription_id.clone(), sub);
         }
         EventBody::PushUnsubscribed { subscription_id, .. } => push.remove(subscription_id),
-        EventBody::PushAttempted(a) => {
-            if a.outcome == PushOutcome::Delivered {
-                push.delivered.insert(a.message_id.clone(), at);
-                // Forget the old ones now and then (amortised: when the map has doubled).
-                if push.delivered.len() >= 1024 && push.delivered.len().is_power_of_two() {
-                    push.delivered.retain(|_, t| *t + REMEMBER_MS > at);
-                }
+        EventBody::PushAttempted(a) if a.outcome == PushOutcome::Delivered => {
+            push.delivered.insert(a.message_id.clone(), at);
+            // Forget the old ones now and then (amortised: at each power of two).
+            if push.delivered.len() >= 1024 && push.delivered.len().is_power_of_two() {
+                push.delivered.retain(|_, t| *t + REMEMBER_MS > at);
             }
         }
         _ => {}

@@ -237,16 +237,11 @@ impl Run {
             }
             last
         };
-        let records: Vec<(String, String)> =
-            new.iter().map(|j| (job_key(&j.id), serde_json::to_string(j).expect("a job serializes"))).collect();
-        self.pusher
-            .with(move |s| {
-                for (k, v) in &records {
-                    s.put(k, v)?;
-                }
-                s.put(CURSOR, &last.to_string())
-            })
-            .await?;
+        // The jobs and the cursor after them in one write (one transaction on SQLite).
+        let mut records: Vec<(String, Option<String>)> =
+            new.iter().map(|j| (job_key(&j.id), Some(serde_json::to_string(j).expect("a job serializes")))).collect();
+        records.push((CURSOR.to_string(), Some(last.to_string())));
+        self.pusher.with(move |s| s.write(&records)).await?;
         self.cursor = last;
         metrics::counter!("muster_push_queued_total").increment(new.len() as u64);
         for job in new {
@@ -287,14 +282,8 @@ impl Run {
             });
         }
         if !dropped.is_empty() {
-            self.pusher
-                .with(move |s| {
-                    for k in &dropped {
-                        s.delete(k)?;
-                    }
-                    Ok(())
-                })
-                .await?;
+            let records: Vec<(String, Option<String>)> = dropped.into_iter().map(|k| (k, None)).collect();
+            self.pusher.with(move |s| s.write(&records)).await?;
         }
         Ok(())
     }
@@ -335,17 +324,7 @@ impl Run {
                     writes.push((job_key(&t.job.id), None));
                 }
             }
-            self.pusher
-                .with(move |s| {
-                    for (k, v) in &writes {
-                        match v {
-                            Some(v) => s.put(k, v)?,
-                            None => s.delete(k)?,
-                        }
-                    }
-                    Ok(())
-                })
-                .await?;
+            self.pusher.with(move |s| s.write(&writes)).await?;
         }
         Ok(())
     }
