@@ -37,6 +37,7 @@ pub struct App {
     engine_thread: std::thread::JoinHandle<()>,
     snapshot_thread: Option<std::thread::JoinHandle<()>>,
     deliverer: tokio::task::JoinHandle<()>,
+    pusher: tokio::task::JoinHandle<()>,
     grace: Duration,
 }
 
@@ -48,7 +49,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 
 pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> {
     survive_file_size_limit();
-    let (log, reader, node, snapshots, hook_store) = open_store(&settings)?;
+    let (log, reader, node, snapshots, (hook_store, push_store)) = open_store(&settings)?;
     let hub = Arc::new(Hub::default());
     let shutdown = CancellationToken::new();
     let cfg = EngineConfig {
@@ -71,6 +72,13 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
 
     let hooks = Arc::new(crate::webhooks::Hooks::new(hook_store, settings.webhooks.clone())?);
     let deliverer = crate::webhooks::start(hooks.clone(), engine.clone(), shutdown.child_token());
+    let mut push_settings = settings.push.clone();
+    if push_settings.vapid_private_key.is_empty() && options.demo {
+        push_settings.vapid_private_key = crate::push::demo_key(&settings.server.data_dir)?;
+    }
+    let presence: Arc<dyn crate::engine::Publisher> = hub.clone();
+    let push = Arc::new(crate::push::Pusher::new(push_store, push_settings, presence)?);
+    let pusher = crate::push::start(push.clone(), engine.clone(), shutdown.child_token());
 
     let listeners = bind(settings.server.listen, settings.server.listen_backlog, settings.server.listeners)
         .with_context(|| format!("binding {}", settings.server.listen))?;
@@ -97,6 +105,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         shutdown: shutdown.clone(),
         limits: limits.clone(),
         hooks,
+        push,
     };
     let router = gateway::router(state);
     let stop = shutdown.clone();
@@ -124,7 +133,7 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         Ok(())
     });
 
-    let app = App { addr, engine, shutdown, server, engine_thread, snapshot_thread, deliverer, grace };
+    let app = App { addr, engine, shutdown, server, engine_thread, snapshot_thread, deliverer, pusher, grace };
     app.wait_ready(Duration::from_secs(120)).await?;
     if options.demo {
         app.load_demo(options.demo_members.unwrap_or(crate::demo::DEFAULT_MEMBERS)).await?;
@@ -132,7 +141,9 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
     Ok(app)
 }
 
-type Store = (Box<dyn EventLog>, Arc<dyn LogReader>, Option<Node>, Box<dyn SnapshotStore>, Box<dyn HookStore>);
+/// The webhooks' and the pusher's store connections.
+type Hooks = (Box<dyn HookStore>, Box<dyn HookStore>);
+type Store = (Box<dyn EventLog>, Arc<dyn LogReader>, Option<Node>, Box<dyn SnapshotStore>, Hooks);
 
 /// The embedded SQLite store, or Redis when `redis_url` is set (then this is one node of
 /// several, see `crate::cluster`).
@@ -143,15 +154,20 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         let reader = SqliteReader::open(dir, 4).context("opening read connections")?;
         let snapshots = SqliteSnapshots::open(dir).context("opening the snapshotter's connection")?;
         let hooks = SqliteHooks::open(dir).context("opening the webhook deliverer's connection")?;
-        return Ok((Box::new(log), Arc::new(reader), None, Box::new(snapshots), Box::new(hooks)));
+        let push = SqliteHooks::open(dir).context("opening the pusher's connection")?;
+        let hooks: Hooks = (Box::new(hooks), Box::new(push));
+        return Ok((Box::new(log), Arc::new(reader), None, Box::new(snapshots), hooks));
     }
     let node = Node::new(settings).context("redis_url")?;
     tracing::info!(node = %node.id, prefix = %settings.redis.prefix, "several nodes on Redis");
     let log = RedisLog::new(node.client.clone(), node.keys.clone(), node.fence.clone(), node.require_persistence);
     let reader = RedisReader::new(node.client.clone(), node.keys.clone());
     let snapshots = RedisSnapshots::new(node.client.clone(), node.keys.clone(), node.require_persistence);
-    let hooks = RedisHooks::new(node.client.clone(), node.keys.clone());
-    Ok((Box::new(log), Arc::new(reader), Some(node), Box::new(snapshots), Box::new(hooks)))
+    let hooks: Hooks = (
+        Box::new(RedisHooks::new(node.client.clone(), node.keys.clone())),
+        Box::new(RedisHooks::new(node.client.clone(), node.keys.clone())),
+    );
+    Ok((Box::new(log), Arc::new(reader), Some(node), Box::new(snapshots), hooks))
 }
 
 impl App {
@@ -196,6 +212,7 @@ impl App {
             Err(_) => tracing::warn!("connections still open after the grace period; closing"),
         }
         let _ = self.deliverer.await;
+        let _ = self.pusher.await;
         let thread = self.engine_thread;
         tokio::task::spawn_blocking(move || thread.join()).await?.ok();
         if let Some(thread) = self.snapshot_thread {

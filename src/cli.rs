@@ -1,4 +1,4 @@
-//! The command line: `serve`, `token`, `demo-city` (../shared/CONTRACT.md).
+//! The command line: `serve`, `token`, `demo-city` (../shared/CONTRACT.md), and `vapid`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +66,9 @@ pub enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print a new VAPID key pair for Web Push: the private key (push.vapid_private_key)
+    /// on the first line, the public key on the second.
+    Vapid,
 }
 
 impl std::str::FromStr for Role {
@@ -159,6 +162,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let claims = Claims::new(role, scope, now_s(), ttl).map_err(anyhow::Error::msg)?;
             println!("{}", TokenKeys::new(&settings.auth.secret).sign(&claims));
+            Ok(())
+        }
+        Cmd::Vapid => {
+            let (private, public) = crate::push::vapid::generate();
+            println!("{private}\n{public}");
+            eprintln!(
+                "set MUSTER_PUSH__VAPID_PRIVATE_KEY (or push.vapid_private_key) to the first line; keep it secret"
+            );
             Ok(())
         }
         Cmd::DemoCity { members, seed, out } => {

@@ -11,6 +11,7 @@
 //! - `store`: the durable event log with the recipient frames (SQLite, embedded; or Redis).
 //! - `snapshotter`: a thread beside the engine that keeps its own replica and saves snapshots.
 //! - `cluster`: several nodes on Redis: the engine lease, the log's tail, commands between nodes.
+//! - `webhooks`: outbound webhook delivery; `push`: Web Push to members' browsers (VAPID, aes128gcm).
 //! - `gateway`: HTTP routes, auth, problem+json, websocket sessions, the push hub.
 //! - `settings`: configuration, from config/default.toml, a file and `MUSTER_*` variables.
 //! - `app`: wires everything and binds the listener.
@@ -25,6 +26,7 @@ pub mod domain;
 pub mod engine;
 pub mod gateway;
 pub mod mailbox;
+pub mod push;
 pub mod settings;
 pub mod snapshotter;
 pub mod store;

@@ -30,7 +30,37 @@ pub struct Settings {
     pub limits: Limits,
     pub log: Log,
     pub webhooks: Webhooks,
+    pub push: Push,
     pub dispatch: Rules,
+}
+
+/// `[push]`: Web Push to members' browsers (`crate::push`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Push {
+    /// The VAPID private key (base64url of the 32-byte P-256 scalar; `muster vapid` makes
+    /// one). Empty: push is off (with `serve --demo`, one is made in the data directory).
+    pub vapid_private_key: String,
+    /// The VAPID `sub` claim: how a push service may reach the operator.
+    pub subject: String,
+    /// A member with a live socket is pushed only if the offer or order is still
+    /// unanswered this long after it was sent.
+    pub ack_wait_ms: u64,
+    pub attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub timeout_ms: u64,
+    /// Pushes in flight at once.
+    pub concurrency: usize,
+    pub poll_ms: u64,
+    /// CIDRs a push endpoint may resolve to although private, loopback or link-local.
+    pub allow_cidrs: Vec<String>,
+}
+
+impl Push {
+    pub fn allowed(&self) -> Vec<ipnet::IpNet> {
+        self.allow_cidrs.iter().filter_map(|c| c.parse().ok()).collect()
+    }
 }
 
 /// `[webhooks]`: outbound delivery (`crate::webhooks`).
@@ -227,6 +257,26 @@ impl Settings {
             return bad(
                 "webhooks.attempts, timeout_ms and poll_ms must be at least 1, backoff_max_ms at least backoff_base_ms",
             );
+        }
+        let p = &self.push;
+        if let Some(c) = p.allow_cidrs.iter().find(|c| c.parse::<ipnet::IpNet>().is_err()) {
+            return Err(SettingsError::Invalid(format!("push.allow_cidrs: '{c}' is not a CIDR such as 10.0.0.0/8")));
+        }
+        if p.attempts == 0
+            || p.timeout_ms == 0
+            || p.poll_ms == 0
+            || p.concurrency == 0
+            || p.backoff_max_ms < p.backoff_base_ms
+        {
+            return bad(
+                "push.attempts, timeout_ms, poll_ms and concurrency must be at least 1, backoff_max_ms at least backoff_base_ms",
+            );
+        }
+        if !p.vapid_private_key.is_empty() && crate::push::vapid::Vapid::from_private(&p.vapid_private_key).is_err() {
+            return bad("push.vapid_private_key must be the base64url of a P-256 private key (muster vapid makes one)");
+        }
+        if !(p.subject.starts_with("mailto:") || p.subject.starts_with("https://")) {
+            return bad("push.subject must be a mailto: or https: URI");
         }
         if !self.redis_url.is_empty() {
             if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("redis+unix://")) {

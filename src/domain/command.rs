@@ -229,6 +229,21 @@ pub enum Command {
     Campaign {
         action: Box<super::campaign::CampaignCommand>,
     },
+    /// Web Push (issue 18): a member subscribes a browser (its PushSubscription).
+    PushSubscribe {
+        endpoint: String,
+        p256dh: String,
+        auth: String,
+    },
+    /// A member removes one of theirs; the system one its push service said is gone.
+    PushUnsubscribe {
+        subscription_id: String,
+        reason: Option<String>,
+    },
+    /// The pusher's tries and their results (the system's), a batch at a time.
+    PushRecord {
+        attempts: Vec<super::push::PushAttempt>,
+    },
     /// Fire every deadline due at `now`.
     Tick,
     /// Publish the progress of the mobilizations acknowledged or reported to since the
@@ -277,6 +292,9 @@ impl Command {
             Command::DeleteWebhook { .. } => "delete_webhook",
             Command::RotateWebhookSecret { .. } => "rotate_webhook_secret",
             Command::Campaign { .. } => "campaign",
+            Command::PushSubscribe { .. } => "push_subscribe",
+            Command::PushUnsubscribe { .. } => "push_unsubscribe",
+            Command::PushRecord { .. } => "push_record",
             Command::Tick => "tick",
             Command::Tally => "tally",
         }
@@ -325,6 +343,7 @@ pub enum Reply {
     RefreshReused(String),
     Webhook(String),
     Campaign(String),
+    PushSubscription(String),
 }
 
 #[derive(Debug, Default)]
@@ -474,6 +493,9 @@ mod tests {
             Command::DeleteWebhook { .. } => 37,
             Command::RotateWebhookSecret { .. } => 38,
             Command::Campaign { .. } => 39,
+            Command::PushSubscribe { .. } => 40,
+            Command::PushUnsubscribe { .. } => 41,
+            Command::PushRecord { .. } => 42,
         }
     }
 
@@ -579,13 +601,34 @@ mod tests {
                     iterations: 1000,
                 }),
             },
+            Command::PushSubscribe {
+                endpoint: "https://push.example/send/abc?x=1".into(),
+                p256dh: "B".repeat(87),
+                auth: "A".repeat(22),
+            },
+            Command::PushUnsubscribe { subscription_id: "ps-00".into(), reason: Some("gone".into()) },
+            Command::PushRecord {
+                attempts: vec![super::super::push::PushAttempt {
+                    message_id: "push_7_ps-00".into(),
+                    member_id: "m1".into(),
+                    subscription_id: "ps-00".into(),
+                    kind: super::super::push::PushKind::Whistle,
+                    incident_id: Some("inc-000001".into()),
+                    offer_id: Some("off-1".into()),
+                    mobilization_id: None,
+                    attempt: 2,
+                    status: Some(500),
+                    outcome: super::super::push::PushOutcome::Retry,
+                    error: Some("answered 500".into()),
+                }],
+            },
         ]
     }
 
     #[test]
     fn every_command_round_trips_tagged_by_its_name() {
         let all = commands();
-        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=39).collect::<Vec<_>>());
+        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=42).collect::<Vec<_>>());
         for cmd in &all {
             let json = round_trip(cmd);
             let v: Value = serde_json::from_str(&json).unwrap();

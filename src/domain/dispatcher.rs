@@ -32,6 +32,7 @@ use super::event::{Event, EventBody, Frame, RevokeReason, stream};
 use super::incidents;
 use super::matching::Roster;
 use super::org::{City, CityIndex};
+use super::push;
 use super::response::Rules;
 use super::scope;
 use super::service;
@@ -133,6 +134,11 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
         Command::DeleteWebhook { webhook_id } => webhooks::delete(&mut tx, actor, &webhook_id)?,
         Command::RotateWebhookSecret { webhook_id, secret } => webhooks::rotate(&mut tx, actor, &webhook_id, secret)?,
         Command::Campaign { action } => campaign::handle::execute(&mut tx, actor, *action)?,
+        Command::PushSubscribe { endpoint, p256dh, auth } => push::subscribe(&mut tx, actor, endpoint, p256dh, auth)?,
+        Command::PushUnsubscribe { subscription_id, reason } => {
+            push::unsubscribe(&mut tx, actor, &subscription_id, reason)?
+        }
+        Command::PushRecord { attempts } => push::record(&mut tx, actor, attempts)?,
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -330,6 +336,9 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             webhooks::apply(state, event.seq, event.at, &event.actor, &event.body, &mut frames)
         }
         EventBody::Campaign { event: e } => campaign::handle::apply(state, e, event.at, &mut frames),
+        EventBody::PushSubscribed { .. } | EventBody::PushUnsubscribed { .. } | EventBody::PushAttempted(_) => {
+            push::apply(state, event.at, &event.body)
+        }
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

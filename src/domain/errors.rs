@@ -91,6 +91,7 @@ codes! {
     InvalidCity = "invalid_city" => Invalid,
     InvalidInvitation = "invalid_invitation" => Invalid,
     InvalidMember = "invalid_member" => Invalid,
+    InvalidPushSubscription = "invalid_push_subscription" => Invalid,
     InvalidRegistration = "invalid_registration" => Invalid,
     InvalidRequirement = "invalid_requirement" => Invalid,
     InvalidShift = "invalid_shift" => Invalid,
@@ -129,6 +130,7 @@ codes! {
     OutsideGeofence = "outside_geofence" => Invalid,
     OutsideScope = "outside_scope" => Forbidden,
     PriorityWindow = "priority_window" => Conflict,
+    PushNotConfigured = "push_not_configured" => Conflict,
     ReasonRequired = "reason_required" => Invalid,
     /// A refresh credential its session had rotated past: the session is revoked (never a
     /// domain refusal: `Reply::RefreshReused`, which the gateway answers 401 with this code).
@@ -162,6 +164,7 @@ codes! {
     UnknownMobilization = "unknown_mobilization" => NotFound,
     UnknownOffer = "unknown_offer" => NotFound,
     UnknownOrder = "unknown_order" => NotFound,
+    UnknownPushSubscription = "unknown_push_subscription" => NotFound,
     UnknownRole = "unknown_role" => Invalid,
     UnknownSession = "unknown_session" => NotFound,
     UnknownShift = "unknown_shift" => Invalid,

@@ -373,6 +373,24 @@ pub enum EventBody {
         webhook_id: String,
         district_id: Option<String>,
     },
+    /// Web Push (`domain::push`): a member's browser subscribed. Its endpoint and keys
+    /// never leave the log and the pusher (no frame, no audit).
+    PushSubscribed {
+        member_id: String,
+        subscription_id: String,
+        endpoint: String,
+        p256dh: String,
+        auth: String,
+    },
+    /// `member` (the member removed it), `gone` (the push service said 404 or 410),
+    /// `renewed` or `replaced` (subscribed again, or by another member, or one too many).
+    PushUnsubscribed {
+        member_id: String,
+        subscription_id: String,
+        reason: String,
+    },
+    /// One try of one push and its result.
+    PushAttempted(Box<crate::domain::push::PushAttempt>),
 }
 
 impl EventBody {
@@ -424,6 +442,9 @@ impl EventBody {
             EventBody::WebhookDisabled { .. } => "webhook_disabled",
             EventBody::WebhookSecretRotated { .. } => "webhook_secret_rotated",
             EventBody::WebhookDeleted { .. } => "webhook_deleted",
+            EventBody::PushSubscribed { .. } => "push_subscribed",
+            EventBody::PushUnsubscribed { .. } => "push_unsubscribed",
+            EventBody::PushAttempted(_) => "push_attempted",
         }
     }
 
@@ -444,6 +465,7 @@ impl EventBody {
             | EventBody::IncidentCancelled { incident_id, .. }
             | EventBody::UnitsWhistled { incident_id, .. }
             | EventBody::WhistleOverdue { incident_id, .. } => Some(incident_id),
+            EventBody::PushAttempted(a) => a.incident_id.as_deref(),
             _ => None,
         }
     }

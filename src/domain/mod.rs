@@ -17,6 +17,7 @@
 //! - `workload`: difficulty-weighted load, the easy-task cap, fatigue; the Gini coefficient.
 //! - `access`: sign-in links (invitations) and the sessions they open (refresh rotation).
 //! - `webhooks`: outbound webhook endpoints, and which events each is sent.
+//! - `push`: members' Web Push subscriptions, which events call for a push, and the record of tries.
 
 pub mod access;
 pub mod audit;
@@ -33,6 +34,7 @@ pub mod incidents;
 pub mod matching;
 pub mod mobilization;
 pub mod org;
+pub mod push;
 pub mod reports;
 pub mod response;
 pub mod scope;

@@ -117,6 +117,9 @@ pub enum Action {
     /// A member's own shifts: read them, acknowledge, check in and out (which campaigns:
     /// those the member is rostered in, `campaign::serve::my_shift`).
     ServeCampaign,
+    /// Web Push: read the server's key, subscribe a browser, list and remove one's own
+    /// subscriptions (which ones: `push_subscription`).
+    Push,
 }
 
 /// The role table: may this kind of actor ever take this action?
@@ -142,6 +145,7 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
         MarkUnavailable => command || member,
         ReadCampaigns => command || staff,
         ServeCampaign => member,
+        Push => member,
     }
 }
 
@@ -224,6 +228,7 @@ impl Action {
             Invite => "inviting people to sign in",
             ReadAudit => "the audit",
             Webhooks => "webhooks",
+            Push => "push notifications",
         }
     }
 }
@@ -481,5 +486,15 @@ pub fn webhook(actor: &Actor, ep: &super::webhooks::Endpoint) -> bool {
         Actor::Command { district: None } | Actor::System => true,
         Actor::Command { district: Some(d) } => ep.district_id.as_deref() == Some(d.as_str()),
         Actor::Staff { .. } | Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+    }
+}
+
+/// A Web Push **subscription** is its member's alone (and the system's, which removes one
+/// its push service said is gone); another member's looks like none.
+pub fn push_subscription(actor: &Actor, sub: &super::push::Subscription) -> bool {
+    match actor {
+        Actor::Member { member } => *member == sub.member_id,
+        Actor::System => true,
+        _ => false,
     }
 }

@@ -80,6 +80,11 @@ struct Body {
     campaigns: Vec<super::campaign::Campaign>,
     #[serde(default)]
     campaigns_created: u64,
+    /// Web Push subscriptions and the pushes confirmed lately (absent before them).
+    #[serde(default)]
+    push_subscriptions: Vec<super::push::Subscription>,
+    #[serde(default)]
+    push_delivered: Vec<(String, super::time::Ts)>,
 }
 
 /// The state at its `last_seq`, encoded.
@@ -114,6 +119,13 @@ pub fn encode(state: &State) -> Vec<u8> {
         webhooks_registered: state.webhooks_registered,
         campaigns: state.campaigns.values().cloned().collect(),
         campaigns_created: state.campaigns_created,
+        push_subscriptions: state.push.subs.values().cloned().collect(),
+        push_delivered: {
+            let mut d: Vec<(String, super::time::Ts)> =
+                state.push.delivered.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            d.sort();
+            d
+        },
     };
     serde_json::to_vec(&body).expect("a state serializes")
 }
@@ -193,6 +205,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.webhooks_registered = body.webhooks_registered;
     state.campaigns = body.campaigns.into_iter().map(|c| (c.id.clone(), c)).collect();
     state.campaigns_created = body.campaigns_created;
+    state.push = super::push::PushState::restore(body.push_subscriptions, body.push_delivered);
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
 }

@@ -107,6 +107,8 @@ pub struct State {
     /// Campaigns by id (`cmp-1`…), and how many were ever created.
     pub campaigns: BTreeMap<String, super::campaign::Campaign>,
     pub campaigns_created: u64,
+    /// Web Push subscriptions and confirmed pushes (`domain::push`).
+    pub push: super::push::PushState,
 }
 
 /// Was a token of this subject, issued at `iat` (seconds), revoked? (`State::revoked`, or

@@ -9,6 +9,7 @@
 //! - `campaigns`: campaigns for command and staff (`campaign_csv`: their CSV import);
 //!   `campaign_member`: a member's own shifts, acknowledgement, check-in and check-out.
 //! - `webhooks`: command's outbound webhook endpoints and their dead letters.
+//! - `push`: a member's Web Push subscriptions and the VAPID public key.
 //! - `ws`: websocket sessions; `hub`: fan-out of committed frames to sockets.
 //! - `router(state)` builds the routes; `app::build` serves them.
 
@@ -25,6 +26,7 @@ pub mod hub;
 pub mod incidents;
 pub mod limits;
 pub mod pages;
+pub mod push;
 pub mod reports;
 pub mod service;
 pub mod system;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub limits: Arc<limits::RateLimits>,
     /// Outbound webhooks' records (status, dead letters) and the URL guard's allow-list.
     pub hooks: Arc<crate::webhooks::Hooks>,
+    /// Web Push: the VAPID public key and the endpoint guard's allow-list.
+    pub push: Arc<crate::push::Pusher>,
 }
 
 /// The OpenAPI tag of the system, city and incident handlers: the module they shared until
@@ -88,7 +92,8 @@ const API_TAG: &str = "http";
         webhooks::delete, webhooks::rotate, webhooks::dead_letters, webhooks::replay,
         campaigns::create, campaigns::list, campaigns::get_one, campaigns::put_site, campaigns::close_site,
         campaigns::put_shift, campaigns::put_requirement, campaigns::import, campaigns::roster, campaigns::close,
-        campaign_member::get_mine, campaign_member::acknowledge, campaign_member::checkin, campaign_member::checkout
+        campaign_member::get_mine, campaign_member::acknowledge, campaign_member::checkin, campaign_member::checkout,
+        push::key, push::subscribe, push::list, push::unsubscribe
     ),
     modifiers(&BearerAuth, &Enforced, &Links)
 )]
@@ -385,6 +390,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/import", post(campaigns::import))
         .route("/v1/campaigns/{id}/roster", post(campaigns::roster))
         .route("/v1/campaigns/{id}/close", post(campaigns::close))
+        .route("/v1/push/key", get(push::key))
+        .route("/v1/push/subscriptions", post(push::subscribe).get(push::list).delete(push::unsubscribe))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city_import)

@@ -173,7 +173,12 @@ fn asset(name: &str, req: &HeaderMap) -> Response {
         Cow::Borrowed(b) => Bytes::from_static(b),
         Cow::Owned(v) => Bytes::from(v),
     };
-    respond(kind, &etag(&file.metadata.sha256_hash()), data, req)
+    let mut resp = respond(kind, &etag(&file.metadata.sha256_hash()), data, req);
+    if name == "sw.js" {
+        // The member app's service worker controls /m, outside /web/ where it is served.
+        resp.headers_mut().insert("service-worker-allowed", axum::http::HeaderValue::from_static("/m"));
+    }
+    resp
 }
 
 /// A page put together, and its ETag.

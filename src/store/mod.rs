@@ -128,6 +128,17 @@ pub trait HookStore: Send + 'static {
     fn delete(&mut self, key: &str) -> Result<(), StoreError>;
     /// Every record whose key starts with `prefix`, in key order.
     fn scan(&mut self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Puts (`Some`) and deletes (`None`) at once: one transaction where the store has them
+    /// (SQLite: one sync for a surge's thousands of push jobs and the cursor after them).
+    fn write(&mut self, records: &[(String, Option<String>)]) -> Result<(), StoreError> {
+        for (k, v) in records {
+            match v {
+                Some(v) => self.put(k, v)?,
+                None => self.delete(k)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 pub trait EventLog: Send + 'static {

@@ -351,6 +351,24 @@ impl HookStore for SqliteHooks {
         let rows = stmt.query_map(params![prefix, prefix.len() as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn write(&mut self, records: &[(String, Option<String>)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT INTO webhook_records (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM webhook_records WHERE key = ?1")?;
+            for (k, v) in records {
+                match v {
+                    Some(v) => put.execute(params![k, v])?,
+                    None => delete.execute(params![k])?,
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 /// Logged events with seq > `after`, in order, at most `limit`.

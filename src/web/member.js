@@ -7,6 +7,7 @@ import { api, boot, h, $, fmtTime, fmtDuration, fmtDistance, haversine, levelBad
 import { Live } from "/web/live.js";
 import { mountDevices } from "/web/invite.js";
 import { mountService } from "/web/member-service.js";
+import { mountPush } from "/web/member-push.js";
 
 const LOCATION_EVERY_MS = 10000;
 const LOCATION_MOVE_M = 25;
@@ -60,6 +61,7 @@ async function start(token, claims) {
     onAlert: () => alertUser(),
   });
   mountDevices($("#devices-card"), claims);
+  mountPush();
   live = new Live({
     token,
     key: "m." + sub,

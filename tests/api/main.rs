@@ -17,6 +17,7 @@ mod hostile;
 mod logs;
 mod matrix;
 mod pages;
+mod push;
 mod rate_limits;
 mod readme;
 mod restart;

@@ -689,6 +689,12 @@ enum Op {
     /// A member's own shifts, and their answers to them: members only.
     CampaignMine,
     CampaignServe,
+    /// Web Push (issue 18): a member's own subscriptions (tests/api/push.rs makes them; the
+    /// sweep's server has no VAPID key, so a subscription is refused as not configured).
+    PushKey,
+    PushSubscribe,
+    PushList,
+    PushUnsubscribe,
 }
 
 /// The operation of a (method, path) of /openapi.json; None: not classified.
@@ -774,6 +780,10 @@ fn classify(method: &str, path: &str) -> Option<Op> {
         ("POST", "/v1/campaigns/{id}/shifts/{shift_id}/ack")
         | ("POST", "/v1/campaigns/{id}/shifts/{shift_id}/checkin")
         | ("POST", "/v1/campaigns/{id}/shifts/{shift_id}/checkout") => CampaignServe,
+        ("GET", "/v1/push/key") => PushKey,
+        ("POST", "/v1/push/subscriptions") => PushSubscribe,
+        ("GET", "/v1/push/subscriptions") => PushList,
+        ("DELETE", "/v1/push/subscriptions") => PushUnsubscribe,
         _ => return None,
     })
 }
@@ -824,6 +834,8 @@ impl Op {
                 | CampaignWrite
                 | CampaignImport
                 | CampaignServe
+                | PushSubscribe
+                | PushUnsubscribe
         )
     }
 }
@@ -852,6 +864,7 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         CampaignCreate | CampaignWrite | CampaignImport => CMD,
         CampaignList | CampaignGet => STAFF_CMD,
         CampaignMine | CampaignServe => &[Member],
+        PushKey | PushSubscribe | PushList | PushUnsubscribe => &[Member],
         MemberRegister => &[City, District, Staff, Unit],
         MemberImport | UnitRegister => &[City, District, Unit],
         Exchange => &[City, District, Member],
@@ -1794,6 +1807,21 @@ impl Sweep {
                     p.json(body)
                 });
             }
+            PushKey => v.push(Probe::get("", template).want(Want::No(409, "push_not_configured"))),
+            PushSubscribe => v.push(
+                post("no key configured", template)
+                    .json(json!({
+                        "endpoint": "https://push.example/send/x",
+                        "keys": {"p256dh": "B".repeat(87), "auth": "A".repeat(22)},
+                    }))
+                    .want(Want::No(409, "push_not_configured")),
+            ),
+            PushList => v.push(Probe::get("", template).check(Check::Eq { at: "", want: json!([]) })),
+            PushUnsubscribe => v.push(
+                Probe::new("unknown", Method::DELETE, template)
+                    .json(json!({"endpoint": "https://push.example/send/x"}))
+                    .want(Want::No(404, "unknown_push_subscription")),
+            ),
             WebhookDelete => v.push(
                 Probe::new("unknown", Method::DELETE, template.replace("{id}", "wh-999"))
                     .want(Want::No(404, "unknown_webhook")),
