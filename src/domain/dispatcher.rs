@@ -32,6 +32,7 @@ use super::event::{Event, EventBody, Frame, RevokeReason, stream};
 use super::incidents;
 use super::matching::Roster;
 use super::org::{City, CityIndex};
+use super::residents;
 use super::response::Rules;
 use super::scope;
 use super::service;
@@ -133,6 +134,7 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
         Command::DeleteWebhook { webhook_id } => webhooks::delete(&mut tx, actor, &webhook_id)?,
         Command::RotateWebhookSecret { webhook_id, secret } => webhooks::rotate(&mut tx, actor, &webhook_id, secret)?,
         Command::Campaign { action } => campaign::handle::execute(&mut tx, actor, *action)?,
+        Command::Residents { action } => residents::execute(&mut tx, actor, *action)?,
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -309,7 +311,10 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::CheckedIn { .. }
         | EventBody::CheckedOut { .. }
         | EventBody::Rated { .. }
-        | EventBody::Exchanged { .. } => service::apply(state, event, &mut frames),
+        | EventBody::Exchanged { .. } => {
+            service::apply(state, event, &mut frames);
+            residents::follow_order(state, &event.body, &mut frames);
+        }
         EventBody::TokensRevoked { subject, before_s } => {
             std::sync::Arc::make_mut(&mut state.revoked).insert(subject.clone(), *before_s);
             access::tokens_revoked(state, subject, *before_s);
@@ -327,6 +332,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
             webhooks::apply(state, event.seq, event.at, &event.actor, &event.body, &mut frames)
         }
         EventBody::Campaign { event } => campaign::handle::apply(state, event),
+        EventBody::Residents { event: e } => residents::apply(state, event, e, &mut frames),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

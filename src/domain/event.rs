@@ -373,6 +373,11 @@ pub enum EventBody {
         webhook_id: String,
         district_id: Option<String>,
     },
+    /// Residents' requests and members' proposals (issue #20):
+    /// `{"type":"residents","event":{"op":"request_placed",…}}`.
+    Residents {
+        event: Box<super::residents_data::ResidentEvent>,
+    },
 }
 
 impl EventBody {
@@ -424,6 +429,7 @@ impl EventBody {
             EventBody::WebhookDisabled { .. } => "webhook_disabled",
             EventBody::WebhookSecretRotated { .. } => "webhook_secret_rotated",
             EventBody::WebhookDeleted { .. } => "webhook_deleted",
+            EventBody::Residents { event } => event.kind(),
         }
     }
 
@@ -613,6 +619,10 @@ pub mod stream {
     /// A unit's admin: whistles to the unit and mobilizations of its teams.
     pub fn unit(id: &str) -> String {
         format!("unit:{id}")
+    }
+    /// A resident's own requests (issue #20).
+    pub fn resident(id: &str) -> String {
+        format!("resident:{id}")
     }
 }
 

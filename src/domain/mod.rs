@@ -34,6 +34,8 @@ pub mod matching;
 pub mod mobilization;
 pub mod org;
 pub mod reports;
+pub mod residents;
+pub mod residents_data;
 pub mod response;
 pub mod scope;
 pub mod service;
@@ -51,6 +53,8 @@ mod access_tests;
 mod audit_tests;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod residents_tests;
 #[cfg(test)]
 mod service_tests;
 #[cfg(test)]

@@ -80,6 +80,9 @@ struct Body {
     campaigns: Vec<super::campaign::Campaign>,
     #[serde(default)]
     campaigns_created: u64,
+    /// Residents, requests and proposals (issue #20; absent before them).
+    #[serde(default)]
+    residents: super::residents_data::Residents,
 }
 
 /// The state at its `last_seq`, encoded.
@@ -114,6 +117,7 @@ pub fn encode(state: &State) -> Vec<u8> {
         webhooks_registered: state.webhooks_registered,
         campaigns: state.campaigns.values().cloned().collect(),
         campaigns_created: state.campaigns_created,
+        residents: state.residents.clone(),
     };
     serde_json::to_vec(&body).expect("a state serializes")
 }
@@ -193,6 +197,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.webhooks_registered = body.webhooks_registered;
     state.campaigns = body.campaigns.into_iter().map(|c| (c.id.clone(), c)).collect();
     state.campaigns_created = body.campaigns_created;
+    state.residents = body.residents;
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
 }

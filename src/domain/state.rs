@@ -105,6 +105,8 @@ pub struct State {
     /// Campaigns by id (`cmp-1`…), and how many were ever created.
     pub campaigns: BTreeMap<String, super::campaign::Campaign>,
     pub campaigns_created: u64,
+    /// Residents, their sign-in codes and requests, and members' proposals (issue #20).
+    pub residents: super::residents_data::Residents,
 }
 
 /// Was a token of this subject, issued at `iat` (seconds), revoked? (`State::revoked`, or
