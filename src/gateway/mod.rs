@@ -21,6 +21,7 @@ pub mod incidents;
 pub mod limits;
 pub mod pages;
 pub mod reports;
+pub mod residents;
 pub mod service;
 pub mod system;
 pub mod views;
@@ -80,7 +81,10 @@ const API_TAG: &str = "http";
         access::redeem, access::refresh, access::sign_out, access::list_sessions, access::revoke_session,
         audit::list_audit,
         webhooks::register, webhooks::list, webhooks::get_one, webhooks::disable, webhooks::enable,
-        webhooks::delete, webhooks::rotate, webhooks::dead_letters, webhooks::replay
+        webhooks::delete, webhooks::rotate, webhooks::dead_letters, webhooks::replay,
+        residents::send_code, residents::verify, residents::resident_link, residents::place, residents::list_requests,
+        residents::get_request, residents::dispatch, residents::merge, residents::decline, residents::confirm,
+        residents::propose, residents::list_proposals, residents::approve, residents::decline_proposal
     ),
     modifiers(&BearerAuth, &Enforced, &Links)
 )]
@@ -365,6 +369,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/dead-letters", get(webhooks::dead_letters))
         .route("/v1/webhooks/{id}/dead-letters/replay", post(webhooks::replay))
         .route("/v1/ws", get(ws::upgrade))
+        .merge(residents::routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city_import)
         .merge(pages::routes())

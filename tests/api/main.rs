@@ -17,6 +17,7 @@ mod matrix;
 mod pages;
 mod rate_limits;
 mod readme;
+mod residents;
 mod restart;
 mod roster_csv;
 mod service;
