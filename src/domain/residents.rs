@@ -781,21 +781,3 @@ pub(super) fn apply(state: &mut State, event: &Event, e: &ResidentEvent, frames:
         }
     }
 }
-
-/// Orders a member created (approved proposals) and took (claimed, not created) in
-/// `[from, to)`, by when the order was posted and claimed.
-pub fn created_and_taken(state: &State, member_id: &str, from: Ts, to: Ts) -> (u32, u32) {
-    let (mut created, mut taken) = (0, 0);
-    for o in state.orders.values() {
-        let Some(c) = o.claims.iter().find(|c| c.member_id == member_id) else { continue };
-        if c.claimed_at < from || c.claimed_at >= to {
-            continue;
-        }
-        if state.residents.created_by.get(&o.id).is_some_and(|m| m == member_id) {
-            created += 1;
-        } else {
-            taken += 1;
-        }
-    }
-    (created, taken)
-}

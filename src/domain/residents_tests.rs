@@ -328,10 +328,16 @@ fn a_proposal_approved_is_an_order_with_its_member_as_first_claimant_and_counts_
     w.ok(&staff("c1"), res(ResidentCommand::DeclineProposal { proposal_id: p2.clone(), reason: "重复".into() }));
     assert_eq!(frames_of(&w.frames, "member:a", "proposal.updated").len(), 4);
 
-    // b takes it too: created for a, taken for b.
+    // b takes it too, both work it: created for a, taken for b.
     w.ok(&as_member("b"), Command::ClaimOrder { order_id: order.clone(), assign_to: None });
-    assert_eq!(residents::created_and_taken(&w.state, "a", i64::MIN, i64::MAX), (1, 0));
-    assert_eq!(residents::created_and_taken(&w.state, "b", i64::MIN, i64::MAX), (0, 1));
+    let here = w.state.orders[&order].location;
+    for m in ["a", "b"] {
+        w.ok(&as_member(m), Command::CheckIn { order_id: order.clone(), position: here });
+        w.ok(&as_member(m), Command::CheckOut { order_id: order.clone(), position: here });
+    }
+    let f = |m: &str| super::service::figures(&w.state, w.idx(m), i64::MIN, i64::MAX);
+    assert_eq!((f("a").orders_created, f("a").orders_taken), (1, 0));
+    assert_eq!((f("b").orders_created, f("b").orders_taken), (0, 1));
     let (replayed, _) = replay(&w.log);
     assert_eq!(durable(&replayed), durable(&w.state));
     assert!(w.log.iter().any(|e| matches!(&e.body, EventBody::Residents { event } if matches!(**event, ResidentEvent::ProposalDeclined { .. }))));
