@@ -14,9 +14,9 @@ let challengeId = null;
 let catalog = null;
 const requests = new Map();
 
-async function post(path, body) {
+async function send(method, path, body) {
   const resp = await fetch(path, {
-    method: "POST",
+    method,
     headers: { "Content-Type": "application/json", Accept: "application/json" },
     body: JSON.stringify(body),
   });
@@ -42,7 +42,7 @@ $("#r-phone-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const msg = $("#r-signin-msg");
   try {
-    const data = await post("/v1/residents/code", { community_id: community, phone: $("#r-phone").value });
+    const data = await send("POST", "/v1/residents/code", { community_id: community, phone: $("#r-phone").value });
     challengeId = data.challenge_id;
     $("#r-code-form").hidden = false;
     say(msg, "res.sent", { t: fmtTime(data.expires_at) });
@@ -55,7 +55,7 @@ $("#r-phone-form").addEventListener("submit", async (e) => {
 $("#r-code-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   try {
-    const data = await post("/v1/session/resident", { challenge_id: challengeId, code: $("#r-code").value });
+    const data = await send("POST", "/v1/session/resident", { challenge_id: challengeId, code: $("#r-code").value });
     start(data.access_token);
   } catch (err) {
     sayProblem($("#r-signin-msg"), err);
