@@ -47,8 +47,11 @@ fn metrics_handle() -> Option<PrometheusHandle> {
     HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).clone()
 }
 
-pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> {
+pub async fn build(mut settings: Settings, options: Options) -> anyhow::Result<App> {
     survive_file_size_limit();
+    if options.demo {
+        settings.residents.log_codes = true;
+    }
     let (log, reader, node, snapshots, (hook_store, push_store)) = open_store(&settings)?;
     let hub = Arc::new(Hub::default());
     let shutdown = CancellationToken::new();
@@ -84,7 +87,10 @@ pub async fn build(settings: Settings, options: Options) -> anyhow::Result<App> 
         .with_context(|| format!("binding {}", settings.server.listen))?;
     let addr = listeners[0].local_addr()?;
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
-    let limits = Arc::new(RateLimits::new(&settings.limits));
+    let r = &settings.residents;
+    let limits = Arc::new(
+        RateLimits::new(&settings.limits).with_code_limits(r.codes_per_phone_per_hour, r.codes_per_ip_per_hour),
+    );
     let (l, stop) = (limits.clone(), shutdown.clone());
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));

@@ -159,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Role::Staff => community,
                 Role::UnitAdmin => unit,
                 Role::Member => member,
+                Role::Resident => anyhow::bail!("residents sign in with a code to their phone, at /r#<community>"),
             };
             let claims = Claims::new(role, scope, now_s(), ttl).map_err(anyhow::Error::msg)?;
             println!("{}", TokenKeys::new(&settings.auth.secret).sign(&claims));

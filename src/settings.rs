@@ -32,6 +32,26 @@ pub struct Settings {
     pub webhooks: Webhooks,
     pub push: Push,
     pub dispatch: Rules,
+    /// `[residents]` (issue #20): residents' sign-in by a code to their phone.
+    pub residents: Residents,
+}
+
+/// `[residents]`: how one-time codes reach residents' phones, and how often one may ask.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Residents {
+    /// An HTTP SMS gateway: POST `{"to": phone, "text": message}`; empty: none.
+    pub sms_url: String,
+    /// Milliseconds the SMS gateway has to answer.
+    pub sms_timeout_ms: u64,
+    /// Print each code in the log (keyed by its challenge id, never with the phone).
+    /// `serve --demo` turns it on.
+    pub log_codes: bool,
+    /// Seconds a code is valid.
+    pub code_ttl_s: u64,
+    /// Codes one phone may be sent per hour, and per client address.
+    pub codes_per_phone_per_hour: u32,
+    pub codes_per_ip_per_hour: u32,
 }
 
 /// `[push]`: Web Push to members' browsers (`crate::push`).
@@ -219,6 +239,9 @@ impl Settings {
         let bad = |m: &str| Err(SettingsError::Invalid(m.into()));
         if self.auth.secret.len() < 16 {
             return bad("auth.secret must be at least 16 characters");
+        }
+        if !(1..=3600).contains(&self.residents.code_ttl_s) {
+            return bad("residents.code_ttl_s must be 1 to 3600");
         }
         let a = &self.auth;
         if a.access_ttl_s == 0 || a.session_ttl_s == 0 || a.invitation_ttl_s == 0 {

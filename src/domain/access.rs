@@ -197,7 +197,7 @@ fn check_invite(state: &State, actor: &Actor, inv: &Invite) -> Result<(), Domain
             Actor::UnitAdmin { unit } => (Code::UnknownUnit, "unit", unit.as_str()),
             Actor::Member { member } => (Code::UnknownMember, "member", member.as_str()),
             Actor::Command { district } => (Code::UnknownDistrict, "district", district.as_deref().unwrap_or("")),
-            Actor::System => (Code::InviteeNotAllowed, "invitee", "system"),
+            Actor::System | Actor::Resident { .. } => (Code::InviteeNotAllowed, "invitee", "system"),
         };
         return Err(err_as(ErrorKind::Invalid, code, format!("no {what} '{id}' in your scope")));
     }
@@ -275,7 +275,7 @@ pub(super) fn redeem(
     Ok(Reply::Done)
 }
 
-fn check_new_family(state: &State, family: &str, refresh_hash: &str, ttl_s: u64) -> Result<(), DomainError> {
+pub(super) fn check_new_family(state: &State, family: &str, refresh_hash: &str, ttl_s: u64) -> Result<(), DomainError> {
     let taken = state.sessions.contains_key(family) || state.revoked.contains_key(&sid_key(family));
     if !is_family(family) || taken {
         return Err(err(Code::InvalidInvitation, "the session id must be new: 16 to 64 of [A-Za-z0-9_-]"));

@@ -32,6 +32,10 @@ pub const KINDS: &[&str] = &[
     "webhook_disabled",
     "webhook_secret_rotated",
     "webhook_deleted",
+    "request_dispatched",
+    "request_declined",
+    "proposal_approved",
+    "proposal_declined",
 ];
 
 pub fn is_audit_kind(kind: &str) -> bool {
@@ -93,6 +97,11 @@ impl Place {
                 }
             }
             Actor::Member { member } => self.member(state, member),
+            Actor::Resident { resident } => {
+                if let Some(r) = state.residents.residents.get(resident) {
+                    self.community(state, &r.community_id);
+                }
+            }
         }
     }
 }
@@ -107,6 +116,7 @@ fn actor_of_label(label: &str) -> Option<Actor> {
         ("staff", false) => Actor::Staff { community: id },
         ("unit_admin", false) => Actor::UnitAdmin { unit: id },
         ("member", false) => Actor::Member { member: id },
+        ("resident", false) => Actor::Resident { resident: id },
         _ => return None,
     })
 }
@@ -194,6 +204,22 @@ pub fn place(state: &State, body: &EventBody) -> Place {
         | EventBody::WebhookDeleted { district_id, .. } => {
             if let Some(d) = district_id {
                 p.district(d);
+            }
+        }
+        EventBody::Residents { event } => {
+            use super::residents_data::ResidentEvent as R;
+            match &**event {
+                R::RequestDispatched { request_id, .. } | R::RequestDeclined { request_id, .. } => {
+                    if let Some(r) = state.residents.requests.get(request_id) {
+                        p.community(state, &r.community_id);
+                    }
+                }
+                R::ProposalApproved { proposal_id, .. } | R::ProposalDeclined { proposal_id, .. } => {
+                    if let Some(x) = state.residents.proposals.get(proposal_id) {
+                        p.community(state, &x.community_id);
+                    }
+                }
+                _ => {}
             }
         }
         _ => {}
@@ -286,7 +312,16 @@ pub fn summary(body: &EventBody) -> String {
 /// The event's fields as the audit shows them: without its `type`, times as RFC 3339,
 /// and without the hashes of sign-in codes and refresh credentials.
 pub fn data(body: &EventBody) -> Value {
-    let mut v = serde_json::to_value(body).unwrap_or(Value::Null);
+    // A nested feature's event (`{"type":"residents","event":{"op":..}}`) shows its fields.
+    let mut v = match body {
+        EventBody::Residents { event } => serde_json::to_value(event).unwrap_or(Value::Null),
+        _ => serde_json::to_value(body).unwrap_or(Value::Null),
+    };
+    if let Some(map) = v.as_object_mut() {
+        map.remove("op");
+        // Never a resident's phone, should a decision ever carry one.
+        map.remove("phone");
+    }
     if let Some(map) = v.as_object_mut() {
         map.remove("type");
         map.remove("code_hash");

@@ -156,7 +156,25 @@ fn cases(mob: &str, inc: &str) -> Vec<(EventBody, [bool; 3])> {
             [true, false, true],
         ),
         (EventBody::WebhookDeleted { webhook_id: "wh-1".into(), district_id: Some("d1".into()) }, [true, true, false]),
+        // Residents (issue #20): about a request or proposal the state does not hold, only
+        // city command (tests/api/residents.rs reads a district's view of real ones).
+        (
+            resident(R::RequestDispatched { request_id: "req-9".into(), order_id: "ord-9".into(), merged: false }),
+            [true, false, false],
+        ),
+        (resident(R::RequestDeclined { request_id: "req-9".into(), reason: "no".into() }), [true, false, false]),
+        (
+            resident(R::ProposalApproved { proposal_id: "prop-9".into(), order_id: "ord-9".into() }),
+            [true, false, false],
+        ),
+        (resident(R::ProposalDeclined { proposal_id: "prop-9".into(), reason: "no".into() }), [true, false, false]),
     ]
+}
+
+use super::residents_data::ResidentEvent as R;
+
+fn resident(e: R) -> EventBody {
+    EventBody::Residents { event: Box::new(e) }
 }
 
 #[test]

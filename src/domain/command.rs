@@ -39,6 +39,11 @@ pub enum Actor {
     },
     /// Deadlines and the demo loader.
     System,
+    /// A resident signed in with a code to their phone (issue #20): sees only their own
+    /// requests.
+    Resident {
+        resident: String,
+    },
 }
 
 impl Actor {
@@ -51,6 +56,7 @@ impl Actor {
             Actor::UnitAdmin { unit } => format!("unit_admin:{unit}"),
             Actor::Member { member } => format!("member:{member}"),
             Actor::System => "system".into(),
+            Actor::Resident { resident } => format!("resident:{resident}"),
         }
     }
 }
@@ -249,6 +255,11 @@ pub enum Command {
     /// Publish the progress of the mobilizations acknowledged or reported to since the
     /// last tally (the engine's, once per batch).
     Tally,
+    /// Residents' requests and members' proposals (issue #20):
+    /// `{"type":"residents","action":{"op":"place",…}}`.
+    Residents {
+        action: Box<super::residents_data::ResidentCommand>,
+    },
 }
 
 impl Command {
@@ -297,6 +308,7 @@ impl Command {
             Command::PushRecord { .. } => "push_record",
             Command::Tick => "tick",
             Command::Tally => "tally",
+            Command::Residents { .. } => "residents",
         }
     }
 }
@@ -344,6 +356,8 @@ pub enum Reply {
     Webhook(String),
     Campaign(String),
     PushSubscription(String),
+    Request(String),
+    Proposal(String),
 }
 
 #[derive(Debug, Default)]
@@ -496,6 +510,7 @@ mod tests {
             Command::PushSubscribe { .. } => 40,
             Command::PushUnsubscribe { .. } => 41,
             Command::PushRecord { .. } => 42,
+            Command::Residents { .. } => 43,
         }
     }
 
@@ -622,13 +637,22 @@ mod tests {
                     error: Some("answered 500".into()),
                 }],
             },
+            Command::Residents {
+                action: Box::new(super::super::residents_data::ResidentCommand::Place {
+                    category: "elderly_help".into(),
+                    description: "帮忙买药 \"quoted\"".into(),
+                    grid_id: "g1".into(),
+                    preferred_start: 1_700_000_000_000,
+                    preferred_end: 1_700_003_600_000,
+                }),
+            },
         ]
     }
 
     #[test]
     fn every_command_round_trips_tagged_by_its_name() {
         let all = commands();
-        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=42).collect::<Vec<_>>());
+        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=43).collect::<Vec<_>>());
         for cmd in &all {
             let json = round_trip(cmd);
             let v: Value = serde_json::from_str(&json).unwrap();
@@ -659,6 +683,7 @@ mod tests {
             Actor::UnitAdmin { unit: "u1".into() },
             Actor::Member { member: "m1".into() },
             Actor::System,
+            Actor::Resident { resident: "r-1".into() },
         ];
         for a in &actors {
             let json = round_trip(a);

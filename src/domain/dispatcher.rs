@@ -33,6 +33,7 @@ use super::incidents;
 use super::matching::Roster;
 use super::org::{City, CityIndex};
 use super::push;
+use super::residents;
 use super::response::Rules;
 use super::scope;
 use super::service;
@@ -139,6 +140,7 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
             push::unsubscribe(&mut tx, actor, &subscription_id, reason)?
         }
         Command::PushRecord { attempts } => push::record(&mut tx, actor, attempts)?,
+        Command::Residents { action } => residents::execute(&mut tx, actor, *action)?,
         Command::Tick => {
             tick(&mut tx);
             Reply::Done
@@ -318,7 +320,10 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         | EventBody::CheckedIn { .. }
         | EventBody::CheckedOut { .. }
         | EventBody::Rated { .. }
-        | EventBody::Exchanged { .. } => service::apply(state, event, &mut frames),
+        | EventBody::Exchanged { .. } => {
+            service::apply(state, event, &mut frames);
+            residents::follow_order(state, &event.body, &mut frames);
+        }
         EventBody::TokensRevoked { subject, before_s } => {
             std::sync::Arc::make_mut(&mut state.revoked).insert(subject.clone(), *before_s);
             access::tokens_revoked(state, subject, *before_s);
@@ -339,6 +344,7 @@ pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
         EventBody::PushSubscribed { .. } | EventBody::PushUnsubscribed { .. } | EventBody::PushAttempted(_) => {
             push::apply(state, event.at, &event.body)
         }
+        EventBody::Residents { event: e } => residents::apply(state, event, e, &mut frames),
         EventBody::DutyChanged { member_id, on_call } => {
             let idx = state.city.member_by_id[member_id];
             state.roster.edit(idx, |m| m.on_call = *on_call);

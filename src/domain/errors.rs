@@ -73,6 +73,7 @@ codes! {
     AlreadyRated = "already_rated" => Conflict,
     BadAmount = "bad_amount" => Invalid,
     BadIdempotencyKey = "bad_idempotency_key" => Invalid,
+    BadText = "bad_text" => Invalid,
     BadTitle = "bad_title" => Invalid,
     BadWindow = "bad_window" => Invalid,
     CampaignClosed = "campaign_closed" => Conflict,
@@ -88,10 +89,12 @@ codes! {
     IncidentFilled = "incident_filled" => Conflict,
     InsufficientBalance = "insufficient_balance" => Conflict,
     InvalidCampaign = "invalid_campaign" => Invalid,
+    InvalidChallenge = "invalid_challenge" => Invalid,
     InvalidCity = "invalid_city" => Invalid,
     InvalidInvitation = "invalid_invitation" => Invalid,
     InvalidMember = "invalid_member" => Invalid,
     InvalidPushSubscription = "invalid_push_subscription" => Invalid,
+    InvalidPhone = "invalid_phone" => Invalid,
     InvalidRegistration = "invalid_registration" => Invalid,
     InvalidRequirement = "invalid_requirement" => Invalid,
     InvalidShift = "invalid_shift" => Invalid,
@@ -131,10 +134,13 @@ codes! {
     OutsideScope = "outside_scope" => Forbidden,
     PriorityWindow = "priority_window" => Conflict,
     PushNotConfigured = "push_not_configured" => Conflict,
+    ProposalClosed = "proposal_closed" => Conflict,
     ReasonRequired = "reason_required" => Invalid,
     /// A refresh credential its session had rotated past: the session is revoked (never a
     /// domain refusal: `Reply::RefreshReused`, which the gateway answers 401 with this code).
     RefreshReused = "refresh_reused" => Conflict,
+    RequestClosed = "request_closed" => Conflict,
+    RequestNotServed = "request_not_served" => Conflict,
     RoleNotAllowed = "role_not_allowed" => Forbidden,
     /// The campaign changed while its roster was computed (issue #19).
     RosterStale = "roster_stale" => Conflict,
@@ -148,6 +154,7 @@ codes! {
     TopLevel = "top_level" => Conflict,
     UnknownCampaign = "unknown_campaign" => NotFound,
     UnknownCategory = "unknown_category" => Invalid,
+    UnknownChallenge = "unknown_challenge" => NotFound,
     /// Also `Invalid` where the id is input to check rather than something to find: the
     /// calls say which (`err_as`).
     UnknownCommunity = "unknown_community" => NotFound,
@@ -165,6 +172,8 @@ codes! {
     UnknownOffer = "unknown_offer" => NotFound,
     UnknownOrder = "unknown_order" => NotFound,
     UnknownPushSubscription = "unknown_push_subscription" => NotFound,
+    UnknownProposal = "unknown_proposal" => NotFound,
+    UnknownRequest = "unknown_request" => NotFound,
     UnknownRole = "unknown_role" => Invalid,
     UnknownSession = "unknown_session" => NotFound,
     UnknownShift = "unknown_shift" => Invalid,

@@ -391,6 +391,11 @@ pub enum EventBody {
     },
     /// One try of one push and its result.
     PushAttempted(Box<crate::domain::push::PushAttempt>),
+    /// Residents' requests and members' proposals (issue #20):
+    /// `{"type":"residents","event":{"op":"request_placed",…}}`.
+    Residents {
+        event: Box<super::residents_data::ResidentEvent>,
+    },
 }
 
 impl EventBody {
@@ -445,6 +450,7 @@ impl EventBody {
             EventBody::PushSubscribed { .. } => "push_subscribed",
             EventBody::PushUnsubscribed { .. } => "push_unsubscribed",
             EventBody::PushAttempted(_) => "push_attempted",
+            EventBody::Residents { event } => event.kind(),
         }
     }
 
@@ -635,6 +641,10 @@ pub mod stream {
     /// A unit's admin: whistles to the unit and mobilizations of its teams.
     pub fn unit(id: &str) -> String {
         format!("unit:{id}")
+    }
+    /// A resident's own requests (issue #20).
+    pub fn resident(id: &str) -> String {
+        format!("resident:{id}")
     }
 }
 

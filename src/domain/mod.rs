@@ -36,6 +36,8 @@ pub mod mobilization;
 pub mod org;
 pub mod push;
 pub mod reports;
+pub mod residents;
+pub mod residents_data;
 pub mod response;
 pub mod scope;
 pub mod service;
@@ -53,6 +55,8 @@ mod access_tests;
 mod audit_tests;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod residents_tests;
 #[cfg(test)]
 mod service_tests;
 #[cfg(test)]

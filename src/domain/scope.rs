@@ -120,6 +120,18 @@ pub enum Action {
     /// Web Push: read the server's key, subscribe a browser, list and remove one's own
     /// subscriptions (which ones: `push_subscription`).
     Push,
+    /// Place a request, confirm and rate its service (residents: their own, `request`).
+    PlaceRequest,
+    /// Read requests: a resident their own, staff and command their communities'.
+    ReadRequests,
+    /// Turn a request into an order, merge it into one, or decline it (社区派单).
+    DispatchRequest,
+    /// Propose a service (创单): members.
+    Propose,
+    /// Read proposals: a member their own, staff and command their communities'.
+    ReadProposals,
+    /// Approve or decline a proposal.
+    DecideProposal,
 }
 
 /// The role table: may this kind of actor ever take this action?
@@ -130,6 +142,7 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
     let staff = matches!(actor, Actor::Staff { .. });
     let unit = matches!(actor, Actor::UnitAdmin { .. });
     let member = matches!(actor, Actor::Member { .. });
+    let resident = matches!(actor, Actor::Resident { .. });
     match action {
         ImportCity | ExportCity | RevokeTokens => city,
         Incidents | PostOrder | AssignOrder | CancelOrder | Rate | CommunityReport | ReadBalance => command || staff,
@@ -146,6 +159,11 @@ pub fn permits(actor: &Actor, action: Action) -> bool {
         ReadCampaigns => command || staff,
         ServeCampaign => member,
         Push => member,
+        PlaceRequest => resident,
+        ReadRequests => command || staff || resident,
+        DispatchRequest | DecideProposal => command || staff,
+        Propose => member,
+        ReadProposals => command || staff || member,
     }
 }
 
@@ -229,6 +247,12 @@ impl Action {
             ReadAudit => "the audit",
             Webhooks => "webhooks",
             Push => "push notifications",
+            PlaceRequest => "placing and confirming requests",
+            ReadRequests => "residents' requests",
+            DispatchRequest => "answering residents' requests",
+            Propose => "proposing a service",
+            ReadProposals => "proposals",
+            DecideProposal => "deciding on proposals",
         }
     }
 }
@@ -243,6 +267,9 @@ pub fn known(state: &State, actor: &Actor) -> bool {
         Actor::Staff { community } => c.community_by_id.contains_key(community),
         Actor::UnitAdmin { unit } => c.unit_by_id.contains_key(unit),
         Actor::Member { member } => c.member_by_id.contains_key(member),
+        Actor::Resident { resident } => {
+            state.residents.residents.get(resident).is_some_and(|r| c.community_by_id.contains_key(&r.community_id))
+        }
     }
 }
 
@@ -267,7 +294,7 @@ pub fn community(state: &State, actor: &Actor, c: u32) -> bool {
         Actor::Command { district: None } | Actor::System => true,
         Actor::Command { district: Some(d) } => state.city.district_id_of_community(c) == d,
         Actor::Staff { community } => state.city.community_by_id.get(community) == Some(&c),
-        Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+        Actor::UnitAdmin { .. } | Actor::Member { .. } | Actor::Resident { .. } => false,
     }
 }
 
@@ -275,6 +302,7 @@ pub fn community(state: &State, actor: &Actor, c: u32) -> bool {
 /// command of its district or of the city.
 pub fn member(state: &State, actor: &Actor, m: u32) -> bool {
     match actor {
+        Actor::Resident { .. } => false,
         Actor::UnitAdmin { unit } => &state.city.members()[m as usize].unit_id == unit,
         Actor::Member { member } => &state.city.members()[m as usize].id == member,
         _ => community(state, actor, state.city.residence_community(m)),
@@ -291,7 +319,7 @@ pub fn member_work(state: &State, actor: &Actor, m: u32) -> bool {
 /// A write to a member who exists (a new registration, a move): decided by where the
 /// member is now (unit, residence), not by what the body asks.
 pub fn manages_member(state: &State, actor: &Actor, m: u32) -> bool {
-    !matches!(actor, Actor::Member { .. }) && member(state, actor, m)
+    !matches!(actor, Actor::Member { .. } | Actor::Resident { .. }) && member(state, actor, m)
 }
 
 /// Where a registration puts a member (new, or moved): a unit admin registers into their
@@ -311,6 +339,7 @@ pub fn unit(state: &State, actor: &Actor, u: u32) -> bool {
         Actor::Member { member } => {
             state.city.member_by_id.get(member).is_some_and(|&m| state.city.member_unit[m as usize] == u)
         }
+        Actor::Resident { .. } => false,
         Actor::Command { .. } | Actor::Staff { .. } => {
             let Some(city) = state.city.city() else { return false };
             let unit_id = &city.units[u as usize].id;
@@ -325,6 +354,7 @@ pub fn unit(state: &State, actor: &Actor, u: u32) -> bool {
 /// A team: its unit's admin, its members, staff and command where it serves (is paired).
 pub fn team(state: &State, actor: &Actor, t: u32) -> bool {
     match actor {
+        Actor::Resident { .. } => false,
         Actor::UnitAdmin { .. } => {
             let city = state.city.city().expect("a team implies a city");
             unit(state, actor, state.city.unit_by_id[&city.teams[t as usize].unit_id])
@@ -343,7 +373,7 @@ pub fn incident(actor: &Actor, inc: &Incident) -> bool {
         Actor::Command { district: None } | Actor::System => true,
         Actor::Command { district: Some(d) } => &inc.district_id == d,
         Actor::Staff { community } => &inc.community_id == community,
-        Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+        Actor::UnitAdmin { .. } | Actor::Member { .. } | Actor::Resident { .. } => false,
     }
 }
 
@@ -360,6 +390,7 @@ pub fn stream_of(actor: &Actor) -> String {
         Actor::Command { district: Some(d) } => stream::district(d),
         Actor::Command { district: None } | Actor::System => stream::CITY.to_string(),
         Actor::UnitAdmin { unit } => stream::unit(unit),
+        Actor::Resident { resident } => stream::resident(resident),
     }
 }
 
@@ -413,7 +444,7 @@ pub fn claim(actor: &Actor, claimant_id: &str) -> bool {
 
 /// Does the member belong to the community for service: living there (or transferred
 /// there), or in a team paired with it?
-pub(super) fn of_community(state: &State, member: u32, community: u32) -> bool {
+pub fn of_community(state: &State, member: u32, community: u32) -> bool {
     state.roster.home(member) == community || state.city.member_paired_community[member as usize] == Some(community)
 }
 
@@ -427,7 +458,7 @@ pub(super) fn fits(state: &State, member: u32, order: &ServiceOrder) -> bool {
 /// loader) anyone but itself.
 pub fn invites_role(actor: &Actor, invitee: &Actor) -> bool {
     match (actor, invitee) {
-        (_, Actor::System) => false,
+        (_, Actor::System | Actor::Resident { .. }) => false,
         (Actor::System, _) => true,
         (Actor::Command { .. }, Actor::Staff { .. } | Actor::UnitAdmin { .. }) => true,
         (Actor::Staff { .. } | Actor::UnitAdmin { .. }, Actor::Member { .. }) => true,
@@ -449,7 +480,7 @@ pub fn invites(state: &State, actor: &Actor, invitee: &Actor) -> bool {
         Actor::Staff { community: id } => community(state, actor, c.community_by_id[id]),
         Actor::UnitAdmin { unit: id } => unit(state, actor, c.unit_by_id[id]),
         Actor::Member { member: id } => member(state, actor, c.member_by_id[id]),
-        Actor::System => false,
+        Actor::System | Actor::Resident { .. } => false,
     }
 }
 
@@ -475,7 +506,7 @@ pub fn audit_entry(state: &State, actor: &Actor, body: &super::event::EventBody)
             let place = audit::place(state, body);
             place.city_wide || place.districts.contains(d)
         }
-        Actor::Staff { .. } | Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+        Actor::Staff { .. } | Actor::UnitAdmin { .. } | Actor::Member { .. } | Actor::Resident { .. } => false,
     }
 }
 
@@ -485,7 +516,26 @@ pub fn webhook(actor: &Actor, ep: &super::webhooks::Endpoint) -> bool {
     match actor {
         Actor::Command { district: None } | Actor::System => true,
         Actor::Command { district: Some(d) } => ep.district_id.as_deref() == Some(d.as_str()),
-        Actor::Staff { .. } | Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+        Actor::Staff { .. } | Actor::UnitAdmin { .. } | Actor::Member { .. } | Actor::Resident { .. } => false,
+    }
+}
+
+/// A resident's **request** (issue #20): the resident who placed it; staff and command of
+/// its community. Nobody else (a resident sees nothing of anyone else's).
+pub fn request(state: &State, actor: &Actor, r: &super::residents_data::Request) -> bool {
+    match actor {
+        Actor::Resident { resident } => &r.resident_id == resident,
+        Actor::UnitAdmin { .. } | Actor::Member { .. } => false,
+        _ => state.city.community_by_id.get(&r.community_id).is_some_and(|&c| community(state, actor, c)),
+    }
+}
+
+/// A member's **proposal** (创单): the member; staff and command of its community.
+pub fn proposal(state: &State, actor: &Actor, p: &super::residents_data::Proposal) -> bool {
+    match actor {
+        Actor::Member { member } => &p.member_id == member,
+        Actor::UnitAdmin { .. } | Actor::Resident { .. } => false,
+        _ => state.city.community_by_id.get(&p.community_id).is_some_and(|&c| community(state, actor, c)),
     }
 }
 

@@ -699,6 +699,10 @@ pub struct Figures {
     pub arrived: u32,
     /// arrived / offered, when offered.
     pub reliability: Option<f64>,
+    /// Service orders worked and counted in the period (credited at check-out): those the
+    /// member created (an approved proposal, 创单) and those they took (接单), apart.
+    pub orders_created: u32,
+    pub orders_taken: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
@@ -721,6 +725,8 @@ impl Figures {
         self.offered += o.offered;
         self.accepted += o.accepted;
         self.arrived += o.arrived;
+        self.orders_created += o.orders_created;
+        self.orders_taken += o.orders_taken;
         self.reliability = (self.offered > 0).then(|| self.arrived as f64 / self.offered as f64);
     }
 }
@@ -740,6 +746,18 @@ pub fn figures_for(state: &State, members: &[u32], from: Ts, to: Ts) -> Vec<Figu
             f.hours += c.hours;
             f.points += c.points;
             f.tasks_by_difficulty[(c.difficulty.clamp(1, 5) - 1) as usize] += 1;
+            if let Some(order) = c.task.strip_prefix("order:") {
+                let created = state
+                    .residents
+                    .created_by
+                    .get(order)
+                    .is_some_and(|m| m == &state.city.members()[member as usize].id);
+                if created {
+                    f.orders_created += 1;
+                } else {
+                    f.orders_taken += 1;
+                }
+            }
             match c.rating {
                 Some(Rating::VeryGood) => f.ratings.very_good += 1,
                 Some(Rating::Good) => f.ratings.good += 1,

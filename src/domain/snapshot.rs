@@ -85,6 +85,9 @@ struct Body {
     push_subscriptions: Vec<super::push::Subscription>,
     #[serde(default)]
     push_delivered: Vec<(String, super::time::Ts)>,
+    /// Residents, requests and proposals (issue #20; absent before them).
+    #[serde(default)]
+    residents: super::residents_data::Residents,
 }
 
 /// The state at its `last_seq`, encoded.
@@ -126,6 +129,7 @@ pub fn encode(state: &State) -> Vec<u8> {
             d.sort();
             d
         },
+        residents: state.residents.clone(),
     };
     serde_json::to_vec(&body).expect("a state serializes")
 }
@@ -206,6 +210,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.campaigns = body.campaigns.into_iter().map(|c| (c.id.clone(), c)).collect();
     state.campaigns_created = body.campaigns_created;
     state.push = super::push::PushState::restore(body.push_subscriptions, body.push_delivered);
+    state.residents = body.residents;
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
 }

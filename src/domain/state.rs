@@ -109,6 +109,8 @@ pub struct State {
     pub campaigns_created: u64,
     /// Web Push subscriptions and confirmed pushes (`domain::push`).
     pub push: super::push::PushState,
+    /// Residents, their sign-in codes and requests, and members' proposals (issue #20).
+    pub residents: super::residents_data::Residents,
 }
 
 /// Was a token of this subject, issued at `iat` (seconds), revoked? (`State::revoked`, or

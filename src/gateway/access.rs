@@ -42,7 +42,7 @@ const COOKIE_PATH: &str = "/v1/session";
 // ---------------------------------------------------------------- secrets and hashes
 
 /// `bytes` random bytes in lowercase base32 (RFC 4648, no padding): 16 bytes, 26 characters.
-fn random_base32(bytes: usize) -> String {
+pub(super) fn random_base32(bytes: usize) -> String {
     const A: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut buf = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buf);
@@ -81,13 +81,13 @@ fn refresh_cookie(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// Came the request over https (directly, through a proxy that says so, or as configured)?
-fn secure(settings: &Settings, headers: &HeaderMap) -> bool {
+pub(super) fn secure(settings: &Settings, headers: &HeaderMap) -> bool {
     settings.auth.secure_cookie
         || settings.auth.public_url.starts_with("https://")
         || headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
-fn set_cookie(value: &str, max_age_s: u64, secure: bool) -> HeaderValue {
+pub(super) fn set_cookie(value: &str, max_age_s: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path={COOKIE_PATH}; Max-Age={max_age_s}{secure}"
@@ -96,7 +96,7 @@ fn set_cookie(value: &str, max_age_s: u64, secure: bool) -> HeaderValue {
 }
 
 /// Where sign-in links point: `auth.public_url`, else the scheme and Host of the request.
-fn base_url(settings: &Settings, headers: &HeaderMap) -> String {
+pub(super) fn base_url(settings: &Settings, headers: &HeaderMap) -> String {
     if !settings.auth.public_url.is_empty() {
         return settings.auth.public_url.trim_end_matches('/').to_string();
     }
@@ -132,6 +132,7 @@ pub fn role_and_scope(actor: &Actor) -> Option<(Role, Option<String>)> {
         Actor::Staff { community } => (Role::Staff, Some(community.clone())),
         Actor::UnitAdmin { unit } => (Role::UnitAdmin, Some(unit.clone())),
         Actor::Member { member } => (Role::Member, Some(member.clone())),
+        Actor::Resident { resident } => (Role::Resident, Some(resident.clone())),
         Actor::System => return None,
     })
 }
@@ -148,17 +149,21 @@ pub struct Person {
     pub unit_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resident_id: Option<String>,
 }
 
 impl Person {
     fn of(actor: &Actor) -> Person {
         let (role, id) = role_and_scope(actor).unwrap_or((Role::Command, None));
-        let mut p = Person { role, district_id: None, community_id: None, unit_id: None, member_id: None };
+        let mut p =
+            Person { role, district_id: None, community_id: None, unit_id: None, member_id: None, resident_id: None };
         match role {
             Role::Command => p.district_id = id,
             Role::Staff => p.community_id = id,
             Role::UnitAdmin => p.unit_id = id,
             Role::Member => p.member_id = id,
+            Role::Resident => p.resident_id = id,
         }
         p
     }
@@ -171,6 +176,7 @@ fn home(role: Role) -> &'static str {
         Role::Staff => "/console",
         Role::UnitAdmin => "/unit",
         Role::Member => "/m",
+        Role::Resident => "/r",
     }
 }
 
@@ -205,17 +211,25 @@ pub struct InviteBody {
 impl InviteBody {
     fn invitee(&self) -> Result<Actor, ApiError> {
         let given = [&self.district_id, &self.community_id, &self.unit_id, &self.member_id];
+        if self.role == Role::Resident {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "residents are not invited: they sign in with a code to their phone (/r#<community>)",
+            ));
+        }
         let (field, actor) = match self.role {
             Role::Command => ("district_id", Actor::Command { district: self.district_id.clone() }),
             Role::Staff => ("community_id", Actor::Staff { community: self.community_id.clone().unwrap_or_default() }),
             Role::UnitAdmin => ("unit_id", Actor::UnitAdmin { unit: self.unit_id.clone().unwrap_or_default() }),
-            Role::Member => ("member_id", Actor::Member { member: self.member_id.clone().unwrap_or_default() }),
+            Role::Member | Role::Resident => {
+                ("member_id", Actor::Member { member: self.member_id.clone().unwrap_or_default() })
+            }
         };
         let own = match self.role {
             Role::Command => 0,
             Role::Staff => 1,
             Role::UnitAdmin => 2,
-            Role::Member => 3,
+            Role::Member | Role::Resident => 3,
         };
         let others = given.iter().enumerate().any(|(i, v)| i != own && v.is_some());
         let missing = self.role != Role::Command && given[own].as_deref().is_none_or(str::is_empty);
@@ -481,7 +495,7 @@ pub struct SessionAnswer {
     pub home: String,
 }
 
-fn session_answer(app: &AppState, subject: &Actor, family: &str) -> SessionAnswer {
+pub(super) fn session_answer(app: &AppState, subject: &Actor, family: &str) -> SessionAnswer {
     let (token, exp) = access_token(&app.keys, &app.settings, subject, family);
     let person = Person::of(subject);
     SessionAnswer {
@@ -496,14 +510,14 @@ fn session_answer(app: &AppState, subject: &Actor, family: &str) -> SessionAnswe
 }
 
 /// An answer with a fresh refresh cookie, or with the cookie cleared.
-fn with_cookie(mut resp: Response, cookie: HeaderValue) -> Response {
+pub(super) fn with_cookie(mut resp: Response, cookie: HeaderValue) -> Response {
     resp.headers_mut().append(header::SET_COOKIE, cookie);
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 /// A refusal of a sign-in or a refresh: 401 with the domain's code, the cookie cleared.
-fn refused(e: ApiError, secure: bool) -> Response {
+pub(super) fn refused(e: ApiError, secure: bool) -> Response {
     let e = if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::CONFLICT {
         ApiError::new(StatusCode::UNAUTHORIZED, e.code, e.detail)
     } else {
@@ -512,7 +526,7 @@ fn refused(e: ApiError, secure: bool) -> Response {
     with_cookie(e.into_response(), set_cookie("", 0, secure))
 }
 
-fn device_label(body: Option<String>, headers: &HeaderMap) -> String {
+pub(super) fn device_label(body: Option<String>, headers: &HeaderMap) -> String {
     let raw = body
         .filter(|d| !d.trim().is_empty())
         .or_else(|| headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string))
@@ -522,7 +536,7 @@ fn device_label(body: Option<String>, headers: &HeaderMap) -> String {
 
 /// The client's address, for the sign-in limit (unspecified where the server does not say,
 /// as in a router test without a listener).
-pub struct ClientIp(std::net::IpAddr);
+pub struct ClientIp(pub std::net::IpAddr);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;

@@ -20,6 +20,8 @@ pub enum Role {
     Staff,
     UnitAdmin,
     Member,
+    /// A resident signed in with a code to their phone (issue #20).
+    Resident,
 }
 
 impl Role {
@@ -29,6 +31,7 @@ impl Role {
             Role::Staff => "staff",
             Role::UnitAdmin => "unit_admin",
             Role::Member => "member",
+            Role::Resident => "resident",
         }
     }
 }
@@ -40,7 +43,8 @@ pub fn parse_role(s: &str) -> Result<Role, String> {
         "staff" => Ok(Role::Staff),
         "unit_admin" => Ok(Role::UnitAdmin),
         "member" => Ok(Role::Member),
-        _ => Err(format!("role '{s}' is not one of command, staff, unit_admin, member")),
+        "resident" => Ok(Role::Resident),
+        _ => Err(format!("role '{s}' is not one of command, staff, unit_admin, member, resident")),
     }
 }
 
@@ -56,6 +60,8 @@ pub struct Claims {
     pub unit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resident: Option<String>,
     pub iat: u64,
     /// The session family that issued it (a sign-in link's device); absent in tokens from
     /// `muster token`. A family that ended has its tokens refused at once.
@@ -77,6 +83,7 @@ impl Claims {
             community: None,
             unit: None,
             member: None,
+            resident: None,
             sid: None,
             iat: now_s,
             exp: now_s + ttl_s,
@@ -86,6 +93,7 @@ impl Claims {
             Role::Staff => c.community = Some(scope.ok_or("a staff token needs --community")?),
             Role::UnitAdmin => c.unit = Some(scope.ok_or("a unit_admin token needs --unit")?),
             Role::Member => c.member = Some(scope.ok_or("a member token needs --member")?),
+            Role::Resident => c.resident = Some(scope.ok_or("a resident token names the resident")?),
         }
         c.sub = c.actor().map_err(|e| e.to_string())?.label();
         Ok(c)
@@ -107,6 +115,9 @@ impl Claims {
             Role::Staff => Actor::Staff { community: need(&self.community, "a staff token must name a community")? },
             Role::UnitAdmin => Actor::UnitAdmin { unit: need(&self.unit, "a unit_admin token must name a unit")? },
             Role::Member => Actor::Member { member: need(&self.member, "a member token must name a member")? },
+            Role::Resident => {
+                Actor::Resident { resident: need(&self.resident, "a resident token must name a resident")? }
+            }
         })
     }
 }

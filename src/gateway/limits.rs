@@ -19,6 +19,10 @@ pub struct RateLimits {
     /// Sign-ins with a link and refreshes: no token to key on, and each one is a guess at
     /// a secret, so per IP and far below the general limit.
     per_ip_session: DefaultKeyedRateLimiter<IpAddr>,
+    /// Residents' one-time codes (issue #20): per phone (keyed by its SHA-256, so the
+    /// limiter's memory holds no number) and per client address, per hour.
+    code_per_phone: DefaultKeyedRateLimiter<String>,
+    code_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     socket: Quota,
     /// One clock for every limiter: making one probes the CPU (cpuid), which cost a
     /// reconnect storm a few percent of its CPU when each socket made its own.
@@ -29,6 +33,12 @@ pub struct RateLimits {
 fn quota(per_s: u32, burst: u32) -> Quota {
     let nz = |v: u32| NonZeroU32::new(v.max(1)).expect("at least 1");
     Quota::per_second(nz(per_s)).allow_burst(nz(burst.max(per_s)))
+}
+
+/// `n` per hour, all of them at once if asked.
+fn per_hour(n: u32) -> Quota {
+    let nz = NonZeroU32::new(n.max(1)).expect("at least 1");
+    Quota::with_period(Duration::from_secs(3600) / nz.get()).expect("a positive period").allow_burst(nz)
 }
 
 fn retry_after(wait: Duration) -> ApiError {
@@ -52,10 +62,29 @@ impl RateLimits {
                 let nz = |v: u32| NonZeroU32::new(v.max(1)).expect("at least 1");
                 Quota::per_minute(nz(cfg.session_per_ip_per_min)).allow_burst(nz(cfg.session_per_ip_burst))
             }),
+            code_per_phone: RateLimiter::keyed(per_hour(5)),
+            code_per_ip: RateLimiter::keyed(per_hour(30)),
             socket: quota(cfg.ws_messages_per_s, cfg.ws_messages_burst),
             clock: DefaultClock::default(),
             flood_close_after: cfg.ws_flood_close_after,
         }
+    }
+
+    /// The limits of residents' codes (`[residents]`), per hour.
+    pub fn with_code_limits(mut self, per_phone: u32, per_ip: u32) -> Self {
+        self.code_per_phone = RateLimiter::keyed(per_hour(per_phone));
+        self.code_per_ip = RateLimiter::keyed(per_hour(per_ip));
+        self
+    }
+
+    /// A code asked for this phone (its hash) from this address: both must have room.
+    /// Every ask counts against the address (a refused one too: asking is what it limits);
+    /// one refused by the address does not count against the phone.
+    pub fn check_code(&self, phone_hash: &str, ip: IpAddr) -> Result<(), ApiError> {
+        self.code_per_ip.check_key(&ip).map_err(|n| retry_after(n.wait_time_from(self.clock.now())))?;
+        self.code_per_phone
+            .check_key(&phone_hash.to_string())
+            .map_err(|n| retry_after(n.wait_time_from(self.clock.now())))
     }
 
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
@@ -82,6 +111,8 @@ impl RateLimits {
         self.per_subject.retain_recent();
         self.per_ip_session.retain_recent();
         self.per_ip_session.shrink_to_fit();
+        self.code_per_phone.retain_recent();
+        self.code_per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
         self.per_subject.shrink_to_fit();
     }

@@ -28,6 +28,7 @@ pub mod limits;
 pub mod pages;
 pub mod push;
 pub mod reports;
+pub mod residents;
 pub mod service;
 pub mod system;
 pub mod views;
@@ -93,7 +94,10 @@ const API_TAG: &str = "http";
         campaigns::create, campaigns::list, campaigns::get_one, campaigns::put_site, campaigns::close_site,
         campaigns::put_shift, campaigns::put_requirement, campaigns::import, campaigns::roster, campaigns::close,
         campaign_member::get_mine, campaign_member::acknowledge, campaign_member::checkin, campaign_member::checkout,
-        push::key, push::subscribe, push::list, push::unsubscribe
+        push::key, push::subscribe, push::list, push::unsubscribe,
+        residents::send_code, residents::verify, residents::resident_link, residents::place, residents::list_requests,
+        residents::get_request, residents::dispatch, residents::merge, residents::decline, residents::confirm,
+        residents::propose, residents::list_proposals, residents::approve, residents::decline_proposal
     ),
     modifiers(&BearerAuth, &Enforced, &Links)
 )]
@@ -393,6 +397,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/push/key", get(push::key))
         .route("/v1/push/subscriptions", post(push::subscribe).get(push::list).delete(push::unsubscribe))
         .route("/v1/ws", get(ws::upgrade))
+        .merge(residents::routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     api.merge(city_import)
         .merge(pages::routes())

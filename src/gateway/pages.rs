@@ -78,7 +78,7 @@ pub struct Page {
 }
 
 /// Every page there is, and all that differs between them.
-pub static PAGES: [Page; 7] = [
+pub static PAGES: [Page; 8] = [
     Page::new("/", "index", "muster 应急动员调度", ("index.title", "muster 应急动员调度")),
     Page::new("/console", "console", "社区工作台 · muster", ("console.title", "社区工作台")).signs_in().asks(),
     Page::new("/m", "member", "党员报到 · muster", ("member.title", "党员报到")).signs_in().theme_color("#b3261e"),
@@ -87,6 +87,9 @@ pub static PAGES: [Page; 7] = [
     Page::new("/unit", "unit", "单位管理 · muster", ("unit.title", "单位管理")).signs_in().asks(),
     // Opens a sign-in link (/join#<code>) and forwards to the role's page: no sign-in card.
     Page::new("/join", "join", "登录 · muster", ("join.title", "登录")).theme_color("#b3261e"),
+    // Residents (issue #20), from the community's QR code (/r#<community>): its own sign-in
+    // by a code to the phone, so no token card.
+    Page::new("/r", "resident", "居民点单 · muster", ("res.title", "居民点单")).theme_color("#b3261e"),
 ];
 
 impl Page {
@@ -465,7 +468,7 @@ mod tests {
     #[test]
     fn every_route_is_a_page_in_the_table() {
         let paths: Vec<&str> = PAGES.iter().map(|p| p.path).collect();
-        assert_eq!(paths, ["/", "/console", "/m", "/dashboard", "/reports", "/unit", "/join"]);
+        assert_eq!(paths, ["/", "/console", "/m", "/dashboard", "/reports", "/unit", "/join", "/r"]);
     }
 
     /// Each page is whole: the shared header once, the sign-in card and the dialog where

@@ -57,6 +57,8 @@ fn report_response(r: Report, csv_out: bool) -> Result<Response, ApiError> {
         "accepted",
         "arrived",
         "reliability",
+        "orders_created",
+        "orders_taken",
     ];
     w.write_record(header).map_err(|e| ApiError::internal("csv", e))?;
     for row in std::iter::once(&r.total).chain(r.members.iter()) {
@@ -76,6 +78,7 @@ fn report_response(r: Report, csv_out: bool) -> Result<Response, ApiError> {
                 .map(|v| v.to_string()),
         );
         rec.push(f.reliability.map(|r| format!("{r:.4}")).unwrap_or_default());
+        rec.extend([f.orders_created, f.orders_taken].map(|v| v.to_string()));
         w.write_record(&rec).map_err(|e| ApiError::internal("csv", e))?;
     }
     let body = w.into_inner().map_err(|e| ApiError::internal("csv", e))?;

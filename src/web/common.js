@@ -79,6 +79,14 @@ export function storeAccess(token) {
   }
 }
 
+/** Uses a session's access token on a page without the token card (/r): kept for the tab
+ * and refreshed like a sign-in link's. */
+export function useAccess(token) {
+  currentToken = token;
+  storeAccess(token);
+  scheduleRefresh();
+}
+
 /** The access token in use (refreshed ones included): for sockets that reconnect. */
 export function accessToken() {
   return currentToken;

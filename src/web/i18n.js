@@ -7,6 +7,7 @@
 import { SERVICE_STRINGS } from "/web/i18n-service.js";
 import { COMMAND_STRINGS } from "/web/i18n-command.js";
 import { ADMIN_STRINGS } from "/web/i18n-admin.js";
+import { RESIDENT_STRINGS, RESIDENT_CATALOG_EN } from "/web/i18n-residents.js";
 
 const STRINGS = {
   zh: {
@@ -685,6 +686,8 @@ const CATALOG_EN = {
 };
 
 for (const l of ["zh", "en"]) Object.assign(STRINGS[l], SERVICE_STRINGS[l], COMMAND_STRINGS[l], ADMIN_STRINGS[l]);
+for (const l of ["zh", "en"]) Object.assign(STRINGS[l], RESIDENT_STRINGS[l]);
+Object.assign(CATALOG_EN, RESIDENT_CATALOG_EN);
 
 const KEY = "muster.lang";
 let lang = "zh";

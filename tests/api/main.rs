@@ -20,6 +20,7 @@ mod pages;
 mod push;
 mod rate_limits;
 mod readme;
+mod residents;
 mod restart;
 mod roster_csv;
 mod service;

@@ -695,6 +695,23 @@ enum Op {
     PushSubscribe,
     PushList,
     PushUnsubscribe,
+    /// Residents (issue #20): a code and its sign-in need no bearer; residents place and
+    /// confirm requests (no resident sweeps here: tests/api/residents.rs has them), staff and
+    /// command answer them; members propose (创单), staff and command decide.
+    ResidentCode,
+    ResidentSignIn,
+    ResidentLink,
+    RequestPlace,
+    RequestList,
+    RequestGet,
+    RequestDispatch,
+    RequestMerge,
+    RequestDecline,
+    RequestConfirm,
+    ProposalPost,
+    ProposalList,
+    ProposalApprove,
+    ProposalDecline,
 }
 
 /// The operation of a (method, path) of /openapi.json; None: not classified.
@@ -784,6 +801,20 @@ fn classify(method: &str, path: &str) -> Option<Op> {
         ("POST", "/v1/push/subscriptions") => PushSubscribe,
         ("GET", "/v1/push/subscriptions") => PushList,
         ("DELETE", "/v1/push/subscriptions") => PushUnsubscribe,
+        ("POST", "/v1/residents/code") => ResidentCode,
+        ("POST", "/v1/session/resident") => ResidentSignIn,
+        ("GET", "/v1/communities/{id}/resident-link") => ResidentLink,
+        ("POST", "/v1/requests") => RequestPlace,
+        ("GET", "/v1/requests") => RequestList,
+        ("GET", "/v1/requests/{id}") => RequestGet,
+        ("POST", "/v1/requests/{id}/dispatch") => RequestDispatch,
+        ("POST", "/v1/requests/{id}/merge") => RequestMerge,
+        ("POST", "/v1/requests/{id}/decline") => RequestDecline,
+        ("POST", "/v1/requests/{id}/confirm") => RequestConfirm,
+        ("POST", "/v1/proposals") => ProposalPost,
+        ("GET", "/v1/proposals") => ProposalList,
+        ("POST", "/v1/proposals/{id}/approve") => ProposalApprove,
+        ("POST", "/v1/proposals/{id}/decline") => ProposalDecline,
         _ => return None,
     })
 }
@@ -836,6 +867,16 @@ impl Op {
                 | CampaignServe
                 | PushSubscribe
                 | PushUnsubscribe
+                | ResidentCode
+                | ResidentSignIn
+                | RequestPlace
+                | RequestDispatch
+                | RequestMerge
+                | RequestDecline
+                | RequestConfirm
+                | ProposalPost
+                | ProposalApprove
+                | ProposalDecline
         )
     }
 }
@@ -873,6 +914,12 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         OrderClaim | OrderCheckin | OrderCheckout => &[Member],
         OrderPost | OrderAssign | OrderCancel | Rate | ReportCommunity | Raise | IncidentList | IncidentGet
         | Timeline | Escalate | Resolve | IncidentCancel | Whistle | Balance => STAFF_CMD,
+        ResidentCode | ResidentSignIn => ALL,
+        RequestPlace | RequestConfirm => &[],
+        ResidentLink | RequestList | RequestGet | RequestDispatch | RequestMerge | RequestDecline | ProposalApprove
+        | ProposalDecline => STAFF_CMD,
+        ProposalPost => &[Member],
+        ProposalList => &[City, District, Staff, Member],
     };
     (!roles.contains(&w.kind())).then_some(Want::No(403, "role_not_allowed"))
 }
@@ -1731,6 +1778,10 @@ impl Sweep {
                     "webhook_disabled",
                     "webhook_secret_rotated",
                     "webhook_deleted",
+                    "request_dispatched",
+                    "request_declined",
+                    "proposal_approved",
+                    "proposal_declined",
                 ];
                 v.push(Probe::get("", template).check(Check::Sub {
                     at: "/entries",
@@ -1825,6 +1876,64 @@ impl Sweep {
             WebhookDelete => v.push(
                 Probe::new("unknown", Method::DELETE, template.replace("{id}", "wh-999"))
                     .want(Want::No(404, "unknown_webhook")),
+            ),
+            // ---- residents (issue #20): no request or proposal exists in this city.
+            ResidentCode => v.push(
+                post("not a phone", template)
+                    .json(json!({"community_id": fx.x, "phone": "1"}))
+                    .want(Want::No(422, "invalid_phone")),
+            ),
+            ResidentSignIn => v.push(
+                post("unknown challenge", template)
+                    .json(json!({"challenge_id": "aaaaaaaaaaaaaaaaaaaaaaaaaa", "code": "123456"}))
+                    .want(Want::No(401, "unknown_challenge")),
+            ),
+            ResidentLink => {
+                for (label, c) in [("own", &fx.x), ("other side's", &fx.y)] {
+                    let allowed = city || label == "own";
+                    let p = Probe::get(format!("{label} {c}"), format!("/v1/communities/{c}/resident-link"));
+                    v.push(p.scope(allowed, 404, "unknown_community").about(&[c]));
+                }
+                v.push(
+                    Probe::get("unknown", format!("/v1/communities/{NO_COMMUNITY}/resident-link"))
+                        .want(Want::No(404, "unknown_community")),
+                );
+            }
+            RequestPlace => v.push(post("a request", template).json(json!({
+                "category": "elderly_help", "description": "x", "grid_id": NO_GRID,
+                "preferred_start": "2030-01-01T00:00:00Z", "preferred_end": "2030-01-02T00:00:00Z"}))),
+            RequestConfirm => {
+                v.push(post("unknown", &template.replace("{id}", "req-999")).json(json!({"rating": "good"})))
+            }
+            RequestList => v.push(Probe::get("", template).check(Check::Eq { at: "", want: json!([]) })),
+            ProposalList => v.push(Probe::get("", template).check(Check::Eq { at: "", want: json!([]) })),
+            RequestGet => v.push(
+                Probe::get("unknown", template.replace("{id}", "req-999")).want(Want::No(404, "unknown_request")),
+            ),
+            RequestDispatch | RequestMerge | RequestDecline => {
+                let body = match op {
+                    RequestDispatch => {
+                        json!({"window_start": "2030-01-01T00:00:00Z", "window_end": "2030-01-02T00:00:00Z", "slots": 1})
+                    }
+                    RequestMerge => json!({"order_id": fx.o_x}),
+                    _ => json!({"reason": "oracle"}),
+                };
+                v.push(
+                    post("unknown", &template.replace("{id}", "req-999"))
+                        .json(body)
+                        .want(Want::No(404, "unknown_request")),
+                )
+            }
+            ProposalPost => v.push(
+                post("no such grid", template)
+                    .json(json!({"category": "elderly_help", "title": "t", "grid_id": NO_GRID, "for_whom": "x",
+                        "window_start": "2030-01-01T00:00:00Z", "window_end": "2030-01-02T00:00:00Z"}))
+                    .want(Want::No(422, "unknown_grid")),
+            ),
+            ProposalApprove | ProposalDecline => v.push(
+                post("unknown", &template.replace("{id}", "prop-999"))
+                    .json(json!({"reason": "oracle"}))
+                    .want(Want::No(404, "unknown_proposal")),
             ),
             Revoke => v.push(
                 post(&format!("member:{CANARY}"), "/v1/tokens/revoke")
@@ -3291,6 +3400,7 @@ async fn tokens_naming_no_scope_the_city_holds_are_refused() {
         community: scope[1].map(str::to_string),
         unit: scope[2].map(str::to_string),
         member: scope[3].map(str::to_string),
+        resident: None,
         sid: None,
         iat: now,
         exp: now + 600,

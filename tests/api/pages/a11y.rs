@@ -40,6 +40,13 @@ async fn every_page_passes_axe_in_both_languages_at_both_widths_with_no_console_
             ready: "return document.querySelector('#join-msg').dataset.kind === 'error'",
         },
         Visit {
+            path: "/r#c001",
+            file: "resident",
+            token: None,
+            ready: "return !document.querySelector('#r-signin').hidden \
+                    && document.querySelector('#r-community').textContent === 'c001'",
+        },
+        Visit {
             path: "/console",
             file: "console",
             token: Some(staff.clone()),
