@@ -50,8 +50,9 @@ pub struct RaiseBody {
     pub difficulty: Option<u8>,
 }
 
-#[utoipa::path(post, path = "/v1/incidents", tag = API_TAG, security(("bearer" = [])), request_body = RaiseBody,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", example = "raise-7f3a",
+#[utoipa::path(post, path = "/v1/incidents", tag = API_TAG, security(("bearer" = [])),
+    request_body(content = RaiseBody, example = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 2, "note": "two trees down across the road"})),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}(?![\\s\\S])", example = "raise-7f3a",
         description = "1 to 200 visible ASCII characters; a retry with the same key answers the same incident")),
     responses(
         (status = 201, body = IncidentView, description = "durable; offers follow"),
