@@ -689,9 +689,12 @@ async fn every_path_parameter_of_the_openapi_document_is_in_its_path() {
 /// role, each naming its own scope field only.
 #[tokio::test]
 async fn the_served_document_carries_the_configured_limits_and_one_invitation_shape_per_role() {
-    let app =
-        spawn_app_with(&[("MUSTER_AUTH__INVITATION_MAX_TTL_S", "7200"), ("MUSTER_AUTH__INVITATION_TTL_S", "3600")])
-            .await;
+    let app = spawn_app_with(&[
+        ("MUSTER_AUTH__INVITATION_MAX_TTL_S", "7200"),
+        ("MUSTER_AUTH__INVITATION_TTL_S", "3600"),
+        ("MUSTER_DISPATCH__MAX_HEADCOUNT", "40"),
+    ])
+    .await;
     let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     let invite = &doc["components"]["schemas"]["InviteBody"]["oneOf"];
     let branches = invite.as_array().expect("InviteBody is a oneOf");
@@ -709,7 +712,7 @@ async fn the_served_document_carries_the_configured_limits_and_one_invitation_sh
         [("command", "district_id"), ("member", "member_id"), ("staff", "community_id"), ("unit_admin", "unit_id")];
     assert_eq!(roles, want.map(|(r, f)| (r.to_string(), f.to_string())));
     let headcount = doc.pointer("/components/schemas/RaiseBody/allOf/0/properties/headcount/maximum");
-    assert_eq!(headcount, Some(&serde_json::json!(50)), "dispatch.max_headcount's default");
+    assert_eq!(headcount, Some(&serde_json::json!(40)), "dispatch.max_headcount as configured");
     let batch = doc.pointer("/paths/~1v1~1invitations~1batch/post/parameters/0/schema/maximum");
     assert_eq!(batch, Some(&serde_json::json!(7200)));
     // A ttl over the configured maximum is what the server refuses.
