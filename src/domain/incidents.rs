@@ -33,8 +33,24 @@ pub fn summary(inc: &Incident) -> Value {
     })
 }
 
+/// Where a call in `grid` at `level` is offered: wartime or not (its district's mode), and
+/// in peacetime a call that was not escalated and is below level Ⅱ stays within the
+/// community's own members (when the rules say so). `refill` and `first_offers` share it.
+#[derive(Clone, Copy)]
+struct Area {
+    wartime: bool,
+    own_community: Option<u32>,
+}
+
+fn area(state: &State, rules: &Rules, district_id: &str, grid: u32, level: Level, escalated: bool) -> Area {
+    let community = state.city.grid_places[grid as usize].community;
+    let wartime = state.wartime(district_id);
+    let own = rules.peacetime_own_community && !wartime && !escalated && level <= Level::III;
+    Area { wartime, own_community: own.then_some(community) }
+}
+
 /// What matching looks for on the incident's behalf.
-fn target_of(inc: &Incident, own_community: Option<u32>, wartime: bool) -> Target<'_> {
+fn target_of(inc: &Incident, area: Area) -> Target<'_> {
     Target {
         location: inc.location,
         grid: inc.grid,
@@ -42,8 +58,8 @@ fn target_of(inc: &Incident, own_community: Option<u32>, wartime: bool) -> Targe
         offered: &inc.offered,
         difficulty: inc.difficulty,
         class: inc.class,
-        own_community,
-        wartime,
+        own_community: area.own_community,
+        wartime: area.wartime,
     }
 }
 
@@ -55,18 +71,16 @@ pub(super) fn refill(tx: &mut Tx<'_>, incident_id: &str) {
     if wanted == 0 {
         return;
     }
-    let wartime = tx.state.wartime(&inc.district_id);
-    let own_community = (tx.rules.peacetime_own_community && !wartime && !inc.escalated && inc.level <= Level::III)
-        .then(|| tx.state.city.grid_places[inc.grid as usize].community);
-    let ttl_ms = tx.rules.offer_ttl_ms(wartime);
-    let reaches = tx.rules.reach(inc.level, wartime).to_vec();
+    let area = area(tx.state, tx.rules, &inc.district_id, inc.grid, inc.level, inc.escalated);
+    let ttl_ms = tx.rules.offer_ttl_ms(area.wartime);
+    let reaches = tx.rules.reach(inc.level, area.wartime).to_vec();
     for reach in reaches {
-        let target = target_of(&tx.state.incidents[incident_id], own_community, wartime);
+        let target = target_of(&tx.state.incidents[incident_id], area);
         let found = matching::find(&tx.state.city, &tx.state.roster, tx.rules, &target, reach, wanted, tx.now);
         for c in found {
             let member_id = tx.state.city.members()[c.member as usize].id.clone();
             // Built again: the offer just emitted changed the incident's `offered`.
-            let target = target_of(&tx.state.incidents[incident_id], own_community, wartime);
+            let target = target_of(&tx.state.incidents[incident_id], area);
             let why = matching::why(&tx.state.city, &tx.state.roster, tx.rules, &target, &c, tx.now);
             tx.emit(EventBody::OfferSent {
                 offer_id: format!("off-{}", tx.state.offers_sent + 1),
@@ -279,14 +293,12 @@ pub fn first_offers(
 ) -> Vec<u32> {
     let Some(cat) = rules.category(category) else { return Vec::new() };
     let Some(&location) = state.city.grid_centers.get(grid as usize) else { return Vec::new() };
-    let place = state.city.grid_places[grid as usize];
-    let district = state.city.district_id_of_community(place.community);
-    let wartime = state.wartime(district);
-    let own_community = (rules.peacetime_own_community && !wartime && level <= Level::III).then_some(place.community);
+    let district = state.city.district_id_of_community(state.city.grid_places[grid as usize].community);
+    let area = area(state, rules, district, grid, level, false);
     let mut wanted = (headcount as f64 * rules.overbook).ceil() as usize;
     let mut offered = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for &reach in rules.reach(level, wartime) {
+    for &reach in rules.reach(level, area.wartime) {
         let target = Target {
             location,
             grid,
@@ -294,8 +306,8 @@ pub fn first_offers(
             offered: &offered,
             difficulty: cat.difficulty,
             class: TaskClass::of(cat.difficulty, rules),
-            own_community,
-            wartime,
+            own_community: area.own_community,
+            wartime: area.wartime,
         };
         let found = matching::find(&state.city, &state.roster, rules, &target, reach, wanted, now);
         wanted -= found.len().min(wanted);

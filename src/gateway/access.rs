@@ -208,6 +208,39 @@ pub struct InviteBody {
     pub ttl_s: Option<u64>,
 }
 
+/// The schema of `InviteBody`: one branch per role, each with the one scope field that
+/// role's invitation names (a command invitation may name a district, or none: the city).
+pub(super) fn invite_body_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let id = |example: &str| {
+        ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).examples([serde_json::json!(example)])
+    };
+    let branch = |role: &str, field: &str, example: &str, required: bool| {
+        let mut b = ObjectBuilder::new()
+            .property("role", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([role])))
+            .required("role")
+            .property(field, id(example))
+            .property(
+                "ttl_s",
+                ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).description(Some(
+                    "Seconds the link is valid (default `auth.invitation_ttl_s`, at most `auth.invitation_max_ttl_s`).",
+                )),
+            )
+            .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)));
+        if required {
+            b = b.required(field);
+        }
+        b
+    };
+    OneOfBuilder::new()
+        .item(branch("command", "district_id", "d01", false))
+        .item(branch("staff", "community_id", "c001", true))
+        .item(branch("unit_admin", "unit_id", "u001", true))
+        .item(branch("member", "member_id", "m00007", true))
+        .description(Some("A role and the one id of its scope."))
+        .into()
+}
+
 impl InviteBody {
     fn invitee(&self) -> Result<Actor, ApiError> {
         let given = [&self.district_id, &self.community_id, &self.unit_id, &self.member_id];
@@ -374,8 +407,25 @@ pub async fn invite(
 #[serde(deny_unknown_fields)]
 pub struct BatchQuery {
     /// Seconds each link is valid (as for one).
+    #[param(minimum = 1)]
     pub ttl_s: Option<u64>,
 }
+
+/// The body of `POST /v1/invitations/batch`: a `member_id` header and 1 to 5000 member
+/// ids, one a line (the file may have other columns; this is the shape a client needs).
+pub struct MembersCsv;
+
+impl utoipa::PartialSchema for MembersCsv {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^member_id\r?\n([0-9A-Za-z_-]{1,64}\r?\n){1,5000}$"))
+            .into()
+    }
+}
+
+impl ToSchema for MembersCsv {}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IssuedBatch {
@@ -386,7 +436,7 @@ pub struct IssuedBatch {
 /// ignored), one link per member, all or none; a refusal names every bad row (row 1 is
 /// the first after the header).
 #[utoipa::path(post, path = "/v1/invitations/batch", tag = "access", security(("bearer" = [])), params(BatchQuery),
-    request_body(content = String, content_type = "text/csv"),
+    request_body(content = MembersCsv, content_type = "text/csv", example = "member_id\nm00007\n"),
     responses(
     (status = 201, body = IssuedBatch),
     (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -472,9 +522,12 @@ pub async fn revoke_invitation(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemBody {
-    /// The code from the link (after `#`).
+    /// The code from the link (after `#`; the `#` may be kept), letters and digits, at most
+    /// 100; surrounding whitespace is ignored.
+    #[schema(pattern = "^#?[0-9A-Za-z]{1,100}$", example = "f57qup7fknvix4wp4bt26yinv4")]
     pub code: String,
-    /// A name for the device in "my devices" (default: the browser's User-Agent).
+    /// A name for the device in "my devices" (default: the browser's User-Agent); cut to
+    /// 100 characters.
     pub device: Option<String>,
 }
 

@@ -111,7 +111,7 @@ pub async fn get_member(
 pub struct RevokeBody {
     /// A token's `sub`: `member:m00001`, `staff:c001`, `unit_admin:u001`, `command:d01`, `command`
     /// (1 to 200 bytes; subjects are ASCII).
-    #[schema(pattern = "^[ -~]{1,200}$", example = "member:m00001")]
+    #[schema(pattern = "^[ -~]{1,200}(?![\\s\\S])", example = "member:m00001")]
     pub subject: String,
 }
 

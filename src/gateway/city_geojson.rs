@@ -23,7 +23,9 @@ use crate::domain::scope::Action;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GeoImportParams {
-    /// `true`: only report what the import would do; nothing is changed. Default `false`.
+    /// `true`: only report what the import would do; nothing is changed. Default `false`:
+    /// apply it (422 when the file is not a city without errors).
+    #[param(example = true)]
     pub dry_run: Option<bool>,
 }
 
@@ -61,18 +63,58 @@ pub struct GeoCityBody {
     kind: CollectionType,
     /// Features whose properties are `kind`, `id`, `name`, `parent` (and a district's
     /// optional `seat` `{lat, lng}`); geometry a Polygon or MultiPolygon ([lng, lat]).
-    #[schema(value_type = Vec<Object>)]
+    #[schema(schema_with = features_schema)]
     features: Vec<serde_json::Value>,
     /// The city's name (optional).
     name: Option<String>,
     /// `{units, teams, members}` as in `PUT /v1/city`; when left out, the current city's
     /// roster is kept.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<geojson::Roster>)]
     roster: Option<serde_json::Value>,
 }
 
+/// `features`: GeoJSON Features (RFC 7946) as the import reads them: a Polygon or
+/// MultiPolygon geometry (or null: reported, not refused) and an object of properties.
+/// What the properties must say (kinds, ids, parents) is the report's to tell: a dry run
+/// lists every error.
+fn features_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let number = || ObjectBuilder::new().schema_type(Type::Number);
+    let position = || ArrayBuilder::new().items(number()).min_items(Some(2)).max_items(Some(3));
+    // RFC 7946: a linear ring has at least four positions; a polygon an exterior ring.
+    let ring = || ArrayBuilder::new().items(position()).min_items(Some(4));
+    let polygon = || ArrayBuilder::new().items(ring()).min_items(Some(1));
+    let geometry = |kind: &str, coordinates: ArrayBuilder| {
+        ObjectBuilder::new()
+            .property("type", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([kind])))
+            .property("coordinates", coordinates)
+            .required("type")
+            .required("coordinates")
+    };
+    let feature = ObjectBuilder::new()
+        .property("type", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["Feature"])))
+        .property(
+            "geometry",
+            OneOfBuilder::new()
+                .item(geometry("Polygon", polygon()))
+                .item(geometry("MultiPolygon", ArrayBuilder::new().items(polygon())))
+                .item(ObjectBuilder::new().schema_type(Type::Null)),
+        )
+        .property(
+            "properties",
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null])),
+        )
+        .required("type")
+        .required("geometry")
+        .required("properties");
+    ArrayBuilder::new().items(feature).build()
+}
+
 #[utoipa::path(post, path = "/v1/city/geojson", tag = API_TAG, security(("bearer" = [])), params(GeoImportParams),
-    request_body(content = GeoCityBody, content_type = "application/json"),
+    request_body(content = GeoCityBody, content_type = "application/json",
+        example = json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"kind": "district", "id": "d01", "name": "江岸区", "parent": null},
+            "geometry": {"type": "Polygon", "coordinates": [[[114.29, 30.59], [114.31, 30.59], [114.31, 30.61], [114.29, 30.61], [114.29, 30.59]]]}}]})),
     responses(
         (status = 200, body = GeoImportAnswer, description = "the report; `applied` tells whether the city was replaced"),
         (status = 400, body = Problem, content_type = "application/problem+json"),

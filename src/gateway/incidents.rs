@@ -50,8 +50,9 @@ pub struct RaiseBody {
     pub difficulty: Option<u8>,
 }
 
-#[utoipa::path(post, path = "/v1/incidents", tag = API_TAG, security(("bearer" = [])), request_body = RaiseBody,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", example = "raise-7f3a",
+#[utoipa::path(post, path = "/v1/incidents", tag = API_TAG, security(("bearer" = [])),
+    request_body(content = RaiseBody, example = json!({"grid_id": "c001-g1", "category": "patrol", "level": "III", "headcount": 2, "note": "two trees down across the road"})),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}(?![\\s\\S])", example = "raise-7f3a",
         description = "1 to 200 visible ASCII characters; a retry with the same key answers the same incident")),
     responses(
         (status = 201, body = IncidentView, description = "durable; offers follow"),
@@ -182,13 +183,19 @@ pub struct ActionBody {
     pub reason: Option<String>,
 }
 
-fn action_body(body: &Bytes) -> Result<ActionBody, ApiError> {
-    optional_body(body)
-}
-
-async fn act(app: AppState, caller: Caller, cmd: Command, id: &str) -> Result<Json<IncidentView>, ApiError> {
-    app.engine.submit(caller.actor.clone(), cmd).await?;
-    Ok(Json(incident_view(&app, &caller.actor, id)?))
+/// Escalate, resolve and cancel: the role, the optional body, the command `make` builds
+/// from the id and the body, and the incident as it is after it.
+async fn act(
+    app: AppState,
+    caller: Caller,
+    id: String,
+    body: &Bytes,
+    make: fn(String, ActionBody) -> Command,
+) -> Result<Json<IncidentView>, ApiError> {
+    require(&caller, Action::Incidents)?;
+    let b: ActionBody = optional_body(body)?;
+    app.engine.submit(caller.actor.clone(), make(id.clone(), b)).await?;
+    Ok(Json(incident_view(&app, &caller.actor, &id)?))
 }
 
 #[utoipa::path(post, path = "/v1/incidents/{id}/escalate", tag = API_TAG, security(("bearer" = [])), params(("id" = String, Path)),
@@ -200,9 +207,7 @@ pub async fn escalate(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<IncidentView>, ApiError> {
-    require(&caller, Action::Incidents)?;
-    action_body(&body)?;
-    act(app, caller, Command::Escalate { incident_id: id.clone() }, &id).await
+    act(app, caller, id, &body, |incident_id, _| Command::Escalate { incident_id }).await
 }
 
 #[utoipa::path(post, path = "/v1/incidents/{id}/resolve", tag = API_TAG, security(("bearer" = [])), params(("id" = String, Path)),
@@ -214,9 +219,7 @@ pub async fn resolve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<IncidentView>, ApiError> {
-    require(&caller, Action::Incidents)?;
-    let b = action_body(&body)?;
-    act(app, caller, Command::Resolve { incident_id: id.clone(), note: b.note.or(b.reason) }, &id).await
+    act(app, caller, id, &body, |incident_id, b| Command::Resolve { incident_id, note: b.note.or(b.reason) }).await
 }
 
 #[utoipa::path(post, path = "/v1/incidents/{id}/cancel", tag = API_TAG, security(("bearer" = [])), params(("id" = String, Path)),
@@ -228,7 +231,5 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<IncidentView>, ApiError> {
-    require(&caller, Action::Incidents)?;
-    let b = action_body(&body)?;
-    act(app, caller, Command::Cancel { incident_id: id.clone(), reason: b.reason.or(b.note) }, &id).await
+    act(app, caller, id, &body, |incident_id, b| Command::Cancel { incident_id, reason: b.reason.or(b.note) }).await
 }

@@ -164,6 +164,9 @@ impl utoipa::Modify for Enforced {
             ),
         ];
         let Some(components) = openapi.components.as_mut() else { return };
+        if components.schemas.contains_key("InviteBody") {
+            components.schemas.insert("InviteBody".to_string(), access::invite_body_schema());
+        }
         for (name, branches) in exactly_one {
             if let Some(schema) = components.schemas.remove(name) {
                 let one_of = branches.into_iter().fold(utoipa::openapi::schema::OneOfBuilder::new(), |b, s| b.item(s));
@@ -202,6 +205,73 @@ impl utoipa::Modify for Links {
                     .description(format!("{} {target} on the object made", method.to_uppercase()))
                     .build();
                 created.links.insert(format!("{method}_{operation_id}"), link.into());
+            }
+        }
+    }
+}
+
+/// GET /openapi.json as this server serves it: `document()` with the limits that are
+/// configuration (`dispatch.max_headcount`, `dispatch.service.max_slots`,
+/// `dispatch.mobilization.max_deadline_s`, `auth.invitation_max_ttl_s`, and the lists of
+/// ids that `server.max_body_bytes` holds) in their fields, so that the document says what
+/// this server enforces.
+pub fn served_document(rules: &crate::domain::response::Rules, settings: &Settings) -> serde_json::Value {
+    let mut doc = document();
+    let limits: [(&str, &str, u64); 5] = [
+        ("RaiseBody", "headcount", rules.max_headcount.into()),
+        ("OrderBody", "slots", rules.service.max_slots.into()),
+        ("MobilizeBody", "deadline_s", rules.mobilization.max_deadline_s),
+        ("InviteBody", "ttl_s", settings.auth.invitation_max_ttl_s),
+        ("BatchQuery", "ttl_s", settings.auth.invitation_max_ttl_s),
+    ];
+    for (component, field, max) in limits {
+        if let Some(schema) = doc.pointer_mut(&format!("/components/schemas/{component}")) {
+            set_maximum(schema, field, max);
+        }
+    }
+    // Lists of ids: as many as fit in `server.max_body_bytes` (a bigger body is refused
+    // with 413 whatever it says), each id at most 64 visible ASCII characters, as members
+    // are registered (each at most 131 bytes in JSON, quotes and escapes included).
+    let fit = (settings.server.max_body_bytes.saturating_sub(256) / 131) as u64;
+    let id = serde_json::json!({"type": "string", "pattern": "^[!-~]{1,64}(?![\\s\\S])"});
+    for (pointer, most) in [
+        ("/components/schemas/ApplyBody/properties/members", 10_000),
+        ("/components/schemas/WhistleBody/properties/to/oneOf/1", 500),
+    ] {
+        if let Some(list) = doc.pointer_mut(pointer).and_then(|l| l.as_object_mut()) {
+            list.insert("items".into(), id.clone());
+            list.insert("maxItems".into(), fit.min(most).into());
+        }
+    }
+    // The batch's `ttl_s` is a query parameter, not a component.
+    let ttl = settings.auth.invitation_max_ttl_s;
+    if let Some(params) =
+        doc.pointer_mut("/paths/~1v1~1invitations~1batch/post/parameters").and_then(|p| p.as_array_mut())
+    {
+        for p in params.iter_mut().filter(|p| p["name"] == "ttl_s") {
+            set_maximum(p, "", ttl);
+        }
+    }
+    doc
+}
+
+/// Sets `maximum` on every property `field` of a schema (in its `allOf`/`oneOf` branches
+/// too); with `field` empty, on the parameter's own schema.
+fn set_maximum(schema: &mut serde_json::Value, field: &str, max: u64) {
+    if field.is_empty() {
+        if let Some(s) = schema.get_mut("schema").and_then(|s| s.as_object_mut()) {
+            s.insert("maximum".into(), max.into());
+        }
+        return;
+    }
+    if let Some(p) = schema.pointer_mut(&format!("/properties/{field}")).and_then(|p| p.as_object_mut()) {
+        // `Option<u64>` reads as a `type` list with "null"; the bound is the number's.
+        p.insert("maximum".into(), max.into());
+    }
+    for key in ["allOf", "oneOf", "anyOf"] {
+        if let Some(items) = schema.get_mut(key).and_then(|v| v.as_array_mut()) {
+            for item in items {
+                set_maximum(item, field, max);
             }
         }
     }
@@ -327,7 +397,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
-        .route("/openapi.json", get(|| async { axum::Json(document()) }))
+        .route(
+            "/openapi.json",
+            get(|axum::extract::State(app): axum::extract::State<AppState>| async move {
+                axum::Json(served_document(&app.engine.rules, &app.settings))
+            }),
+        )
         .route("/v1/catalog", get(city::catalog))
         .route("/v1/communities", get(city::list_communities))
         .route("/v1/members/{id}", get(city::get_member))

@@ -35,7 +35,7 @@ pub(super) fn parse_time(field: &str, s: &str) -> Result<i64, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
     /// 1 to 64 bytes, chosen by whoever registers.
-    #[schema(pattern = "^[!-~]{1,64}$", example = "m90001")]
+    #[schema(pattern = "^[!-~]{1,64}(?![\\s\\S])", example = "m90001")]
     pub id: String,
     #[schema(example = "Li Wei")]
     pub name: String,
@@ -291,7 +291,7 @@ pub struct UnitRegisterBody {
     pub community_id: String,
 }
 
-#[utoipa::path(post, path = "/v1/units/{id}/register", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/units/{id}/register", security(("bearer" = [])), params(("id" = String, Path, example = "u001")),
     request_body = UnitRegisterBody, responses((status = 200, body = RegistrationView),
     (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn register_unit(
@@ -541,7 +541,9 @@ pub async fn claim(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignBody {
-    #[schema(min_length = 1, example = "m00001")]
+    /// A member of the order's community (living there, transferred there or in a team
+    /// serving it): anyone else answers 422 `unknown_member`.
+    #[schema(min_length = 1, example = "m00007")]
     pub member_id: String,
 }
 

@@ -434,8 +434,14 @@ pub async fn get_balance(State(app): State<AppState>, caller: Caller) -> Result<
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyBody {
+    /// A proposal's `from` (`GET /v1/balance`): a community of the caller's with a surplus.
+    #[schema(min_length = 1, example = "c002")]
     pub from: String,
+    /// A proposal's `to`: another community of the caller's, with a deficit.
+    #[schema(min_length = 1, example = "c001")]
     pub to: String,
+    /// A proposal's `members`: 1 to 10,000 available members living in `from`.
+    #[schema(min_items = 1, max_items = 10000, example = json!(["m00002"]))]
     pub members: Vec<String>,
 }
 

@@ -683,3 +683,45 @@ async fn every_path_parameter_of_the_openapi_document_is_in_its_path() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// The document says what this server enforces: the limits that are configuration are
+/// the `maximum` of their fields as configured, and an invitation's body is one branch per
+/// role, each naming its own scope field only.
+#[tokio::test]
+async fn the_served_document_carries_the_configured_limits_and_one_invitation_shape_per_role() {
+    let app = spawn_app_with(&[
+        ("MUSTER_AUTH__INVITATION_MAX_TTL_S", "7200"),
+        ("MUSTER_AUTH__INVITATION_TTL_S", "3600"),
+        ("MUSTER_DISPATCH__MAX_HEADCOUNT", "40"),
+    ])
+    .await;
+    let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let invite = &doc["components"]["schemas"]["InviteBody"]["oneOf"];
+    let branches = invite.as_array().expect("InviteBody is a oneOf");
+    let mut roles = Vec::new();
+    for b in branches {
+        assert_eq!(b["properties"]["ttl_s"]["maximum"], 7200, "{b}");
+        assert_eq!(b["additionalProperties"], false, "{b}");
+        let scope: Vec<&String> =
+            b["properties"].as_object().unwrap().keys().filter(|k| *k != "role" && *k != "ttl_s").collect();
+        assert_eq!(scope.len(), 1, "{b}");
+        roles.push((b["properties"]["role"]["enum"][0].as_str().unwrap().to_string(), scope[0].clone()));
+    }
+    roles.sort();
+    let want =
+        [("command", "district_id"), ("member", "member_id"), ("staff", "community_id"), ("unit_admin", "unit_id")];
+    assert_eq!(roles, want.map(|(r, f)| (r.to_string(), f.to_string())));
+    let headcount = doc.pointer("/components/schemas/RaiseBody/allOf/0/properties/headcount/maximum");
+    assert_eq!(headcount, Some(&serde_json::json!(40)), "dispatch.max_headcount as configured");
+    let batch = doc.pointer("/paths/~1v1~1invitations~1batch/post/parameters/0/schema/maximum");
+    assert_eq!(batch, Some(&serde_json::json!(7200)));
+    // A ttl over the configured maximum is what the server refuses.
+    let token = app.token(muster::gateway::auth::Role::Command, None);
+    let body = serde_json::json!({"role": "staff", "community_id": "c001", "ttl_s": 7201});
+    let r = app.http.post(app.url("/v1/invitations")).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_invitation", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("7200"), "{problem}");
+    app.stop().await;
+}

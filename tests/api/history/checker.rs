@@ -32,6 +32,10 @@ pub struct Final {
     pub streams: HashMap<String, Vec<(u64, String, Value)>>,
     /// member → frames in the log (single node: SQLite's frames table)
     pub logged: HashMap<String, Vec<(u64, String, Value)>>,
+    /// The webhook endpoints served at the end, with their dead letters.
+    pub hooks: super::hooks::FinalHooks,
+    /// Every request the webhook receiver got.
+    pub hits: Vec<super::hooks::Hit>,
 }
 
 pub struct Report {
@@ -49,12 +53,13 @@ fn level_rank(l: &str) -> u8 {
     }
 }
 
-struct Ck {
-    out: Vec<Anomaly>,
+#[derive(Default)]
+pub(super) struct Ck {
+    pub(super) out: Vec<Anomaly>,
 }
 
 impl Ck {
-    fn bad(&mut self, what: String, at: Option<u64>, objects: &[&str]) {
+    pub(super) fn bad(&mut self, what: String, at: Option<u64>, objects: &[&str]) {
         self.out.push(Anomaly { what, at, objects: objects.iter().map(|s| s.to_string()).collect() });
     }
 }
@@ -678,6 +683,7 @@ pub fn check(ctx: &Ctx, fold: &Fold, fin: &Final, seen: Option<&[Seen]>) -> Repo
 
     let store_503 = ops.iter().filter(|o| matches!(&o.outcome, Outcome::Unknown(r) if r.starts_with("503 "))).count();
     stats.insert("503 counted unknown".into(), store_503);
+    stats.extend(super::hooks::check(&ops, fold, &fin.hooks, &fin.hits, &mut ck));
     check_sign_in(&ops, fold, &mut ck);
     check_audit(fold, fin, &mut ck);
     Report { anomalies: ck.out, stats }

@@ -90,6 +90,19 @@ pub struct FOrder {
     pub checked_out: BTreeSet<String>,
 }
 
+/// A webhook endpoint as the log has it.
+#[derive(Debug, Clone, Default)]
+pub struct FHook {
+    pub url: String,
+    pub types: Vec<String>,
+    pub active: bool,
+    /// Every secret it was given, the first at registration.
+    pub secrets: Vec<String>,
+    /// The reasons of its disablings, in order (`manual`: command's).
+    pub disabled_by: Vec<String>,
+    pub registered_seq: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Fold {
     pub events: usize,
@@ -107,6 +120,7 @@ pub struct Fold {
     pub team_members: HashMap<String, Vec<String>>,
     /// sign-in link → how many times it was redeemed (a link works once)
     pub invitations: BTreeMap<String, usize>,
+    pub hooks: BTreeMap<String, FHook>,
     /// (seq, kind) of every event, for the audit trail's check
     pub seq_kinds: Vec<(u64, String)>,
     pub kinds: BTreeMap<String, usize>,
@@ -172,6 +186,37 @@ impl Fold {
         *self.kinds.entry(kind.clone()).or_default() += 1;
         self.seq_kinds.push((seq, kind.clone()));
         match kind.as_str() {
+            "webhook_registered" => {
+                let id = s(&b["webhook_id"]);
+                let hook = FHook {
+                    url: s(&b["url"]),
+                    types: b["types"].as_array().into_iter().flatten().map(s).collect(),
+                    active: true,
+                    secrets: vec![s(&b["secret"])],
+                    disabled_by: Vec::new(),
+                    registered_seq: seq,
+                };
+                if self.hooks.insert(id.clone(), hook).is_some() {
+                    self.bad(seq, at, format!("webhook {id} registered twice"));
+                }
+            }
+            "webhook_enabled" | "webhook_disabled" | "webhook_secret_rotated" | "webhook_deleted" => {
+                let id = s(&b["webhook_id"]);
+                let Some(h) = self.hooks.get_mut(&id) else {
+                    return self.bad(seq, at, format!("{kind}: unknown webhook {id}"));
+                };
+                match kind.as_str() {
+                    "webhook_enabled" => h.active = true,
+                    "webhook_disabled" => {
+                        h.active = false;
+                        h.disabled_by.push(s(&b["reason"]));
+                    }
+                    "webhook_secret_rotated" => h.secrets.push(s(&b["secret"])),
+                    _ => {
+                        self.hooks.remove(&id);
+                    }
+                }
+            }
             "invitation_issued" => {
                 self.invitations.insert(s(&b["invitation_id"]), 0);
             }

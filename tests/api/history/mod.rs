@@ -12,6 +12,7 @@
 mod checker;
 mod client;
 mod fold;
+mod hooks;
 mod monitor;
 mod nemesis;
 mod ops;
@@ -104,6 +105,7 @@ fn base_env() -> Vec<(String, String)> {
         ("MUSTER_WS__PING_TIMEOUT_S", "6"),
     ]
     .iter()
+    .chain(hooks::ENV.iter())
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }
@@ -286,9 +288,21 @@ async fn run(n_nodes: usize, default_secs: u64) {
     let setup = Ctx::new(nodes.addrs(), 0);
     all_ready(&setup, n_nodes, Duration::from_secs(30)).await;
     let cmd = setup.token(Role::Command, None);
-    let resp =
-        setup.http.put(format!("http://{}/v1/city", setup.addr(0))).bearer_auth(&cmd).json(&city).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "import: {}", resp.text().await.unwrap());
+    // Ready is not yet leading: on three nodes the first write may meet no engine yet
+    // (503 `unavailable`: nothing was changed, retry shortly), as a loaded machine showed.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = format!("http://{}/v1/city", setup.addr(0));
+        let resp = setup.http.put(url).bearer_auth(&cmd).json(&city).send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        if status == 503 && text.contains("\"unavailable\"") && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        assert_eq!(status, 200, "import: {text}");
+        break;
+    }
     let catalog = get_json(&setup, 0, &cmd, "/v1/catalog").await;
     let categories: Vec<String> =
         catalog["categories"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
@@ -316,6 +330,8 @@ async fn run(n_nodes: usize, default_secs: u64) {
     for mi in 0..world.members.len() {
         tasks.push(tokio::spawn(ops::member(ctx.clone(), world.clone(), mi, rng.r#gen(), (p + mi) % n_nodes)));
     }
+    let receiver = hooks::Receiver::start().await;
+    tasks.push(tokio::spawn(hooks::admin(ctx.clone(), receiver.clone(), rng.r#gen(), p % n_nodes)));
     let mut played: Vec<(u64, String, String)> = Vec::new();
     let mut nrng = StdRng::seed_from_u64(seed ^ 0xfa017);
     for (at, f) in &faults {
@@ -384,6 +400,13 @@ async fn run(n_nodes: usize, default_secs: u64) {
         fin.orders.push(get_json(&ctx, 0, &cmd, &format!("/v1/orders/{id}")).await);
     }
     fin.modes = get_json(&ctx, 0, &cmd, "/v1/modes").await;
+    let hooks_served = get_json(&ctx, 0, &cmd, "/v1/webhooks").await;
+    for h in hooks_served["webhooks"].as_array().into_iter().flatten() {
+        let id = h["id"].as_str().unwrap_or_default().to_string();
+        let letters = get_json(&ctx, 0, &cmd, &format!("/v1/webhooks/{id}/dead-letters")).await;
+        fin.hooks.dead_letters.insert(id, letters.as_array().cloned().unwrap_or_default());
+        fin.hooks.served.push(h.clone());
+    }
     let mut after = 0;
     loop {
         let page = get_json(&ctx, 0, &cmd, &format!("/v1/audit?limit=500&after={after}")).await;
@@ -406,6 +429,7 @@ async fn run(n_nodes: usize, default_secs: u64) {
     };
     let after = log_end(&nodes, cluster.as_ref());
     assert_eq!(after, end, "the log grew while the final state was read (seed {seed})");
+    fin.hits = receiver.hits.lock().unwrap().clone();
     let folded = Fold::run(&events);
     let seen = cluster.as_ref().map(|c| c.watch.seen.lock().unwrap().clone());
     let report = checker::check(&ctx, &folded, &fin, seen.as_deref());
@@ -445,6 +469,12 @@ async fn run(n_nodes: usize, default_secs: u64) {
         "lease grants",
         "appends watched",
         "epochs that appended",
+        "webhooks",
+        "webhooks disabled by the deliverer",
+        "webhook requests",
+        "webhook messages",
+        "dead letters",
+        "city imports applied",
     ] {
         if let Some(v) = s.get(k) {
             println!("{k}: {v}");
