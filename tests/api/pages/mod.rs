@@ -212,14 +212,25 @@ impl Browser {
         }
     }
 
-    /// Picks the option `value` of a select.
+    /// Picks the option `value` of a select, once the page has put that option there (the
+    /// pages fill their selects from the API after load, and may fill them again when the
+    /// catalog or the language arrives: an element found before that is stale, so the pick
+    /// is tried again until it holds or 20 s have passed).
     pub(crate) async fn select(&self, selector: &str, value: &str) {
-        let el = self
-            .client
-            .find(Locator::Css(selector))
-            .await
-            .unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.name));
-        el.select_by_value(value).await.unwrap_or_else(|e| panic!("{}: select {value} in {selector}: {e}", self.name));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let tried = match self.client.find(Locator::Css(selector)).await {
+                Ok(el) => el.select_by_value(value).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match tried {
+                Ok(()) => return,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    panic!("{}: select {value} in {selector}: {e}", self.name)
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
     }
 
     pub(crate) async fn type_into(&self, selector: &str, text: &str) {
