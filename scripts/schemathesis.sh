@@ -178,12 +178,6 @@ warnings = false
 include-name = "PUT /v1/campaigns/{id}/requirements"
 warnings = false
 [[operations]]
-include-name = "POST /v1/campaigns/{id}/shifts/{shift_id}/checkin"
-warnings = false
-[[operations]]
-include-name = "POST /v1/campaigns/{id}/shifts/{shift_id}/checkout"
-warnings = false
-[[operations]]
 include-name = "POST /v1/requests/{id}/dispatch"
 warnings = false
 [[operations]]
