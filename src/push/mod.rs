@@ -30,18 +30,18 @@
 mod deliver;
 pub mod vapid;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::Publisher;
 use crate::settings;
-use crate::store::{HookStore, StoreError};
+use crate::store::{HookStore, SharedHookStore, StoreError};
 
 pub use deliver::start;
 
 /// The pusher: its store connection, its key and client, and where it learns who has a socket.
 pub struct Pusher {
-    store: Mutex<Box<dyn HookStore>>,
+    store: SharedHookStore,
     pub settings: settings::Push,
     /// None: push is off (no key configured).
     pub vapid: Option<vapid::Vapid>,
@@ -73,7 +73,7 @@ impl Pusher {
             .user_agent(concat!("muster-push/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Pusher {
-            store: Mutex::new(store),
+            store: SharedHookStore::new(store),
             settings,
             vapid,
             allowed,
@@ -90,16 +90,10 @@ impl Pusher {
 
     /// Runs `f` on the store, off the runtime's workers.
     async fn with<T: Send + 'static>(
-        self: &Arc<Self>,
+        &self,
         f: impl FnOnce(&mut dyn HookStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut store = me.store.lock().unwrap_or_else(|p| p.into_inner());
-            f(store.as_mut())
-        })
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        self.store.with(f).await
     }
 }
 

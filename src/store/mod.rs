@@ -11,6 +11,8 @@
 pub mod redis;
 pub mod sqlite;
 
+use std::sync::{Arc, Mutex};
+
 use crate::domain::event::{Event, Frame};
 use crate::domain::geo::Position;
 
@@ -114,6 +116,30 @@ pub trait SnapshotStore: Send + 'static {
     /// wholly before the snapshot it replaces may then go: Redis trims its log stream
     /// there; SQLite keeps its events, which the incident timelines read.
     fn save(&mut self, seq: u64, body: &[u8]) -> Result<(), StoreError>;
+}
+
+/// A `HookStore` connection shared by the tasks of one deliverer (webhooks, push), each
+/// call run on a blocking thread under the connection's lock, off the runtime's workers.
+pub struct SharedHookStore(Arc<Mutex<Box<dyn HookStore>>>);
+
+impl SharedHookStore {
+    pub fn new(store: Box<dyn HookStore>) -> SharedHookStore {
+        SharedHookStore(Arc::new(Mutex::new(store)))
+    }
+
+    /// Runs `f` on the store, off the runtime's workers.
+    pub async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn HookStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(store.as_mut())
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
 }
 
 /// The webhook deliverer's side of a store (`crate::webhooks`): it reads the log on its

@@ -28,14 +28,14 @@ mod deliver;
 pub mod guard;
 pub mod sign;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::time::Ts;
 use crate::settings;
-use crate::store::{HookStore, StoreError};
+use crate::store::{HookStore, SharedHookStore, StoreError};
 
 pub use deliver::start;
 
@@ -73,7 +73,7 @@ pub struct DeadLetter {
 /// The deliverer's records and client, shared with the gateway (which reads the status and
 /// dead letters, and marks them for replay).
 pub struct Hooks {
-    store: Mutex<Box<dyn HookStore>>,
+    store: SharedHookStore,
     pub settings: settings::Webhooks,
     pub allowed: Arc<Vec<ipnet::IpNet>>,
     client: reqwest::Client,
@@ -110,21 +110,15 @@ impl Hooks {
             .dns_resolver(Arc::new(guard::Resolver { allowed: allowed.clone() }))
             .user_agent(concat!("muster-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Hooks { store: Mutex::new(store), settings, allowed, client, wake: tokio::sync::Notify::new() })
+        Ok(Hooks { store: SharedHookStore::new(store), settings, allowed, client, wake: tokio::sync::Notify::new() })
     }
 
     /// Runs `f` on the store, off the runtime's workers.
     async fn with<T: Send + 'static>(
-        self: &Arc<Self>,
+        &self,
         f: impl FnOnce(&mut dyn HookStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut store = me.store.lock().unwrap_or_else(|p| p.into_inner());
-            f(store.as_mut())
-        })
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        self.store.with(f).await
     }
 
     /// The endpoint's cursor, if it has one yet.
