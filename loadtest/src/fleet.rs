@@ -115,6 +115,18 @@ impl Fleet {
         Ok(())
     }
 
+    /// CPU seconds the clients have used so far: the worker processes', or this process's
+    /// when the members run in it (then the coordinator's own share is included).
+    pub fn cpu_s(&self) -> Option<f64> {
+        let pids: Vec<u32> = if self.children.is_empty() {
+            vec![std::process::id()]
+        } else {
+            self.children.iter().filter_map(|c| c.id()).collect()
+        };
+        let all: Vec<_> = pids.into_iter().map(crate::server::proc_stats).collect();
+        crate::scenario::sum_stats(&all).map(|s| s.cpu_s)
+    }
+
     /// The sum of the workers' latest counters.
     pub fn totals(&self) -> Counters {
         let mut t = Counters::default();

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use muster_loadtest::cluster::{Cluster, ClusterConfig, DEFAULT_REDIS_BIN, MAX_NODES};
 use muster_loadtest::dist::Delay;
 use muster_loadtest::fleet::Mode;
-use muster_loadtest::raw::RawProcess;
+use muster_loadtest::raw::{NodeBaseline, RawProcess};
 use muster_loadtest::report::Report;
 use muster_loadtest::scenario::raw_fanout::{self, RawOutcome, RawTarget};
 use muster_loadtest::scenario::{self, CityView, FleetOpts, Target, delta, steady, storm};
@@ -42,9 +42,11 @@ enum Cmd {
         headcount: u32,
         #[arg(long, default_value = "IV")]
         level: String,
-        /// Skip the raw-fanout baseline.
+        /// Skip the raw-fanout baselines.
         #[arg(long)]
         no_baseline: bool,
+        #[command(flatten)]
+        base: BaselineOpts,
     },
     /// Incidents at a fixed rate for a fixed time (open loop).
     Steady {
@@ -82,6 +84,8 @@ enum Cmd {
     RawFanout {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        base: BaselineOpts,
     },
     /// (internal) Runs members: a spec and commands on stdin, JSON lines on stdout.
     #[command(hide = true)]
@@ -143,6 +147,38 @@ struct Common {
     /// The whole run ends after this long, finished or not.
     #[arg(long, default_value_t = 900)]
     max_run_s: u64,
+}
+
+/// The baselines muster is compared with (issue 22: the faster of two independent stacks).
+#[derive(Debug, Clone, Args)]
+struct BaselineOpts {
+    /// Which baseline servers run before muster, in turn: `rust` (the harness's own raw
+    /// server, tokio-tungstenite) and `node` (Node.js with the `ws` package). muster is
+    /// compared with the faster of them.
+    #[arg(long, value_delimiter = ',', default_value = "rust,node")]
+    baselines: Vec<Stack>,
+    /// The Node.js binary for the `node` baseline.
+    #[arg(long, default_value = "node")]
+    node_bin: PathBuf,
+    /// The `node_modules` directory that holds `ws` (installed by
+    /// `npm install --no-audit --no-fund --prefix target/node-baseline ws@8`).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/node-baseline/node_modules"))]
+    node_modules: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Stack {
+    Rust,
+    Node,
+}
+
+impl Stack {
+    fn name(self) -> &'static str {
+        match self {
+            Stack::Rust => "rust",
+            Stack::Node => "node",
+        }
+    }
 }
 
 /// Several muster nodes sharing one Redis (delta-surge and reconnect-storm).
@@ -276,21 +312,54 @@ fn finish(mut report: Report, out: &std::path::Path) -> anyhow::Result<bool> {
     Ok(report.all_checks_pass())
 }
 
-/// The raw-fanout baseline on `servers` raw servers (one per muster node).
-async fn baseline(common: &Common, view: &CityView, fleet: &FleetOpts, servers: usize) -> anyhow::Result<RawOutcome> {
+/// The raw-fanout baselines, one stack after the other, each on `servers` raw servers
+/// (one per muster node); each one's report is written as it ends.
+async fn baselines(
+    common: &Common,
+    base: &BaselineOpts,
+    view: &CityView,
+    fleet: &FleetOpts,
+    servers: usize,
+) -> anyhow::Result<Vec<RawOutcome>> {
     let exe = std::env::current_exe()?;
     let lifetime = Duration::from_secs(common.max_run_s);
-    let mut targets = Vec::new();
-    for _ in 0..servers.max(1) {
-        // A failed start drops (and so kills) the ones already running.
-        targets.push(RawTarget::Process(Box::new(RawProcess::start(&exe, lifetime).await?)));
-    }
-    let addrs: Vec<String> = targets.iter().map(|t| t.addr().to_string()).collect();
-    eprintln!("raw-fanout baseline: {} clients on {}", view.assault.len(), addrs.join(", "));
-    let r = raw_fanout::run_many(&mut targets, view.assault.len(), &view.order_frame(), fleet, common.phase_timeout())
+    let node = NodeBaseline {
+        node: base.node_bin.clone(),
+        script: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/node/raw-server.mjs")),
+        node_modules: base.node_modules.clone(),
+    };
+    let mut out = Vec::new();
+    for (i, stack) in base.baselines.iter().enumerate() {
+        if i > 0 {
+            // Let the sockets of the previous run drain first.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let mut targets = Vec::new();
+        for _ in 0..servers.max(1) {
+            // A failed start drops (and so kills) the ones already running.
+            let p = match stack {
+                Stack::Rust => RawProcess::start(&exe, lifetime).await?,
+                Stack::Node => RawProcess::start_node(&node, lifetime).await?,
+            };
+            targets.push(RawTarget::Process(Box::new(p)));
+        }
+        let addrs: Vec<String> = targets.iter().map(|t| t.addr().to_string()).collect();
+        eprintln!("raw-fanout baseline ({}): {} clients on {}", stack.name(), view.assault.len(), addrs.join(", "));
+        let r = raw_fanout::run_many(
+            stack.name(),
+            &mut targets,
+            view.assault.len(),
+            &view.order_frame(),
+            fleet,
+            common.phase_timeout(),
+        )
         .await;
-    join_all(targets.into_iter().map(RawTarget::stop)).await;
-    r
+        join_all(targets.into_iter().map(RawTarget::stop)).await;
+        let r = r?;
+        finish(r.report.clone(), &common.out)?;
+        out.push(r);
+    }
+    Ok(out)
 }
 
 async fn run(cmd: Cmd) -> anyhow::Result<bool> {
@@ -303,24 +372,23 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
             muster_loadtest::raw::main_process(Duration::from_secs(lifetime_s)).await?;
             Ok(true)
         }
-        Cmd::RawFanout { common } => {
+        Cmd::RawFanout { common, base } => {
             let view = CityView::new(common.members, common.seed)?;
             let fleet = common.fleet()?;
-            let outcome = baseline(&common, &view, &fleet, 1).await?;
-            finish(outcome.report, &common.out)
+            let outcomes = baselines(&common, &base, &view, &fleet, 1).await?;
+            Ok(outcomes.iter().all(|o| o.report.all_checks_pass()))
         }
-        Cmd::DeltaSurge { common, nodes, incidents, headcount, level, no_baseline } => {
+        Cmd::DeltaSurge { common, nodes, incidents, headcount, level, no_baseline, base } => {
             nodes.check()?;
             let view = CityView::new(common.members, common.seed)?;
             let fleet = common.fleet()?;
             let base = if no_baseline {
-                None
+                Vec::new()
             } else {
-                let b = baseline(&common, &view, &fleet, nodes.nodes).await?;
-                finish(b.report.clone(), &common.out)?;
+                let b = baselines(&common, &base, &view, &fleet, nodes.nodes).await?;
                 // Let the sockets of the baseline drain before muster starts.
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                Some(b)
+                b
             };
             let secret = random_secret();
             let (server, target) = common.start_muster(&secret, &nodes).await?;
@@ -331,7 +399,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
                 phase_timeout: common.phase_timeout(),
                 ..Default::default()
             };
-            let r = delta::run(&target, &view, &fleet, &opts, base.as_ref()).await;
+            let r = delta::run(&target, &view, &fleet, &opts, &base).await;
             server.stop().await;
             finish(r?, &common.out)
         }
@@ -388,7 +456,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::DeltaSurge { common, .. }
         | Cmd::Steady { common, .. }
         | Cmd::ReconnectStorm { common, .. }
-        | Cmd::RawFanout { common } => Some(Duration::from_secs(common.max_run_s)),
+        | Cmd::RawFanout { common, .. } => Some(Duration::from_secs(common.max_run_s)),
         Cmd::Worker | Cmd::RawServer { .. } => None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

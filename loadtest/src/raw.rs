@@ -157,6 +157,15 @@ pub async fn main_process(lifetime: Duration) -> anyhow::Result<()> {
     }
 }
 
+/// Where the Node baseline's parts are: the `node` binary, the server script, and the
+/// `node_modules` directory holding `ws`.
+#[derive(Debug, Clone)]
+pub struct NodeBaseline {
+    pub node: std::path::PathBuf,
+    pub script: std::path::PathBuf,
+    pub node_modules: std::path::PathBuf,
+}
+
 /// The raw server as a child process (so its CPU and memory are its own).
 pub struct RawProcess {
     child: Child,
@@ -167,17 +176,39 @@ pub struct RawProcess {
 }
 
 impl RawProcess {
+    /// The harness's own raw server: `exe raw-server`.
     pub async fn start(exe: &std::path::Path, lifetime: Duration) -> anyhow::Result<RawProcess> {
-        let mut child = tokio::process::Command::new(exe)
-            .arg("raw-server")
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("raw-server").arg("--lifetime-s").arg(lifetime.as_secs().to_string());
+        Self::spawn(cmd, &format!("{} raw-server", exe.display())).await
+    }
+
+    /// The second baseline, on another stack: `node loadtest/node/raw-server.mjs` with the
+    /// `ws` package found under `node_modules` (its parent directory goes into NODE_PATH).
+    pub async fn start_node(node: &NodeBaseline, lifetime: Duration) -> anyhow::Result<RawProcess> {
+        anyhow::ensure!(
+            node.node_modules.join("ws").join("package.json").is_file(),
+            "the Node baseline needs the `ws` package in {} (npm install --no-audit --no-fund --prefix {} ws@8), \
+             or pass --baselines rust",
+            node.node_modules.display(),
+            node.node_modules.parent().unwrap_or(&node.node_modules).display()
+        );
+        let mut cmd = tokio::process::Command::new(&node.node);
+        cmd.arg(&node.script)
             .arg("--lifetime-s")
             .arg(lifetime.as_secs().to_string())
+            .env("NODE_PATH", &node.node_modules);
+        Self::spawn(cmd, &format!("{} {}", node.node.display(), node.script.display())).await
+    }
+
+    async fn spawn(mut cmd: tokio::process::Command, what: &str) -> anyhow::Result<RawProcess> {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {} raw-server", exe.display()))?;
+            .with_context(|| format!("starting {what}"))?;
         let pid = child.id().context("the raw server exited at once")?;
         let stdin = child.stdin.take().expect("piped");
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();

@@ -58,9 +58,10 @@ async fn delta_surge_smoke() {
 
     let raw = RawServer::start("127.0.0.1:0".parse::<SocketAddr>().unwrap(), Duration::from_secs(120)).await.unwrap();
     let mut raw = RawTarget::InProcess(raw);
-    let base = raw_fanout::run(&mut raw, view.assault.len(), &view.order_frame(), &fleet, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let base =
+        raw_fanout::run("rust", &mut raw, view.assault.len(), &view.order_frame(), &fleet, Duration::from_secs(60))
+            .await
+            .unwrap();
     raw.stop().await;
     assert!(base.report.all_checks_pass(), "{}", base.report.markdown());
 
@@ -73,7 +74,7 @@ async fn delta_surge_smoke() {
         settle: Duration::from_millis(200),
         ..Default::default()
     };
-    let mut report = delta::run(&target, &view, &fleet, &opts, Some(&base)).await.unwrap();
+    let mut report = delta::run(&target, &view, &fleet, &opts, std::slice::from_ref(&base)).await.unwrap();
     eprintln!("{}\n{}", base.report.markdown(), report.markdown());
     assert!(report.all_checks_pass(), "{}", report.markdown());
     assert_eq!(report.value("members connected"), Some((view.assault.len() + view.on_call_other.len()) as f64));
@@ -97,4 +98,33 @@ async fn reconnect_storm_smoke() {
     eprintln!("{}", report.markdown());
     assert!(report.all_checks_pass(), "{}", report.markdown());
     app.stop().await.unwrap();
+}
+
+/// The second baseline (issue 22): Node.js with `ws`, started as the harness starts it,
+/// speaks the same protocol: every client gets the frame, acknowledges and reports. Needs
+/// `node` and `ws` in target/node-baseline (`.ci/run` installs it); fails and says so
+/// without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_baseline_smoke() {
+    use muster_loadtest::raw::{NodeBaseline, RawProcess};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let node = NodeBaseline {
+        node: "node".into(),
+        script: root.join("node/raw-server.mjs"),
+        node_modules: root.join("../target/node-baseline/node_modules"),
+    };
+    let view = CityView::new(MEMBERS, muster::demo::DEFAULT_SEED).unwrap();
+    let raw = RawProcess::start_node(&node, Duration::from_secs(120)).await.unwrap_or_else(|e| {
+        panic!("{e:#} (install it: npm install --no-audit --no-fund --prefix target/node-baseline ws@8)")
+    });
+    let pid = raw.pid;
+    let mut raw = RawTarget::Process(Box::new(raw));
+    let base =
+        raw_fanout::run("node", &mut raw, view.assault.len(), &view.order_frame(), &fleet(), Duration::from_secs(60))
+            .await
+            .unwrap();
+    raw.stop().await;
+    assert!(base.report.all_checks_pass(), "{}", base.report.markdown());
+    assert_eq!(base.times.reported.len(), view.assault.len(), "every client reported");
+    assert!(base.report.value("server CPU during the fan-out").is_some(), "the node server's CPU (pid {pid}) was read");
 }

@@ -172,7 +172,7 @@ pub async fn run(
     view: &CityView,
     fleet_opts: &FleetOpts,
     opts: &DeltaOpts,
-    baseline: Option<&RawOutcome>,
+    baselines: &[RawOutcome],
 ) -> anyhow::Result<Report> {
     let mut report = Report::new("delta-surge");
     let api = Api::new(target.addr(), &target.secret)?;
@@ -221,12 +221,14 @@ pub async fn run(
     let snap2 = target.snap();
     let stats2 = sum_stats(&snap2.nodes);
     let bar = fleet_opts.bar(view.assault.len() as u64, "order → ack → report");
+    let clients_cpu0 = fleet.cpu_s();
     let order = api.mobilize_all(opts.deadline_s).await?;
     let mob_id = order.body["id"].as_str().unwrap_or("mob-1").to_string();
     let ordered = order.body["ordered"].as_u64().unwrap_or(0);
     let reported_all =
         fleet.wait(opts.phase_timeout, &bar, |t| t.reported, |t| t.reported >= ordered && t.acked >= ordered).await;
     bar.finish_and_clear();
+    let clients_cpu = clients_cpu0.zip(fleet.cpu_s()).map(|(a, b)| b - a);
     let snap3 = target.snap();
     let stats3 = sum_stats(&snap3.nodes);
     let pushed1 = api.metric_sum_nodes(&nodes, "muster_frames_pushed_total").await.unwrap_or(0.0);
@@ -356,6 +358,11 @@ pub async fn run(
     if let Some(c) = cpu_between(stats2, stats3) {
         report.row("server CPU, order to last report", c, "s");
     }
+    if let Some(c) = clients_cpu {
+        // Each member gets the order and two `ok`s and sends two messages: a heavy client
+        // would show here before it could hide the server's cost (issue 22).
+        report.row("clients' CPU per member, order to last report", c * 1e6 / ordered.max(1) as f64, "µs");
+    }
     if let Some(c) = cpu_between(stats0, stats4) {
         report.row("server CPU, whole run", c, "s");
     }
@@ -386,10 +393,19 @@ pub async fn run(
     }
     report.row("incidents raised at once", raised.len() as f64, "");
     report.row("time to raise them all (last 201)", raise_ms, "ms");
-    if let Some(b) = baseline {
+    for b in baselines {
         let raw = &b.times;
-        report.row("raw-fanout: time until all delivered", raw.all_delivered_ms(), "ms");
-        report.row("raw-fanout: time until all acknowledged", raw.all_acked_ms(), "ms");
+        let s = b.stack;
+        report.row(&format!("raw-fanout ({s}): time until all delivered"), raw.all_delivered_ms(), "ms");
+        report.row(&format!("raw-fanout ({s}): time until all acknowledged"), raw.all_acked_ms(), "ms");
+        if let Some(c) = b.report.value("clients' CPU per client, frame to last report") {
+            report.row(&format!("raw-fanout ({s}): clients' CPU per client"), c, "µs");
+        }
+    }
+    // muster is compared with the faster baseline (by all acknowledged) of this run.
+    if let Some(b) = baselines.iter().min_by(|a, b| a.times.all_acked_ms().total_cmp(&b.times.all_acked_ms())) {
+        let raw = &b.times;
+        report.param("baseline_compared", b.stack);
         report.row("ratio: all delivered, muster / raw", times.all_delivered_ms() / raw.all_delivered_ms(), "×");
         report.row_max(
             "ratio: end to end (all acknowledged), muster / raw",
@@ -447,7 +463,7 @@ pub async fn run(
             points: cumulative(times.acked.clone(), 400),
         },
     ];
-    if let Some(b) = baseline {
+    for b in baselines {
         series.extend(b.report.series.iter().cloned());
     }
     report.series = series;

@@ -52,6 +52,8 @@ impl RawTarget {
 
 /// What the baseline measured, for the report and for the ratios of a muster run.
 pub struct RawOutcome {
+    /// Which server: "rust" (the harness's own) or "node" (`ws`).
+    pub stack: &'static str,
     pub report: Report,
     pub times: OrderTimes,
     pub clients: usize,
@@ -59,19 +61,21 @@ pub struct RawOutcome {
 }
 
 pub async fn run(
+    stack: &'static str,
     target: &mut RawTarget,
     clients: usize,
     frame: &str,
     fleet_opts: &FleetOpts,
     phase_timeout: Duration,
 ) -> anyhow::Result<RawOutcome> {
-    run_many(std::slice::from_mut(target), clients, frame, fleet_opts, phase_timeout).await
+    run_many(stack, std::slice::from_mut(target), clients, frame, fleet_opts, phase_timeout).await
 }
 
 /// The baseline on several raw servers (as many as muster nodes): client i connects to
 /// server i % N, and each server pushes the frame to its own clients. CPU and memory are
 /// summed over the servers.
 pub async fn run_many(
+    stack: &'static str,
     targets: &mut [RawTarget],
     clients: usize,
     frame: &str,
@@ -79,7 +83,8 @@ pub async fn run_many(
     phase_timeout: Duration,
 ) -> anyhow::Result<RawOutcome> {
     anyhow::ensure!(!targets.is_empty(), "no raw server");
-    let mut report = Report::new("raw-fanout");
+    let mut report = Report::new(&format!("raw-fanout-{stack}"));
+    report.param("stack", stack);
     report.param("clients", clients);
     report.param("frame_bytes", frame.len());
     report.param("answer_delay", fleet_opts.answer_delay.describe());
@@ -112,6 +117,7 @@ pub async fn run_many(
     };
 
     let bar = fleet_opts.bar(online, "raw: fan-out, ack, report");
+    let clients_cpu0 = fleet.cpu_s();
     let t_cmd = now_us();
     let sent_to: usize = join_all(targets.iter_mut().map(|t| t.broadcast(frame)))
         .await
@@ -122,6 +128,7 @@ pub async fn run_many(
     let finished = fleet.wait(phase_timeout, &bar, |t| t.reported, |t| t.reported >= online).await;
     bar.finish_and_clear();
     let stats2 = read();
+    let clients_cpu = clients_cpu0.zip(fleet.cpu_s()).map(|(a, b)| b - a);
     let results = fleet.finish(Duration::from_secs(60)).await?;
     let times = OrderTimes::of(&results, "mob-1", t_cmd);
 
@@ -139,6 +146,9 @@ pub async fn run_many(
     if let Some(c) = cpu_between(stats1, stats2) {
         report.row("server CPU during the fan-out", c, "s");
     }
+    if let Some(c) = clients_cpu {
+        report.row("clients' CPU per client, frame to last report", c * 1e6 / online.max(1) as f64, "µs");
+    }
     if let Some(s) = stats2 {
         report.row("server peak RSS", s.hwm_kib as f64 / 1024.0, "MiB");
     }
@@ -151,11 +161,15 @@ pub async fn run_many(
     report.latency("report round trip", summarize(times.report_rtt.clone()));
     report.series = vec![
         Series {
-            label: "raw: delivered".into(),
+            label: format!("raw ({stack}): delivered"),
             rgb: (120, 170, 230),
             points: cumulative(times.delivered.clone(), 400),
         },
-        Series { label: "raw: acked".into(), rgb: (240, 160, 120), points: cumulative(times.acked.clone(), 400) },
+        Series {
+            label: format!("raw ({stack}): acked"),
+            rgb: (240, 160, 120),
+            points: cumulative(times.acked.clone(), 400),
+        },
     ];
-    Ok(RawOutcome { report, times, clients: online as usize, rss_per_conn_kib })
+    Ok(RawOutcome { stack, report, times, clients: online as usize, rss_per_conn_kib })
 }
