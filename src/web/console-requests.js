@@ -229,7 +229,10 @@ export function mountConsoleRequests(catalog) {
       "select",
       { id: "req-d-difficulty" },
       h("option", { value: "" }, t("svc.difficulty.auto")),
-      ...[1, 2, 3, 4, 5].map((n) => h("option", { value: String(n) }, t("svc.difficulty", { d: n }))),
+      // Not below the category's own difficulty (the server refuses that).
+      ...[1, 2, 3, 4, 5]
+        .filter((n) => n >= (catalog().categories.find((c) => c.id === r.category)?.difficulty || 1))
+        .map((n) => h("option", { value: String(n) }, t("svc.difficulty", { d: n }))),
     );
     const now = Date.now();
     const from = Math.max(new Date(r.preferred_start).getTime(), now);
