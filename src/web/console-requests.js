@@ -387,7 +387,7 @@ export function mountConsoleRequests(catalog) {
     refs.desc.textContent = [p.description, p.order_id && t("cp.order", { id: p.order_id }), p.reason && t("res.reason", { r: p.reason })].filter(Boolean).join(" · ");
     refs.reasonLabel.textContent = t("rq.reason.label");
     refs.approve.textContent = t("cp.approve");
-    refs.decline.textContent = t("rq.decline");
+    refs.decline.textContent = t("cp.decline");
     refs.approve.setAttribute("aria-label", t("cp.approve.label", { title: p.title }));
     refs.decline.setAttribute("aria-label", t("cp.decline.label", { title: p.title }));
     refs.answer.hidden = p.status !== "proposed";

@@ -37,7 +37,6 @@ export function mountPropose(root, { memberId }) {
   const form = h(
     "form",
     { id: "mp-form", novalidate: true },
-    h("h3", { dataset: { i18n: "mp.new" } }, t("mp.new")),
     label("mp-category", "res.category"),
     category,
     label("mp-title", "svc.post.name"),
@@ -53,7 +52,8 @@ export function mountPropose(root, { memberId }) {
   );
   root.replaceChildren(
     h("h2", { id: "propose-h", dataset: { i18n: "mp.title" } }, t("mp.title")),
-    form,
+    // Folded until wanted: the form is long on a phone, and most visits only follow.
+    h("details", { id: "mp-fold" }, h("summary", { id: "mp-open", dataset: { i18n: "mp.new" } }, t("mp.new")), form),
     h("h3", { dataset: { i18n: "mp.mine" } }, t("mp.mine")),
     none,
     list,

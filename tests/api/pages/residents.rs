@@ -176,6 +176,7 @@ async fn a_resident_asks_staff_dispatch_a_member_serves_and_the_resident_rates_a
     // 创单: the member proposes on /m; staff see it live and approve it; the member sees it
     // approved and holds the order it became.
     member.wait("the proposal form", "return document.querySelector('#mp-list')?.dataset.loaded === 'true'").await;
+    member.click("#mp-open").await;
     member.select("#mp-category", "skills_training").await;
     member.type_into("#mp-title", "教老人用智能手机").await;
     member.type_into("#mp-for", "3栋独居老人").await;
