@@ -117,6 +117,14 @@ async fn a_resident_asks_staff_dispatch_a_member_serves_and_the_resident_rates_a
     let offered = desk.js("return [...document.querySelectorAll('#req-d-difficulty option')].map(o => o.value)").await;
     assert_eq!(offered, json!(["", "2", "3", "4", "5"]));
     desk.select("#req-d-difficulty", "2").await;
+    // A time that has passed: the server refuses it, and the page says so in its own words.
+    let keep = desk
+        .js("const s = document.querySelector('#req-d-start'), e = document.querySelector('#req-d-end'); \
+        const k = [s.value, e.value]; s.value = '2020-01-01T09:00'; e.value = '2020-01-01T12:00'; return k")
+        .await;
+    desk.click("#req-dispatch").await;
+    desk.wait("the refusal", &text_is("#req-detail-msg", "时间段不正确：结束须晚于开始。")).await;
+    desk.js(&format!("document.querySelector('#req-d-start').value = {}; document.querySelector('#req-d-end').value = {}; return true", keep[0], keep[1])).await;
     desk.click("#req-dispatch").await;
     desk.wait("dispatched", &status_is("#req-detail-status", "dispatched")).await;
     let r: Value = app.get(&staff, &format!("/v1/requests/{rid}")).await.json().await.unwrap();
@@ -129,6 +137,44 @@ async fn a_resident_asks_staff_dispatch_a_member_serves_and_the_resident_rates_a
     );
     desk.wait("the answer said", &text_is("#req-detail-msg", &format!("已派单：订单 {oid}。"))).await;
     phone.wait("the resident sees it dispatched", &status_is(&mine, "dispatched")).await;
+
+    // Two more requests: one merged into that order, one declined with a reason the
+    // resident reads.
+    let mut more = Vec::new();
+    for text in ["也帮我取一次药", "帮忙修水管"] {
+        phone.type_into("#r-desc", text).await;
+        phone.click("#r-submit").await;
+        let find = format!(
+            "return [...document.querySelectorAll('#r-list li')].find(li => li.textContent.includes({text:?}))?.dataset.id || null"
+        );
+        phone
+            .wait("placed", &format!("{} !== null", find.replace("|| null", "|| null)").replace("return ", "return (")))
+            .await;
+        more.push(phone.js(&find).await.as_str().unwrap().to_string());
+    }
+    let (merged, declined) = (more[0].clone(), more[1].clone());
+    desk.click("#req-close").await;
+    let c2 = format!("#req-list li[data-request=\"{merged}\"]");
+    desk.wait("the second request, live", &status_is(&c2, "submitted")).await;
+    desk.click(&format!("{c2} button.open")).await;
+    desk.wait("its detail", &text_is("#req-detail-h", &format!("点单 {merged}"))).await;
+    desk.select("#req-m-order", &oid).await;
+    desk.click("#req-merge").await;
+    desk.wait("merged", &text_is("#req-detail-msg", &format!("已并入订单 {oid}。"))).await;
+    let mine2 = format!("#r-list li[data-id=\"{merged}\"]");
+    phone.wait("the resident sees it merged", &status_is(&mine2, "dispatched")).await;
+    desk.click("#req-close").await;
+    let c3 = format!("#req-list li[data-request=\"{declined}\"]");
+    desk.wait("the third request", &status_is(&c3, "submitted")).await;
+    desk.click(&format!("{c3} button.open")).await;
+    desk.wait("its detail", &text_is("#req-detail-h", &format!("点单 {declined}"))).await;
+    desk.type_into("#req-reason", "请拨打物业电话").await;
+    desk.click("#req-decline").await;
+    desk.wait("declined", &text_is("#req-detail-msg", "已答复居民。")).await;
+    let mine3 = format!("#r-list li[data-id=\"{declined}\"]");
+    phone.wait("the resident sees it declined", &status_is(&mine3, "declined")).await;
+    assert!(phone.text(&mine3).await.contains("社区答复：请拨打物业电话"));
+    desk.fits_360().await;
 
     // A member takes the order on /m and checks in and out where it is.
     let member = driver.browser("member-requests").await;
@@ -170,7 +216,8 @@ async fn a_resident_asks_staff_dispatch_a_member_serves_and_the_resident_rates_a
     phone.click(&format!("{mine} button[data-rating=\"very_good\"]")).await;
     phone.wait("confirmed", &status_is(&mine, "confirmed")).await;
     assert!(phone.text(&mine).await.contains("已评价：很好"));
-    desk.wait("staff see it confirmed", &status_is("#req-detail-status", "confirmed")).await;
+    desk.click("#req-all").await;
+    desk.wait("staff see it confirmed, live", &status_is(&card, "confirmed")).await;
     phone.screenshot("resident").await;
 
     // 创单: the member proposes on /m; staff see it live and approve it; the member sees it
@@ -233,7 +280,8 @@ async fn a_resident_asks_staff_dispatch_a_member_serves_and_the_resident_rates_a
     // English: each page says it again in the other language.
     desk.click("#lang").await;
     desk.wait("English on the console", &text_is("#req-h", "Residents' requests")).await;
-    desk.wait("the status in English", &text_is("#req-detail-status", "Confirmed")).await;
+    desk.wait("the status in English", &text_is(&format!("{card} .badge"), "Confirmed")).await;
+    desk.wait("the detail in English", &text_is("#req-detail-status", "Declined")).await;
     desk.wait("the proposal in English", &text_is(&format!("{pcard} .badge"), "Approved")).await;
     desk.accessible("/console in English").await;
     phone.click("#lang").await;
@@ -256,7 +304,7 @@ async fn a_resident_asks_staff_dispatch_a_member_serves_and_the_resident_rates_a
             "/v1/session/resident - Failed to load resource: the server responded with a status of 401",
         ])
         .await;
-    desk.no_console_errors(&[]).await;
+    desk.no_console_errors(&["/dispatch - Failed to load resource: the server responded with a status of 422"]).await;
     member.no_console_errors(&[]).await;
     for b in [desk, phone, member] {
         b.close().await;
