@@ -82,7 +82,7 @@ export function mountConsoleRequests(catalog) {
           alt: t("rq.qr.alt", { c: community }),
           src: "data:image/svg+xml;charset=utf-8," + encodeURIComponent(link.qr_svg),
         }),
-        h("figcaption", {}, h("strong", { class: "req-qr-title" }, t("rq.qr.caption")), h("span", { id: "req-qr-link", class: "req-link" }, link.link)),
+        h("figcaption", {}, h("strong", { class: "req-qr-title", dataset: { i18n: "rq.qr.caption" } }, t("rq.qr.caption")), h("span", { id: "req-qr-link", class: "req-link" }, link.link)),
       );
       qrOut.hidden = false;
       qrPrint.hidden = false;
@@ -449,6 +449,8 @@ export function mountConsoleRequests(catalog) {
     },
     reload,
     relabel() {
+      const img = $("#req-qr img.qr");
+      if (img) img.alt = t("rq.qr.alt", { c: community });
       render(true);
       renderProposals(true);
       if (opened && requests.has(opened)) drawDetail(requests.get(opened), false);

@@ -152,35 +152,15 @@ async fn debug_logs_in_text_never_contain_a_token() {
 /// even at debug.
 #[tokio::test]
 async fn the_demo_logs_a_residents_code_by_challenge_id_and_never_the_phone() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["serve", "--demo", "--demo-members", "400", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .env_remove("RUST_LOG")
-        .env_remove("MUSTER_AUTH__SECRET")
-        .env("MUSTER_LOG__FILTER", "debug")
-        .env("MUSTER_LOG__FORMAT", "text")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .expect("the muster binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(180)).expect("the demo prints its address");
-        if let Some(a) = line.strip_prefix("listening on http://") {
-            break a.to_string();
-        }
-    };
+    let demo = crate::readme::start_demo_with(
+        &dir.path().join("data"),
+        &["--demo-members", "400"],
+        &[("MUSTER_LOG__FILTER", "debug"), ("MUSTER_LOG__FORMAT", "text")],
+        std::fs::File::create(&log_path).unwrap().into(),
+    );
+    let addr = demo.addr.clone();
     let http = reqwest::Client::new();
     let mut challenges = Vec::new();
     for phone in ["138 0013 8000", "+8613900139000"] {
@@ -221,8 +201,7 @@ async fn the_demo_logs_a_residents_code_by_challenge_id_and_never_the_phone() {
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["role"], "resident");
 
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(demo);
     let log = without_ansi(&std::fs::read_to_string(&log_path).unwrap());
     assert!(code_of(&log, &challenges[1]).is_some(), "the second code is logged too:\n{log:.3000}");
     assert!(log.contains("/v1/residents/code"), "requests are logged at debug, so the search means something");
