@@ -6,7 +6,7 @@
 // their code.
 
 import { t, catalogName } from "/web/i18n.js";
-import { api, h, $, fmtTime, say, sayProblem, syncCards, throttle } from "/web/common.js";
+import { api, h, fmtTime, say, sayProblem, syncCards, throttle } from "/web/common.js";
 
 function localInput(ms) {
   const d = new Date(ms);
