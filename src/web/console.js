@@ -8,6 +8,7 @@ import { mountInvite } from "/web/invite.js";
 import { GeoMap } from "/web/map.js";
 import { mountConsoleService } from "/web/console-service.js";
 import { mountRegistration } from "/web/console-registration.js";
+import { mountConsoleRequests } from "/web/console-requests.js";
 
 const LEVELS = ["IV", "III", "II", "I"];
 const ACTIVE = new Set(["open", "filled"]);
@@ -23,6 +24,7 @@ const cards = new Map(); // id -> {li, refs}
 const timelines = new Set(); // ids whose timeline is open
 let idemKey = null;
 let service = null;
+let requests = null; // residents' requests and members' proposals (console-requests.js)
 let unitList = []; // [{id, name}] for whistles to named units
 
 boot("console", ["staff", "command"], start);
@@ -42,6 +44,7 @@ async function start(token, claims) {
   });
   wireForm();
   service = mountConsoleService(() => catalog);
+  requests = mountConsoleRequests(() => catalog);
   mountInvite($("#invite"), claims);
   mountRegistration($("#reg"), claims.community);
   live = new Live({
@@ -51,6 +54,7 @@ async function start(token, claims) {
     onHello: () => {
       refresh();
       service.reload();
+      requests.reload();
     },
     onStatus: setStatus,
   });
@@ -84,6 +88,7 @@ async function start(token, claims) {
     for (const inc of incidents.values()) updateCard(inc);
     for (const id of timelines) loadTimeline(id);
     service.relabel();
+    requests.relabel();
   });
 }
 
@@ -113,6 +118,7 @@ async function loadCommunity() {
   selectGrid(gridIds[0]);
   await load();
   await service.setCommunity(communityId, gridIds);
+  await requests.setCommunity(communityId);
 }
 
 // ---- the raise form ----
@@ -270,7 +276,7 @@ async function load() {
 const refresh = throttle(load, 400);
 
 function onFrame(f) {
-  if (service.onFrame(f)) return;
+  if (service.onFrame(f) || requests.onFrame(f)) return;
   if (!f.type.startsWith("incident.")) return;
   const id = f.data?.incident_id;
   const inc = incidents.get(id);

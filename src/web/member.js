@@ -8,6 +8,7 @@ import { Live } from "/web/live.js";
 import { mountDevices } from "/web/invite.js";
 import { mountService } from "/web/member-service.js";
 import { mountPush } from "/web/member-push.js";
+import { mountPropose } from "/web/member-propose.js";
 
 const LOCATION_EVERY_MS = 10000;
 const LOCATION_MOVE_M = 25;
@@ -23,6 +24,7 @@ let lastSent = null;
 let watchId = null;
 let audio = null;
 let service = null;
+let propose = null; // 创单 (member-propose.js)
 const cards = new Map(); // "offer:<id>" | "order:<id>" -> {li, r}
 
 boot("m", ["member"], start);
@@ -62,6 +64,7 @@ async function start(token, claims) {
   });
   mountDevices($("#devices-card"), claims);
   mountPush();
+  propose = mountPropose($("#propose-card"), { memberId });
   live = new Live({
     token,
     key: "m." + sub,
@@ -79,6 +82,7 @@ async function start(token, claims) {
   onLangChange(() => {
     render(true);
     service.render(true);
+    propose.relabel();
     showMe();
     if (position) showPosition();
   });
@@ -284,11 +288,12 @@ function onHello() {
   if (position) sendLocation(true);
   reloadMe();
   service.load();
+  propose.load();
 }
 
 function onFrame(f) {
   const d = f.data || {};
-  if (service.onFrame(f)) return;
+  if (service.onFrame(f) || propose.onFrame(f)) return;
   switch (f.type) {
     case "offer": {
       const isNew = !state.offers[d.offer_id];

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::Ws;
 
-struct Demo {
+pub(crate) struct Demo {
     child: std::process::Child,
-    addr: String,
+    pub(crate) addr: String,
     /// "staff c015" → token, "member m00029" → token, …
     tokens: HashMap<String, String>,
     grid: String,
@@ -30,14 +30,21 @@ impl Drop for Demo {
 }
 
 fn start_demo(data: &std::path::Path) -> Demo {
+    start_demo_with(data, &[], &[("MUSTER_LOG__FILTER", "warn")], Stdio::null())
+}
+
+/// `muster serve --demo` with more `args` and `env`, its log to `stderr`; answers once it
+/// has printed its address, tokens and links.
+pub(crate) fn start_demo_with(data: &std::path::Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(args)
         .env_remove("RUST_LOG")
         .env_remove("MUSTER_AUTH__SECRET")
-        .env("MUSTER_LOG__FILTER", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("the muster binary starts");
     let stdout = child.stdout.take().unwrap();

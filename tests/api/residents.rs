@@ -16,13 +16,13 @@ use crate::helpers::*;
 
 /// An HTTP SMS gateway on loopback: takes `POST /sms {"to", "text"}`, hands each message
 /// to the test, and answers `fail` when told to.
-struct Sms {
+pub(crate) struct Sms {
     url: String,
     rx: mpsc::UnboundedReceiver<Value>,
     fail: Arc<Mutex<Option<u16>>>,
 }
 
-async fn sms_gateway() -> Sms {
+pub(crate) async fn sms_gateway() -> Sms {
     let (tx, rx) = mpsc::unbounded_channel();
     let fail: Arc<Mutex<Option<u16>>> = Arc::default();
     let f = fail.clone();
@@ -47,7 +47,7 @@ async fn sms_gateway() -> Sms {
 
 impl Sms {
     /// The next message's recipient and its six-digit code.
-    async fn code(&mut self) -> (String, String) {
+    pub(crate) async fn code(&mut self) -> (String, String) {
         let m = tokio::time::timeout(WAIT, self.rx.recv()).await.expect("an SMS arrives").unwrap();
         let text = m["text"].as_str().unwrap();
         let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
@@ -56,7 +56,7 @@ impl Sms {
     }
 }
 
-async fn spawn_with_sms(extra: &[(&str, &str)]) -> (TestApp, Sms) {
+pub(crate) async fn spawn_with_sms(extra: &[(&str, &str)]) -> (TestApp, Sms) {
     let sms = sms_gateway().await;
     let url = format!("\"{}\"", sms.url);
     let mut overrides = vec![("MUSTER_RESIDENTS__SMS_URL", url.as_str())];

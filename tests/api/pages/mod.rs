@@ -26,6 +26,7 @@ mod command;
 mod coverage;
 mod flows;
 mod push;
+mod residents;
 mod service;
 mod unit;
 
