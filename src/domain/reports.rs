@@ -120,11 +120,20 @@ pub struct ReportRow {
     pub registration_rate: f64,
     #[serde(flatten)]
     pub figures: Figures,
+    /// Hours of service the row's members owe over the period at the yearly target
+    /// (`dispatch.service.yearly_hours_target` per member per year, prorated by the
+    /// period's length); absent when the period has no `from`.
+    pub target_hours: Option<f64>,
+    /// Members of the row with fewer hours than their share of `target_hours`; absent
+    /// when the period has no `from`.
+    pub members_below_target: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Report {
     pub scope: String,
+    /// Hours of service each member owes per year (`dispatch.service.yearly_hours_target`).
+    pub yearly_hours_target: f64,
     pub from: Option<String>,
     pub to: String,
     pub total: ReportRow,
@@ -191,6 +200,8 @@ fn report(
                 registered: member.registered as u32,
                 registration_rate: member.registered as u32 as f64,
                 figures: f,
+                target_hours: None,
+                members_below_target: None,
             });
         }
     }
@@ -199,6 +210,7 @@ fn report(
     let n = members.len() as u32;
     Report {
         scope,
+        yearly_hours_target: 0.0,
         from: period.from.map(rfc3339),
         to: rfc3339(period.to),
         total: ReportRow {
@@ -208,9 +220,38 @@ fn report(
             registered,
             registration_rate: share(registered, n),
             figures: total,
+            target_hours: None,
+            members_below_target: None,
         },
         members: rows,
     }
+}
+
+/// A year, for prorating the yearly target: 365 days.
+const YEAR_MS: f64 = 365.0 * 86_400_000.0;
+
+/// Fills in the yearly target of service hours (the report's 每人每年服务不少于 20 小时):
+/// each member owes `yearly_hours` × the period's length in years; a row's `target_hours`
+/// is that times its members, and `members_below_target` counts those under their share.
+/// A period without `from` has no length, so it gets no target.
+pub fn apply_target(r: &mut Report, yearly_hours: f64, period: Period) {
+    r.yearly_hours_target = yearly_hours;
+    let Some(from) = period.from else { return };
+    let owed = yearly_hours * ((period.to - from).max(0) as f64 / YEAR_MS);
+    let round = |h: f64| (h * 100.0).round() / 100.0;
+    let below = |hours: f64, members: u32| hours + 1e-9 < owed * members as f64;
+    for row in &mut r.members {
+        row.target_hours = Some(round(owed * row.members as f64));
+        row.members_below_target = Some(below(row.figures.hours, row.members) as u32);
+    }
+    let t = &mut r.total;
+    t.target_hours = Some(round(owed * t.members as f64));
+    t.members_below_target = Some(if r.members.is_empty() {
+        // a member's own report: the total is the member
+        below(t.figures.hours, t.members) as u32
+    } else {
+        r.members.iter().filter_map(|m| m.members_below_target).sum()
+    });
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -216,6 +216,14 @@ pub struct ServiceRules {
     pub rating_weights: RatingWeights,
     /// Points one hour is worth when points and hours are exchanged.
     pub points_per_hour: f64,
+    /// Hours of service each member should give per year (the report: at least 20); the
+    /// reports compare every member and unit with it.
+    #[serde(default = "default_yearly_hours")]
+    pub yearly_hours_target: f64,
+}
+
+fn default_yearly_hours() -> f64 {
+    20.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -391,13 +399,17 @@ impl Rules {
         let w = &s.rating_weights;
         if !(s.geofence_m > 0.0
             && s.points_per_hour > 0.0
+            && s.yearly_hours_target >= 0.0
+            && s.yearly_hours_target <= 8_760.0
             && s.max_slots > 0
             && w.very_good >= 0.0
             && w.good >= 0.0
             && w.fair >= 0.0)
         {
             return Err(
-                "dispatch.service: geofence_m, points_per_hour, max_slots must be positive, weights >= 0".into()
+                "dispatch.service: geofence_m, points_per_hour, max_slots must be positive, weights >= 0, \
+                 yearly_hours_target within 0..=8760"
+                    .into()
             );
         }
         let c = &self.campaign;
@@ -492,6 +504,7 @@ impl Rules {
                 max_slots: 100,
                 rating_weights: RatingWeights { very_good: 1.2, good: 1.0, fair: 0.6 },
                 points_per_hour: 10.0,
+                yearly_hours_target: 20.0,
             },
             campaign: CampaignConfig::default(),
         }

@@ -27,39 +27,49 @@ pub struct ReportQuery {
     /// RFC 3339; now when omitted.
     #[param(format = DateTime)]
     pub to: Option<String>,
-    /// `json` (default) or `csv` (also chosen by `Accept: text/csv`).
+    /// `json` (default) or `csv` (UTF-8 with a BOM; also chosen by `Accept: text/csv`).
     #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
+    /// The CSV header's language: `zh` (default) or `en`.
+    #[param(pattern = "^(zh|en)$")]
+    pub lang: Option<String>,
 }
 
-fn report_response(r: Report, csv_out: bool) -> Result<Response, ApiError> {
+/// The CSV's columns: (English, Chinese) header.
+const COLUMNS: [(&str, &str); 23] = [
+    ("id", "编号"),
+    ("name", "名称"),
+    ("members", "人数"),
+    ("registered", "已报到"),
+    ("registration_rate", "报到率"),
+    ("hours", "服务时长(小时)"),
+    ("points", "积分"),
+    ("tasks_d1", "任务(难度1)"),
+    ("tasks_d2", "任务(难度2)"),
+    ("tasks_d3", "任务(难度3)"),
+    ("tasks_d4", "任务(难度4)"),
+    ("tasks_d5", "任务(难度5)"),
+    ("very_good", "很好"),
+    ("good", "好"),
+    ("fair", "一般"),
+    ("offered", "派发"),
+    ("accepted", "接受"),
+    ("arrived", "到场"),
+    ("reliability", "到场率"),
+    ("orders_created", "创单"),
+    ("orders_taken", "接单"),
+    ("target_hours", "目标时长(小时)"),
+    ("members_below_target", "未达标人数"),
+];
+
+/// The report as JSON, or as CSV: UTF-8 with a BOM (so spreadsheets read the Chinese),
+/// Chinese headers unless `english`, the total first, then one row a member.
+fn report_response(r: Report, csv_out: bool, english: bool) -> Result<Response, ApiError> {
     if !csv_out {
         return Ok(Json(r).into_response());
     }
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let header = [
-        "id",
-        "name",
-        "members",
-        "registered",
-        "registration_rate",
-        "hours",
-        "points",
-        "tasks_d1",
-        "tasks_d2",
-        "tasks_d3",
-        "tasks_d4",
-        "tasks_d5",
-        "very_good",
-        "good",
-        "fair",
-        "offered",
-        "accepted",
-        "arrived",
-        "reliability",
-        "orders_created",
-        "orders_taken",
-    ];
+    let mut w = csv::Writer::from_writer("\u{feff}".as_bytes().to_vec());
+    let header = COLUMNS.map(|(en, zh)| if english { en } else { zh });
     w.write_record(header).map_err(|e| ApiError::internal("csv", e))?;
     for row in std::iter::once(&r.total).chain(r.members.iter()) {
         let f = &row.figures;
@@ -79,6 +89,8 @@ fn report_response(r: Report, csv_out: bool) -> Result<Response, ApiError> {
         );
         rec.push(f.reliability.map(|r| format!("{r:.4}")).unwrap_or_default());
         rec.extend([f.orders_created, f.orders_taken].map(|v| v.to_string()));
+        rec.push(row.target_hours.map(|h| h.to_string()).unwrap_or_default());
+        rec.push(row.members_below_target.map(|n| n.to_string()).unwrap_or_default());
         w.write_record(&rec).map_err(|e| ApiError::internal("csv", e))?;
     }
     let body = w.into_inner().map_err(|e| ApiError::internal("csv", e))?;
@@ -170,8 +182,14 @@ fn answer_report(
     }
     let Query(q) = q?;
     let csv_out = wants_csv(&q, headers)?;
+    let english = match q.lang.as_deref() {
+        None | Some("zh") => false,
+        Some("en") => true,
+        Some(other) => return Err(ApiError::bad_request("invalid_query", format!("lang '{other}' is not zh or en"))),
+    };
     let period = period(&q)?;
-    let r = build(&app.engine.read(), &caller.actor, id, period)
+    let mut r = build(&app.engine.read(), &caller.actor, id, period)
         .ok_or_else(|| ApiError::not_found(code, format!("no {what} '{id}' in your scope")))?;
-    report_response(r, csv_out)
+    reports::apply_target(&mut r, app.settings.dispatch.service.yearly_hours_target, period);
+    report_response(r, csv_out, english)
 }

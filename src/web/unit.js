@@ -4,7 +4,7 @@
 // points and tasks from the unit report, which also downloads as CSV; invitations for the
 // unit's members; the unit's stream, live.
 
-import { t, onLangChange } from "/web/i18n.js";
+import { t, onLangChange, getLang } from "/web/i18n.js";
 import { api, boot, h, $, fmtTime, say, sayProblem, problemText, setStatus, downloadCsv } from "/web/common.js";
 import { Live } from "/web/live.js";
 import { mountInvite } from "/web/invite.js";
@@ -30,6 +30,7 @@ async function start(tok, claims) {
   onLangChange(() => {
     renderRate();
     renderMembers();
+    renderTarget();
     renderNews();
   });
   const live = new Live({ token, key: `unit.${unit}`, onFrame, onHello: refresh, onStatus: setStatus });
@@ -160,15 +161,25 @@ async function importCsv(e) {
 
 // ---- the unit's members with their figures ----
 
+// The year so far (from 1 January, China time): the unit's figures against the yearly
+// target of service hours (dispatch.service.yearly_hours_target, prorated by the server).
+function yearQuery() {
+  return `from=${encodeURIComponent(`${new Date().getFullYear()}-01-01T00:00:00+08:00`)}`;
+}
+
+let total = null;
+
 async function loadMembers() {
   const msg = $("#umem-msg");
   try {
     const [list, rep] = await Promise.all([
       api("GET", `/v1/members?unit_id=${encodeURIComponent(unit)}`),
-      api("GET", `/v1/reports/units/${encodeURIComponent(unit)}`),
+      api("GET", `/v1/reports/units/${encodeURIComponent(unit)}?${yearQuery()}`),
     ]);
     members = list;
     report = new Map((rep.members || []).map((r) => [r.id, r]));
+    total = { ...rep.total, yearly: rep.yearly_hours_target };
+    renderTarget();
     renderMembers();
     fillTeams();
     if (!members.length) say(msg, "unit.members.empty");
@@ -194,7 +205,23 @@ const COLUMNS = [
   ["hours", (m, r) => (r ? r.hours.toFixed(2) : "—")],
   ["points", (m, r) => (r ? r.points.toFixed(2) : "—")],
   ["tasks", (m, r) => (r ? r.tasks_by_difficulty.reduce((a, b) => a + b, 0) : "—")],
+  ["target", (m, r) => (r && r.target_hours != null ? t(r.members_below_target ? "unit.target.below" : "unit.target.met", { owed: r.target_hours.toFixed(1) }) : "—")],
 ];
+
+function renderTarget() {
+  const p = $("#umem-target");
+  if (!total || total.target_hours == null) {
+    p.textContent = "";
+    return;
+  }
+  p.textContent = t("unit.target.summary", {
+    hours: total.hours.toFixed(1),
+    owed: total.target_hours.toFixed(1),
+    yearly: total.yearly,
+    below: total.members_below_target,
+    members: total.members,
+  });
+}
 
 function renderMembers() {
   const table = $("#unit-members");
@@ -210,7 +237,8 @@ function renderMembers() {
 
 // The unit report as CSV.
 function downloadReport() {
-  return downloadCsv(`/v1/reports/units/${encodeURIComponent(unit)}?format=csv`, `muster-unit-${unit}.csv`, $("#umem-msg"));
+  const lang = getLang() === "en" ? "en" : "zh";
+  return downloadCsv(`/v1/reports/units/${encodeURIComponent(unit)}?format=csv&lang=${lang}&${yearQuery()}`, `muster-unit-${unit}.csv`, $("#umem-msg"));
 }
 
 // ---- the unit's stream ----

@@ -707,8 +707,9 @@ async fn reports_are_scoped_to_the_role() {
     app.stop().await;
 }
 
-/// The CSV's rows as maps from column to cell.
+/// The CSV's rows as maps from column to cell (after the BOM, where the client kept it).
 fn csv_rows(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let text = text.trim_start_matches('\u{feff}');
     csv::Reader::from_reader(text.as_bytes()).deserialize().map(|r| r.unwrap()).collect()
 }
 
@@ -724,13 +725,20 @@ async fn json_and_csv_reports_agree_on_the_totals() {
     assert!(t["offered"].as_u64().unwrap() >= 1);
     assert_eq!((t["accepted"].as_u64(), t["arrived"].as_u64()), (Some(1), Some(1)));
 
-    let resp = app.get(&staff, &format!("{path}?format=csv")).await;
+    // Chinese headers by default, for spreadsheets here; English on request
+    let zh = app.get(&staff, &format!("{path}?format=csv")).await.bytes().await.unwrap();
+    assert!(zh.starts_with(b"\xef\xbb\xbf"), "a UTF-8 BOM first, so spreadsheets read the Chinese");
+    let zh = String::from_utf8(zh.to_vec()).unwrap();
+    let zh_rows = csv_rows(&zh);
+    assert_eq!(zh_rows[0]["编号"], "c001", "{zh}");
+    assert_eq!(zh_rows[0]["服务时长(小时)"], t["hours"].as_f64().unwrap().to_string());
+    let resp = app.get(&staff, &format!("{path}?format=csv&lang=en")).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     let csv = resp.text().await.unwrap();
     let by_accept = app
         .http
-        .get(app.url(path))
+        .get(app.url(&format!("{path}?lang=en")))
         .bearer_auth(&staff)
         .header("accept", "text/csv")
         .send()
@@ -782,10 +790,22 @@ async fn json_and_csv_reports_agree_on_the_totals() {
     assert_eq!(e["total"]["offered"], 0);
     assert_eq!(e["total"]["ratings"], json!({"very_good": 0, "good": 0, "fair": 0}));
     assert_eq!(e["from"], from.as_str());
-    let ecsv = app.get(&staff, &format!("{q}&format=csv")).await.text().await.unwrap();
+    let ecsv = app.get(&staff, &format!("{q}&format=csv&lang=en")).await.text().await.unwrap();
     assert_eq!(csv_rows(&ecsv)[0]["offered"], "0");
+    // without `from` the period has no length, so no target; with one, each member owes
+    // the yearly target prorated (20 h a year: a day is 20/365 h) and every member of the
+    // empty period is below it
+    assert_eq!(j["yearly_hours_target"], 20.0);
+    assert!(t["target_hours"].is_null() && t["members_below_target"].is_null(), "{t}");
+    let members = e["total"]["members"].as_f64().unwrap();
+    let owed = 20.0 / 365.0 * members;
+    assert!((e["total"]["target_hours"].as_f64().unwrap() - owed).abs() < 0.006, "{owed} {}", e["total"]);
+    assert_eq!(e["total"]["members_below_target"].as_f64().unwrap(), members);
+    assert!(e["members"].as_array().unwrap().iter().all(|m| m["members_below_target"] == 1), "{e}");
+    assert_eq!(csv_rows(&ecsv)[0]["members_below_target"], members.to_string());
 
     problem(app.get(&staff, &format!("{path}?format=xml")).await, 400, "invalid_query").await;
+    problem(app.get(&staff, &format!("{path}?format=csv&lang=fr")).await, 400, "invalid_query").await;
     problem(app.get(&staff, &format!("{path}?from=yesterday")).await, 422, "invalid_body").await;
     app.stop().await;
 }

@@ -51,6 +51,22 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
         &format!("return document.querySelectorAll('#unit-members tbody tr').length === {}", unit_members(&before)),
     )
     .await;
+    // The year so far against the yearly target of service hours, as the report says.
+    let year = format!("{}-01-01T00:00:00+08:00", chrono::Utc::now().format("%Y"));
+    let rep: Value = app
+        .get(&admin, &format!("/v1/reports/units/{unit}?from={}", year.replace('+', "%2B")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let below = rep["total"]["members_below_target"].as_u64().expect("a target for a period with a from");
+    b.wait(
+        "the target line",
+        &format!(
+            "return document.querySelector('#umem-target').textContent.includes('按每人每年 20 小时')              && document.querySelector('#umem-target').textContent.includes('中 {below} 人未达标')"
+        ),
+    )
+    .await;
     b.accessible("the unit page").await;
     b.fits_360().await;
     let walk = b.tab_walk(40).await;
@@ -123,6 +139,11 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
         .await;
     b.click("#unit-csv").await;
     b.wait("the CSV", "return typeof window.__csv === 'string' && window.__csv.includes('m90002')").await;
+    let csv = b.js("return window.__csv").await;
+    let csv = csv.as_str().unwrap();
+    // (the BOM is the server's, checked in service.rs: Blob.text() decodes it away)
+    assert!(csv.trim_start_matches('\u{feff}').starts_with("编号,名称,"), "Chinese headers: {csv:.80}");
+    assert!(csv.contains("未达标人数"), "the target columns");
 
     // One more by the form, with a refusal first (an unknown grid), shown in Chinese.
     b.type_into("#uadd-id", "m90003").await;
