@@ -65,8 +65,8 @@ const MEMBERS: usize = 20_000;
 const SMOKE_MEMBERS: usize = 2_000;
 const DAYS: i64 = 7;
 const SMOKE_DAYS: i64 = 1;
-const INCIDENTS_PER_DAY: usize = 600;
-const ORDERS_PER_DAY: usize = 400;
+const INCIDENTS_PER_DAY: usize = 200;
+const ORDERS_PER_DAY: usize = 150;
 const SMOKE_INCIDENTS_PER_DAY: usize = 30;
 const SMOKE_ORDERS_PER_DAY: usize = 20;
 /// Acceptance at zero distance, by difficulty 1..5.
@@ -119,7 +119,7 @@ struct Task {
 }
 
 fn stream(city: &City, rules: &Rules, days: i64, per_day: (usize, usize), seed: u64) -> Vec<Task> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_7a5c);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_7a5c);
     let grids = city.communities.iter().map(|c| c.grids.len()).sum::<usize>();
     let mut tasks = Vec::new();
     for day in 0..days {
@@ -237,9 +237,8 @@ fn member_actor(id: &str) -> Actor {
 }
 
 fn simulate(city: &City, tasks: &[Task], rules: &Rules, seed: u64) -> Run {
-    let mut state = State::default();
     // Nobody listens: build no frames (their seqs still advance).
-    state.frame_filter = FrameFilter::only(|_| false);
+    let mut state = State { frame_filter: FrameFilter::only(|_| false), ..State::default() };
     let command = Actor::Command { district: None };
     execute(&mut state, rules, &Actor::System, Command::ImportCity(Box::new(city.clone())), T0 - DAY_MS)
         .expect("the demo city imports");
@@ -494,10 +493,7 @@ fn figures(tasks: &[Task], rules: &Rules, run: &Run) -> Figures {
             unfilled += mine.len() - fill.len();
             let name = format!("{kind:?}s, {class:?}").to_lowercase();
             let share = if mine.is_empty() { 0.0 } else { fill.len() as f64 / mine.len() as f64 * 100.0 };
-            rows.push((
-                format!("{name}: filled (of {})", mine.len()),
-                format!("{share:.1}%"),
-            ));
+            rows.push((format!("{name}: filled (of {})", mine.len()), format!("{share:.1}%")));
             rows.push((
                 format!("{name}: time to fill p50 / p90"),
                 format!("{} / {}", fmt_s(quantile(&fill, 0.5)), fmt_s(quantile(&fill, 0.9))),
@@ -542,7 +538,23 @@ fn main() {
     let city = demo_city(members, 2021);
     let tasks = stream(&city, &rules, days, per_day, seed);
 
-    let policies = [("muster", rules.clone()), ("nearest-first", nearest_first(&rules))];
+    let mut policies = Vec::new();
+    if std::env::var("FAIRNESS_BASE").as_deref() != Ok("0") {
+        policies.push(("muster".to_string(), rules.clone()));
+        policies.push(("nearest-first".to_string(), nearest_first(&rules)));
+    }
+    // More columns, to see what one term does: FAIRNESS_VARIANT="MUSTER_DISPATCH__WEIGHTS__RECENT_DUTY_M=0;…"
+    // (the configuration's own environment overrides laid over the defaults, one column per
+    // `;`-separated group); FAIRNESS_BASE=0 leaves out the two columns above.
+    for v in std::env::var("FAIRNESS_VARIANT").unwrap_or_default().split(';').filter(|v| !v.trim().is_empty()) {
+        let env = v.split_whitespace().map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("FAIRNESS_VARIANT: '{kv}' is not KEY=VALUE"));
+            (k.to_string(), v.to_string())
+        });
+        let r = Settings::load_with_env(None, env.collect::<Vec<_>>()).expect("FAIRNESS_VARIANT loads").dispatch;
+        policies.push((format!("muster, {}", v.trim()), r));
+    }
+    assert!(!policies.is_empty(), "FAIRNESS_BASE=0 wants a FAIRNESS_VARIANT");
     let mut figs = Vec::new();
     for (name, r) in &policies {
         let started = Instant::now();
@@ -564,15 +576,21 @@ fn main() {
             assert!((0.0..=1.0).contains(&g), "{name}: Gini {g} outside [0, 1]");
         }
         let load: f64 = run.loads.iter().sum();
-        assert!((load - run.credited).abs() < 1e-6, "{name}: the domain's load {load} is not the {} credited", run.credited);
+        assert!(
+            (load - run.credited).abs() < 1e-6,
+            "{name}: the domain's load {load} is not the {} credited",
+            run.credited
+        );
         assert!(f.filled > 0, "{name}: something was filled");
         figs.push(f);
     }
 
     println!();
-    println!("| figure | {} | {} |", policies[0].0, policies[1].0);
-    println!("|---|---:|---:|");
-    for (i, (label, a)) in figs[0].rows.iter().enumerate() {
-        println!("| {label} | {a} | {} |", figs[1].rows[i].1);
+    let names: Vec<&str> = policies.iter().map(|p| p.0.as_str()).collect();
+    println!("| figure | {} |", names.join(" | "));
+    println!("|---|{}", "---:|".repeat(names.len()));
+    for (i, (label, _)) in figs[0].rows.iter().enumerate() {
+        let cells: Vec<&str> = figs.iter().map(|f| f.rows[i].1.as_str()).collect();
+        println!("| {label} | {} |", cells.join(" | "));
     }
 }
