@@ -159,38 +159,48 @@ fn stream(city: &City, rules: &Rules, days: i64, per_day: (usize, usize), seed: 
 // The members' answers
 // ---------------------------------------------------------------------------------------
 
-/// What one member does with one task, the same in both runs: willing or not, and a
-/// standard normal `z` that sets how long they take (`delay_ms`).
+/// What one member does with one task, the same in both runs: a uniform `u` that says
+/// whether they are willing (`willing`), and a standard normal `z` that says how long they
+/// take (`delay_ms`). Both are drawn before anyone knows how the member will be asked, so
+/// the runs are coupled: whoever takes a task when asked one way takes it when asked a more
+/// pressing way too.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Draw {
-    willing: bool,
+    /// Acceptance at this distance and difficulty, when offered.
+    p: f64,
+    u: f64,
     /// Unwilling: decline (else let the offer expire).
     declines: bool,
     z: f64,
 }
 
 impl Draw {
-    /// A log-normal delay from the same `z`: an offer's answer (`notified`) or an order
-    /// found on the community's list.
+    /// Willing when sent the task (`notified`: an offer, or a hard order's reservation,
+    /// `order.offer`), or when finding it on the community's list.
+    fn willing(&self, notified: bool) -> bool {
+        self.u < if notified { self.p } else { self.p * ORDER_FACTOR }
+    }
+
+    /// A log-normal delay from the same `z`: an answer to an offer (`notified`), or a claim
+    /// of an order found on the list.
     fn delay_ms(&self, notified: bool) -> i64 {
         let (median_s, sigma) = if notified { (ANSWER_MEDIAN_S, ANSWER_SIGMA) } else { (CLAIM_MEDIAN_S, CLAIM_SIGMA) };
         (median_s * (sigma * self.z).exp() * 1000.0).round().max(1.0) as i64
     }
 }
 
-fn draw(seed: u64, task: usize, member: u32, difficulty: u8, distance_m: f64, kind: Kind) -> Draw {
+fn draw(seed: u64, task: usize, member: u32, difficulty: u8, distance_m: f64) -> Draw {
     let key = seed
         ^ (task as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
         ^ (member as u64 + 1).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
     let mut rng = ChaCha8Rng::seed_from_u64(key);
     let p = BASE[(difficulty.clamp(1, 5) - 1) as usize] * (-distance_m / DISTANCE_SCALE_M).exp();
-    let p = if kind == Kind::Order { p * ORDER_FACTOR } else { p };
-    let willing = rng.gen_bool(p.clamp(0.0, 1.0));
+    let u: f64 = rng.r#gen();
     let declines = rng.gen_bool(DECLINE_P);
     // Box–Muller: a standard normal for the log-normal delay.
     let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.r#gen());
     let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-    Draw { willing, declines, z }
+    Draw { p, u, declines, z }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -357,12 +367,12 @@ fn simulate(city: &City, tasks: &[Task], rules: &Rules, seed: u64) -> Run {
                         continue;
                     }
                     let d = state.roster.members[m as usize].position.distance_m(o.location);
-                    let a = draw(seed, *i, m, t.difficulty, d, Kind::Order);
-                    if a.willing {
-                        // Members named by a hard order's reservation are sent it (`order.offer`)
-                        // and answer as to an offer; the rest find it on the list.
-                        let delay = a.delay_ms(o.priority.contains(&m));
-                        push(&mut queue, now + delay, Step::Claim { order: id.clone(), member: m, retried: false });
+                    // Members named by a hard order's reservation are sent it (`order.offer`)
+                    // and answer as to an offer; the rest find it on the list.
+                    let (a, notified) = (draw(seed, *i, m, t.difficulty, d), o.priority.contains(&m));
+                    if a.willing(notified) {
+                        let at = now + a.delay_ms(notified);
+                        push(&mut queue, at, Step::Claim { order: id.clone(), member: m, retried: false });
                     }
                 }
             }
@@ -375,9 +385,9 @@ fn simulate(city: &City, tasks: &[Task], rules: &Rules, seed: u64) -> Run {
                     let m = state.city.member_by_id[member_id];
                     offer_distance.insert(offer_id.clone(), *distance_m);
                     let (offer, member) = (offer_id.clone(), member_id.clone());
-                    let a = draw(seed, i, m, tasks[i].difficulty, *distance_m, Kind::Incident);
+                    let a = draw(seed, i, m, tasks[i].difficulty, *distance_m);
                     let at = now + a.delay_ms(true);
-                    match (a.willing, a.declines) {
+                    match (a.willing(true), a.declines) {
                         (true, _) => push(&mut queue, at, Step::Accept { offer, member }),
                         (false, true) => push(&mut queue, at, Step::Decline { offer, member }),
                         (false, false) => {}
