@@ -19,8 +19,11 @@
 //! - an answer comes after a log-normal delay (median 20 s, σ 0.9: 4% come after the 90 s
 //!   TTL and are refused as expired);
 //! - an order is claimed by each member of its community with `ORDER_FACTOR` (0.25) times
-//!   the same probability, after a log-normal delay (median 15 min, σ 1.0); a member refused
-//!   by the hard-order reservation tries again when it ends, one refused by a cap gives up.
+//!   the same probability, after a log-normal delay (median 15 min, σ 1.0): most members do
+//!   not take what they only find on a list; a member named by a hard order's reservation is
+//!   sent it (`order.offer`) and answers as to an offer (the same uniform and normal draws,
+//!   without the factor, on the offer's delay). A member refused by the reservation tries
+//!   again when it ends; one refused by a cap or a full order gives up.
 //!
 //! The stream: `INCIDENTS_PER_DAY` incidents and `ORDERS_PER_DAY` orders a day, 85% of them
 //! between 08:00 and 22:00 local time, in grids drawn uniformly, categories drawn uniformly
@@ -39,7 +42,8 @@
 //! --bench fairness -- --bench` runs the same in a debug build. Without `--bench` (as
 //! `cargo test --all-targets` runs it) a smoke pass of one day on 2,000 members checks that
 //! the figures are computed and sane. `FAIRNESS_SEED` sets the seed (printed either way);
-//! `FAIRNESS_DAYS` the number of days.
+//! `FAIRNESS_DAYS` the number of days; `FAIRNESS_VARIANT` adds columns of muster with some
+//! settings changed (see `main`), `FAIRNESS_BASE=0` leaves out the two usual ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
