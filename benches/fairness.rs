@@ -211,7 +211,7 @@ fn draw(seed: u64, task: usize, member: u32, difficulty: u8, distance_m: f64) ->
 // One run
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone)]
 enum Step {
     Raise(usize),
     Post(usize),
