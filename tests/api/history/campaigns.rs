@@ -512,7 +512,7 @@ pub fn check(
                     && op.kind == "camp_foreign_ack"
                     && !matches!(
                         code.as_str(),
-                        "unknown_campaign" | "unknown_shift" | "connection_refused" | "rate_limited"
+                        "unknown_campaign" | "unknown_shift" | "connection_refused" | "rate_limited" | "unavailable"
                     )
                 {
                     ck.bad(format!("a member not rostered in {cid} was told {code}, not 404"), t, &[&cid, &member]);

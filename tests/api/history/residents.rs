@@ -475,7 +475,7 @@ pub fn check(
                 }
             }
             ("req_get_foreign", o)
-                if !matches!(o, Outcome::Fail(c) if c == "unknown_request" || c == "connection_refused" || c == "rate_limited")
+                if !matches!(o, Outcome::Fail(c) if c == "unknown_request" || c == "connection_refused" || c == "rate_limited" || c == "unavailable")
                     && !o.is_unknown() =>
             {
                 ck.bad(format!("a resident read another's request {id}: {}", o.short()), t, &[&id])
