@@ -133,7 +133,22 @@ pub async fn manager(ctx: Shared, world: std::sync::Arc<World>, seed: u64, node:
                 let iterations = if rng.gen_bool(0.08) { 99_999_999 } else { 2_000 };
                 let body = json!({"iterations": iterations, "seed": n});
                 let p = format!("{base}/roster");
-                let o = ctx.call(node, who, "camp_roster", Method::POST, &p, &token, Some(body), None).await;
+                let roster = ctx.call(node, who, "camp_roster", Method::POST, &p, &token, Some(body), None);
+                // Now and then a requirement changes while the roster is computed (through
+                // another node on three): the publish is then stale (retried by the server,
+                // or 409 roster_stale), never a roster of the campaign as it was.
+                let c = &camps[ci];
+                let o = match (c.sites.choose(&mut rng), c.shifts.choose(&mut rng)) {
+                    (Some(site), Some(shift)) if rng.gen_bool(0.3) => {
+                        let body = json!({"site_id": site.0, "shift_id": shift, "role": ROLES.choose(&mut rng).unwrap(),
+                                          "headcount": rng.gen_range(1..=3)});
+                        let p = format!("{base}/requirements");
+                        let put =
+                            ctx.call(node + 1, who, "camp_requirement", Method::PUT, &p, &token, Some(body), None);
+                        tokio::join!(roster, put).0
+                    }
+                    _ => roster.await,
+                };
                 // A published roster is read at once, so that its members answer it.
                 if o.is_ok() {
                     read(&ctx, node, &token, &base, "camp_get", &mut camps[ci]).await;
@@ -479,10 +494,21 @@ pub fn check(
                     ck.bad(format!("shift {shift} of {cid} refused, yet in the log"), t, &[&cid, &shift]);
                 }
             }
-            ("camp_requirement", Outcome::Ok(_)) => {
+            ("camp_requirement", o) => {
                 let key = (s(&body["site_id"]), s(&body["shift_id"]), s(&body["role"]));
-                if !c.is_some_and(|c| c.reqs.iter().any(|r| (&r.0, &r.1, &r.2) == (&key.0, &key.1, &key.2))) {
+                let has = c.is_some_and(|c| c.reqs.iter().any(|r| (&r.0, &r.1, &r.2) == (&key.0, &key.1, &key.2)));
+                if o.is_ok() && !has {
                     ck.bad(format!("requirement {key:?} of {cid} got 200, not in the log"), t, &[&cid]);
+                }
+                // A refused requirement that no other put of the same cell made left nothing.
+                let same = |x: &Op| {
+                    x.kind == "camp_requirement"
+                        && !matches!(x.outcome, Outcome::Fail(_))
+                        && x.args["path"] == op.args["path"]
+                        && ["site_id", "shift_id", "role"].iter().all(|k| x.args["body"][k] == body[k])
+                };
+                if definite(o) && has && !ops.iter().any(same) {
+                    ck.bad(format!("requirement {key:?} of {cid} refused, yet in the log"), t, &[&cid]);
                 }
             }
             ("camp_roster", Outcome::Ok(v)) => {
@@ -629,7 +655,8 @@ pub fn check(
 
 /// Can these checks fail? A made-up log with a roster that breaks every hard rule, and a
 /// history with a lost 201, a refused site in the log, a lost acknowledgement, a foreign
-/// member told 403, and a served campaign that is not the log's: all are reported.
+/// member told something else than 404, a served campaign that is not the log's, and a
+/// refused requirement in the log: all are reported.
 #[test]
 fn the_campaign_checks_report_planted_anomalies() {
     use super::client::Ctx;
@@ -705,6 +732,13 @@ fn the_campaign_checks_report_planted_anomalies() {
         Value::Null,
         Outcome::Fail("role_not_allowed".into()),
     );
+    rec(
+        "campaigns",
+        "camp_requirement",
+        "/v1/campaigns/cmp-1/requirements",
+        json!({"site_id": "s1", "shift_id": "a", "role": "queue_order", "headcount": 1}),
+        Outcome::Fail("unavailable".into()),
+    );
     let ops = ctx.ops.lock().unwrap().clone();
     let fin = FinalCampaigns {
         served: vec![
@@ -726,6 +760,7 @@ fn the_campaign_checks_report_planted_anomalies() {
         "camp_ack of m2 on cmp-1/c got 200, not in the log",
         "a member not rostered in cmp-1 was told role_not_allowed, not 404",
         "cmp-1: served",
+        "requirement (\"s1\", \"a\", \"queue_order\") of cmp-1 refused, yet in the log",
     ] {
         assert!(all.iter().any(|a| a.contains(want)), "not reported: {want}\nreported: {all:#?}");
     }
