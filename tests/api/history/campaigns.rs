@@ -325,11 +325,7 @@ impl CampaignFold {
                 bad.extend(hard_rules(c, &members, &slots));
                 c.roster = Some((version, members, slots));
             }
-            "no_shows" => {
-                if e["automatic"].as_bool().unwrap_or(false) {
-                    c.no_show_rerosters += 1;
-                }
-            }
+            "no_shows" if e["automatic"].as_bool().unwrap_or(false) => c.no_show_rerosters += 1,
             "closed" => c.closed = true,
             "acknowledged" | "checked_in" | "checked_out" => {
                 let k = ["acknowledged", "checked_in", "checked_out"].iter().position(|x| *x == op).unwrap_or(0);

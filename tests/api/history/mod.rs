@@ -440,7 +440,8 @@ async fn run(n_nodes: usize, default_secs: u64) {
         let id = c["id"].as_str().unwrap_or_default();
         fin_campaigns.served.push(get_json(&ctx, 0, &cmd, &format!("/v1/campaigns/{id}")).await);
     }
-    for m in campaigns::answered(&ctx.ops.lock().unwrap()) {
+    let answered = campaigns::answered(&ctx.ops.lock().unwrap());
+    for m in answered {
         let token = ctx.token(Role::Member, Some(&m));
         fin_campaigns.mine.insert(m.clone(), get_json(&ctx, 0, &token, "/v1/campaigns/mine").await);
     }

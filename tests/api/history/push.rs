@@ -206,51 +206,44 @@ pub fn check(ops: &[Op], fold: &PushFold, fin: &FinalPush, ck: &mut Ck) -> BTree
         let endpoint = s(&op.args["body"]["endpoint"]);
         let id = muster::domain::push::subscription_id(&endpoint);
         let sub = fold.subs.get(&id);
-        match (op.kind, &op.outcome) {
-            ("push_subscribe", Outcome::Ok(v)) => {
-                if v["id"] != id.as_str() || sub.is_none_or(|x| x.member != member || !x.changes.iter().any(|c| c.1)) {
-                    ck.bad(
-                        format!("{member}'s subscription {} got 201, the log has {sub:?}", v["id"]),
-                        t,
-                        &[&id, &member],
-                    );
-                }
+        let subscribed = sub.is_some_and(|x| x.member == member && x.changes.iter().any(|c| c.1));
+        let asked = |ok_only: bool| {
+            ops.iter().any(|o| {
+                o.kind == "push_subscribe"
+                    && if ok_only {
+                        o.outcome.is_ok() && o.complete < op.invoke
+                    } else {
+                        !matches!(o.outcome, Outcome::Fail(_))
+                    }
+                    && o.args["body"]["endpoint"] == endpoint.as_str()
+            })
+        };
+        let bad = match (op.kind, &op.outcome) {
+            ("push_subscribe", Outcome::Ok(v)) if v["id"] != id.as_str() || !subscribed => {
+                Some(format!("{member}'s subscription {} got 201, the log has {sub:?}", v["id"]))
             }
-            ("push_subscribe", Outcome::Fail(c))
-                if c.starts_with("invalid")
-                    && sub.is_some_and(|x| x.member == member && x.changes.iter().any(|c| c.1)) =>
-            {
-                // Refused as invalid: the body was bad, and that endpoint was never
-                // subscribed by anyone asking with it.
-                if !ops.iter().any(|o| {
-                    o.kind == "push_subscribe"
-                        && !matches!(o.outcome, Outcome::Fail(_))
-                        && o.args["body"]["endpoint"] == endpoint.as_str()
-                }) {
-                    ck.bad(format!("{member}'s subscription of {endpoint} refused {c}, the log has it"), t, &[&id]);
-                }
+            // Refused as invalid: the body was bad, and no one asked with that endpoint
+            // and a good body.
+            ("push_subscribe", Outcome::Fail(c)) if c.starts_with("invalid") && subscribed && !asked(false) => {
+                Some(format!("{member}'s subscription of {endpoint} refused {c}, the log has it"))
             }
             ("push_unsubscribe", Outcome::Ok(_)) if sub.is_none_or(|x| !x.changes.iter().any(|c| !c.1)) => {
-                ck.bad(format!("{member}'s unsubscription of {id} got 204, the log never removed it"), t, &[&id]);
+                Some(format!("{member}'s unsubscription of {id} got 204, the log never removed it"))
             }
+            // Unknown is right when it was not subscribed at that moment: only an endpoint
+            // subscribed (201) before and never removed is flagged.
             ("push_unsubscribe", Outcome::Fail(c))
                 if c == "unknown_push_subscription"
-                    && sub.is_some_and(|x| x.member == member && x.changes.iter().any(|c| c.1)) =>
+                    && subscribed
+                    && sub.is_some_and(|x| x.active && x.changes.len() == 1)
+                    && asked(true) =>
             {
-                // Unknown is right when it was not subscribed at that moment: only flag
-                // an endpoint that no one ever unsubscribed and that was subscribed before.
-                if sub.is_some_and(|x| x.active && x.changes.len() == 1)
-                    && ops.iter().any(|o| {
-                        o.kind == "push_subscribe"
-                            && o.outcome.is_ok()
-                            && o.complete < op.invoke
-                            && o.args["body"]["endpoint"] == endpoint.as_str()
-                    })
-                {
-                    ck.bad(format!("{member}'s unsubscription of {id} refused as unknown while subscribed"), t, &[&id]);
-                }
+                Some(format!("{member}'s unsubscription of {id} refused as unknown while subscribed"))
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(what) = bad {
+            ck.bad(what, t, &[&id, &member]);
         }
         if !matches!(op.outcome, Outcome::Fail(_)) {
             by_endpoint.entry((member, endpoint)).or_default().push(op);

@@ -485,7 +485,7 @@ pub fn check(
             {
                 ck.bad(format!("{} of {id} got 200, the log has it {:?}", op.kind, r.map(|r| &r.state)), t, &[&id])
             }
-            ("req_decline", Outcome::Ok(_)) if !r.is_some_and(|r| r.state == "declined") => {
+            ("req_decline", Outcome::Ok(_)) if r.is_none_or(|r| r.state != "declined") => {
                 ck.bad(format!("decline of {id} got 200, the log has it {:?}", r.map(|r| &r.state)), t, &[&id])
             }
             ("req_confirm", Outcome::Ok(_)) => {
