@@ -119,11 +119,25 @@ async fn ready(http: &reqwest::Client, addr: &str) -> bool {
     matches!(http.get(format!("http://{addr}/readyz")).send().await, Ok(r) if r.status() == 200)
 }
 
-async fn all_ready(ctx: &Shared, n: usize, limit: Duration) {
+async fn all_ready(ctx: &Shared, nodes: &Nodes, limit: Duration) {
     let until = Instant::now() + limit;
-    for i in 0..n {
+    for i in 0..nodes.dirs.len() {
         while !ready(&ctx.http, &ctx.addr(i)).await {
-            assert!(Instant::now() < until, "node{i} not ready within {limit:?}");
+            if Instant::now() >= until {
+                // What the node said last, to tell a node stuck unwritable from a slow one.
+                let log = std::fs::read_to_string(nodes.dirs[i].path().join("node.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let url = format!("http://{}/readyz", ctx.addr(i));
+                let answer = match ctx.http.get(url).send().await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                println!("node{i} /readyz: {answer}\nnode{i}'s log, last lines:");
+                for l in tail.iter().rev() {
+                    println!("  {l}");
+                }
+                panic!("node{i} not ready within {limit:?}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -295,7 +309,7 @@ async fn run(n_nodes: usize, default_secs: u64) {
     }
     let (city, communities, members) = city();
     let setup = Ctx::new(nodes.addrs(), 0);
-    all_ready(&setup, n_nodes, Duration::from_secs(30)).await;
+    all_ready(&setup, &nodes, Duration::from_secs(30)).await;
     let cmd = setup.token(Role::Command, None);
     // Ready is not yet leading: on three nodes the first write may meet no engine yet
     // (503 `unavailable`: nothing was changed, retry shortly), as a loaded machine showed.
@@ -369,7 +383,7 @@ async fn run(n_nodes: usize, default_secs: u64) {
     }
 
     // ---- quiesce: every node up, every open incident cancelled, the log still
-    all_ready(&ctx, n_nodes, Duration::from_secs(30)).await;
+    all_ready(&ctx, &nodes, Duration::from_secs(30)).await;
     let cmd = ctx.token(Role::Command, None);
     let open = get_json(&ctx, 0, &cmd, "/v1/incidents").await;
     for inc in open.as_array().unwrap().iter().filter(|i| i["status"] == "open" || i["status"] == "filled") {
