@@ -465,3 +465,122 @@ async fn quiet_for_finds_a_published_frame_without_waiting() {
     assert_eq!(ws.next_frame().await["type"], "incident.raised");
     app.stop().await;
 }
+
+// ---------------------------------------------------------------- loopback receivers
+
+/// A request a loopback receiver got (one request per connection).
+#[derive(Clone, Debug)]
+pub struct LoopbackRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    /// The receiver's own address (for a redirect to itself).
+    pub local: std::net::SocketAddr,
+}
+
+impl LoopbackRequest {
+    /// A header's value, or "" when it is absent.
+    pub fn header(&self, name: &str) -> String {
+        self.headers.get(&name.to_ascii_lowercase()).cloned().unwrap_or_default()
+    }
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+/// How a loopback receiver answers a request: after `delay`, `status` with `headers` and
+/// an empty body, or (when `answer` is false) nothing: the connection is closed after the
+/// delay without an answer.
+#[derive(Clone, Debug)]
+pub struct LoopbackReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub delay: Duration,
+    pub answer: bool,
+}
+
+impl LoopbackReply {
+    pub fn status(status: u16) -> LoopbackReply {
+        LoopbackReply { status, headers: Vec::new(), delay: Duration::ZERO, answer: true }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> LoopbackReply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+    pub fn after(mut self, delay: Duration) -> LoopbackReply {
+        self.delay = delay;
+        self
+    }
+    /// No answer at all: the connection is closed (after the delay, if any).
+    pub fn silent(delay: Duration) -> LoopbackReply {
+        LoopbackReply { status: 0, headers: Vec::new(), delay, answer: false }
+    }
+}
+
+/// A small HTTP/1.1 server on 127.0.0.1, port 0, for the test's own receivers (webhook
+/// endpoints, push services, SMS gateways): each connection carries one request, which is
+/// read whole (head and `content-length` body) and handed to `handle` as it arrives, before
+/// anything is answered; `handle` says how to answer. Returns the address it listens on.
+pub async fn loopback<F>(handle: F) -> std::net::SocketAddr
+where
+    F: Fn(&LoopbackRequest) -> LoopbackReply + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::sync::Arc::new(handle);
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let _ = loopback_serve(sock, addr, &*handle).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn loopback_serve<F>(mut sock: TcpStream, local: std::net::SocketAddr, handle: &F) -> Option<()>
+where
+    F: Fn(&LoopbackRequest) -> LoopbackReply,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.lines();
+    let mut request_line = lines.next().unwrap_or("").split(' ');
+    let method = request_line.next().unwrap_or("").to_string();
+    let path = request_line.next().unwrap_or("").to_string();
+    let mut headers = std::collections::BTreeMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            headers.entry(k.trim().to_ascii_lowercase()).or_insert_with(|| v.trim().to_string());
+        }
+    }
+    let len: usize = headers.get("content-length").and_then(|v: &String| v.parse().ok()).unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let req = LoopbackRequest { method, path, headers, body: buf[head_end..head_end + len].to_vec(), local };
+    let reply = handle(&req);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    if !reply.answer {
+        return Some(());
+    }
+    let extra: String = reply.headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let text = format!("HTTP/1.1 {} X\r\ncontent-length: 0\r\n{extra}connection: close\r\n\r\n", reply.status);
+    sock.write_all(text.as_bytes()).await.ok()?;
+    sock.shutdown().await.ok()
+}

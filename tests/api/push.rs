@@ -13,7 +13,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
 
@@ -43,15 +42,9 @@ struct PushService {
 
 impl PushService {
     async fn start() -> PushService {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(Script::default()));
         let s = script.clone();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve(sock, s.clone()));
-            }
-        });
+        let addr = loopback(move |req| answer(req, &s)).await;
         PushService { addr, script }
     }
 
@@ -72,48 +65,18 @@ impl PushService {
     }
 }
 
-/// One request per connection: read it, record it, answer as scripted.
-async fn serve(mut sock: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let Ok(n) = sock.read(&mut chunk).await else { return };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.lines();
-    let request_line = lines.next().unwrap_or("").to_string();
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
-        .collect();
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    while buf.len() < head_end + len {
-        let Ok(n) = sock.read(&mut chunk).await else { return };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let mut parts = request_line.split(' ');
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").to_string());
-    let status = if method != "POST" {
+/// Records the request and answers as scripted (405 to anything but a POST).
+fn answer(req: &LoopbackRequest, script: &Mutex<Script>) -> LoopbackReply {
+    let status = if req.method != "POST" {
         405
     } else {
         let mut s = script.lock().unwrap();
         s.next.pop_front().or(s.always).unwrap_or(201)
     };
-    let body = buf[head_end..head_end + len].to_vec();
-    script.lock().unwrap().hits.push(Hit { path, headers, body, status });
-    let extra = if status == 201 { "location: /message/1\r\n" } else { "" };
-    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n{extra}connection: close\r\n\r\n");
-    let _ = sock.write_all(reply.as_bytes()).await;
-    let _ = sock.shutdown().await;
+    let hit = Hit { path: req.path.clone(), headers: req.headers.clone(), body: req.body.clone(), status };
+    script.lock().unwrap().hits.push(hit);
+    let reply = LoopbackReply::status(status);
+    if status == 201 { reply.header("location", "/message/1") } else { reply }
 }
 
 // ---------------------------------------------------------------- the browser

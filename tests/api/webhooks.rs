@@ -13,7 +13,6 @@ use hmac::{Hmac, Mac};
 use muster::domain::org::City;
 use muster::gateway::auth::Role;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
 
@@ -60,15 +59,9 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(Script::default()));
         let s = script.clone();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve(sock, s.clone(), addr));
-            }
-        });
+        let addr = loopback(move |req| answer(req, &s)).await;
         Receiver { addr, script }
     }
 
@@ -94,40 +87,10 @@ impl Receiver {
     }
 }
 
-/// One request per connection: read it, record it, answer as scripted.
-async fn serve(mut sock: tokio::net::TcpStream, script: Arc<Mutex<Script>>, me: std::net::SocketAddr) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let Ok(n) = sock.read(&mut chunk).await else { return };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| {
-                l.split_once(':')
-                    .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.trim().to_string())
-            })
-            .unwrap_or_default()
-    };
-    let len: usize = header("content-length").parse().unwrap_or(0);
-    while buf.len() < head_end + len {
-        let Ok(n) = sock.read(&mut chunk).await else { return };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let path = head.lines().next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_string();
-    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+/// Records the request as it arrives, before it answers (a 2xx recorded is one the server
+/// may have heard, or not, if it was killed meanwhile: the one in flight), and answers as
+/// scripted.
+fn answer(req: &LoopbackRequest, script: &Mutex<Script>) -> LoopbackReply {
     let (fail, delay) = {
         let mut s = script.lock().unwrap();
         (s.next.pop_front().or(s.always), s.delay_ms)
@@ -141,31 +104,23 @@ async fn serve(mut sock: tokio::net::TcpStream, script: Arc<Mutex<Script>>, me: 
         Some(Fail::Timeout | Fail::Drop) => 0,
     };
     let hit = Hit {
-        path,
-        id: header("webhook-id"),
-        timestamp: header("webhook-timestamp"),
-        signature: header("webhook-signature"),
-        body,
+        path: req.path.clone(),
+        id: req.header("webhook-id"),
+        timestamp: req.header("webhook-timestamp"),
+        signature: req.header("webhook-signature"),
+        body: req.body_text(),
         status,
     };
-    // Recorded as it arrives, before it answers: a 2xx recorded is one the server may
-    // have heard (or not, if it was killed meanwhile: the one in flight).
     script.lock().unwrap().hits.push(hit);
-    if status == 200 && delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
     match fail {
-        Some(Fail::Drop) => return,
-        Some(Fail::Timeout) => {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            return;
+        Some(Fail::Drop) => LoopbackReply::silent(Duration::ZERO),
+        Some(Fail::Timeout) => LoopbackReply::silent(Duration::from_secs(3)),
+        Some(Fail::Redirect) => {
+            LoopbackReply::status(302).header("location", &format!("http://{}/elsewhere", req.local))
         }
-        _ => {}
+        _ if status == 200 => LoopbackReply::status(200).after(Duration::from_millis(delay)),
+        _ => LoopbackReply::status(status),
     }
-    let extra = if status == 302 { format!("location: http://{me}/elsewhere\r\n") } else { String::new() };
-    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n{extra}connection: close\r\n\r\n");
-    let _ = sock.write_all(reply.as_bytes()).await;
-    let _ = sock.shutdown().await;
 }
 
 /// The test's own check of a Standard Webhooks signature: HMAC-SHA256 keyed with the

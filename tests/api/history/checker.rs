@@ -864,6 +864,10 @@ const AUDITED: &[&str] = &[
     "webhook_disabled",
     "webhook_secret_rotated",
     "webhook_deleted",
+    "request_dispatched",
+    "request_declined",
+    "proposal_approved",
+    "proposal_declined",
 ];
 
 /// The audit trail, read whole as city command, is exactly the log's decisions, in order.

@@ -182,7 +182,11 @@ impl Fold {
     }
 
     fn apply(&mut self, seq: u64, at: i64, b: &Value) {
-        let kind = s(&b["type"]);
+        // Residents' events are one type with an `op` inside; the audit names them by it.
+        let kind = match s(&b["type"]).as_str() {
+            "residents" => s(&b["event"]["op"]),
+            k => k.to_string(),
+        };
         *self.kinds.entry(kind.clone()).or_default() += 1;
         self.seq_kinds.push((seq, kind.clone()));
         match kind.as_str() {

@@ -19,7 +19,6 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::checker::Ck;
 use super::client::{Op, Outcome, Shared};
@@ -57,62 +56,21 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
         let h = hits.clone();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve(sock, h.clone()));
-            }
-        });
+        let addr = crate::helpers::loopback(move |req| {
+            h.lock().unwrap().push(Hit {
+                path: req.path.clone(),
+                id: req.header("webhook-id"),
+                timestamp: req.header("webhook-timestamp"),
+                signature: req.header("webhook-signature"),
+                body: req.body_text(),
+            });
+            crate::helpers::LoopbackReply::status(if req.path.starts_with("/broken/") { 500 } else { 200 })
+        })
+        .await;
         Receiver { addr, hits }
     }
-}
-
-async fn serve(mut sock: tokio::net::TcpStream, hits: Arc<Mutex<Vec<Hit>>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let Ok(n) = sock.read(&mut chunk).await else { return };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| {
-                l.split_once(':')
-                    .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.trim().to_string())
-            })
-            .unwrap_or_default()
-    };
-    let len: usize = header("content-length").parse().unwrap_or(0);
-    while buf.len() < head_end + len {
-        let Ok(n) = sock.read(&mut chunk).await else { return };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let path = head.lines().next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_string();
-    let status = if path.starts_with("/broken/") { 500 } else { 200 };
-    hits.lock().unwrap().push(Hit {
-        path,
-        id: header("webhook-id"),
-        timestamp: header("webhook-timestamp"),
-        signature: header("webhook-signature"),
-        body: String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
-    });
-    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    let _ = sock.write_all(reply.as_bytes()).await;
-    let _ = sock.shutdown().await;
 }
 
 /// Event types an endpoint asks for (a random non-empty subset of these).

@@ -9,6 +9,7 @@
 //! (docs/RELIABILITY.md, "History checking"). A failure prints the seed, the fault schedule
 //! and, for each anomaly, the smallest window of the history that shows it.
 
+mod campaigns;
 mod checker;
 mod client;
 mod fold;
@@ -17,6 +18,8 @@ mod monitor;
 mod nemesis;
 mod ops;
 pub mod proxy;
+mod push;
+mod residents;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -106,7 +109,9 @@ fn base_env() -> Vec<(String, String)> {
     ]
     .iter()
     .chain(hooks::ENV.iter())
+    .chain(residents::ENV.iter())
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain(push::env())
     .collect()
 }
 
@@ -114,11 +119,25 @@ async fn ready(http: &reqwest::Client, addr: &str) -> bool {
     matches!(http.get(format!("http://{addr}/readyz")).send().await, Ok(r) if r.status() == 200)
 }
 
-async fn all_ready(ctx: &Shared, n: usize, limit: Duration) {
+async fn all_ready(ctx: &Shared, nodes: &Nodes, limit: Duration) {
     let until = Instant::now() + limit;
-    for i in 0..n {
+    for i in 0..nodes.dirs.len() {
         while !ready(&ctx.http, &ctx.addr(i)).await {
-            assert!(Instant::now() < until, "node{i} not ready within {limit:?}");
+            if Instant::now() >= until {
+                // What the node said last, to tell a node stuck unwritable from a slow one.
+                let log = std::fs::read_to_string(nodes.dirs[i].path().join("node.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let url = format!("http://{}/readyz", ctx.addr(i));
+                let answer = match ctx.http.get(url).send().await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                println!("node{i} /readyz: {answer}\nnode{i}'s log, last lines:");
+                for l in tail.iter().rev() {
+                    println!("  {l}");
+                }
+                panic!("node{i} not ready within {limit:?}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -235,8 +254,12 @@ async fn run(n_nodes: usize, default_secs: u64) {
     let schedule_text: Vec<String> = faults.iter().map(|(t, f)| format!("  at {t:>6} ms: {f:?}")).collect();
     println!("fault schedule:\n{}", schedule_text.join("\n"));
 
-    // ---- the nodes (and on three: their durable Redis, proxies and the monitor)
+    // ---- the nodes (and on three: their durable Redis, proxies and the monitor), with the
+    // test's own SMS gateway and push service
+    let sms = residents::Sms::start().await;
+    let push_service = push::Service::start().await;
     let mut env = base_env();
+    env.push(("MUSTER_RESIDENTS__SMS_URL".into(), format!("\"{}\"", sms.url)));
     let mut cluster = None;
     let mut proxies = Vec::new();
     if n_nodes > 1 {
@@ -286,7 +309,7 @@ async fn run(n_nodes: usize, default_secs: u64) {
     }
     let (city, communities, members) = city();
     let setup = Ctx::new(nodes.addrs(), 0);
-    all_ready(&setup, n_nodes, Duration::from_secs(30)).await;
+    all_ready(&setup, &nodes, Duration::from_secs(30)).await;
     let cmd = setup.token(Role::Command, None);
     // Ready is not yet leading: on three nodes the first write may meet no engine yet
     // (503 `unavailable`: nothing was changed, retry shortly), as a loaded machine showed.
@@ -332,6 +355,16 @@ async fn run(n_nodes: usize, default_secs: u64) {
     }
     let receiver = hooks::Receiver::start().await;
     tasks.push(tokio::spawn(hooks::admin(ctx.clone(), receiver.clone(), rng.r#gen(), p % n_nodes)));
+    tasks.push(tokio::spawn(campaigns::manager(ctx.clone(), world.clone(), rng.r#gen(), (p + 1) % n_nodes)));
+    tasks.push(tokio::spawn(residents::residents(
+        ctx.clone(),
+        world.clone(),
+        sms.clone(),
+        rng.r#gen(),
+        (p + 2) % n_nodes,
+    )));
+    let push_hits = push_service.hits.clone();
+    tasks.push(tokio::spawn(push::browsers(ctx.clone(), world.clone(), push_service, rng.r#gen(), p % n_nodes)));
     let mut played: Vec<(u64, String, String)> = Vec::new();
     let mut nrng = StdRng::seed_from_u64(seed ^ 0xfa017);
     for (at, f) in &faults {
@@ -350,7 +383,7 @@ async fn run(n_nodes: usize, default_secs: u64) {
     }
 
     // ---- quiesce: every node up, every open incident cancelled, the log still
-    all_ready(&ctx, n_nodes, Duration::from_secs(30)).await;
+    all_ready(&ctx, &nodes, Duration::from_secs(30)).await;
     let cmd = ctx.token(Role::Command, None);
     let open = get_json(&ctx, 0, &cmd, "/v1/incidents").await;
     for inc in open.as_array().unwrap().iter().filter(|i| i["status"] == "open" || i["status"] == "filled") {
@@ -416,6 +449,26 @@ async fn run(n_nodes: usize, default_secs: u64) {
             _ => break,
         }
     }
+    let mut fin_campaigns = campaigns::FinalCampaigns::default();
+    for c in get_json(&ctx, 0, &cmd, "/v1/campaigns").await["campaigns"].as_array().into_iter().flatten() {
+        let id = c["id"].as_str().unwrap_or_default();
+        fin_campaigns.served.push(get_json(&ctx, 0, &cmd, &format!("/v1/campaigns/{id}")).await);
+    }
+    let answered = campaigns::answered(&ctx.ops.lock().unwrap());
+    for m in answered {
+        let token = ctx.token(Role::Member, Some(&m));
+        fin_campaigns.mine.insert(m.clone(), get_json(&ctx, 0, &token, "/v1/campaigns/mine").await);
+    }
+    let fin_residents = residents::FinalResidents {
+        requests: get_json(&ctx, 0, &cmd, "/v1/requests").await.as_array().cloned().unwrap_or_default(),
+        proposals: get_json(&ctx, 0, &cmd, "/v1/proposals").await.as_array().cloned().unwrap_or_default(),
+    };
+    let mut fin_push = push::FinalPush::default();
+    for m in push::members(&world) {
+        let token = ctx.token(Role::Member, Some(&m));
+        let list = get_json(&ctx, 0, &token, "/v1/push/subscriptions").await;
+        fin_push.lists.insert(m, list.as_array().cloned().unwrap_or_default());
+    }
     for (i, m) in world.members.iter().enumerate() {
         let frames = replay(&ctx, i % n_nodes, &m.id).await;
         if cluster.is_none() {
@@ -432,7 +485,19 @@ async fn run(n_nodes: usize, default_secs: u64) {
     fin.hits = receiver.hits.lock().unwrap().clone();
     let folded = Fold::run(&events);
     let seen = cluster.as_ref().map(|c| c.watch.seen.lock().unwrap().clone());
-    let report = checker::check(&ctx, &folded, &fin, seen.as_deref());
+    let mut report = checker::check(&ctx, &folded, &fin, seen.as_deref());
+    // The families with folds of their own: campaigns, residents, push.
+    {
+        let ops = ctx.ops.lock().unwrap().clone();
+        let mut ck = checker::Ck::default();
+        let cf = campaigns::CampaignFold::run(&events);
+        report.stats.extend(campaigns::check(&ops, &cf, &fin_campaigns, ctx.start_ms, &mut ck));
+        let rf = residents::ResidentFold::run(&events);
+        report.stats.extend(residents::check(&ops, &rf, &fin_residents, ctx.start_ms, &mut ck));
+        fin_push.hits = push_hits.lock().unwrap().clone();
+        report.stats.extend(push::check(&ops, &push::PushFold::run(&events), &fin_push, &mut ck));
+        report.anomalies.extend(ck.out);
+    }
 
     // ---- the record
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
@@ -475,6 +540,18 @@ async fn run(n_nodes: usize, default_secs: u64) {
         "webhook messages",
         "dead letters",
         "city imports applied",
+        "campaigns",
+        "campaign rosters published",
+        "campaign no-show re-rosters",
+        "campaign answers",
+        "requests",
+        "requests dispatched",
+        "requests confirmed",
+        "proposals",
+        "resident sign-ins",
+        "push subscriptions",
+        "push attempts",
+        "pushes received",
     ] {
         if let Some(v) = s.get(k) {
             println!("{k}: {v}");

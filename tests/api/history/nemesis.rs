@@ -131,7 +131,10 @@ impl Nodes {
             // pid is muster's).
             let wrapper =
                 ["env", "-u", "MUSTER_HISTORY_SEED", "-u", "MUSTER_HISTORY_SECS", "-u", "MUSTER_HISTORY_STRICT", "--"];
-            start_child_with(&dir, ChildOptions { env: &e, wrapper: &wrapper, ..Default::default() })
+            // Its warnings and errors, kept (across restarts) for a node that does not come
+            // back ready: `all_ready` prints their end.
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).ok();
+            start_child_with(&dir, ChildOptions { env: &e, wrapper: &wrapper, stderr: log })
         })
         .await
         .unwrap()
