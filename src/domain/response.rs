@@ -406,11 +406,9 @@ impl Rules {
             && w.good >= 0.0
             && w.fair >= 0.0)
         {
-            return Err(
-                "dispatch.service: geofence_m, points_per_hour, max_slots must be positive, weights >= 0, \
+            return Err("dispatch.service: geofence_m, points_per_hour, max_slots must be positive, weights >= 0, \
                  yearly_hours_target within 0..=8760"
-                    .into()
-            );
+                .into());
         }
         let c = &self.campaign;
         let w = &c.weights;
