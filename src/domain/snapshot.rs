@@ -88,6 +88,9 @@ struct Body {
     /// Residents, requests and proposals (issue #20; absent before them).
     #[serde(default)]
     residents: super::residents_data::Residents,
+    /// Members' answer ids lately (issue 18; absent before them).
+    #[serde(default)]
+    answered: super::answers::Answered,
 }
 
 /// The state at its `last_seq`, encoded.
@@ -130,6 +133,7 @@ pub fn encode(state: &State) -> Vec<u8> {
             d
         },
         residents: state.residents.clone(),
+        answered: state.answered.clone(),
     };
     serde_json::to_vec(&body).expect("a state serializes")
 }
@@ -211,6 +215,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.campaigns_created = body.campaigns_created;
     state.push = super::push::PushState::restore(body.push_subscriptions, body.push_delivered);
     state.residents = body.residents;
+    state.answered = body.answered;
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
 }
