@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-struct Proc {
+pub(super) struct Proc {
     child: Child,
-    addr: String,
+    pub(super) addr: String,
 }
 
 impl Drop for Proc {
@@ -24,7 +24,7 @@ impl Drop for Proc {
     }
 }
 
-fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
+pub(super) fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_muster"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -50,7 +50,7 @@ fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
 }
 
 /// A TestApp-like client for a child process.
-fn client(addr: &str) -> TestApp {
+pub(super) fn client(addr: &str) -> TestApp {
     TestApp {
         app: None,
         addr: addr.to_string(),
@@ -73,12 +73,12 @@ fn snapshot_seq(dir: &Path) -> Option<u64> {
 }
 
 /// The seq of the last logged event, read from the database.
-fn last_seq(dir: &Path) -> u64 {
+pub(super) fn last_seq(dir: &Path) -> u64 {
     let db = rusqlite::Connection::open(dir.join(muster::store::sqlite::DB_FILE)).unwrap();
     db.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).unwrap()
 }
 
-fn kill9(mut p: Proc) {
+pub(super) fn kill9(mut p: Proc) {
     p.child.kill().unwrap(); // SIGKILL on Unix
     p.child.wait().unwrap();
 }
