@@ -25,8 +25,13 @@ impl Drop for Proc {
 }
 
 pub(super) fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
+    start_at("127.0.0.1:0", data, env)
+}
+
+/// `start` listening on `listen` (a page's origin stays the same across restarts).
+pub(super) fn start_at(listen: &str, data: &Path, env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_muster"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+    cmd.args(["serve", "--listen", listen, "--data"])
         .arg(data)
         .env("MUSTER_AUTH__SECRET", SECRET)
         .env("MUSTER_LOG__FILTER", "warn")
