@@ -3,7 +3,8 @@
 //!
 //! A snapshot holds what the log has decided (incidents, offers, mobilizations, orders,
 //! members' duty, workload and ledgers, stream seqs, deadlines, 平战 mode, sign-in links
-//! and open sessions, webhook endpoints, campaigns with their published rosters) and the city as
+//! and open sessions, webhook endpoints, campaigns with their published rosters, members'
+//! answer ids lately) and the city as
 //! last imported or registered into. What is derived is not in it and is rebuilt on
 //! restore: the city's lookup tables (`CityIndex::build`), `invitation_by_code`, the
 //! spatial index and the hot

@@ -4,7 +4,6 @@
 
 use serde_json::json;
 
-use crate::helpers::*;
 use crate::restart::{client, kill9, last_seq, start};
 
 #[tokio::test]
