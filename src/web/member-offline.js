@@ -140,6 +140,15 @@ export function mountOffline(o) {
   onLangChange(show);
   count();
   registerWorker();
+  // Signing out leaves no copy of the member's state on the device (the queue stays: its
+  // answers are the member's, sent when they are back).
+  $("#signout")?.addEventListener("click", () => {
+    try {
+      localStorage.removeItem(stateKey);
+    } catch (_) {
+      /* nothing kept */
+    }
+  });
 
   return {
     /**
