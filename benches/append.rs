@@ -97,6 +97,7 @@ fn round(members: usize, batch: usize) -> (Duration, Vec<Duration>) {
                     mobilization_id: "mob-1".into(),
                     member_id: member(i),
                     batched: true,
+                    answer_id: None,
                 },
             });
             let own = json!({"mobilization_id": "mob-1", "state": "acknowledged"});

@@ -260,6 +260,14 @@ pub enum Command {
     Residents {
         action: Box<super::residents_data::ResidentCommand>,
     },
+    /// A member's answer (accept, decline, arrive, mobilization ack or report) with the
+    /// client's id for it (issue 18, `domain::answers`): decided once; the same id again
+    /// is answered `Reply::Duplicate`.
+    /// `{"type":"answer","answer_id":"a-1","answer":{"type":"accept","offer_id":"off-1"}}`.
+    Answer {
+        answer_id: String,
+        answer: Box<Command>,
+    },
 }
 
 impl Command {
@@ -309,6 +317,7 @@ impl Command {
             Command::Tick => "tick",
             Command::Tally => "tally",
             Command::Residents { .. } => "residents",
+            Command::Answer { .. } => "answer",
         }
     }
 }
@@ -358,6 +367,8 @@ pub enum Reply {
     PushSubscription(String),
     Request(String),
     Proposal(String),
+    /// A `Command::Answer` whose id this member's same answer already used: nothing done.
+    Duplicate,
 }
 
 #[derive(Debug, Default)]
@@ -377,6 +388,9 @@ pub(super) struct Tx<'a> {
     /// The kernel's `dispatcher::apply`, handed in so that the features, which emit through
     /// a `Tx`, do not depend on the kernel that routes to them.
     apply: fn(&mut State, &Event) -> Vec<Frame>,
+    /// The client's id of the answer being decided (`Command::Answer`), which its event
+    /// records.
+    pub(super) answer_id: Option<String>,
 }
 
 impl<'a> Tx<'a> {
@@ -387,7 +401,7 @@ impl<'a> Tx<'a> {
         now: Ts,
         apply: fn(&mut State, &Event) -> Vec<Frame>,
     ) -> Self {
-        Tx { state, rules, actor, now, out: Outcome::default(), apply }
+        Tx { state, rules, actor, now, out: Outcome::default(), apply, answer_id: None }
     }
 
     pub(super) fn emit(&mut self, body: EventBody) {
@@ -511,6 +525,7 @@ mod tests {
             Command::PushUnsubscribe { .. } => 41,
             Command::PushRecord { .. } => 42,
             Command::Residents { .. } => 43,
+            Command::Answer { .. } => 46,
         }
     }
 
@@ -646,13 +661,17 @@ mod tests {
                     preferred_end: 1_700_003_600_000,
                 }),
             },
+            Command::Answer {
+                answer_id: "0b6f2c8e-1d7a-4c1e-9f00-123456789abc".into(),
+                answer: Box::new(Command::Accept { offer_id: "off-1".into() }),
+            },
         ]
     }
 
     #[test]
     fn every_command_round_trips_tagged_by_its_name() {
         let all = commands();
-        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=43).collect::<Vec<_>>());
+        assert_eq!(all.iter().map(ordinal).collect::<Vec<_>>(), (0..=43).chain([46]).collect::<Vec<_>>());
         for cmd in &all {
             let json = round_trip(cmd);
             let v: Value = serde_json::from_str(&json).unwrap();
@@ -696,6 +715,7 @@ mod tests {
             Reply::Mobilization("mob-1".into()),
             Reply::Order("ord-1".into()),
             Reply::RefreshReused("f".repeat(22)),
+            Reply::Duplicate,
         ];
         for r in &replies {
             round_trip(r);

@@ -25,6 +25,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use super::access;
+use super::answers;
 use super::campaign;
 use super::command::{Answer, Tx, acting_member};
 use super::errors::err;
@@ -50,7 +51,16 @@ pub use super::time::rfc3339;
 
 /// Validates and carries out one command. On error nothing has changed.
 pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, now: Ts) -> Result<Outcome, DomainError> {
+    // An answer with the client's id: decided once (`answers`), then as the answer itself.
+    let (cmd, answer_id) = match cmd {
+        Command::Answer { answer_id, answer } => match answers::prior(state, actor, &answer_id, &answer)? {
+            Some(reply) => return Ok(Outcome { reply: Some(reply), ..Outcome::default() }),
+            None => (*answer, Some(answer_id)),
+        },
+        cmd => (cmd, None),
+    };
     let mut tx = Tx::new(state, rules, actor.label(), now, apply);
+    tx.answer_id = answer_id;
     let reply = match cmd {
         Command::ImportCity(city) => import_city(&mut tx, actor, *city)?,
         Command::Raise(r) => incidents::raise(&mut tx, actor, r)?,
@@ -146,6 +156,7 @@ pub fn execute(state: &mut State, rules: &Rules, actor: &Actor, cmd: Command, no
             Reply::Done
         }
         Command::Tally => wartime::tally(&mut tx),
+        Command::Answer { .. } => unreachable!("an answer is unwrapped above, and `answers::prior` refuses one inside"),
     };
     debug_assert!(tx.state.roster.hot_in_step(), "Roster::hot drifted from MemberRt");
     Ok(tx.finish(reply))
@@ -251,6 +262,7 @@ pub fn apply_in_order<'a>(
 pub fn apply(state: &mut State, event: &Event) -> Vec<Frame> {
     debug_assert_eq!(event.seq, state.last_seq + 1, "events are applied in order, without gaps");
     state.last_seq = event.seq;
+    answers::apply(state, &event.body);
     let mut frames = Vec::new();
     match &event.body {
         EventBody::CityImported { city } => {

@@ -122,12 +122,18 @@ pub enum EventBody {
         offer_id: String,
         incident_id: String,
         member_id: String,
+        /// The client's id of this answer (`domain::answers`), when it sent one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer_id: Option<String>,
     },
     OfferDeclined {
         offer_id: String,
         incident_id: String,
         member_id: String,
         reason: Option<String>,
+        /// The client's id of this answer (`domain::answers`), when it sent one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer_id: Option<String>,
     },
     OfferExpired {
         offer_id: String,
@@ -146,6 +152,9 @@ pub enum EventBody {
         member_id: String,
         position: Position,
         distance_m: f64,
+        /// The client's id of this answer (`domain::answers`), when it sent one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer_id: Option<String>,
     },
     IncidentFilled {
         incident_id: String,
@@ -197,6 +206,9 @@ pub enum EventBody {
         /// written before progress was batched: those events publish their own.
         #[serde(default)]
         batched: bool,
+        /// The client's id of this answer (`domain::answers`), when it sent one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer_id: Option<String>,
     },
     MobilizationReported {
         mobilization_id: String,
@@ -206,6 +218,9 @@ pub enum EventBody {
         /// As for `MobilizationAcknowledged`.
         #[serde(default)]
         batched: bool,
+        /// The client's id of this answer (`domain::answers`), when it sent one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer_id: Option<String>,
     },
     /// Closes a batch of acknowledgements and reports: one `mobilization.progress` frame
     /// per stream that follows the mobilization, listing what changed since the last one.

@@ -350,6 +350,7 @@ pub(super) fn answer(tx: &mut Tx<'_>, actor: &Actor, offer_id: &str, answer: Ans
                     offer_id: offer_id.into(),
                     incident_id: incident_id.clone(),
                     member_id,
+                    answer_id: tx.answer_id.clone(),
                 });
                 let inc = &tx.state.incidents[&incident_id];
                 if inc.accepted() >= inc.headcount {
@@ -367,6 +368,7 @@ pub(super) fn answer(tx: &mut Tx<'_>, actor: &Actor, offer_id: &str, answer: Ans
                     incident_id: incident_id.clone(),
                     member_id,
                     reason,
+                    answer_id: tx.answer_id.clone(),
                 });
                 refill(tx, &incident_id);
             }
@@ -398,6 +400,7 @@ pub(super) fn answer(tx: &mut Tx<'_>, actor: &Actor, offer_id: &str, answer: Ans
                     member_id,
                     position,
                     distance_m,
+                    answer_id: tx.answer_id.clone(),
                 });
                 tx.state.roster.move_to(idx, position);
             }
@@ -533,7 +536,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             state.deadlines.insert((*expires_at, Deadline::OfferExpiry(offer_id.clone())));
             scope_frames(state, frames, incident_id, "incident.offer_sent", &event.body, at);
         }
-        EventBody::OfferAccepted { offer_id, incident_id, member_id } => {
+        EventBody::OfferAccepted { offer_id, incident_id, member_id, .. } => {
             let idx = set_offer_state(state, incident_id, offer_id, OfferState::Accepted, at);
             let inc = state.incidents.get_mut(incident_id).expect("known incident");
             let unit = state.city.member_unit[idx as usize];
@@ -576,7 +579,7 @@ pub(super) fn apply(state: &mut State, event: &Event, frames: &mut Vec<Frame>) {
             state.push_frame(frames, stream::member(member_id), "offer.revoked", data);
             scope_frames(state, frames, incident_id, "incident.offer_revoked", &event.body, at);
         }
-        EventBody::MemberArrived { offer_id, incident_id, member_id, distance_m, position } => {
+        EventBody::MemberArrived { offer_id, incident_id, member_id, distance_m, position, .. } => {
             let idx = set_offer_state(state, incident_id, offer_id, OfferState::Arrived, at);
             state.roster.move_to(idx, *position);
             state.roster.members[idx as usize].ledger.arrived += 1;
@@ -663,6 +666,8 @@ pub(super) fn scope_frames(
     let mut data = serde_json::to_value(body).expect("events serialize");
     if let Value::Object(map) = &mut data {
         map.remove("type");
+        // The member's client's own id for an answer is not the scope's business.
+        map.remove("answer_id");
         map.insert("incident".into(), summary(inc));
         map.insert("at".into(), Value::String(rfc3339(at)));
         if let Some(Value::Number(t)) = map.get("expires_at").cloned() {

@@ -20,6 +20,7 @@
 //! - `push`: members' Web Push subscriptions, which events call for a push, and the record of tries.
 
 pub mod access;
+pub mod answers;
 pub mod audit;
 pub mod balance;
 pub mod campaign;

@@ -3,7 +3,8 @@
 //!
 //! A snapshot holds what the log has decided (incidents, offers, mobilizations, orders,
 //! members' duty, workload and ledgers, stream seqs, deadlines, 平战 mode, sign-in links
-//! and open sessions, webhook endpoints, campaigns with their published rosters) and the city as
+//! and open sessions, webhook endpoints, campaigns with their published rosters, members'
+//! answer ids lately) and the city as
 //! last imported or registered into. What is derived is not in it and is rebuilt on
 //! restore: the city's lookup tables (`CityIndex::build`), `invitation_by_code`, the
 //! spatial index and the hot
@@ -88,6 +89,9 @@ struct Body {
     /// Residents, requests and proposals (issue #20; absent before them).
     #[serde(default)]
     residents: super::residents_data::Residents,
+    /// Members' answer ids lately (issue 18; absent before them).
+    #[serde(default)]
+    answered: super::answers::Answered,
 }
 
 /// The state at its `last_seq`, encoded.
@@ -130,6 +134,7 @@ pub fn encode(state: &State) -> Vec<u8> {
             d
         },
         residents: state.residents.clone(),
+        answered: state.answered.clone(),
     };
     serde_json::to_vec(&body).expect("a state serializes")
 }
@@ -211,6 +216,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     state.campaigns_created = body.campaigns_created;
     state.push = super::push::PushState::restore(body.push_subscriptions, body.push_delivered);
     state.residents = body.residents;
+    state.answered = body.answered;
     debug_assert!(state.roster.hot_in_step());
     Ok(state)
 }

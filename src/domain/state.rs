@@ -111,6 +111,8 @@ pub struct State {
     pub push: super::push::PushState,
     /// Residents, their sign-in codes and requests, and members' proposals (issue #20).
     pub residents: super::residents_data::Residents,
+    /// Members' answers with a client id, lately (`domain::answers`).
+    pub answered: super::answers::Answered,
 }
 
 /// Was a token of this subject, issued at `iat` (seconds), revoked? (`State::revoked`, or

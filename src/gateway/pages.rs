@@ -75,13 +75,19 @@ pub struct Page {
     pub ask: bool,
     /// `<meta name="theme-color">`, for the phone's browser bar (`{{#theme-color}}`).
     pub theme_color: Option<&'static str>,
+    /// `<link rel="manifest">`: the web app manifest that makes the page installable
+    /// (`{{#manifest}}`; issue 18, the member app).
+    pub manifest: Option<&'static str>,
 }
 
 /// Every page there is, and all that differs between them.
 pub static PAGES: [Page; 8] = [
     Page::new("/", "index", "muster 应急动员调度", ("index.title", "muster 应急动员调度")),
     Page::new("/console", "console", "社区工作台 · muster", ("console.title", "社区工作台")).signs_in().asks(),
-    Page::new("/m", "member", "党员报到 · muster", ("member.title", "党员报到")).signs_in().theme_color("#b3261e"),
+    Page::new("/m", "member", "党员报到 · muster", ("member.title", "党员报到"))
+        .signs_in()
+        .theme_color("#b3261e")
+        .manifest("/web/member.webmanifest"),
     Page::new("/dashboard", "dashboard", "指挥大屏 · muster", ("dash.title", "指挥大屏")).signs_in().asks(),
     Page::new("/reports", "reports", "考核报表 · muster", ("rep.title", "考核报表")).signs_in(),
     Page::new("/unit", "unit", "单位管理 · muster", ("unit.title", "单位管理")).signs_in().asks(),
@@ -100,7 +106,7 @@ impl Page {
         title: &'static str,
         heading: (&'static str, &'static str),
     ) -> Self {
-        Page { path, name, title, heading, sign_in: None, ask: false, theme_color: None }
+        Page { path, name, title, heading, sign_in: None, ask: false, theme_color: None, manifest: None }
     }
     /// With the sign-in card (and its usual hint), the connection status and sign-out.
     const fn signs_in(self) -> Self {
@@ -118,6 +124,10 @@ impl Page {
     const fn theme_color(self, colour: &'static str) -> Self {
         Page { theme_color: Some(colour), ..self }
     }
+    /// With `<link rel="manifest">`.
+    const fn manifest(self, href: &'static str) -> Self {
+        Page { manifest: Some(href), ..self }
+    }
     /// The value of `{{key}}`; `None` where the page has no such thing, which also leaves
     /// out its `{{#key}}` block.
     fn value(&self, key: &str) -> Option<&'static str> {
@@ -129,6 +139,7 @@ impl Page {
             "sign-in" => self.sign_in,
             "ask" => self.ask.then_some(""),
             "theme-color" => self.theme_color,
+            "manifest" => self.manifest,
             _ => None,
         }
     }
@@ -155,6 +166,7 @@ fn content_type(name: &str) -> Option<&'static str> {
         "svg" => "image/svg+xml",
         "png" => "image/png",
         "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
         "txt" => "text/plain; charset=utf-8",
         _ => return None,
     })
@@ -501,6 +513,7 @@ mod tests {
             }
             assert_eq!(once("<dialog id=\"ask\">"), usize::from(p.ask), "{path}: the dialog");
             assert_eq!(once("name=\"theme-color\""), usize::from(p.theme_color.is_some()), "{path}");
+            assert_eq!(once("rel=\"manifest\""), usize::from(p.manifest.is_some()), "{path}");
             // The body is there, inside <main>, once.
             let body = String::from_utf8(Web::get(&format!("{}.html", p.name)).unwrap().data.into_owned()).unwrap();
             let body = without_note(&body);
@@ -540,6 +553,27 @@ mod tests {
         }
         for name in ["layout.html", "console.html", "index.html", "../pages.rs", ".hidden.js", "nope.js"] {
             assert_eq!(asset(name, &none).status(), StatusCode::NOT_FOUND, "{name}");
+        }
+    }
+
+    /// The member app's manifest (issue 18): served as a manifest, and naming /m, its
+    /// icon and a standalone display; the /m page links it.
+    #[test]
+    fn the_member_app_has_its_manifest() {
+        let href = PAGES.iter().find(|p| p.path == "/m").and_then(|p| p.manifest).unwrap();
+        let name = href.strip_prefix("/web/").unwrap();
+        let resp = asset(name, &HeaderMap::new());
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/manifest+json");
+        let m: serde_json::Value = serde_json::from_slice(&Web::get(name).unwrap().data).unwrap();
+        assert_eq!(
+            (m["start_url"].as_str(), m["scope"].as_str(), m["display"].as_str()),
+            (Some("/m"), Some("/m"), Some("standalone"))
+        );
+        assert!(m["name"].as_str().unwrap().starts_with("党员报到"));
+        for icon in m["icons"].as_array().unwrap() {
+            let src = icon["src"].as_str().unwrap().strip_prefix("/web/").unwrap();
+            assert_eq!(asset(src, &HeaderMap::new()).status(), StatusCode::OK, "{icon}");
         }
     }
 

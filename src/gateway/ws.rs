@@ -31,7 +31,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::hub::{Hub, Pushed, Subscription};
 use super::limits::RateLimits;
-use crate::domain::dispatcher::{Actor, Command};
+use crate::domain::answers;
+use crate::domain::dispatcher::{Actor, Command, Reply};
 use crate::domain::geo::Position;
 use crate::domain::scope::{self, Action};
 use crate::engine::EngineHandle;
@@ -498,31 +499,44 @@ impl Session {
             Err((id, code, detail)) => (id, Err((code, detail))),
         };
         match result {
-            Ok(()) => ok_text(&id),
+            // The same answer id again: ok, as the first time, and said to be a repeat.
+            Ok(Reply::Duplicate) => json!({"type": "ok", "seq": 0, "data": {"re": id, "duplicate": true}}).to_string(),
+            Ok(_) => ok_text(&id),
             Err((code, detail)) => {
                 json!({"type": "error", "seq": 0, "data": {"re": id, "code": code, "detail": detail}}).to_string()
             }
         }
     }
 
-    async fn execute(&self, msg: ClientMessage) -> Result<(), (String, String)> {
-        let cmd = match msg {
-            ClientMessage::Ping => return Ok(()),
-            ClientMessage::Accept { offer_id } => Command::Accept { offer_id },
-            ClientMessage::Decline { offer_id, reason } => Command::Decline { offer_id, reason },
-            ClientMessage::Arrive { offer_id, position } => Command::Arrive { offer_id, position },
-            ClientMessage::Location { position } => Command::Location { position },
-            ClientMessage::Duty { on_call } => Command::Duty { on_call },
-            ClientMessage::MobilizationAck { mobilization_id } => Command::AcknowledgeOrder { mobilization_id },
-            ClientMessage::MobilizationReport { mobilization_id, position } => {
-                Command::ReportArrival { mobilization_id, position }
+    async fn execute(&self, msg: ClientMessage) -> Result<Reply, (String, String)> {
+        let (cmd, answer_id) = match msg {
+            ClientMessage::Ping => return Ok(Reply::Done),
+            ClientMessage::Accept { offer_id, answer_id } => (Command::Accept { offer_id }, answer_id),
+            ClientMessage::Decline { offer_id, reason, answer_id } => {
+                (Command::Decline { offer_id, reason }, answer_id)
             }
+            ClientMessage::Arrive { offer_id, position, answer_id } => {
+                (Command::Arrive { offer_id, position }, answer_id)
+            }
+            ClientMessage::Location { position } => (Command::Location { position }, None),
+            ClientMessage::Duty { on_call } => (Command::Duty { on_call }, None),
+            ClientMessage::MobilizationAck { mobilization_id, answer_id } => {
+                (Command::AcknowledgeOrder { mobilization_id }, answer_id)
+            }
+            ClientMessage::MobilizationReport { mobilization_id, position, answer_id } => {
+                (Command::ReportArrival { mobilization_id, position }, answer_id)
+            }
+        };
+        // With the client's id, an answer is decided once (domain::answers).
+        let cmd = match answer_id {
+            Some(answer_id) => Command::Answer { answer_id, answer: Box::new(cmd) },
+            None => cmd,
         };
         if !scope::permits(&self.actor, Action::AnswerAsMember) {
             return Err(("members_only".into(), "only a member's socket can send this message".into()));
         }
         match self.engine.submit(self.actor.clone(), cmd).await {
-            Ok(_) => Ok(()),
+            Ok(r) => Ok(r),
             Err(e) => {
                 let api: ApiError = e.into();
                 Err((api.code.to_string(), api.detail))
@@ -574,13 +588,13 @@ fn rate_limited(text: &str) -> String {
 #[derive(Debug, PartialEq)]
 pub enum ClientMessage {
     Ping,
-    Accept { offer_id: String },
-    Decline { offer_id: String, reason: Option<String> },
-    Arrive { offer_id: String, position: Position },
+    Accept { offer_id: String, answer_id: Option<String> },
+    Decline { offer_id: String, reason: Option<String>, answer_id: Option<String> },
+    Arrive { offer_id: String, position: Position, answer_id: Option<String> },
     Location { position: Position },
     Duty { on_call: bool },
-    MobilizationAck { mobilization_id: String },
-    MobilizationReport { mobilization_id: String, position: Position },
+    MobilizationAck { mobilization_id: String, answer_id: Option<String> },
+    MobilizationReport { mobilization_id: String, position: Position, answer_id: Option<String> },
 }
 
 type DecodeError = (Value, String, String);
@@ -602,6 +616,8 @@ pub fn decode(text: &str) -> Result<(Value, ClientMessage), DecodeError> {
         offer_id: String,
         #[serde(default)]
         reason: Option<String>,
+        #[serde(default)]
+        answer_id: Option<String>,
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -610,6 +626,8 @@ pub fn decode(text: &str) -> Result<(Value, ClientMessage), DecodeError> {
         offer_id: Option<String>,
         lat: f64,
         lng: f64,
+        #[serde(default)]
+        answer_id: Option<String>,
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -624,6 +642,8 @@ pub fn decode(text: &str) -> Result<(Value, ClientMessage), DecodeError> {
         lat: Option<f64>,
         #[serde(default)]
         lng: Option<f64>,
+        #[serde(default)]
+        answer_id: Option<String>,
     }
     let env: Envelope = serde_json::from_str(text)
         .map_err(|e| (Value::Null, "malformed".to_string(), format!("not a muster message: {e}")))?;
@@ -634,14 +654,24 @@ pub fn decode(text: &str) -> Result<(Value, ClientMessage), DecodeError> {
     let bad = |e: serde_json::Error| (id.clone(), "invalid_data".to_string(), format!("{}: {e}", env.kind));
     let position =
         |lat, lng| Position::new(lat, lng).map_err(|e| (id.clone(), "invalid_position".to_string(), e.to_string()));
+    // An answer's own id (issue 18): 1 to 100 visible ASCII characters.
+    let answer_id = |a: Option<String>| match a {
+        Some(a) if !answers::valid_id(&a) => Err((
+            id.clone(),
+            "invalid_data".to_string(),
+            format!("{}: answer_id must be 1 to {} visible ASCII characters", env.kind, answers::MAX_ID_LEN),
+        )),
+        a => Ok(a),
+    };
     let msg = match env.kind.as_str() {
         "ping" => ClientMessage::Ping,
         "accept" | "decline" => {
             let r: OfferRef = serde_json::from_value(env.data.clone()).map_err(bad)?;
+            let answer_id = answer_id(r.answer_id)?;
             if env.kind == "accept" {
-                ClientMessage::Accept { offer_id: r.offer_id }
+                ClientMessage::Accept { offer_id: r.offer_id, answer_id }
             } else {
-                ClientMessage::Decline { offer_id: r.offer_id, reason: r.reason }
+                ClientMessage::Decline { offer_id: r.offer_id, reason: r.reason, answer_id }
             }
         }
         "arrive" => {
@@ -649,10 +679,13 @@ pub fn decode(text: &str) -> Result<(Value, ClientMessage), DecodeError> {
             let offer_id = a
                 .offer_id
                 .ok_or_else(|| (id.clone(), "invalid_data".to_string(), "arrive: offer_id is required".to_string()))?;
-            ClientMessage::Arrive { offer_id, position: position(a.lat, a.lng)? }
+            ClientMessage::Arrive { offer_id, position: position(a.lat, a.lng)?, answer_id: answer_id(a.answer_id)? }
         }
         "location" => {
             let a: At = serde_json::from_value(env.data.clone()).map_err(bad)?;
+            if a.answer_id.is_some() {
+                return Err((id, "invalid_data".into(), "location: answer_id goes with an answer".into()));
+            }
             ClientMessage::Location { position: position(a.lat, a.lng)? }
         }
         "duty" => {
@@ -661,14 +694,18 @@ pub fn decode(text: &str) -> Result<(Value, ClientMessage), DecodeError> {
         }
         "mobilization.ack" => {
             let o: Order = serde_json::from_value(env.data.clone()).map_err(bad)?;
-            ClientMessage::MobilizationAck { mobilization_id: o.mobilization_id }
+            ClientMessage::MobilizationAck { mobilization_id: o.mobilization_id, answer_id: answer_id(o.answer_id)? }
         }
         "mobilization.report" => {
             let o: Order = serde_json::from_value(env.data.clone()).map_err(bad)?;
             let (Some(lat), Some(lng)) = (o.lat, o.lng) else {
                 return Err((id, "invalid_data".into(), "mobilization.report: lat and lng are required".into()));
             };
-            ClientMessage::MobilizationReport { mobilization_id: o.mobilization_id, position: position(lat, lng)? }
+            ClientMessage::MobilizationReport {
+                mobilization_id: o.mobilization_id,
+                position: position(lat, lng)?,
+                answer_id: answer_id(o.answer_id)?,
+            }
         }
         other => {
             return Err((id, "unknown_type".into(), format!("unknown message type '{other}'")));
@@ -694,7 +731,13 @@ mod tests {
     fn decodes_client_messages_and_refuses_bad_ones() {
         let (id, m) = decode(r#"{"id":7,"type":"accept","data":{"offer_id":"off-1"}}"#).unwrap();
         assert_eq!(id, json!(7));
-        assert_eq!(m, ClientMessage::Accept { offer_id: "off-1".into() });
+        assert_eq!(m, ClientMessage::Accept { offer_id: "off-1".into(), answer_id: None });
+        let (_, m) = decode(r#"{"id":8,"type":"accept","data":{"offer_id":"off-1","answer_id":"a-1"}}"#).unwrap();
+        assert_eq!(m, ClientMessage::Accept { offer_id: "off-1".into(), answer_id: Some("a-1".into()) });
+        let e = decode(r#"{"id":9,"type":"decline","data":{"offer_id":"o","answer_id":"a b"}}"#).unwrap_err();
+        assert_eq!((e.0, e.1.as_str()), (json!(9), "invalid_data"));
+        let e = decode(r#"{"type":"location","data":{"lat":1,"lng":2,"answer_id":"a"}}"#).unwrap_err();
+        assert_eq!(e.1, "invalid_data");
         assert!(matches!(
             decode(r#"{"type":"arrive","data":{"offer_id":"o","lat":30.1,"lng":114.2}}"#).unwrap().1,
             ClientMessage::Arrive { .. }

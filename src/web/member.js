@@ -9,6 +9,7 @@ import { mountDevices } from "/web/invite.js";
 import { mountService } from "/web/member-service.js";
 import { mountPush } from "/web/member-push.js";
 import { mountPropose } from "/web/member-propose.js";
+import { mountOffline } from "/web/member-offline.js";
 
 const LOCATION_EVERY_MS = 10000;
 const LOCATION_MOVE_M = 25;
@@ -25,6 +26,8 @@ let watchId = null;
 let audio = null;
 let service = null;
 let propose = null; // 创单 (member-propose.js)
+let offline = null; // the last state kept, the offline banner and the queue of answers
+let fromCache = false;
 const cards = new Map(); // "offer:<id>" | "order:<id>" -> {li, r}
 
 boot("m", ["member"], start);
@@ -35,6 +38,7 @@ function save() {
   } catch (_) {
     /* memory only */
   }
+  offline?.save({ state, me, position: position || offline.restore()?.position || null });
 }
 
 async function start(token, claims) {
@@ -42,15 +46,34 @@ async function start(token, claims) {
   const sub = claims.sub || "member:" + memberId;
   stateKey = "muster.mstate." + sub;
   const seqKey = "muster.seq.m." + sub;
+  offline = mountOffline({ member: sub, live: () => live, onRefused });
+  let resuming = false;
   try {
     const saved = sessionStorage.getItem(stateKey);
     if (saved) state = { offers: {}, orders: {}, ...JSON.parse(saved) };
     else sessionStorage.removeItem(seqKey); // no state to resume onto: start fresh
+    resuming = Boolean(saved);
   } catch (_) {
     state = { offers: {}, orders: {} };
   }
+  const kept = offline.restore();
+  if (kept) {
+    // Shown until the server answers (a new tab, or offline): the state kept last.
+    if (!resuming && kept.state) {
+      state = { offers: {}, orders: {}, ...kept.state };
+      fromCache = true;
+    }
+    me = kept.me || null;
+  }
   wire();
   render();
+  showMe();
+  const p = kept?.position;
+  if (p) {
+    // The last position, shown only: it is not sent again as the member's current one.
+    $("#pos-text").removeAttribute("data-i18n");
+    $("#pos-text").textContent = t("member.pos", { lat: p.lat.toFixed(5), lng: p.lng.toFixed(5) });
+  }
   service = mountService({
     memberId,
     catalog: () => catalog,
@@ -70,7 +93,10 @@ async function start(token, claims) {
     key: "m." + sub,
     onFrame,
     onHello,
-    onStatus: setStatus,
+    onStatus: (s) => {
+      setStatus(s);
+      offline.status(s);
+    },
     onReset: () => {
       state = { offers: {}, orders: {} };
       save();
@@ -106,8 +132,9 @@ async function loadMe() {
       showPosition();
     }
     showMe();
+    save();
   } catch (e) {
-    sayProblem($("#me-msg"), e);
+    if (e?.status !== 0 || !me) sayProblem($("#me-msg"), e);
   }
 }
 
@@ -285,6 +312,14 @@ function reasonText(r) {
 // ---- the stream ----
 
 function onHello() {
+  if (fromCache) {
+    // The kept state was a stand-in: what is open follows this hello.
+    fromCache = false;
+    state = { offers: {}, orders: {} };
+    save();
+    render();
+  }
+  offline.flush();
   if (position) sendLocation(true);
   reloadMe();
   service.load();
@@ -477,11 +512,12 @@ async function accept(id, r) {
   unlockAudio();
   flash(r.msg, "");
   try {
-    await live.send("accept", { offer_id: id });
+    const sent = await offline.answer("accept", { offer_id: id });
     const o = state.offers[id];
     if (o && o.state === "offered") o.state = "accepted";
     save();
     render();
+    if (sent.queued) notice(t("member.offline.saved"));
   } catch (e) {
     answerError(id, r, e);
   }
@@ -490,10 +526,11 @@ async function accept(id, r) {
 async function decline(id, reason, r) {
   flash(r.msg, "");
   try {
-    await live.send("decline", { offer_id: id, reason: t("member.reason." + reason) });
+    const sent = await offline.answer("decline", { offer_id: id, reason: t("member.reason." + reason) });
     delete state.offers[id];
     save();
     render();
+    if (sent.queued) notice(t("member.offline.saved"));
   } catch (e) {
     answerError(id, r, e);
   }
@@ -507,7 +544,8 @@ async function arrive(id, r) {
     return;
   }
   try {
-    await live.send("arrive", { offer_id: id, lat: position.lat, lng: position.lng });
+    const sent = await offline.answer("arrive", { offer_id: id, lat: position.lat, lng: position.lng });
+    if (sent.queued) notice(t("member.offline.saved"));
   } catch (e) {
     // Outside the geofence: how far the page reckons the member is, from its own figures.
     const o = state.offers[id];
@@ -525,6 +563,19 @@ function answerError(id, r, e) {
       render();
     }, 4000);
   }
+}
+
+/** An answer made offline that the server refused on reconnect: what it changed here is undone. */
+function onRefused(item, e) {
+  const d = item.data || {};
+  if (d.offer_id && ["offer_expired", "offer_revoked", "offer_declined", "unknown_offer", "incident_closed"].includes(e.code)) {
+    delete state.offers[d.offer_id];
+  } else if (d.offer_id && item.type === "accept" && state.offers[d.offer_id]?.state === "accepted") {
+    state.offers[d.offer_id].state = "offered";
+  }
+  if (d.mobilization_id && ["mobilization_closed", "unknown_mobilization"].includes(e.code)) delete state.orders[d.mobilization_id];
+  save();
+  render();
 }
 
 // ---- mobilization orders ----
@@ -584,20 +635,23 @@ function orderCard(o) {
 
 async function order(id, what, r) {
   flash(r.msg, "");
+  let queued = false;
   try {
     if (what === "ack") {
-      await live.send("mobilization.ack", { mobilization_id: id });
+      queued = (await offline.answer("mobilization.ack", { mobilization_id: id })).queued;
       if (state.orders[id]?.state === "ordered") state.orders[id].state = "acknowledged";
     } else {
       if (!position) {
         say(r.msg, "member.nopos", undefined, "error");
         return;
       }
-      await live.send("mobilization.report", { mobilization_id: id, lat: position.lat, lng: position.lng });
+      const sent = await offline.answer("mobilization.report", { mobilization_id: id, lat: position.lat, lng: position.lng });
+      queued = sent.queued;
       if (state.orders[id]) state.orders[id].state = "reported";
     }
     save();
     render();
+    if (queued) notice(t("member.offline.saved"));
   } catch (e) {
     sayProblem(r.msg, e);
   }

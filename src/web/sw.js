@@ -2,6 +2,9 @@
 // sends (an offer, a whistle's offer, a mobilization order; the JSON of docs/PROTOCOL.md,
 // "Web Push") and, on a click, focuses /m (or opens it) at that offer or order. Served as
 // /web/sw.js with `Service-Worker-Allowed: /m`, registered with the scope /m.
+// sw-offline.js keeps the /m shell in a cache, so that /m opens offline.
+
+importScripts("/web/sw-offline.js");
 
 const TEXT = {
   zh: {

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod answers;
 mod audit;
 mod authz;
 mod bad_input;

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-struct Proc {
+pub(super) struct Proc {
     child: Child,
-    addr: String,
+    pub(super) addr: String,
 }
 
 impl Drop for Proc {
@@ -24,9 +24,14 @@ impl Drop for Proc {
     }
 }
 
-fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
+pub(super) fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
+    start_at("127.0.0.1:0", data, env)
+}
+
+/// `start` listening on `listen` (a page's origin stays the same across restarts).
+pub(super) fn start_at(listen: &str, data: &Path, env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_muster"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+    cmd.args(["serve", "--listen", listen, "--data"])
         .arg(data)
         .env("MUSTER_AUTH__SECRET", SECRET)
         .env("MUSTER_LOG__FILTER", "warn")
@@ -50,7 +55,7 @@ fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
 }
 
 /// A TestApp-like client for a child process.
-fn client(addr: &str) -> TestApp {
+pub(super) fn client(addr: &str) -> TestApp {
     TestApp {
         app: None,
         addr: addr.to_string(),
@@ -73,12 +78,12 @@ fn snapshot_seq(dir: &Path) -> Option<u64> {
 }
 
 /// The seq of the last logged event, read from the database.
-fn last_seq(dir: &Path) -> u64 {
+pub(super) fn last_seq(dir: &Path) -> u64 {
     let db = rusqlite::Connection::open(dir.join(muster::store::sqlite::DB_FILE)).unwrap();
     db.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).unwrap()
 }
 
-fn kill9(mut p: Proc) {
+pub(super) fn kill9(mut p: Proc) {
     p.child.kill().unwrap(); // SIGKILL on Unix
     p.child.wait().unwrap();
 }

@@ -235,3 +235,53 @@ fn an_accepted_offer_cannot_be_declined() {
     let e = w.refuse(&as_member("a"), decline(&offer));
     assert_err(&e, ErrorKind::Conflict, "offer_accepted");
 }
+
+// ---------------------------------------------------------------------------------------
+// Answers with the client's id (issue 18, `domain::answers`)
+// ---------------------------------------------------------------------------------------
+
+fn with_id(id: &str, answer: Command) -> Command {
+    Command::Answer { answer_id: id.into(), answer: Box::new(answer) }
+}
+
+#[test]
+fn an_answer_id_is_decided_once_even_after_the_offer_changed_and_across_a_replay() {
+    let mut w = world(vec![member("a", in_cell("g1", 0)), member("b", in_cell("g1", 1))]);
+    let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 2));
+    let a_offer = w.offer_id(&inc, "a");
+    let b_offer = w.offer_id(&inc, "b");
+
+    let out = w.at(1).ok(&as_member("a"), with_id("q-1", accept(&a_offer)));
+    assert_eq!(out.reply, Some(Reply::Done));
+    assert!(matches!(&out.events[0].body, EventBody::OfferAccepted { answer_id: Some(id), .. } if id == "q-1"));
+    // the scope's frame does not carry the member's client id
+    assert!(out.frames.iter().all(|f| f.data.get("answer_id").is_none()), "{:?}", out.frames);
+
+    // the incident is resolved; the same answer id is a repeat, decided no more
+    w.at(2).ok(&city_command(), resolve(&inc));
+    let out = w.ok(&as_member("a"), with_id("q-1", accept(&a_offer)));
+    assert_eq!(out.reply, Some(Reply::Duplicate));
+    assert!(out.events.is_empty() && out.frames.is_empty());
+
+    // the id used for another answer is refused; another member's same id is theirs
+    let e = w.refuse(&as_member("a"), with_id("q-1", decline(&a_offer)));
+    assert_err(&e, ErrorKind::Conflict, "answer_id_reused");
+    let e = w.refuse(&as_member("b"), with_id("q-1", accept(&b_offer)));
+    assert_err(&e, ErrorKind::Conflict, "offer_revoked");
+
+    // bad ids, and an id on what is not an answer, are refused
+    assert_err(&w.refuse(&as_member("a"), with_id("", accept(&a_offer))), ErrorKind::Invalid, "bad_answer_id");
+    let e = w.refuse(&as_member("a"), with_id("q-2", Command::Duty { on_call: false }));
+    assert_err(&e, ErrorKind::Invalid, "bad_answer_id");
+    let e = w.refuse(&as_member("a"), with_id("q-2", with_id("q-3", accept(&a_offer))));
+    assert_err(&e, ErrorKind::Invalid, "bad_answer_id");
+    assert_err(&w.refuse(&city_command(), with_id("q-2", accept(&a_offer))), ErrorKind::Forbidden, "members_only");
+
+    // the records come back from the log, and from a snapshot
+    let (mut replayed, _) = replay(&w.log);
+    let mut again = w.beside(std::mem::take(&mut replayed));
+    assert_eq!(again.ok(&as_member("a"), with_id("q-1", accept(&a_offer))).reply, Some(Reply::Duplicate));
+    let restored = crate::domain::snapshot::decode(&crate::domain::snapshot::encode(&w.state)).unwrap();
+    assert_eq!(restored.answered, w.state.answered);
+    assert_restores_at_every_cut(&w.log, &w.rules);
+}

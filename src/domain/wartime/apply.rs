@@ -253,7 +253,7 @@ pub(in crate::domain) fn apply(state: &mut State, event: &Event, frames: &mut Ve
             state.mobilizations_ordered += 1;
             state.mobilizations.insert(mobilization_id.clone(), m);
         }
-        EventBody::MobilizationAcknowledged { mobilization_id, member_id, batched }
+        EventBody::MobilizationAcknowledged { mobilization_id, member_id, batched, .. }
         | EventBody::MobilizationReported { mobilization_id, member_id, batched, .. } => {
             let idx = state.city.member_by_id[member_id];
             let m = state.mobilizations.get_mut(mobilization_id).expect("known mobilization");

@@ -221,7 +221,12 @@ pub(super) fn acknowledge(tx: &mut Tx<'_>, actor: &Actor, id: &str) -> Result<Re
     let (idx, at) = member_order(tx.state, actor, id)?;
     if tx.state.mobilizations[id].orders[at].state == OrderState::Ordered {
         let member_id = tx.state.city.members()[idx as usize].id.clone();
-        tx.emit(EventBody::MobilizationAcknowledged { mobilization_id: id.into(), member_id, batched: true });
+        tx.emit(EventBody::MobilizationAcknowledged {
+            mobilization_id: id.into(),
+            member_id,
+            batched: true,
+            answer_id: tx.answer_id.clone(),
+        });
     }
     Ok(Reply::Done)
 }
@@ -273,6 +278,7 @@ pub(super) fn report(tx: &mut Tx<'_>, actor: &Actor, id: &str, position: Positio
         position,
         distance_m,
         batched: true,
+        answer_id: tx.answer_id.clone(),
     });
     Ok(Reply::Done)
 }

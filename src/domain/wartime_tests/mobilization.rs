@@ -341,3 +341,28 @@ fn a_mobilization_names_known_teams_by_exactly_one_selector() {
     let id = w.mobilize(&city_command(), Command::Mobilize(MobilizeOrder { all_assault: true, ..Default::default() }));
     assert_eq!(w.mob(&id).counts.ordered, 5);
 }
+
+#[test]
+fn an_acknowledgement_with_an_answer_id_resent_after_the_close_is_a_repeat_not_a_refusal() {
+    let mut w = mobilization_world();
+    let id = w.mobilize(&city_command(), mobilize_teams(&["t1"]));
+    let with_id =
+        |answer_id: &str, answer: Command| Command::Answer { answer_id: answer_id.into(), answer: Box::new(answer) };
+    let out = w.at(10).ok(&as_member("a"), with_id("k-1", ack(&id)));
+    assert!(
+        matches!(&out.events[0].body, EventBody::MobilizationAcknowledged { answer_id: Some(k), .. } if k == "k-1")
+    );
+    let at = community_center("c1");
+    let out = w.at(20).ok(&as_member("a"), with_id("k-2", report(&id, at)));
+    assert!(matches!(&out.events[0].body, EventBody::MobilizationReported { answer_id: Some(k), .. } if k == "k-2"));
+    w.at(100).ok(&city_command(), Command::CloseMobilization { mobilization_id: id.clone(), reason: None });
+    // without the id the resend is decided afresh, and refused; with it, it is the repeat it is
+    assert_err(&w.refuse(&as_member("a"), ack(&id)), ErrorKind::Conflict, "mobilization_closed");
+    for (k, answer) in [("k-1", ack(&id)), ("k-2", report(&id, at))] {
+        let out = w.ok(&as_member("a"), with_id(k, answer));
+        assert_eq!(out.reply, Some(Reply::Duplicate), "{k}");
+        assert!(out.events.is_empty(), "{k}");
+    }
+    assert_err(&w.refuse(&as_member("a"), with_id("k-1", report(&id, at))), ErrorKind::Conflict, "answer_id_reused");
+    assert_restores_at_every_cut(&w.log, &w.rules);
+}

@@ -25,6 +25,7 @@ mod city;
 mod command;
 mod coverage;
 mod flows;
+mod offline;
 mod push;
 mod residents;
 mod service;
