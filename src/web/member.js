@@ -8,6 +8,7 @@ import { Live } from "/web/live.js";
 import { mountDevices } from "/web/invite.js";
 import { mountService } from "/web/member-service.js";
 import { mountPush } from "/web/member-push.js";
+import { mountShifts } from "/web/member-campaign.js";
 
 const LOCATION_EVERY_MS = 10000;
 const LOCATION_MOVE_M = 25;
@@ -23,6 +24,7 @@ let lastSent = null;
 let watchId = null;
 let audio = null;
 let service = null;
+let shifts = null; // the campaign shifts card (member-campaign.js)
 const cards = new Map(); // "offer:<id>" | "order:<id>" -> {li, r}
 
 boot("m", ["member"], start);
@@ -60,6 +62,7 @@ async function start(token, claims) {
     onStats: () => reloadMe(),
     onAlert: () => alertUser(),
   });
+  shifts = mountShifts($("#shifts-card"), { roles: () => catalog.campaign_roles, fallback: () => position, onAlert: () => alertUser() });
   mountDevices($("#devices-card"), claims);
   mountPush();
   live = new Live({
@@ -79,6 +82,7 @@ async function start(token, claims) {
   onLangChange(() => {
     render(true);
     service.render(true);
+    shifts.render(true);
     showMe();
     if (position) showPosition();
   });
@@ -86,6 +90,7 @@ async function start(token, claims) {
     catalog = await api("GET", "/v1/catalog");
     render(true);
     service.render(true);
+    shifts.render(true);
   } catch (_) {
     /* names fall back to ids */
   }
@@ -284,11 +289,13 @@ function onHello() {
   if (position) sendLocation(true);
   reloadMe();
   service.load();
+  shifts.load();
 }
 
 function onFrame(f) {
   const d = f.data || {};
   if (service.onFrame(f)) return;
+  if (shifts.onFrame(f)) return;
   switch (f.type) {
     case "offer": {
       const isNew = !state.offers[d.offer_id];
