@@ -186,7 +186,7 @@ export function mountShifts(section, { roles, fallback, onAlert }) {
       field("unavail-campaign", "myshift.unavail.campaign", h("select", { id: "unavail-campaign" })),
       h(
         "div",
-        { class: "row fill" },
+        { class: "when-row" },
         field("unavail-start", "myshift.unavail.start", h("input", { id: "unavail-start", type: "datetime-local" })),
         field("unavail-end", "myshift.unavail.end", h("input", { id: "unavail-end", type: "datetime-local" })),
       ),

@@ -33,16 +33,17 @@ async fn command_rosters_a_campaign_on_the_dashboard_and_a_member_acknowledges_a
     dash.wait("the campaign panel", "return !document.querySelector('#campaigns').hidden && !!document.querySelector('#cmp-create')")
         .await;
 
-    // Create: a name, the district, the default times and rules.
-    dash.type_into("#cmp-name", "全区核酸采样").await;
+    // Create: the district, a name (Enter submits), the default times and rules.
     dash.select("#cmp-scope", &district).await;
-    dash.click("#cmp-create-submit").await;
+    dash.type_into("#cmp-name", "全区核酸采样").await;
+    dash.press(Key::Enter).await;
     dash.wait("the campaign open", "const d = document.querySelector('#cmp-detail'); return !d.hidden && !!d.dataset.campaign")
         .await;
     let id = dash.js("return document.querySelector('#cmp-detail').dataset.campaign").await.as_str().unwrap().to_string();
     dash.wait("listed", &format!("return !!document.querySelector('#cmp-list tr[data-campaign=\"{id}\"]')")).await;
 
     // A point picked on the city map fills the site's coordinates.
+    dash.fits_360().await;
     dash.click("#cmp-site-pick").await;
     assert_eq!(dash.js("return document.querySelector('#cmp-site-pick').getAttribute('aria-pressed')").await, "true");
     dash.click("#citymap").await;
