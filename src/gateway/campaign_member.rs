@@ -201,6 +201,11 @@ pub async fn unavailable(
 ) -> Result<(axum::http::StatusCode, Json<UnavailableView>), ApiError> {
     require(&caller, Action::MarkUnavailable)?;
     let Json(b) = body?;
+    if !matches!(caller.actor, Actor::Member { .. }) {
+        // Command: a campaign outside its scope is unknown, whatever the body says.
+        let state = app.engine.read();
+        super::campaigns::seen(&state, &caller.actor, &id)?;
+    }
     let member_id = match (&caller.actor, b.member_id) {
         (_, Some(m)) => m,
         (Actor::Member { member }, None) => member.clone(),

@@ -18,8 +18,11 @@ fn cell(col: &str) -> String {
 
 async fn cell_is(dash: &Browser, col: &str, want: u32) {
     let script = cell(col);
-    dash.wait(&format!("{col} = {want} in the table"), &format!("{{ const f = () => {{ {script} }}; return f() === '{want}'; }}"))
-        .await;
+    dash.wait(
+        &format!("{col} = {want} in the table"),
+        &format!("{{ const f = () => {{ {script} }}; return f() === '{want}'; }}"),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -30,16 +33,23 @@ async fn command_rosters_a_campaign_on_the_dashboard_and_a_member_acknowledges_a
     let dash = driver.browser("dashboard-campaign").await;
     dash.goto(&app.url("/dashboard")).await;
     dash.sign_in(&app.command()).await;
-    dash.wait("the campaign panel", "return !document.querySelector('#campaigns').hidden && !!document.querySelector('#cmp-create')")
-        .await;
+    dash.wait(
+        "the campaign panel",
+        "return !document.querySelector('#campaigns').hidden && !!document.querySelector('#cmp-create')",
+    )
+    .await;
 
     // Create: the district, a name (Enter submits), the default times and rules.
     dash.select("#cmp-scope", &district).await;
     dash.type_into("#cmp-name", "全区核酸采样").await;
     dash.press(Key::Enter).await;
-    dash.wait("the campaign open", "const d = document.querySelector('#cmp-detail'); return !d.hidden && !!d.dataset.campaign")
-        .await;
-    let id = dash.js("return document.querySelector('#cmp-detail').dataset.campaign").await.as_str().unwrap().to_string();
+    dash.wait(
+        "the campaign open",
+        "const d = document.querySelector('#cmp-detail'); return !d.hidden && !!d.dataset.campaign",
+    )
+    .await;
+    let id =
+        dash.js("return document.querySelector('#cmp-detail').dataset.campaign").await.as_str().unwrap().to_string();
     dash.wait("listed", &format!("return !!document.querySelector('#cmp-list tr[data-campaign=\"{id}\"]')")).await;
 
     // A point picked on the city map fills the site's coordinates.
@@ -52,7 +62,8 @@ async fn command_rosters_a_campaign_on_the_dashboard_and_a_member_acknowledges_a
         "return document.querySelector('#cmp-site-kind').value === 'point' && document.querySelector('#cmp-site-lat').value !== ''",
     )
     .await;
-    let lat: f64 = dash.js("return document.querySelector('#cmp-site-lat').value").await.as_str().unwrap().parse().unwrap();
+    let lat: f64 =
+        dash.js("return document.querySelector('#cmp-site-lat').value").await.as_str().unwrap().parse().unwrap();
     assert!((-90.0..=90.0).contains(&lat) && lat != 0.0, "{lat}");
 
     // The site itself at a grid's centre, in the campaign's district.
@@ -120,7 +131,9 @@ async fn command_rosters_a_campaign_on_the_dashboard_and_a_member_acknowledges_a
     let walk = phone.tab_walk(30).await;
     has_all(&walk, &["button.primary.ack", "button.checkin", "#unavail-campaign", "#unavail-submit"], "member");
     phone.click(&format!("{card} button.ack")).await;
-    phone.wait("acknowledged", &format!("return document.querySelector('{card}').dataset.state === 'acknowledged'")).await;
+    phone
+        .wait("acknowledged", &format!("return document.querySelector('{card}').dataset.state === 'acknowledged'"))
+        .await;
     cell_is(&dash, "acknowledged", 1).await;
 
     // About 1.1 km away: refused, and the page says how far.
