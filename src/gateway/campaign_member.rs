@@ -169,10 +169,10 @@ pub async fn checkout(
 #[serde(deny_unknown_fields)]
 pub struct UnavailableBody {
     /// RFC 3339.
-    #[schema(example = "2026-08-02T08:00:00Z")]
+    #[schema(format = DateTime, example = "2026-08-02T08:00:00Z")]
     pub start: String,
     /// RFC 3339, after `start`; the time must overlap the campaign.
-    #[schema(example = "2026-08-02T14:00:00Z")]
+    #[schema(format = DateTime, example = "2026-08-02T14:00:00Z")]
     pub end: String,
     /// Whose time: a member marks their own (absent, or their id); command names the member.
     #[schema(min_length = 1, example = "m0001")]

@@ -51,7 +51,11 @@ function input(id, attrs = {}) {
   return h("input", { id, ...attrs });
 }
 
+/** Puts these `[value, text]` choices in `select` (not again if they are there: a choice
+ * being made is left alone), keeping the value chosen. */
 function options(select, pairs, keep = select.value) {
+  const now = [...select.options];
+  if (now.length === pairs.length && now.every((x, i) => x.value === pairs[i][0] && x.text === pairs[i][1])) return;
   select.replaceChildren(...pairs.map(([v, text]) => h("option", { value: v }, text)));
   if (pairs.some(([v]) => v === keep)) select.value = keep;
 }
@@ -94,7 +98,7 @@ function render() {
   const num = (id, value, min, max, step = "any") => input(id, { type: "number", min, max, step, value, inputmode: "decimal", required: true });
   const create = h(
     "form",
-    { id: "cmp-create", novalidate: true, on: { submit: onCreate } },
+    { id: "cmp-create", novalidate: true, on: { submit: onCreate, focusin: () => fillScope() } },
     h("h3", { "data-i18n": "cmp.create" }, t("cmp.create")),
     h(
       "div",
