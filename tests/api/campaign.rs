@@ -366,6 +366,11 @@ async fn a_member_marks_a_time_they_cannot_serve_and_the_roster_leaves_them_out(
     assert_eq!((s, v["code"].as_str()), (422, Some("invalid_body")), "{v}");
     let (s, v) = send(&app, post.clone(), &app.staff("c001"), &path, Some(theirs.clone())).await;
     assert_eq!((s, v["code"].as_str()), (403, Some("role_not_allowed")), "{v}");
+    // Another district's command: the campaign is unknown to it, like a missing one.
+    let (_, other_d) = elsewhere(&app, "c001");
+    let foreign = app.token(muster::gateway::auth::Role::Command, Some(&other_d));
+    let (s, v) = send(&app, post.clone(), &foreign, &path, Some(theirs.clone())).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("unknown_campaign")), "{v}");
     let (s, v) = send(&app, post.clone(), &cmd, &path, Some(theirs)).await;
     assert_eq!((s, v["member_id"].as_str()), (201, Some(y.as_str())), "{v}");
     // A time that ends before it starts, a campaign that is not there.
