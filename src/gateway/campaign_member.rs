@@ -12,6 +12,7 @@ use super::AppState;
 use super::auth::{Caller, require};
 use super::campaigns::SiteView;
 use super::error::{ApiError, Problem};
+use super::service::parse_time;
 use crate::domain::campaign::{CampaignCommand, view};
 use crate::domain::dispatcher::{Actor, Command, rfc3339};
 use crate::domain::geo::Position;
@@ -160,4 +161,59 @@ pub async fn checkout(
     let position = position(body)?;
     let action = CampaignCommand::CheckOut { campaign_id: id, shift_id: shift_id.clone(), position };
     answer(&app, &caller, action, &shift_id).await
+}
+
+/// A time a member cannot serve in a campaign: the roster leaves them out of the shifts it
+/// overlaps (rule `availability`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnavailableBody {
+    /// RFC 3339.
+    #[schema(format = DateTime, example = "2026-08-02T08:00:00Z")]
+    pub start: String,
+    /// RFC 3339, after `start`; the time must overlap the campaign.
+    #[schema(format = DateTime, example = "2026-08-02T14:00:00Z")]
+    pub end: String,
+    /// Whose time: a member marks their own (absent, or their id); command names the member.
+    #[schema(min_length = 1, example = "m0001")]
+    pub member_id: Option<String>,
+}
+
+/// The mark recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnavailableView {
+    pub campaign_id: String,
+    pub member_id: String,
+    pub start: String,
+    pub end: String,
+}
+
+#[utoipa::path(post, path = "/v1/campaigns/{id}/unavailability", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = UnavailableBody,
+    responses((status = 201, body = UnavailableView), (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json", description = "bad_window, unknown_member, invalid_body")))]
+pub async fn unavailable(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<UnavailableBody>, JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<UnavailableView>), ApiError> {
+    require(&caller, Action::MarkUnavailable)?;
+    let Json(b) = body?;
+    if !matches!(caller.actor, Actor::Member { .. }) {
+        // Command: a campaign outside its scope is unknown, whatever the body says.
+        let state = app.engine.read();
+        super::campaigns::seen(&state, &caller.actor, &id)?;
+    }
+    let member_id = match (&caller.actor, b.member_id) {
+        (_, Some(m)) => m,
+        (Actor::Member { member }, None) => member.clone(),
+        (_, None) => return Err(ApiError::unprocessable("invalid_body", "member_id: command names the member")),
+    };
+    let (start, end) = (parse_time("start", &b.start)?, parse_time("end", &b.end)?);
+    let action = CampaignCommand::Unavailable { campaign_id: id.clone(), member_id: member_id.clone(), start, end };
+    app.engine.submit(caller.actor.clone(), Command::Campaign { action: Box::new(action) }).await?;
+    let view = UnavailableView { campaign_id: id, member_id, start: rfc3339(start), end: rfc3339(end) };
+    Ok((axum::http::StatusCode::CREATED, Json(view)))
 }

@@ -94,6 +94,7 @@ const API_TAG: &str = "http";
         campaigns::create, campaigns::list, campaigns::get_one, campaigns::put_site, campaigns::close_site,
         campaigns::put_shift, campaigns::put_requirement, campaigns::import, campaigns::roster, campaigns::close,
         campaign_member::get_mine, campaign_member::acknowledge, campaign_member::checkin, campaign_member::checkout,
+        campaign_member::unavailable,
         push::key, push::subscribe, push::list, push::unsubscribe,
         residents::send_code, residents::verify, residents::resident_link, residents::place, residents::list_requests,
         residents::get_request, residents::dispatch, residents::merge, residents::decline, residents::confirm,
@@ -469,6 +470,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/import", post(campaigns::import))
         .route("/v1/campaigns/{id}/roster", post(campaigns::roster))
         .route("/v1/campaigns/{id}/close", post(campaigns::close))
+        .route("/v1/campaigns/{id}/unavailability", post(campaign_member::unavailable))
         .route("/v1/push/key", get(push::key))
         .route("/v1/push/subscriptions", post(push::subscribe).get(push::list).delete(push::unsubscribe))
         .route("/v1/ws", get(ws::upgrade))

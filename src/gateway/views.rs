@@ -253,6 +253,16 @@ pub struct Catalog {
     pub categories: Vec<CategoryView>,
     pub skills: Vec<SkillView>,
     pub levels: Vec<LevelView>,
+    /// The roles a campaign's requirement may name (`[[dispatch.campaign.roles]]`), with
+    /// their Chinese and English names for the pages.
+    pub campaign_roles: Vec<CampaignRoleView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignRoleView {
+    pub id: String,
+    pub zh: String,
+    pub en: String,
 }
 
 impl Catalog {
@@ -267,6 +277,12 @@ impl Catalog {
             levels: Level::ALL
                 .iter()
                 .map(|&l| LevelView { id: l, name: rules.level(l).name.clone(), colour: rules.level(l).colour.clone() })
+                .collect(),
+            campaign_roles: rules
+                .campaign
+                .roles
+                .iter()
+                .map(|r| CampaignRoleView { id: r.id.clone(), zh: r.zh.clone(), en: r.en.clone() })
                 .collect(),
         }
     }

@@ -11,6 +11,7 @@ import { mountInvite } from "/web/invite.js";
 import { mountWebhooks, refreshWebhooks, renderWebhooks } from "/web/webhooks.js";
 import { GeoMap } from "/web/map.js";
 import { mountMobilize, closeButton, renderProposals } from "/web/dashboard-command.js";
+import { mountCampaigns, renderCampaigns, refreshCampaigns, campaignFrame, campaignPick } from "/web/dashboard-campaign.js";
 
 const ACTIVE = new Set(["open", "filled"]);
 const LIST_MAX = 50;
@@ -31,7 +32,7 @@ boot("dashboard", ["command"], start);
 
 async function start(token, c) {
   claims = c;
-  map = new GeoMap($("#citymap"), { marker: 1 / 110, label: (f) => balanceTitle(f.id) });
+  map = new GeoMap($("#citymap"), { marker: 1 / 110, label: (f) => balanceTitle(f.id), onPick: campaignPick });
   $("#zoom-in").addEventListener("click", () => map.zoom(1.6));
   $("#zoom-out").addEventListener("click", () => map.zoom(1 / 1.6));
   $("#zoom-reset").addEventListener("click", () => home());
@@ -63,6 +64,7 @@ async function start(token, c) {
   } catch (e) {
     sayProblem($("#dash-msg"), e);
   }
+  mountCampaigns($("#campaigns"), { claims, catalog: () => catalog, districts: () => (modes?.districts || []).map((d) => [d.id, d.name]), grids: (d) => [...communities.values()].filter((p) => !d || p.district_id === d).flatMap((p) => (p.grids || []).map((g) => [g, `${p.name} · ${g}`])) });
   live.start();
   onLangChange(() => {
     labelPans();
@@ -74,6 +76,7 @@ async function start(token, c) {
     renderAudit();
     if (geoReport) renderGeoReport(geoReport);
     renderWebhooks();
+    renderCampaigns();
   });
 }
 
@@ -120,7 +123,7 @@ async function loadUnits() {
 }
 
 async function refreshAll() {
-  await Promise.allSettled([loadIncidents(), loadBalance(), loadModes(), loadMobs()]);
+  await Promise.allSettled([loadIncidents(), loadBalance(), loadModes(), loadMobs(), refreshCampaigns()]);
 }
 
 async function guarded(f) {
@@ -457,6 +460,8 @@ function onFrame(f) {
     refreshBalance();
   } else if (f.type === "webhook.changed") {
     refreshWebhooks();
+  } else if (campaignFrame(f)) {
+    /* the campaign panel's */
   } else if (f.type === "city.imported") {
     guarded(loadGeo).then(refreshAll);
   }

@@ -9,6 +9,7 @@ import { COMMAND_STRINGS } from "/web/i18n-command.js";
 import { ADMIN_STRINGS } from "/web/i18n-admin.js";
 import { RESIDENT_STRINGS, RESIDENT_CATALOG_EN } from "/web/i18n-residents.js";
 import { OFFLINE_STRINGS } from "/web/i18n-offline.js";
+import { CAMPAIGN_STRINGS } from "/web/i18n-campaign.js";
 
 const STRINGS = {
   zh: {
@@ -688,6 +689,7 @@ const CATALOG_EN = {
 
 for (const l of ["zh", "en"]) Object.assign(STRINGS[l], SERVICE_STRINGS[l], COMMAND_STRINGS[l], ADMIN_STRINGS[l]);
 for (const l of ["zh", "en"]) Object.assign(STRINGS[l], RESIDENT_STRINGS[l], OFFLINE_STRINGS[l]);
+for (const l of ["zh", "en"]) Object.assign(STRINGS[l], CAMPAIGN_STRINGS[l]);
 Object.assign(CATALOG_EN, RESIDENT_CATALOG_EN);
 
 const KEY = "muster.lang";

@@ -10,6 +10,7 @@ import { mountService } from "/web/member-service.js";
 import { mountPush } from "/web/member-push.js";
 import { mountPropose } from "/web/member-propose.js";
 import { mountOffline } from "/web/member-offline.js";
+import { mountShifts } from "/web/member-campaign.js";
 
 const LOCATION_EVERY_MS = 10000;
 const LOCATION_MOVE_M = 25;
@@ -28,6 +29,7 @@ let service = null;
 let propose = null; // 创单 (member-propose.js)
 let offline = null; // the last state kept, the offline banner and the queue of answers
 let fromCache = false;
+let shifts = null; // the campaign shifts card (member-campaign.js)
 const cards = new Map(); // "offer:<id>" | "order:<id>" -> {li, r}
 
 boot("m", ["member"], start);
@@ -85,6 +87,7 @@ async function start(token, claims) {
     onStats: () => reloadMe(),
     onAlert: () => alertUser(),
   });
+  shifts = mountShifts($("#shifts-card"), { roles: () => catalog.campaign_roles, fallback: () => position, onAlert: () => alertUser() });
   mountDevices($("#devices-card"), claims);
   mountPush();
   propose = mountPropose($("#propose-card"), { memberId });
@@ -109,6 +112,7 @@ async function start(token, claims) {
     render(true);
     service.render(true);
     propose.relabel();
+    shifts.render(true);
     showMe();
     if (position) showPosition();
   });
@@ -116,6 +120,7 @@ async function start(token, claims) {
     catalog = await api("GET", "/v1/catalog");
     render(true);
     service.render(true);
+    shifts.render(true);
   } catch (_) {
     /* names fall back to ids */
   }
@@ -324,11 +329,14 @@ function onHello() {
   reloadMe();
   service.load();
   propose.load();
+  shifts.load();
 }
 
 function onFrame(f) {
   const d = f.data || {};
   if (service.onFrame(f) || propose.onFrame(f)) return;
+  if (service.onFrame(f)) return;
+  if (shifts.onFrame(f)) return;
   switch (f.type) {
     case "offer": {
       const isNew = !state.offers[d.offer_id];

@@ -323,3 +323,73 @@ async fn a_rostered_member_sees_their_shift_acknowledges_and_checks_in_at_the_si
     let (_, got) = send(&app, reqwest::Method::GET, &cmd, &format!("/v1/campaigns/{id}"), None).await;
     assert_eq!((got["cells"][0]["present"].as_u64(), got["cells"][0]["acknowledged"].as_u64()), (Some(0), Some(1)));
 }
+
+/// Issue 19: a member marks a time they cannot serve (`POST /v1/campaigns/{id}/unavailability`),
+/// their own only; command names the member; a re-roster leaves them out of the shift.
+#[tokio::test]
+async fn a_member_marks_a_time_they_cannot_serve_and_the_roster_leaves_them_out() {
+    let app = spawn_app().await;
+    let (id, shift_start) = campaign(&app, "c001", 2 * HOUR).await;
+    let cmd = app.command();
+    let post = reqwest::Method::POST;
+    let (s, v) = send(
+        &app,
+        reqwest::Method::PUT,
+        &cmd,
+        &format!("/v1/campaigns/{id}/sites/s1"),
+        Some(json!({"name": "School", "grid_id": "c001-g1"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let req = json!({"site_id": "s1", "shift_id": "am", "role": "queue_order", "headcount": 1});
+    let (s, v) = send(&app, reqwest::Method::PUT, &cmd, &format!("/v1/campaigns/{id}/requirements"), Some(req)).await;
+    assert_eq!(s, 200, "{v}");
+    let roster = format!("/v1/campaigns/{id}/roster");
+    let (s, r) = send(&app, post.clone(), &cmd, &roster, Some(json!({"iterations": 1000}))).await;
+    assert_eq!((s, r["filled"].as_u64()), (200, Some(1)), "{r}");
+    let (_, got) = send(&app, reqwest::Method::GET, &cmd, &format!("/v1/campaigns/{id}"), None).await;
+    let x = got["cells"][0]["members"][0].as_str().unwrap().to_string();
+    let y = app.city.members.iter().map(|m| m.id.clone()).find(|m| *m != x).unwrap();
+
+    let path = format!("/v1/campaigns/{id}/unavailability");
+    let span = json!({"start": rfc(shift_start - HOUR), "end": rfc(shift_start + HOUR)});
+    // Their own time (no member_id: the caller).
+    let (s, v) = send(&app, post.clone(), &app.member(&x), &path, Some(span.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!((v["campaign_id"].as_str(), v["member_id"].as_str()), (Some(id.as_str()), Some(x.as_str())), "{v}");
+    assert_eq!(v["start"], span["start"]);
+    // Not another's; command names whom; staff may not.
+    let theirs = json!({"start": span["start"], "end": span["end"], "member_id": y});
+    let (s, v) = send(&app, post.clone(), &app.member(&x), &path, Some(theirs.clone())).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("outside_scope")), "{v}");
+    let (s, v) = send(&app, post.clone(), &cmd, &path, Some(span.clone())).await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("invalid_body")), "{v}");
+    let (s, v) = send(&app, post.clone(), &app.staff("c001"), &path, Some(theirs.clone())).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("role_not_allowed")), "{v}");
+    // Another district's command: the campaign is unknown to it, like a missing one.
+    let (_, other_d) = elsewhere(&app, "c001");
+    let foreign = app.token(muster::gateway::auth::Role::Command, Some(&other_d));
+    let (s, v) = send(&app, post.clone(), &foreign, &path, Some(theirs.clone())).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("unknown_campaign")), "{v}");
+    let (s, v) = send(&app, post.clone(), &cmd, &path, Some(theirs)).await;
+    assert_eq!((s, v["member_id"].as_str()), (201, Some(y.as_str())), "{v}");
+    // A time that ends before it starts, a campaign that is not there.
+    let backwards = json!({"start": span["end"], "end": span["start"]});
+    let (s, v) = send(&app, post.clone(), &app.member(&x), &path, Some(backwards)).await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("bad_window")), "{v}");
+    let (s, v) =
+        send(&app, post.clone(), &app.member(&x), "/v1/campaigns/cmp-404/unavailability", Some(span.clone())).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("unknown_campaign")), "{v}");
+
+    // Re-rostered, the shift goes to someone who can serve.
+    let (s, r) = send(&app, post.clone(), &cmd, &roster, Some(json!({"iterations": 1000}))).await;
+    assert_eq!((s, r["filled"].as_u64()), (200, Some(1)), "{r}");
+    let (_, got) = send(&app, reqwest::Method::GET, &cmd, &format!("/v1/campaigns/{id}"), None).await;
+    let now = got["cells"][0]["members"][0].as_str().unwrap();
+    assert!(now != x && now != y, "{got}");
+
+    let (s, _) = send(&app, post.clone(), &cmd, &format!("/v1/campaigns/{id}/close"), None).await;
+    assert_eq!(s, 200);
+    let (s, v) = send(&app, post, &app.member(&x), &path, Some(span)).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("campaign_closed")), "{v}");
+}

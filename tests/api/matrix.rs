@@ -689,6 +689,8 @@ enum Op {
     /// A member's own shifts, and their answers to them: members only.
     CampaignMine,
     CampaignServe,
+    /// A time a member cannot serve: a member their own, command names the member.
+    CampaignUnavailable,
     /// Web Push (issue 18): a member's own subscriptions (tests/api/push.rs makes them; the
     /// sweep's server has no VAPID key, so a subscription is refused as not configured).
     PushKey,
@@ -797,6 +799,7 @@ fn classify(method: &str, path: &str) -> Option<Op> {
         ("POST", "/v1/campaigns/{id}/shifts/{shift_id}/ack")
         | ("POST", "/v1/campaigns/{id}/shifts/{shift_id}/checkin")
         | ("POST", "/v1/campaigns/{id}/shifts/{shift_id}/checkout") => CampaignServe,
+        ("POST", "/v1/campaigns/{id}/unavailability") => CampaignUnavailable,
         ("GET", "/v1/push/key") => PushKey,
         ("POST", "/v1/push/subscriptions") => PushSubscribe,
         ("GET", "/v1/push/subscriptions") => PushList,
@@ -865,6 +868,7 @@ impl Op {
                 | CampaignWrite
                 | CampaignImport
                 | CampaignServe
+                | CampaignUnavailable
                 | PushSubscribe
                 | PushUnsubscribe
                 | ResidentCode
@@ -905,6 +909,7 @@ fn gate(op: Op, w: &Who) -> Option<Want> {
         CampaignCreate | CampaignWrite | CampaignImport => CMD,
         CampaignList | CampaignGet => STAFF_CMD,
         CampaignMine | CampaignServe => &[Member],
+        CampaignUnavailable => &[City, District, Member],
         PushKey | PushSubscribe | PushList | PushUnsubscribe => &[Member],
         MemberRegister => &[City, District, Staff, Unit],
         MemberImport | UnitRegister => &[City, District, Unit],
@@ -1826,6 +1831,11 @@ impl Sweep {
                 let p = post("unknown", &path).want(Want::No(404, "unknown_campaign"));
                 v.push(if template.ends_with("/ack") { p } else { p.json(json!({"lat": 30.6, "lng": 114.3})) });
             }
+            CampaignUnavailable => v.push(
+                post("unknown", &template.replace("{id}", "cmp-999"))
+                    .json(json!({"start": "2026-08-02T00:00:00Z", "end": "2026-08-02T06:00:00Z"}))
+                    .want(Want::No(404, "unknown_campaign")),
+            ),
             // Refused inputs and unknown campaigns only: the campaigns' own test makes them.
             CampaignCreate => v.push(
                 post("bad rules", template)

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 mod a11y;
+mod campaign;
 mod city;
 mod command;
 mod coverage;
