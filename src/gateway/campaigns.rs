@@ -410,7 +410,8 @@ pub struct RequirementBody {
     pub shift_id: String,
     #[schema(min_length = 1, example = "queue_order")]
     pub role: String,
-    /// 0 to 500.
+    /// 0 to 500 (`3.0` is 3: JSON Schema's integer).
+    #[serde(deserialize_with = "super::error::whole_u32")]
     #[schema(minimum = 0, maximum = 500, example = 3)]
     pub headcount: u32,
     /// Skill ids of `GET /v1/catalog`, at most 16.

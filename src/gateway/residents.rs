@@ -410,7 +410,8 @@ pub struct DispatchBody {
     /// RFC 3339; after window_start, and in the future.
     #[schema(format = DateTime, example = "2030-01-01T12:00:00Z")]
     pub window_end: String,
-    /// 1 to `dispatch.service.max_slots`.
+    /// 1 to `dispatch.service.max_slots` (`2.0` is 2: JSON Schema's integer).
+    #[serde(deserialize_with = "super::error::whole_u32")]
     #[schema(minimum = 1, example = 1)]
     pub slots: u32,
     /// Skill ids of `GET /v1/catalog`.

@@ -211,6 +211,14 @@ async fn what_a_campaign_holds_now_is_a_409_bad_input_a_422_and_its_view_names_e
     assert_eq!((s, v["code"].as_str()), (409, Some("unknown_shift")), "{v}");
     let (s, v) = put(format!("/v1/campaigns/{id}/requirements"), req("s1", "am")).await;
     assert_eq!(s, 200, "{v}");
+    // A headcount is JSON Schema's integer: 2.0 is 2, 2.5 is refused.
+    let mut whole = req("s1", "am");
+    whole["headcount"] = json!(2.0);
+    let (s, v) = put(format!("/v1/campaigns/{id}/requirements"), whole.clone()).await;
+    assert_eq!((s, v["required"].as_u64()), (200, Some(2)), "{v}");
+    whole["headcount"] = json!(2.5);
+    let (s, v) = put(format!("/v1/campaigns/{id}/requirements"), whole).await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("invalid_body")), "{v}");
     // A name is 1 to 200 characters as sent (the document's maxLength), not all blank.
     let long = format!("{} ", "a".repeat(200));
     for name in [long.as_str(), "   "] {
