@@ -123,7 +123,9 @@ pub struct CampaignSummary {
     pub closed: bool,
     /// The published roster's version (0: none yet).
     pub roster_version: u32,
-    pub sites: usize,
+    /// Sites in the caller's scope. (Not `sites`: the campaign's view, which flattens this
+    /// summary, lists them under that name, and a key twice in one object is not JSON.)
+    pub site_count: usize,
     pub required: u32,
     pub planned: u32,
     pub gap: u32,
@@ -175,7 +177,7 @@ fn summary(actor: &Actor, c: &Campaign, cells: &[CellView]) -> CampaignSummary {
         end: rfc3339(c.end),
         closed: c.closed,
         roster_version: c.roster.as_ref().map_or(0, |p| p.version),
-        sites: c.sites.iter().filter(|s| scope::campaign_site(actor, c, s)).count(),
+        site_count: c.sites.iter().filter(|s| scope::campaign_site(actor, c, s)).count(),
         required: cells.iter().map(|x| x.required).sum(),
         planned: cells.iter().map(|x| x.planned).sum(),
         gap: cells.iter().map(|x| x.gap).sum(),
@@ -219,16 +221,17 @@ fn read_view(app: &AppState, caller: &Caller, id: &str) -> Result<CampaignView, 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
-    #[schema(min_length = 1, max_length = 200, example = "Citywide testing, August")]
+    /// 1 to 200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "Citywide testing, August")]
     pub name: String,
     /// The campaign's district; city-wide when absent (city command only).
     #[schema(min_length = 1, example = "d01")]
     pub district_id: Option<String>,
     /// RFC 3339.
-    #[schema(example = "2026-08-02T00:00:00Z")]
+    #[schema(format = DateTime, example = "2026-08-02T00:00:00Z")]
     pub start: String,
     /// RFC 3339, after `start`, at most 120 days later.
-    #[schema(example = "2026-08-05T00:00:00Z")]
+    #[schema(format = DateTime, example = "2026-08-05T00:00:00Z")]
     pub end: String,
     pub rules: CampaignRules,
 }
@@ -288,7 +291,8 @@ pub async fn get_one(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteBody {
-    #[schema(min_length = 1, max_length = 200, example = "Riverside school gate")]
+    /// 1 to 200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "Riverside school gate")]
     pub name: String,
     pub location: Option<Position>,
     #[schema(min_length = 1, example = "c001-g1")]
@@ -303,8 +307,28 @@ fn site_view(app: &AppState, caller: &Caller, id: &str, site_id: &str) -> Result
         .ok_or_else(|| ApiError::internal("site view", "a site just set is not in the campaign"))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // the document's; the handler reads the path as a tuple
+pub struct SitePath {
+    id: String,
+    /// 1 to 64 letters, digits, `-` or `_` (chosen by whoever sets it).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}(?![\\s\\S])", example = "s1")]
+    site_id: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // the document's; the handler reads the path as a tuple
+pub struct ShiftPath {
+    id: String,
+    /// 1 to 64 letters, digits, `-` or `_` (chosen by whoever sets it).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}(?![\\s\\S])", example = "day1-am")]
+    shift_id: String,
+}
+
 #[utoipa::path(put, path = "/v1/campaigns/{id}/sites/{site_id}", security(("bearer" = [])),
-    params(("id" = String, Path), ("site_id" = String, Path)), request_body = SiteBody,
+    params(SitePath), request_body = SiteBody,
     responses((status = 200, body = SiteView), (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn put_site(
@@ -338,10 +362,10 @@ pub async fn close_site(
 #[serde(deny_unknown_fields)]
 pub struct ShiftBody {
     /// RFC 3339, within the campaign.
-    #[schema(example = "2026-08-02T08:00:00Z")]
+    #[schema(format = DateTime, example = "2026-08-02T08:00:00Z")]
     pub start: String,
     /// RFC 3339, after `start`, at most 24 h later.
-    #[schema(example = "2026-08-02T14:00:00Z")]
+    #[schema(format = DateTime, example = "2026-08-02T14:00:00Z")]
     pub end: String,
     /// A shift of this site only; shared by every site when absent.
     #[schema(min_length = 1, example = "s1")]
@@ -349,7 +373,7 @@ pub struct ShiftBody {
 }
 
 #[utoipa::path(put, path = "/v1/campaigns/{id}/shifts/{shift_id}", security(("bearer" = [])),
-    params(("id" = String, Path), ("shift_id" = String, Path)), request_body = ShiftBody,
+    params(ShiftPath), request_body = ShiftBody,
     responses((status = 200, body = ShiftView), (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn put_shift(
@@ -374,7 +398,8 @@ pub async fn put_shift(
         .ok_or_else(|| ApiError::internal("shift view", "a shift just set is not in the campaign"))
 }
 
-/// People wanted on a site in a shift in a role (`GET /v1/catalog`'s `campaign_roles`).
+/// People wanted on a site in a shift in a role (one of `[[dispatch.campaign.roles]]`: the
+/// served document's `enum`).
 /// Setting one again replaces it; headcount 0 wants nobody.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -385,10 +410,13 @@ pub struct RequirementBody {
     pub shift_id: String,
     #[schema(min_length = 1, example = "queue_order")]
     pub role: String,
+    /// 0 to 500 (`3.0` is 3: JSON Schema's integer).
+    #[serde(deserialize_with = "super::error::whole_u32")]
     #[schema(minimum = 0, maximum = 500, example = 3)]
     pub headcount: u32,
+    /// Skill ids of `GET /v1/catalog`, at most 16.
     #[serde(default)]
-    #[schema(example = json!([]))]
+    #[schema(max_items = 16, example = json!([]))]
     pub skills: Vec<String>,
 }
 

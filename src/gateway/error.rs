@@ -167,3 +167,15 @@ pub fn status_filter<T: Copy>(given: Option<&str>, choices: &[(&str, T)]) -> Res
         }
     }
 }
+
+/// A count as JSON Schema's `integer` has it: `3` and `3.0` alike (serde's `u32` refuses
+/// the second, which a client may well send and the document allows). Anything else, a
+/// fraction, a negative number or one too big, is refused as serde would.
+pub(super) fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::{Deserialize, Error};
+    let n = serde_json::Number::deserialize(d)?;
+    let whole = n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+    whole
+        .and_then(|w| u32::try_from(w).ok())
+        .ok_or_else(|| D::Error::custom(format!("invalid value: {n}, expected a whole number from 0 to {}", u32::MAX)))
+}

@@ -147,9 +147,10 @@ impl utoipa::Modify for Enforced {
             ObjectBuilder::new().required(field).property(field, schema).into()
         };
         let grid_or_location = || vec![branch("grid_id", id("c001-g1")), branch("location", position())];
-        let exactly_one: [(&str, Vec<RefOr<Schema>>); 4] = [
+        let exactly_one: [(&str, Vec<RefOr<Schema>>); 5] = [
             ("RaiseBody", grid_or_location()),
             ("OrderBody", grid_or_location()),
+            ("SiteBody", grid_or_location()),
             ("RatingBody", vec![branch("order_id", id("ord-1")), branch("offer_id", id("off-1"))]),
             (
                 "MobilizeBody",
@@ -214,13 +215,16 @@ impl utoipa::Modify for Links {
 /// GET /openapi.json as this server serves it: `document()` with the limits that are
 /// configuration (`dispatch.max_headcount`, `dispatch.service.max_slots`,
 /// `dispatch.mobilization.max_deadline_s`, `auth.invitation_max_ttl_s`, and the lists of
-/// ids that `server.max_body_bytes` holds) in their fields, so that the document says what
-/// this server enforces.
+/// ids that `server.max_body_bytes` holds) in their fields, and the configured ids the
+/// campaign and resident bodies name (skills, categories, campaign roles) as their `enum`,
+/// so that the document says what this server enforces.
 pub fn served_document(rules: &crate::domain::response::Rules, settings: &Settings) -> serde_json::Value {
     let mut doc = document();
-    let limits: [(&str, &str, u64); 5] = [
+    let limits: [(&str, &str, u64); 7] = [
         ("RaiseBody", "headcount", rules.max_headcount.into()),
         ("OrderBody", "slots", rules.service.max_slots.into()),
+        ("DispatchBody", "slots", rules.service.max_slots.into()),
+        ("ProposalBody", "slots", rules.service.max_slots.into()),
         ("MobilizeBody", "deadline_s", rules.mobilization.max_deadline_s),
         ("InviteBody", "ttl_s", settings.auth.invitation_max_ttl_s),
         ("BatchQuery", "ttl_s", settings.auth.invitation_max_ttl_s),
@@ -242,6 +246,22 @@ pub fn served_document(rules: &crate::domain::response::Rules, settings: &Settin
         if let Some(list) = doc.pointer_mut(pointer).and_then(|l| l.as_object_mut()) {
             list.insert("items".into(), id.clone());
             list.insert("maxItems".into(), fit.min(most).into());
+        }
+    }
+    // Ids that are configuration (the catalog's skills and categories, the campaign roles):
+    // the bodies of the campaigns and of the residents' requests and proposals name them.
+    let ids = |it: &mut dyn Iterator<Item = &String>| serde_json::Value::from(it.cloned().collect::<Vec<_>>());
+    let skills = ids(&mut rules.skills.iter().map(|s| &s.id));
+    let categories = ids(&mut rules.categories.iter().map(|c| &c.id));
+    let roles = ids(&mut rules.campaign.roles.iter().map(|r| &r.id));
+    for (pointer, values) in [
+        ("/components/schemas/RequirementBody/properties/role", &roles),
+        ("/components/schemas/RequirementBody/properties/skills/items", &skills),
+        ("/components/schemas/DispatchBody/properties/skills/items", &skills),
+        ("/components/schemas/ProposalBody/properties/category", &categories),
+    ] {
+        if let Some(schema) = doc.pointer_mut(pointer).and_then(|l| l.as_object_mut()) {
+            schema.insert("enum".into(), values.clone());
         }
     }
     // The batch's `ttl_s` is a query parameter, not a component.

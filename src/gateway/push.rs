@@ -30,17 +30,29 @@ pub struct PushKey {
 /// The browser's keys, as `PushSubscription.toJSON()` gives them.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PushKeys {
-    #[schema(example = "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM")]
+    /// The browser's P-256 public key, uncompressed (65 bytes, the first 0x04), base64url
+    /// with or without padding; it must be a point of the curve.
+    #[schema(
+        pattern = "^B[A-P][A-Za-z0-9_-]{84}[AEIMQUYcgkosw048]=?(?![\\s\\S])",
+        example = "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM"
+    )]
     pub p256dh: String,
-    #[schema(example = "tBHItJI5svbpez7KI4CCXg")]
+    /// The browser's 16-byte secret, base64url with or without padding.
+    #[schema(pattern = "^[A-Za-z0-9_-]{21}[AQgw](==)?(?![\\s\\S])", example = "tBHItJI5svbpez7KI4CCXg")]
     pub auth: String,
 }
 
 /// `PushSubscription.toJSON()` (its `expirationTime` is taken and ignored).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscriptionBody {
-    /// The push service's URL for this browser.
-    #[schema(example = "https://fcm.googleapis.com/fcm/send/abc123", min_length = 1, max_length = 2000)]
+    /// The push service's URL for this browser: http(s), at most 2000 characters, whose host
+    /// resolves to public addresses only (or to those of `push.allow_cidrs`).
+    #[schema(
+        example = "https://203.0.113.7/fcm/send/abc123",
+        pattern = "^https://[a-z0-9]+(\\.[a-z0-9]+)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?(?![\\s\\S])",
+        min_length = 1,
+        max_length = 2000
+    )]
     pub endpoint: String,
     pub keys: PushKeys,
     #[serde(default, rename = "expirationTime")]

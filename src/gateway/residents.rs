@@ -57,11 +57,13 @@ fn residents(action: ResidentCommand) -> Command {
 
 // ---------------------------------------------------------------- sign-in
 
-/// A phone number as typed (spaces, dashes, a +86 prefix), normalized as the domain takes it.
+/// A phone number as typed (spaces, dashes, parentheses, a +86 prefix), normalized as the
+/// domain takes it. "+86" comes off a mainland mobile number only: any other "+" and 8 to
+/// 15 digits (an 11-digit landline of +86 among them) stays as it is, and is valid as such.
 fn normalize_phone(raw: &str) -> String {
     let kept: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
     match kept.strip_prefix("+86") {
-        Some(rest) if rest.len() == 11 => rest.to_string(),
+        Some(rest) if rest.len() == 11 && residents::is_phone(rest) => rest.to_string(),
         _ => kept,
     }
 }
@@ -70,10 +72,12 @@ fn normalize_phone(raw: &str) -> String {
 #[serde(deny_unknown_fields)]
 pub struct CodeBody {
     /// The community of the QR code the resident scanned.
-    #[schema(example = "c001")]
+    #[schema(min_length = 1, example = "c001")]
     pub community_id: String,
-    /// A mainland mobile number (11 digits), or + and 8 to 15 digits.
-    #[schema(example = "13800138000")]
+    /// A mainland mobile number (11 digits, 13… to 19…), or + and 8 to 15 digits. Spaces,
+    /// dashes and parentheses typed between them are ignored, and so is a +86 before a
+    /// mainland mobile number; the pattern is the number without them.
+    #[schema(pattern = "^(1[3-9][0-9]{9}|\\+[0-9]{8,15})(?![\\s\\S])", example = "13800138000")]
     pub phone: String,
 }
 
@@ -386,21 +390,36 @@ pub async fn get_request(
     answer_request(&app, &caller.actor, &id)
 }
 
+/// The order a request becomes (an example without `difficulty`: the request's category's
+/// is the default, and a lower one is refused).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "帮忙买药", "window_start": "2030-01-01T09:00:00Z",
+    "window_end": "2030-01-01T12:00:00Z", "slots": 1, "skills": [], "note": "3栋2单元"}))]
 pub struct DispatchBody {
-    /// Default: the category's name and the start of the description.
+    /// 1 to 200 characters, not all blank. Default: the category's name and the start of
+    /// the description.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "帮忙买药")]
     pub title: Option<String>,
+    /// 1–5; the request's category's by default, and not lower.
+    #[schema(minimum = 1, maximum = 5, example = 5)]
     pub difficulty: Option<u8>,
-    #[schema(example = "2030-01-01T09:00:00Z")]
+    /// RFC 3339.
+    #[schema(format = DateTime, example = "2030-01-01T09:00:00Z")]
     pub window_start: String,
-    #[schema(example = "2030-01-01T12:00:00Z")]
+    /// RFC 3339; after window_start, and in the future.
+    #[schema(format = DateTime, example = "2030-01-01T12:00:00Z")]
     pub window_end: String,
+    /// 1 to `dispatch.service.max_slots` (`2.0` is 2: JSON Schema's integer).
+    #[serde(deserialize_with = "super::error::whole_u32")]
     #[schema(minimum = 1, example = 1)]
     pub slots: u32,
+    /// Skill ids of `GET /v1/catalog`.
     #[serde(default)]
+    #[schema(example = json!([]))]
     pub skills: Vec<String>,
-    /// Default: the resident's description.
+    /// At most 1000 characters. Default: the resident's description.
+    #[schema(max_length = 1000, example = "3栋2单元")]
     pub note: Option<String>,
 }
 
@@ -515,21 +534,30 @@ pub async fn confirm(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProposalBody {
+    /// A category id of `GET /v1/catalog`.
     #[schema(example = "skills_training")]
     pub category: String,
-    #[schema(example = "教老人用智能手机")]
+    /// 1 to 200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "教老人用智能手机")]
     pub title: String,
+    /// 1 to 1000 characters, not all blank.
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S", example = "每周六上午")]
     pub description: Option<String>,
     /// A grid of a community the member serves (lives in, or their team is paired with).
-    #[schema(example = "c001-g1")]
+    #[schema(min_length = 1, example = "c001-g1")]
     pub grid_id: String,
-    #[schema(example = "3栋独居老人")]
+    /// 1 to 200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "3栋独居老人")]
     pub for_whom: String,
-    #[schema(example = "2030-01-01T09:00:00Z")]
+    /// RFC 3339.
+    #[schema(format = DateTime, example = "2030-01-01T09:00:00Z")]
     pub window_start: String,
-    #[schema(example = "2030-01-01T12:00:00Z")]
+    /// RFC 3339; after window_start, and in the future.
+    #[schema(format = DateTime, example = "2030-01-01T12:00:00Z")]
     pub window_end: String,
-    /// Members the order takes, the proposer included (default 1).
+    /// Members the order takes, the proposer included: 1 to `dispatch.service.max_slots`
+    /// (default 1).
+    #[schema(minimum = 1, example = 1)]
     pub slots: Option<u32>,
 }
 

@@ -152,8 +152,29 @@ async fn view(app: &AppState, ep: Endpoint) -> Result<WebhookView, ApiError> {
     let status = app.hooks.status(&ep.id).await.map_err(store_error)?;
     let cursor = app.hooks.cursor(&ep.id).await.map_err(store_error)?.unwrap_or(ep.registered_seq);
     let dead = app.hooks.dead_letters(&ep.id).await.map_err(store_error)?.len();
+    Ok(with_records(app, ep, status, cursor, dead))
+}
+
+/// An endpoint just registered, as its first answer shows it: nothing delivered, failed or
+/// dead yet, read from nowhere but the state. Its registration is committed when this is
+/// built, so no failing read of the delivery records (Redis restarting, a node cut off from
+/// it) may turn the answer into an error: the caller would take the endpoint for refused
+/// and lose its secret, shown this once (history seed 22 on three nodes: 500 `internal`
+/// for a registration the log has).
+fn fresh_view(app: &AppState, ep: Endpoint) -> WebhookView {
+    let cursor = ep.registered_seq;
+    with_records(app, ep, crate::webhooks::Status::default(), cursor, 0)
+}
+
+fn with_records(
+    app: &AppState,
+    ep: Endpoint,
+    status: crate::webhooks::Status,
+    cursor: u64,
+    dead: usize,
+) -> WebhookView {
     let last_seq = app.engine.read().last_seq;
-    Ok(WebhookView {
+    WebhookView {
         state: if ep.active { "active" } else { "disabled" }.into(),
         disabled_reason: ep.disabled_reason,
         registered_at: rfc3339(ep.registered_at),
@@ -170,7 +191,7 @@ async fn view(app: &AppState, ep: Endpoint) -> Result<WebhookView, ApiError> {
         last_failure_at: status.last_failure_at.map(rfc3339),
         last_error: status.last_error,
         backlog: last_seq.saturating_sub(cursor),
-    })
+    }
 }
 
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = WebhookBody,
@@ -208,7 +229,7 @@ pub async fn register(
     };
     let ep = endpoint(&app, &caller.actor, &id)?;
     tracing::info!(webhook = %id, by = %caller.actor.label(), "webhook endpoint registered");
-    let webhook = view(&app, ep).await?;
+    let webhook = fresh_view(&app, ep);
     Ok((StatusCode::CREATED, Json(WebhookCreated { webhook, secret })).into_response())
 }
 

@@ -693,9 +693,31 @@ async fn the_served_document_carries_the_configured_limits_and_one_invitation_sh
         ("MUSTER_AUTH__INVITATION_MAX_TTL_S", "7200"),
         ("MUSTER_AUTH__INVITATION_TTL_S", "3600"),
         ("MUSTER_DISPATCH__MAX_HEADCOUNT", "40"),
+        ("MUSTER_DISPATCH__SERVICE__MAX_SLOTS", "7"),
     ])
     .await;
     let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    // The slots of the orders a request or a proposal becomes, and the configured ids the
+    // campaign and resident bodies name, as this server has them.
+    for pointer in
+        ["/components/schemas/DispatchBody/properties/slots", "/components/schemas/ProposalBody/properties/slots"]
+    {
+        assert_eq!(doc.pointer(&format!("{pointer}/maximum")), Some(&serde_json::json!(7)), "{pointer}");
+    }
+    let catalog: Value =
+        app.http.get(app.url("/v1/catalog")).bearer_auth(app.command()).send().await.unwrap().json().await.unwrap();
+    let ids = |list: &Value| -> Vec<Value> { list.as_array().unwrap().iter().map(|x| x["id"].clone()).collect() };
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["ProposalBody"]["properties"]["category"]["enum"], Value::from(ids(&catalog["categories"])));
+    assert_eq!(schemas["DispatchBody"]["properties"]["skills"]["items"]["enum"], Value::from(ids(&catalog["skills"])));
+    assert_eq!(
+        schemas["RequirementBody"]["properties"]["skills"]["items"]["enum"],
+        Value::from(ids(&catalog["skills"]))
+    );
+    assert!(!ids(&catalog["skills"]).is_empty(), "{catalog}");
+    // `[[dispatch.campaign.roles]]` of config/default.toml.
+    let roles = serde_json::json!(["queue_order", "registration", "logistics", "sampling_helper"]);
+    assert_eq!(schemas["RequirementBody"]["properties"]["role"]["enum"], roles);
     let invite = &doc["components"]["schemas"]["InviteBody"]["oneOf"];
     let branches = invite.as_array().expect("InviteBody is a oneOf");
     let mut roles = Vec::new();

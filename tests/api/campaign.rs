@@ -192,6 +192,66 @@ async fn a_roster_fills_what_it_can_and_names_the_shortfall_and_its_rule() {
 }
 
 #[tokio::test]
+async fn what_a_campaign_holds_now_is_a_409_bad_input_a_422_and_its_view_names_each_key_once() {
+    let app = spawn_app().await;
+    let (id, _) = campaign(&app, "c001", HOUR).await;
+    let put = |path: String, body: Value| {
+        let app = &app;
+        async move { send(app, reqwest::Method::PUT, &app.command(), &path, Some(body)).await }
+    };
+    let req =
+        |site: &str, shift: &str| json!({"site_id": site, "shift_id": shift, "role": "queue_order", "headcount": 1});
+    // A site or shift the campaign does not hold (yet): 409, and fine once it does.
+    let (s, v) = put(format!("/v1/campaigns/{id}/requirements"), req("s1", "am")).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("unknown_site")), "{v}");
+    let far = json!({"name": "Depot", "location": {"lat": 1.0, "lng": 1.0}});
+    let (s, v) = put(format!("/v1/campaigns/{id}/sites/s1"), far).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = put(format!("/v1/campaigns/{id}/requirements"), req("s1", "pm")).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("unknown_shift")), "{v}");
+    let (s, v) = put(format!("/v1/campaigns/{id}/requirements"), req("s1", "am")).await;
+    assert_eq!(s, 200, "{v}");
+    // A headcount is JSON Schema's integer: 2.0 is 2, 2.5 is refused.
+    let mut whole = req("s1", "am");
+    whole["headcount"] = json!(2.0);
+    let (s, v) = put(format!("/v1/campaigns/{id}/requirements"), whole.clone()).await;
+    assert_eq!((s, v["required"].as_u64()), (200, Some(2)), "{v}");
+    whole["headcount"] = json!(2.5);
+    let (s, v) = put(format!("/v1/campaigns/{id}/requirements"), whole).await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("invalid_body")), "{v}");
+    // A name is 1 to 200 characters as sent (the document's maxLength), not all blank.
+    let long = format!("{} ", "a".repeat(200));
+    for name in [long.as_str(), "   "] {
+        let (s, v) =
+            put(format!("/v1/campaigns/{id}/sites/s2"), json!({"name": name, "location": {"lat": 1.0, "lng": 1.0}}))
+                .await;
+        assert_eq!((s, v["code"].as_str()), (422, Some("invalid_site")), "{name:?}: {v}");
+    }
+    // A closed site wants nobody: its requirements are refused for what it is now.
+    let (s, v) =
+        send(&app, reqwest::Method::POST, &app.command(), &format!("/v1/campaigns/{id}/sites/s1/close"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = put(format!("/v1/campaigns/{id}/requirements"), req("s1", "am")).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("invalid_requirement")), "{v}");
+    // The view's `sites` is the list; the summary's count is `site_count` (it was `sites`
+    // too: one key twice in one object).
+    let text = app
+        .http
+        .get(app.url(&format!("/v1/campaigns/{id}")))
+        .bearer_auth(app.command())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.matches("\"sites\":").count(), 1, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["site_count"].as_u64(), v["sites"].as_array().map(Vec::len)), (Some(1), Some(1)), "{v}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn command_owns_its_campaigns_staff_see_their_sites_and_foreign_is_unknown() {
     let app = spawn_app().await;
     let (id, _) = campaign(&app, "c001", 2 * HOUR).await;

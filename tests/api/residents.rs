@@ -240,6 +240,23 @@ async fn codes_are_limited_per_phone_and_per_address_and_a_failing_gateway_is_an
 }
 
 #[tokio::test]
+async fn a_phone_as_typed_is_the_number_the_document_describes_and_a_plus86_landline_stays_whole() {
+    let (app, mut sms) = spawn_with_sms(&[]).await;
+    // Spaces, dashes, parentheses and +86 before a mobile number come off.
+    assert_eq!(ask_code(&app, "c001", "+86 (138) 0013-8000").await.status(), 202);
+    assert_eq!(sms.code().await.0, "13800138000");
+    // +86 and 11 digits that are not a mobile number (a Shenzhen landline) is "+ and 8 to 15
+    // digits", as the document's pattern says: taken whole, not cut to a wrong mobile number.
+    assert_eq!(ask_code(&app, "c001", "+8675512345678").await.status(), 202);
+    assert_eq!(sms.code().await.0, "+8675512345678");
+    assert_problem(ask_code(&app, "c001", "+86 12345").await, 422, Some("invalid_phone")).await;
+    let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let pattern = doc["components"]["schemas"]["CodeBody"]["properties"]["phone"]["pattern"].as_str().unwrap();
+    assert!(pattern.contains("1[3-9][0-9]{9}") && pattern.contains("\\+[0-9]{8,15}"), "{pattern}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn staff_merge_or_decline_requests_and_approve_a_members_proposal_into_an_order_they_hold() {
     let (app, mut sms) = spawn_with_sms(&[]).await;
     let token = sign_in(&app, &mut sms, "c001", "13800138000").await;

@@ -36,6 +36,13 @@ pub fn open<'s>(state: &'s State, actor: &Actor, id: &str) -> Result<&'s Campaig
     Ok(c)
 }
 
+/// A refusal of what the campaign holds now (a closed site, a full campaign, a rostered
+/// shift): 409, as every refusal that depends on the present state; a 422 is a request
+/// wrong whatever the state.
+fn conflict(code: Code, detail: impl Into<String>) -> DomainError {
+    err_as(ErrorKind::Conflict, code, detail)
+}
+
 fn event(tx: &mut Tx<'_>, e: CampaignEvent) {
     tx.emit(EventBody::Campaign { event: Box::new(e) });
 }
@@ -121,16 +128,20 @@ pub(in crate::domain) fn execute(tx: &mut Tx<'_>, actor: &Actor, cmd: CampaignCo
             if let Some(s) = &shift.site_id
                 && c.site(s).is_none()
             {
-                return Err(err(Code::UnknownSite, format!("site '{s}' is not in the campaign")));
+                return Err(conflict(Code::UnknownSite, format!("site '{s}' is not in the campaign")));
             }
+            // Refusals of what the campaign holds now (409): the same shift is fine elsewhere.
             if c.shift(&shift.id).is_none() && c.shifts.len() >= MAX_SHIFTS {
-                return Err(err(Code::InvalidShift, format!("a campaign has at most {MAX_SHIFTS} shifts")));
+                return Err(conflict(Code::InvalidShift, format!("a campaign has at most {MAX_SHIFTS} shifts")));
             }
             if let Some(old) = c.shift(&shift.id).map(|i| &c.shifts[i])
                 && c.roster.is_some()
                 && (old.start, old.end) != (shift.start, shift.end)
             {
-                return Err(err(Code::InvalidShift, "a rostered shift keeps its times; add another shift instead"));
+                return Err(conflict(
+                    Code::InvalidShift,
+                    "a rostered shift keeps its times; add another shift instead",
+                ));
             }
             event(tx, CampaignEvent::ShiftSet { campaign_id, shift });
             Ok(Reply::Done)
@@ -206,7 +217,7 @@ pub(super) fn resolve_site(state: &State, c: &Campaign, site: SiteSpec) -> Resul
     check_id(&site.id, Code::InvalidSite, "site")?;
     check_name(&site.name, Code::InvalidSite)?;
     if c.site(&site.id).is_none() && c.sites.len() >= MAX_SITES {
-        return Err(err(Code::InvalidSite, format!("a campaign has at most {MAX_SITES} sites")));
+        return Err(conflict(Code::InvalidSite, format!("a campaign has at most {MAX_SITES} sites")));
     }
     let city = &state.city;
     let (position, community) = match (&site.location, &site.grid_id) {
@@ -233,19 +244,21 @@ pub(super) fn resolve_site(state: &State, c: &Campaign, site: SiteSpec) -> Resul
     Ok(site)
 }
 
-/// A requirement's checks against the campaign and the configured roles and skills.
+/// A requirement's checks against the campaign and the configured roles and skills. What
+/// the campaign holds now (its sites and shifts, closed or not, whose) is a 409; roles,
+/// skills and headcount, a 422.
 pub(super) fn check_requirement(rules: &Rules, c: &Campaign, r: &Requirement) -> Result<(), DomainError> {
     let site = c
         .site(&r.site_id)
-        .ok_or_else(|| err(Code::UnknownSite, format!("site '{}' is not in the campaign", r.site_id)))?;
+        .ok_or_else(|| conflict(Code::UnknownSite, format!("site '{}' is not in the campaign", r.site_id)))?;
     let shift = c
         .shift(&r.shift_id)
-        .ok_or_else(|| err(Code::UnknownShift, format!("shift '{}' is not in the campaign", r.shift_id)))?;
+        .ok_or_else(|| conflict(Code::UnknownShift, format!("shift '{}' is not in the campaign", r.shift_id)))?;
     if c.sites[site].closed {
-        return Err(err(Code::InvalidRequirement, format!("site '{}' is closed", r.site_id)));
+        return Err(conflict(Code::InvalidRequirement, format!("site '{}' is closed", r.site_id)));
     }
     if c.shifts[shift].site_id.as_ref().is_some_and(|s| *s != r.site_id) {
-        return Err(err(Code::InvalidRequirement, format!("shift '{}' belongs to another site", r.shift_id)));
+        return Err(conflict(Code::InvalidRequirement, format!("shift '{}' belongs to another site", r.shift_id)));
     }
     if !rules.campaign.roles.iter().any(|x| x.id == r.role) {
         return Err(err(Code::UnknownRole, format!("role '{}' is not in the configured roles", r.role)));
@@ -257,7 +270,10 @@ pub(super) fn check_requirement(rules: &Rules, c: &Campaign, r: &Requirement) ->
         return Err(err(Code::UnknownSkill, format!("skill '{s}' is not in the catalog")));
     }
     if c.requirement(&r.site_id, &r.shift_id, &r.role).is_none() && c.requirements.len() >= MAX_REQUIREMENTS {
-        return Err(err(Code::InvalidRequirement, format!("a campaign has at most {MAX_REQUIREMENTS} requirements")));
+        return Err(conflict(
+            Code::InvalidRequirement,
+            format!("a campaign has at most {MAX_REQUIREMENTS} requirements"),
+        ));
     }
     Ok(())
 }

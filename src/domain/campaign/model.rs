@@ -22,13 +22,17 @@ const HOUR: f64 = 3_600_000.0;
 #[serde(deny_unknown_fields)]
 pub struct CampaignRules {
     /// Most hours on shift in any 24 hours (1–24).
+    #[schema(minimum = 1, maximum = 24, example = 12)]
     pub max_hours_in_24h: f64,
     /// Least hours off between two shifts (0–48).
+    #[schema(minimum = 0, maximum = 48, example = 8)]
     pub min_rest_h: f64,
     /// Most days in a row with a shift (1–120).
+    #[schema(minimum = 1, maximum = 120, example = 6)]
     pub max_consecutive_days: u32,
     /// Furthest a site may be from a member's home or their team's paired community, in
     /// metres (100–100,000).
+    #[schema(minimum = 100, maximum = 100_000, example = 5000)]
     pub max_distance_m: f64,
 }
 
@@ -364,9 +368,11 @@ pub fn check_id(id: &str, code: Code, what: &str) -> Result<(), DomainError> {
     if ok { Ok(()) } else { Err(err(code, format!("{what} id '{id}' must be 1–64 letters, digits, '-' or '_'"))) }
 }
 
+/// 1 to 200 characters, not all blank (as the document says: `minLength`, `maxLength` and
+/// a non-blank `pattern` on the name as sent).
 pub fn check_name(name: &str, code: Code) -> Result<(), DomainError> {
-    let n = name.trim().chars().count();
-    if (1..=200).contains(&n) { Ok(()) } else { Err(err(code, "a name is 1–200 characters")) }
+    let ok = !name.trim().is_empty() && name.chars().count() <= 200;
+    if ok { Ok(()) } else { Err(err(code, "a name is 1–200 characters, not all blank")) }
 }
 
 impl Campaign {
