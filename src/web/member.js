@@ -335,7 +335,6 @@ function onHello() {
 function onFrame(f) {
   const d = f.data || {};
   if (service.onFrame(f) || propose.onFrame(f)) return;
-  if (service.onFrame(f)) return;
   if (shifts.onFrame(f)) return;
   switch (f.type) {
     case "offer": {
