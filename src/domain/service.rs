@@ -161,22 +161,29 @@ pub(super) fn post_order(tx: &mut Tx<'_>, actor: &Actor, o: PostOrder) -> Result
         return Err(err(Code::UnknownSkill, format!("skill '{s}' is not in the catalog")));
     }
     let class = TaskClass::of(difficulty, tx.rules);
-    // A hard order is reserved at first for the members who have done the least hard work.
+    let location = o.location.unwrap_or(state.city.grid_centers[grid as usize]);
+    // A hard order is reserved at first for the members who have done the least hard work;
+    // among equals (in peacetime, most of a community has none), the nearest to the order's
+    // place, who are the ones likely to take it, then by index. By index alone the reserved
+    // were the lowest-numbered members wherever they stood, who seldom took it, so the order
+    // waited out the window (docs/PERFORMANCE.md, Fairness).
     let (priority_until, priority_members) = if class == TaskClass::Hard && tx.rules.service.hard_priority_s > 0 {
-        let mut pool: Vec<(f64, u32)> = (0..state.roster.members.len() as u32)
+        let mut pool: Vec<(f64, f64, u32)> = (0..state.roster.members.len() as u32)
             .filter(|&m| of_community(state, m, community))
             .filter(|&m| o.skills.iter().all(|s| state.city.members()[m as usize].skills.contains(s)))
-            .map(|m| (state.roster.members[m as usize].work.hard_load, m))
+            .map(|m| {
+                let rt = &state.roster.members[m as usize];
+                (rt.work.hard_load, rt.position.distance_m(location), m)
+            })
             .collect();
-        pool.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        pool.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
         pool.truncate((o.slots * tx.rules.service.hard_priority_per_slot) as usize);
-        let ids: Vec<String> = pool.iter().map(|&(_, m)| state.city.members()[m as usize].id.clone()).collect();
+        let ids: Vec<String> = pool.iter().map(|&(_, _, m)| state.city.members()[m as usize].id.clone()).collect();
         (Some(tx.now + tx.rules.service.hard_priority_s as i64 * 1000).filter(|_| !ids.is_empty()), ids)
     } else {
         (None, Vec::new())
     };
     let order_id = format!("ord-{}", state.orders_posted + 1);
-    let location = o.location.unwrap_or(state.city.grid_centers[grid as usize]);
     tx.emit(EventBody::OrderPosted {
         order_id: order_id.clone(),
         community_id: state.city.community(community).id.clone(),

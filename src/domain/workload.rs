@@ -110,12 +110,15 @@ impl Workload {
     }
 
     /// Ranking adjustment in metres: carry more load, rank later; for a hard task, a
-    /// member whose load was all easy ranks earlier.
+    /// member whose load was all easy ranks earlier. A member with no load at all counts as
+    /// one whose load was all easy: otherwise the bonus would pass over the idle and send
+    /// hard work to a neighbour who has done one easy task (docs/PERFORMANCE.md, Fairness).
     pub fn score_m(&self, difficulty: u8, rules: &Rules) -> f64 {
         let f = &rules.fairness;
         let mut m = f.load_m * self.load;
-        if difficulty >= f.hard_min_difficulty && self.load > 0.0 {
-            m -= f.hard_first_m * (1.0 - self.hard_load / self.load);
+        if difficulty >= f.hard_min_difficulty {
+            let easy_share = if self.load > 0.0 { 1.0 - self.hard_load / self.load } else { 1.0 };
+            m -= f.hard_first_m * easy_share;
         }
         m
     }
@@ -232,6 +235,28 @@ mod tests {
         assert_eq!(easy_only.score_m(1, &rules), 100.0);
         assert_eq!(easy_only.score_m(5, &rules), 100.0 - 600.0);
         assert_eq!(hard_only.score_m(5, &rules), 250.0);
-        assert_eq!(Workload::default().score_m(5, &rules), 0.0);
+        // No load counts as all easy (it used to score 0 here, behind `easy_only`): an idle
+        // member gets the whole hard-first bonus, and nothing for an easy task.
+        assert_eq!(Workload::default().score_m(5, &rules), -600.0);
+        assert_eq!(Workload::default().score_m(1, &rules), 0.0);
+    }
+
+    #[test]
+    fn an_idle_member_ranks_ahead_of_an_equally_near_one_with_one_easy_task_for_a_hard_task() {
+        let mut rules = Rules::for_tests();
+        rules.fairness.load_m = 50.0;
+        rules.fairness.hard_first_m = 600.0;
+        let idle = Workload::default();
+        let mut one_easy = Workload::default();
+        one_easy.accept(1, TaskClass::Easy, 0);
+        let hard = rules.fairness.hard_min_difficulty;
+        // equally near: the score is distance + score_m, so lower score_m ranks first
+        assert!(
+            idle.score_m(hard, &rules) < one_easy.score_m(hard, &rules),
+            "hard task: idle {} vs one easy task {}",
+            idle.score_m(hard, &rules),
+            one_easy.score_m(hard, &rules)
+        );
+        assert!(idle.score_m(1, &rules) < one_easy.score_m(1, &rules), "easy task: by load alone");
     }
 }

@@ -218,6 +218,36 @@ fn a_hard_order_is_reserved_for_the_members_with_the_least_hard_work_then_open_t
 }
 
 #[test]
+fn the_reservation_names_the_nearest_of_equally_loaded_members() {
+    // All residents of c1, none with hard work; far1 and far2 come first by index but stand
+    // in c4's g7, near and mid stand in c1 (g1 and g2).
+    let mut w = world(vec![
+        member("far1", "g1").at("g7"),
+        member("far2", "g2").at("g7"),
+        member("mid", "g3").at("g2"),
+        member("near", "g2").at("g1"),
+    ]);
+    let id = w.post(&staff("c1"), order("g1", "rescue", 1));
+    // 2 a slot: the nearest two to the order's place (g1's centre), not the first two by index
+    let reserved: BTreeSet<u32> = ["near", "mid"].iter().map(|m| w.idx(m)).collect();
+    assert_eq!(w.state.orders[&id].priority.iter().copied().collect::<BTreeSet<_>>(), reserved);
+    // and the event names them nearest first
+    let named = w.log.iter().rev().find_map(|e| match &e.body {
+        EventBody::OrderPosted { priority_members, .. } => Some(priority_members.clone()),
+        _ => None,
+    });
+    assert_eq!(named, Some(vec!["near".to_string(), "mid".to_string()]));
+    // the least hard load still comes first, whatever the distance
+    let (inc, _) = w.at(10).raise(&city_command(), rescue("g1", Level::IV, 1));
+    w.at(20).accept("near", &inc);
+    w.at(30).ok(&city_command(), resolve(&inc));
+    assert_eq!(w.rt("near").work.hard_load, 5.0);
+    let id = w.at(H).post(&staff("c1"), order("g1", "rescue", 1));
+    let reserved: BTreeSet<u32> = ["mid", "far1"].iter().map(|m| w.idx(m)).collect();
+    assert_eq!(w.state.orders[&id].priority.iter().copied().collect::<BTreeSet<_>>(), reserved);
+}
+
+#[test]
 fn the_reservation_counts_only_members_with_the_skills_and_can_be_switched_off() {
     let mut w = reservation_world();
     let mut o = order("g2", "rescue", 1);

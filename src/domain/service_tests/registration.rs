@@ -267,7 +267,10 @@ fn service_scenario() -> World {
     w.at(H + 3).ok(&staff("c1"), assign(&easy, "n"));
     let hard = w.at(H + 4).post(&staff("c1"), order("g2", "rescue", 2));
     w.at(H + 5).claim("b", &hard);
-    w.at(H + 6).claim("p", &hard);
+    // p (team t1, living in c2's g4) is the farthest of the five without hard work from the
+    // order in g2, so the reservation (least hard work, then nearest) leaves p out; staff
+    // assign p instead of p claiming inside the window, as before the tie-break by distance.
+    w.at(H + 6).ok(&staff("c1"), assign(&hard, "p"));
     let here = w.place(&hard);
     w.at(H + 7).ok(&as_member("b"), checkin(&hard, here));
     w.at(H + 8).ok(&as_member("p"), checkin(&hard, north_of(here, 500.0)));

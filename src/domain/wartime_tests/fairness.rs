@@ -107,6 +107,25 @@ fn with_hard_first_m_a_member_whose_load_was_all_easy_ranks_first_for_a_hard_tas
 }
 
 #[test]
+fn with_hard_first_m_an_idle_member_ranks_ahead_of_an_equally_placed_one_with_one_easy_task_for_a_hard_task() {
+    let mut w = twins();
+    let (inc, out) = w.raise(&city_command(), patrol("g1", Level::IV, 1));
+    assert_eq!(sent_to(&out), ["a", "b"]);
+    w.at(10).accept("a", &inc);
+    w.at(20).ok(&city_command(), resolve(&inc));
+    assert_eq!((w.rt("a").work.load, w.rt("b").work.load), (1.0, 0.0));
+
+    // past the recent-duty window; the defaults' weights
+    w.rules.fairness.load_m = 50.0;
+    w.rules.fairness.hard_first_m = 600.0;
+    let t = 2 * H;
+    // b has no load: all easy, trivially, so b gets the whole bonus and the lighter load
+    // (before, an idle member got no bonus and a ranked 550 m ahead of b for a hard task)
+    assert_eq!(ranking(&mut w, t, rescue("g1", Level::IV, 1)), ["b", "a"], "the idle first for hard");
+    assert_eq!(ranking(&mut w, t + 1, patrol("g1", Level::IV, 1)), ["b", "a"], "and by load for easy");
+}
+
+#[test]
 fn a_member_on_duty_12_hours_in_24_is_offered_nothing_until_rested_8_hours() {
     let mut w = world(vec![member("tired", "g1")]);
     let (inc, _) = w.raise(&city_command(), rescue("g1", Level::IV, 1));

@@ -159,10 +159,12 @@ async fn a_member_takes_an_order_checks_in_and_out_and_sees_the_rating() {
         )
         .await;
 
-    // A hard order is kept first for the members who have done the least hard work: this
-    // one, the community's first (nobody has done hard work); the `order.offer` says so.
+    // A hard order is kept first for the members who have done the least hard work, the
+    // nearest first among equals: this one (nobody has done hard work), at whose last
+    // reported place (typed above) it stands; the `order.offer` says so.
     let now = now_ms();
-    let hard = json!({"grid_id": "c001-g3", "category": "patrol", "difficulty": 5, "title": "高空清理",
+    let at: (f64, f64) = (format!("{lat:.6}").parse().unwrap(), format!("{:.6}", lng + 0.00058).parse().unwrap());
+    let hard = json!({"location": {"lat": at.0, "lng": at.1}, "category": "patrol", "difficulty": 5, "title": "高空清理",
         "window_start": rfc3339(now - 60_000), "window_end": rfc3339(now + 3_600_000), "slots": 1});
     let resp = app.post(&staff, "/v1/orders", hard).await;
     assert_eq!(resp.status(), 201);
