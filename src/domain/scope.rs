@@ -108,8 +108,11 @@ pub enum Action {
     /// Create a campaign, set its sites, shifts and requirements, compute and publish its
     /// roster, mark no-shows, close it (which campaigns: `campaign`).
     ManageCampaigns,
-    /// Mark a time one cannot serve in a campaign: a member for themself, command for a
-    /// member of its scope.
+    /// Mark a time one cannot serve in a campaign: a member for themself, command (of the
+    /// campaign, `campaign`) for a member; either way only in a campaign whose people the
+    /// member is among (`campaign::handle::eligible`: a city campaign, one of the district
+    /// they live in or their team serves, or one whose roster names them); another
+    /// campaign is unknown to the member, another member unknown to command.
     MarkUnavailable,
     /// Read campaigns: command (theirs, `campaign`), staff (their community's sites only,
     /// `campaign_site`). A member reads their own shifts (`GET /v1/campaigns/mine`).

@@ -200,12 +200,13 @@ pub async fn unavailable(
     body: Result<Json<UnavailableBody>, JsonRejection>,
 ) -> Result<(axum::http::StatusCode, Json<UnavailableView>), ApiError> {
     require(&caller, Action::MarkUnavailable)?;
-    let Json(b) = body?;
     if !matches!(caller.actor, Actor::Member { .. }) {
-        // Command: a campaign outside its scope is unknown, whatever the body says.
+        // Command: a campaign outside its scope is unknown, whatever the body says. (A
+        // member's campaign is checked by the domain: one of their district, or a city's.)
         let state = app.engine.read();
         super::campaigns::seen(&state, &caller.actor, &id)?;
     }
+    let Json(b) = body?;
     let member_id = match (&caller.actor, b.member_id) {
         (_, Some(m)) => m,
         (Actor::Member { member }, None) => member.clone(),

@@ -179,3 +179,11 @@ pub(super) fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D
         .and_then(|w| u32::try_from(w).ok())
         .ok_or_else(|| D::Error::custom(format!("invalid value: {n}, expected a whole number from 0 to {}", u32::MAX)))
 }
+
+/// `whole_u32` for an optional count (absent or `null`: `None`); use with `#[serde(default)]`.
+pub(super) fn whole_u32_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole_u32")] u32);
+    use serde::Deserialize;
+    Ok(Option::<Whole>::deserialize(d)?.map(|w| w.0))
+}

@@ -38,6 +38,7 @@ pub struct RaiseBody {
     pub level: Level,
     /// 1 to `dispatch.max_headcount`.
     #[schema(minimum = 1, example = 2)]
+    #[serde(deserialize_with = "super::error::whole_u32")]
     pub headcount: u32,
     /// Skill ids of `GET /v1/catalog`, at most 16.
     #[serde(default)]

@@ -477,6 +477,41 @@ mod tests {
         (resp, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
+    /// The member app's offline shell (sw-offline.js's CORE, cached at install, before the
+    /// page is controlled) holds every file /m loads by a static import from member.js, and
+    /// the stylesheets its modules add: else /m cannot open offline after a fresh install.
+    #[test]
+    fn the_offline_shell_holds_every_module_m_imports() {
+        let text = |name: &str| String::from_utf8(Web::get(name).unwrap().data.into_owned()).unwrap();
+        let quoted = |s: &str, prefix: &str| -> Vec<String> {
+            s.split('"').filter(|x| x.starts_with(prefix)).map(str::to_string).collect()
+        };
+        let sw = text("sw-offline.js");
+        let core = &sw[sw.find("const CORE").unwrap()..];
+        let core: std::collections::BTreeSet<String> =
+            quoted(&core[..core.find("];").unwrap()], "/web/").into_iter().collect();
+        let mut todo = vec!["/web/member.js".to_string()];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(f) = todo.pop() {
+            if !seen.insert(f.clone()) {
+                continue;
+            }
+            let body = text(f.trim_start_matches("/web/"));
+            for line in body.lines().filter(|l| l.starts_with("import ") || l.contains("stylesheet")) {
+                for q in quoted(line, "/web/") {
+                    if q.ends_with(".js") {
+                        todo.push(q);
+                    } else {
+                        seen.insert(q);
+                    }
+                }
+            }
+        }
+        let missing: Vec<&String> = seen.difference(&core).collect();
+        assert!(missing.is_empty(), "not in sw-offline.js's CORE: {missing:?}");
+        assert!(seen.len() > 10, "the walk found the imports: {seen:?}");
+    }
+
     #[test]
     fn every_route_is_a_page_in_the_table() {
         let paths: Vec<&str> = PAGES.iter().map(|p| p.path).collect();

@@ -558,6 +558,7 @@ pub struct ProposalBody {
     /// Members the order takes, the proposer included: 1 to `dispatch.service.max_slots`
     /// (default 1).
     #[schema(minimum = 1, example = 1)]
+    #[serde(default, deserialize_with = "super::error::whole_u32_opt")]
     pub slots: Option<u32>,
 }
 

@@ -342,6 +342,7 @@ pub struct OrderBody {
     pub window_end: String,
     /// 1 to `dispatch.service.max_slots`.
     #[schema(minimum = 1, example = 2)]
+    #[serde(deserialize_with = "super::error::whole_u32")]
     pub slots: u32,
     /// Skill ids of `GET /v1/catalog`.
     #[serde(default)]

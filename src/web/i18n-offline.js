@@ -14,6 +14,10 @@ export const OFFLINE_STRINGS = {
     "member.offline.what.arrive": "到达签到",
     "member.offline.what.mobilization.ack": "确认动员令",
     "member.offline.what.mobilization.report": "动员报到",
+    "code.answer_id_reused": "这条回复的编号已用于另一条回复，未被接受。",
+    "code.bad_answer_id": "回复编号格式不对。",
+    "code.invalid_data": "发送的内容不完整或格式不对。",
+    "code.members_only": "只有党员本人可以这样回复。",
   },
   en: {
     "member.offline.banner": "Offline · showing the state as of {t}",
@@ -27,5 +31,9 @@ export const OFFLINE_STRINGS = {
     "member.offline.what.arrive": "arrival",
     "member.offline.what.mobilization.ack": "order acknowledged",
     "member.offline.what.mobilization.report": "reported in",
+    "code.answer_id_reused": "This answer's id was already used for another answer; it was not accepted.",
+    "code.bad_answer_id": "The answer's id is malformed.",
+    "code.invalid_data": "What was sent is incomplete or malformed.",
+    "code.members_only": "Only the member can answer this.",
   },
 };

@@ -112,28 +112,53 @@ export function mountOffline(o) {
     await count();
   }
 
-  /** Sends the queue in order; stops (keeping the rest) at the first send that may not have arrived. */
+  let again = false; // something was queued while a flush ran: go round once more
+  let retry = null; // a timer to try again after a transient refusal while connected
+
+  /**
+   * Sends the queue in order until it is empty; stops (keeping the rest) at the first send
+   * that may not have arrived, and then tries again in a few seconds while connected.
+   */
   async function flush() {
-    if (flushing) return;
+    if (flushing) {
+      again = true;
+      return;
+    }
     flushing = true;
+    let stopped = false;
     try {
-      for (const item of await queued(o.member)) {
-        const live = o.live();
-        if (!live?.connected) break;
-        try {
-          await live.send(item.type, item.data);
-        } catch (e) {
-          if (TRANSIENT.has(e.code)) break;
-          refusals.push({ item, e });
-          o.onRefused(item, e);
+      do {
+        again = false;
+        for (const item of await queued(o.member)) {
+          const live = o.live();
+          if (!live?.connected) {
+            stopped = true;
+            break;
+          }
+          try {
+            await live.send(item.type, item.data);
+          } catch (e) {
+            if (TRANSIENT.has(e.code)) {
+              stopped = true;
+              break;
+            }
+            refusals.push({ item, e });
+            o.onRefused(item, e);
+          }
+          await run("readwrite", (s) => s.delete(item.n));
         }
-        await run("readwrite", (s) => s.delete(item.n));
-      }
+      } while (again && !stopped);
     } catch (_) {
       /* no IndexedDB: nothing was queued */
     } finally {
       flushing = false;
       await count();
+      if (waiting > 0 && o.live()?.connected && !retry) {
+        retry = setTimeout(() => {
+          retry = null;
+          if (o.live()?.connected) flush();
+        }, 3000);
+      }
     }
   }
 

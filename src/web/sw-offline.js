@@ -2,16 +2,19 @@
 // scope /m): /m and the files under /web/ it loads are fetched from the network first and
 // kept in a cache, so that /m opens from the cache when the network (or the server) is
 // gone. The API (/v1/) and the websocket are never cached. The page tells the worker which
-// files it loaded (a "muster.cache" message), so that modules added to /m later are kept
-// too without a list here to keep up to date.
+// files it loaded (a "muster.cache" message); CORE is fetched at install, before the page
+// is controlled, and must hold every module /m imports (gateway::pages's test walks the
+// imports from member.js and checks).
 
-const SHELL = "muster-m-shell-v1";
+const SHELL = "muster-m-shell-v2";
 const CORE = [
   "/m",
   "/web/member.js",
   "/web/member-offline.js",
   "/web/member-push.js",
   "/web/member-service.js",
+  "/web/member-campaign.js",
+  "/web/member-propose.js",
   "/web/common.js",
   "/web/live.js",
   "/web/invite.js",
@@ -21,7 +24,9 @@ const CORE = [
   "/web/i18n-admin.js",
   "/web/i18n-residents.js",
   "/web/i18n-offline.js",
+  "/web/i18n-campaign.js",
   "/web/style.css",
+  "/web/residents.css",
   "/web/icon.svg",
   "/web/member.webmanifest",
 ];

@@ -164,7 +164,8 @@ async function importCsv(e) {
 // The year so far (from 1 January, China time): the unit's figures against the yearly
 // target of service hours (dispatch.service.yearly_hours_target, prorated by the server).
 function yearQuery() {
-  return `from=${encodeURIComponent(`${new Date().getFullYear()}-01-01T00:00:00+08:00`)}`;
+  const year = new Date(Date.now() + 8 * 3600e3).getUTCFullYear(); // the year in China time
+  return `from=${encodeURIComponent(`${year}-01-01T00:00:00+08:00`)}`;
 }
 
 let total = null;

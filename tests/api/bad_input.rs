@@ -747,3 +747,20 @@ async fn the_served_document_carries_the_configured_limits_and_one_invitation_sh
     assert!(problem["detail"].as_str().unwrap().contains("7200"), "{problem}");
     app.stop().await;
 }
+
+/// A count is JSON Schema's `integer`, which `2.0` is (the document allows it, clients send
+/// it): a headcount of 2.0 raises with 2; 2.5, -1 and a string are refused and change nothing.
+#[tokio::test]
+async fn a_whole_count_sent_as_2_0_is_2_and_a_fraction_is_refused() {
+    let app = spawn_app().await;
+    for bad in [json!(2.5), json!(-1), json!("2")] {
+        let body = with(json!({"headcount": bad}));
+        problem(app.post(&app.command(), "/v1/incidents", body).await, 422, Some("invalid_body")).await;
+    }
+    assert_no_incidents(&app).await;
+    let resp = app.post(&app.command(), "/v1/incidents", with(json!({"headcount": 2.0}))).await;
+    assert_eq!(resp.status(), 201);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["headcount"], 2, "{v}");
+    app.stop().await;
+}

@@ -409,7 +409,20 @@ async fn a_member_marks_a_time_they_cannot_serve_and_the_roster_leaves_them_out(
     assert_eq!((s, r["filled"].as_u64()), (200, Some(1)), "{r}");
     let (_, got) = send(&app, reqwest::Method::GET, &cmd, &format!("/v1/campaigns/{id}"), None).await;
     let x = got["cells"][0]["members"][0].as_str().unwrap().to_string();
-    let y = app.city.members.iter().map(|m| m.id.clone()).find(|m| *m != x).unwrap();
+    // The districts a member belongs to: where they live, where their team serves.
+    let districts = |m: &muster::domain::org::Member| -> Vec<String> {
+        let home = app.city.communities.iter().find(|c| c.grids.iter().any(|g| g.id == m.residence_grid_id));
+        let team = m.team_id.as_ref().and_then(|t| app.city.teams.iter().find(|x| &x.id == t));
+        home.map(|c| c.id.clone())
+            .into_iter()
+            .chain(team.map(|t| t.community_id.clone()))
+            .map(|c| district_of(&app, &c))
+            .collect()
+    };
+    let d = district_of(&app, "c001");
+    let y = app.city.members.iter().find(|m| m.id != x && districts(m).contains(&d)).unwrap().id.clone();
+    // one of the campaign's people only: z belongs to another district altogether
+    let z = app.city.members.iter().find(|m| !districts(m).contains(&d)).unwrap().id.clone();
 
     let path = format!("/v1/campaigns/{id}/unavailability");
     let span = json!({"start": rfc(shift_start - HOUR), "end": rfc(shift_start + HOUR)});
@@ -433,6 +446,19 @@ async fn a_member_marks_a_time_they_cannot_serve_and_the_roster_leaves_them_out(
     assert_eq!((s, v["code"].as_str()), (404, Some("unknown_campaign")), "{v}");
     let (s, v) = send(&app, post.clone(), &cmd, &path, Some(theirs)).await;
     assert_eq!((s, v["member_id"].as_str()), (201, Some(y.as_str())), "{v}");
+    // A member of another district: the campaign is unknown to them, like a missing one;
+    // and command cannot name them (unknown, like a member not in the city).
+    let (s, v) = send(&app, post.clone(), &app.member(&z), &path, Some(span.clone())).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("unknown_campaign")), "{v}");
+    let zs = json!({"start": span["start"], "end": span["end"], "member_id": z});
+    let (s, v) = send(&app, post.clone(), &cmd, &path, Some(zs)).await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("unknown_member")), "{v}");
+    let nobody = json!({"start": span["start"], "end": span["end"], "member_id": "m-nobody"});
+    let (s, v) = send(&app, post.clone(), &cmd, &path, Some(nobody)).await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("unknown_member")), "{v}");
+    // The same mark again adds nothing and is answered as done.
+    let (s, _) = send(&app, post.clone(), &app.member(&x), &path, Some(span.clone())).await;
+    assert_eq!(s, 201);
     // A time that ends before it starts, a campaign that is not there.
     let backwards = json!({"start": span["end"], "end": span["start"]});
     let (s, v) = send(&app, post.clone(), &app.member(&x), &path, Some(backwards)).await;

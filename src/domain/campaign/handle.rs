@@ -278,6 +278,9 @@ pub(super) fn check_requirement(rules: &Rules, c: &Campaign, r: &Requirement) ->
     Ok(())
 }
 
+/// Times one member may mark in one campaign (one person cannot fill a campaign's list).
+const MAX_MARKS_PER_MEMBER: usize = 200;
+
 fn unavailable(
     tx: &mut Tx<'_>,
     actor: &Actor,
@@ -287,9 +290,13 @@ fn unavailable(
     end: Ts,
 ) -> Result<Reply, DomainError> {
     scope::require(actor, Action::MarkUnavailable)?;
+    let m = tx.state.member_index(&member_id);
     let c = match actor {
         Actor::Member { member } if *member == member_id => {
-            let c = tx.state.campaigns.get(&campaign_id).ok_or_else(|| unknown(&campaign_id))?;
+            // A campaign of another district is unknown to the member, as a missing one is.
+            let c = (tx.state.campaigns.get(&campaign_id))
+                .filter(|c| m.is_some_and(|m| eligible(tx.state, m, c)))
+                .ok_or_else(|| unknown(&campaign_id))?;
             if c.closed {
                 return Err(err(Code::CampaignClosed, format!("campaign '{campaign_id}' is closed")));
             }
@@ -298,18 +305,26 @@ fn unavailable(
         Actor::Member { .. } => return Err(err(Code::OutsideScope, "a member marks their own unavailability")),
         _ => open(tx.state, actor, &campaign_id)?,
     };
-    if tx.state.member_index(&member_id).is_none() {
+    // Command names a member of the campaign's people; another is unknown, as a missing one.
+    if !m.is_some_and(|m| eligible(tx.state, m, c)) {
         return Err(err_as(
             ErrorKind::Invalid,
             Code::UnknownMember,
-            format!("member '{member_id}' is not in the city"),
+            format!("member '{member_id}' is not among the campaign's people"),
         ));
     }
     if !(end > start && start < c.end && end > c.start) {
         return Err(err(Code::BadWindow, "unavailability ends after it starts, within the campaign"));
     }
-    if c.unavailable.len() >= 200_000 {
-        return Err(err(Code::InvalidCampaign, "too many unavailability marks in this campaign"));
+    if c.unavailable.iter().any(|(who, s, e)| *who == member_id && *s == start && *e == end) {
+        return Ok(Reply::Done); // marked already: nothing to add
+    }
+    let mine = c.unavailable.iter().filter(|(who, ..)| *who == member_id).count();
+    if mine >= MAX_MARKS_PER_MEMBER || c.unavailable.len() >= 200_000 {
+        return Err(err(
+            Code::InvalidCampaign,
+            format!("at most {MAX_MARKS_PER_MEMBER} unavailability marks a member in a campaign"),
+        ));
     }
     event(tx, CampaignEvent::Unavailable { campaign_id, member_id, start, end });
     Ok(Reply::Done)
@@ -352,15 +367,37 @@ pub fn pool(state: &State, c: &Campaign) -> Vec<u32> {
             if !(assault || on_call) {
                 return false;
             }
-            let Some(d) = district else { return true };
-            let home = city.grid_places[city.member_residence[m as usize] as usize].district;
-            let paired = city.member_paired_community[m as usize].and_then(|ci| {
-                let grid = x.communities[ci as usize].grids.first()?;
-                city.grid_flat.get(&grid.id).map(|&g| city.grid_places[g as usize].district)
-            });
-            home == d || paired == Some(d)
+            district.is_none_or(|d| in_district(state, m, d))
         })
         .collect()
+}
+
+/// The member lives in district `d`, or their team is paired with a community there.
+fn in_district(state: &State, m: u32, d: u32) -> bool {
+    let city = &state.city;
+    let Some(x) = city.city() else { return false };
+    let home = city.grid_places[city.member_residence[m as usize] as usize].district;
+    let paired = city.member_paired_community[m as usize].and_then(|ci| {
+        let grid = x.communities[ci as usize].grids.first()?;
+        city.grid_flat.get(&grid.id).map(|&g| city.grid_places[g as usize].district)
+    });
+    home == d || paired == Some(d)
+}
+
+/// Member `m` belongs to campaign `c`'s people: a city campaign's, or one of its district
+/// (`pool`'s rule, whatever their duty now), or already in its roster. Only they may have
+/// times marked in it (scope.rs, `MarkUnavailable`).
+pub fn eligible(state: &State, m: u32, c: &Campaign) -> bool {
+    let district = c.district_id.as_ref().and_then(|d| state.city.district_by_id.get(d).copied());
+    let in_roster = || {
+        let id = state.city.members().get(m as usize).map(|x| x.id.as_str());
+        c.roster.as_ref().is_some_and(|r| r.members.iter().any(|x| Some(x.as_str()) == id))
+    };
+    match (&c.district_id, district) {
+        (None, _) => true,
+        (Some(_), Some(d)) => in_district(state, m, d) || in_roster(),
+        (Some(_), None) => in_roster(),
+    }
 }
 
 /// A roster computed outside the writer (`plan::prepare`) may be published while the

@@ -49,7 +49,7 @@ async fn m_opens_offline_from_its_cache_queues_an_accept_and_sends_it_once_when_
     m.wait(
         "the worker in control and the shell cached",
         "if (!navigator.serviceWorker.controller) return false;
-         return caches.open('muster-m-shell-v1').then(c => c.keys()).then(k => {
+         return caches.open('muster-m-shell-v2').then(c => c.keys()).then(k => {
            const kept = k.map(r => new URL(r.url).pathname);
            return ['/m', '/web/member.js', '/web/member-offline.js', '/web/style.css', '/web/i18n.js'].every(p => kept.includes(p));
          });",

@@ -52,7 +52,7 @@ async fn a_unit_admin_signs_in_from_a_link_imports_members_row_by_row_and_sees_t
     )
     .await;
     // The year so far against the yearly target of service hours, as the report says.
-    let year = format!("{}-01-01T00:00:00+08:00", chrono::Utc::now().format("%Y"));
+    let year = format!("{}-01-01T00:00:00+08:00", (chrono::Utc::now() + chrono::Duration::hours(8)).format("%Y"));
     let rep: Value = app
         .get(&admin, &format!("/v1/reports/units/{unit}?from={}", year.replace('+', "%2B")))
         .await
