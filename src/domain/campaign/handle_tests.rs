@@ -149,14 +149,23 @@ fn campaigns_are_in_scope_of_city_command_and_their_districts_command_only() {
     let CampaignCommand::Create { name, start, end, rules, .. } = create else { unreachable!() };
     let city_wide = CampaignCommand::Create { name, district_id: None, start, end, rules };
     assert_eq!(w.refuse(&district_command("d01"), cmd(city_wide)).code, Code::OutsideScope);
-    // A member marks their own time, not another's.
-    let m = w.state.city.members()[0].id.clone();
-    let other = w.state.city.members()[1].id.clone();
+    // A member marks their own time, not another's; only a member of the campaign's
+    // people may (d01's): to one of another district the campaign is unknown.
+    let c = w.state.campaigns.get(&id).unwrap().clone();
+    let n = w.state.city.members().len() as u32;
+    let of = |yes: bool| {
+        let i = (0..n).find(|&i| super::handle::eligible(&w.state, i, &c) == yes).unwrap();
+        w.state.city.members()[i as usize].id.clone()
+    };
+    let (m, foreign) = (of(true), of(false));
+    let other = w.state.city.members().iter().map(|x| x.id.clone()).find(|x| *x != m).unwrap();
     let mark = |who: &str| {
         cmd(CampaignCommand::Unavailable { campaign_id: id.clone(), member_id: who.into(), start: T0, end: T0 + HOUR })
     };
     w.ok(&as_member(&m), mark(&m));
     assert_eq!(w.refuse(&as_member(&m), mark(&other)).code, Code::OutsideScope);
+    assert_eq!(w.refuse(&as_member(&foreign), mark(&foreign)).code, Code::UnknownCampaign);
+    assert_eq!(w.refuse(&district_command("d01"), mark(&foreign)).code, Code::UnknownMember);
     w.ok(&district_command("d01"), close());
     assert_eq!(w.refuse(&city_command(), close()).code, Code::CampaignClosed);
 }
